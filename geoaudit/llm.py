@@ -127,6 +127,7 @@ class Usage:
     completion_tokens: int = 0
     cost: float = 0.0
     cost_unknown_calls: int = 0
+    local_calls: int = 0
     by_purpose: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -139,7 +140,9 @@ class Usage:
             self.calls += 1
             self.prompt_tokens += resp.prompt_tokens
             self.completion_tokens += resp.completion_tokens
-            if resp.cost is None:
+            if resp.model.startswith("local/"):
+                self.local_calls += 1
+            elif resp.cost is None:
                 self.cost_unknown_calls += 1
             else:
                 self.cost += resp.cost
@@ -156,8 +159,10 @@ class Usage:
             + ")",
             f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens",
         ]
-        if self.calls and self.cost_unknown_calls == self.calls:
-            parts.append("cost: n/a (no price known for this model; local models cost $0)")
+        if self.calls and self.local_calls == self.calls:
+            parts.append("cost $0 (embedded local model)")
+        elif self.calls and self.cost_unknown_calls + self.local_calls == self.calls:
+            parts.append("cost unknown (litellm has no price for this model/endpoint)")
         else:
             known = f"cost ${self.cost:.4f} (litellm price map)"
             if self.cost_unknown_calls:
