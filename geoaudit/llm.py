@@ -394,10 +394,10 @@ class LiteLLMBackend:
                 })
         cost: float | None = None
         if not model.startswith("local/"):
-            try:
-                cost = float(litellm.completion_cost(completion_response=resp))
-            except Exception:
-                cost = None  # unpriced model or endpoint: say so rather than print $0
+            # litellm already priced the call (when it knows the model); computing it again costs ~1 ms.
+            hidden = getattr(resp, "_hidden_params", None) or {}
+            raw_cost = hidden.get("response_cost")
+            cost = float(raw_cost) if raw_cost else None  # unpriced model or endpoint: say so, not $0
         return LLMResponse(
             text=text,
             model=model,

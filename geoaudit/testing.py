@@ -72,6 +72,8 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; without this, Nagle + delayed ACK add ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
@@ -183,3 +185,27 @@ def fake_settings(server: FakeOpenAIServer, data_dir: Any, **kw: Any) -> Any:
     )
     defaults.update(kw)
     return Settings(**defaults)
+
+
+def serve_main(argv: list[str] | None = None) -> None:
+    """``python -m geoaudit.testing --latency 0.1``: run a fake server in its own process (benchmarks).
+
+    Prints the base URL on the first line, then serves ``"answer [1]."`` until killed.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Fake OpenAI-compatible server on 127.0.0.1")
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--text", default="Answer sentence one [1]. Answer sentence two [2].")
+    args = ap.parse_args(argv)
+    server = FakeOpenAIServer(lambda req: args.text, latency=args.latency).start()
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    serve_main()
