@@ -97,7 +97,7 @@ SUMMARY_COLUMNS = [
 CALIBRATION_COLUMNS = [
     "strategy", "comparison", "n_tests", "n_rejected_raw", "rate_raw",
     "n_rejected_holm", "rate_holm", "n_rejected_bh", "rate_bh", "alpha",
-    "excess_p", "warning", "message",
+    "excess_p", "warning", "excess_significant", "message",
 ]  # fmt: skip
 
 
@@ -191,7 +191,7 @@ def rank_biserial(deltas: Sequence[float] | np.ndarray) -> float:
 def mde_paired(
     sd: float, n: int, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided"
 ) -> float:
-    """Minimum detectable mean difference of a paired t-test (normal-shift approximation with t quantiles).
+    """Minimum detectable mean difference of a paired t-test (shift approximation, t quantiles).
 
     ``MDE = (t_{1 - alpha/2, n-1} + t_{power, n-1}) * sd / sqrt(n)`` for a two-sided test
     (``t_{1 - alpha, n-1}`` for a one-sided one), where sd is the standard deviation of the paired
@@ -214,7 +214,7 @@ def mde_paired(
 
 @lru_cache(maxsize=16)
 def _boot_index(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """The (n_boot, n) matrix of resampled positions; shared by every group of size n (common random numbers)."""
+    """The (n_boot, n) resampled positions, shared by all groups of size n (common random numbers)."""
     idx = np.random.default_rng([seed, n]).integers(0, n, size=(n_boot, n))
     idx.setflags(write=False)
     return idx
@@ -232,7 +232,7 @@ def _jack_index(n: int) -> np.ndarray:
 def _interval(
     theta: float, boot: np.ndarray, jack: np.ndarray | None, confidence: float, method: str
 ) -> tuple[float, float]:
-    """Percentile or BCa interval from bootstrap replicates (Efron & Tibshirani 1993, ch. 13 and 14.3)."""
+    """Percentile or BCa interval from replicates (Efron & Tibshirani 1993, ch. 13 and 14.3)."""
     lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
     if not np.isfinite(theta) or boot.size == 0 or not np.all(np.isfinite(boot)):
         return math.nan, math.nan
@@ -362,7 +362,7 @@ def _paired(
     paired_metric: bool,
     by_rank: bool = False,
 ) -> pd.DataFrame:
-    """Per-unit (baseline, treated) pairs; the unit is the item, or (item, orig rank) when ``by_rank``."""
+    """Per-unit (baseline, treated) pairs; the unit is the item, or (item, rank) when ``by_rank``."""
     if comparison not in COMPARISONS:
         raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
     df = _prepared(rows, metric)
@@ -370,7 +370,7 @@ def _paired(
     # Descriptive columns: first value seen per item (they describe the query, not the sample).
     info = df.drop_duplicates("item").set_index("item")[["domain", "tags", "target_orig_rank"]]
     if not by_rank:
-        # The most common original rank over the item's rows (it only varies if sources are shuffled per seed).
+        # The item's most common original rank (it only varies if sources are shuffled per seed).
         mode_rank = (
             df.dropna(subset=["target_orig_rank"])
             .groupby("item")["target_orig_rank"]
@@ -526,7 +526,7 @@ def _group_stats(
         res["status"] = INSUFFICIENT
         notes.append("all deltas are zero")
     elif not sd > _ZERO_TOL * max(1.0, abs(res["mean_delta"])):
-        # Equal deltas that differ only by float rounding (0.2 - 0.1 vs 0.3 - 0.2) would give a t of 1e15.
+        # Equal deltas differing by float rounding (0.2 - 0.1 vs 0.3 - 0.2) would give t = 1e15.
         res["status"] = INSUFFICIENT
         notes.append("every delta has the same value (sd = 0): no variance to test against")
     elif res["n_nonzero"] < MIN_N:
@@ -595,7 +595,7 @@ def summarize(
     seed: int = 0,
     mode: str = "default",
 ) -> pd.DataFrame:
-    """Paired tests, effect sizes and bootstrap CIs, one row per strategy x rate x metric x comparison (x group).
+    """Paired tests, effect sizes and bootstrap CIs per strategy x rate x metric x comparison (x group).
 
     Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised:
 
@@ -666,7 +666,8 @@ def summarize(
     paired_set = set(paired_metrics)
     directions = {m: _direction(m, higher_is_better) for m in metrics}
 
-    ci_method = f"{'BCa' if ci == 'bca' else 'percentile'} bootstrap, {n_boot} resamples of queries, seed {seed}"
+    ci_name = "BCa" if ci == "bca" else "percentile"
+    ci_method = f"{ci_name} bootstrap, {n_boot} resamples of queries, seed {seed}"
     mode_note = (
         "C-SEO Bench mode: one-sided Wilcoxon (greater) on favourable deltas; zero differences kept "
         "in the mean, dropped by the test (scipy zero_method='wilcox'); Holm within each domain"
@@ -807,8 +808,10 @@ def calibration(
     Wilcoxon p < alpha (``rate_raw``), Holm-adjusted p < alpha and BH-adjusted p < alpha.
     ``warning`` is True when ``rate_raw`` exceeds alpha: the engine's noise is larger than the
     tests assume (e.g. samples are not independent) and gains of other strategies of that size
-    should not be trusted. ``excess_p`` is a one-sided binomial test of "rate <= alpha"; it treats
-    the tests as independent, which they are not (they share queries), so read it as a guide.
+    should not be trusted. ``excess_p`` is a one-sided binomial test of "rate <= alpha" and
+    ``excess_significant`` is ``warning and excess_p < 0.05``: with few tests a rate a little above
+    alpha is expected by chance. The binomial test treats the tests as independent, which they are
+    not (they share queries), so read it as a guide; ``message`` says all this in one line.
     Returns an empty frame (columns :data:`CALIBRATION_COLUMNS`) when there are no identity rows.
     """
     if "strategy" not in summary_df.columns:
@@ -828,15 +831,23 @@ def calibration(
         rate = k_raw / n
         warn = rate > alpha
         excess = float(sps.binomtest(k_raw, n, alpha, alternative="greater").pvalue)
-        msg = (
+        head = (
             f"A/A control ({strategy}, {comparison}): {k_raw}/{n} tests reject at alpha={alpha:g} "
             f"({rate:.1%}); "
-            + (
-                "above alpha - the engine is noisier than the tests assume; treat small gains with suspicion"
-                if warn
-                else "within alpha - the tests look calibrated"
-            )
         )
+        if not warn:
+            tail = "within alpha - the tests look calibrated"
+        elif excess < 0.05:
+            tail = (
+                f"clearly above alpha (binomial p={excess:.2g}) - the engine is noisier than the "
+                "tests assume; do not trust gains of that size"
+            )
+        else:
+            tail = (
+                f"above alpha, though within chance for {n} tests (binomial p={excess:.2g}); "
+                "treat small gains with suspicion"
+            )
+        msg = head + tail
         records.append(
             {
                 "strategy": strategy,
@@ -851,6 +862,7 @@ def calibration(
                 "alpha": alpha,
                 "excess_p": excess,
                 "warning": warn,
+                "excess_significant": bool(warn and excess < 0.05),
                 "message": msg,
             }
         )
