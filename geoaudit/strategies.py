@@ -307,7 +307,7 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
         raise c.fail("prompt", f"is only allowed for kind llm-rewrite (this is {kind!r})")
 
     return Strategy(
-        name=name, title=title, description=description.strip(), origin=origin, kind=kind,
+        name=name, title=title, description=re.sub(r"(?<!\n)\n(?!\n)", " ", description.strip()), origin=origin, kind=kind,
         version=version, system=system.strip(), user=user.strip(), query_aware=query_aware,
         grounded=grounded, position=position, temperature=temperature, postprocess=tuple(steps),
         constraints=constraints, source=path, builtin=builtin,

@@ -1,0 +1,351 @@
+"""Guards computed for every rewrite: how much changed, what survived, what was invented, and whether it failed.
+
+Every function here is pure (text in, numbers/lists out) and states its rule in its docstring. The
+rules are deliberately simple and explainable; they are flags for a human or a report, not a fact
+checker. "New" always means: present in the rewrite and absent from the original, after the
+normalisation described in each function.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_WORD_RE = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+_SENT_SPLIT_RE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
+STOPWORDS = frozenset(
+    """a an and are as at be been being but by can could did do does for from had has have he her his
+    how i if in into is it its itself me more most my no not of on or our out over own she so some such
+    than that the their them then there these they this those through to too under up very was we were
+    what when where which while who whom why will with would you your also just may might must shall
+    should about after again against all any because before below between both during each few further
+    here once only other same until""".split()
+)
+
+
+# --------------------------------------------------------------------------- tokens and sentences
+
+
+def words(text: str) -> list[str]:
+    """Word tokens: runs of letters/digits (with an optional apostrophe suffix), as written."""
+    return _WORD_RE.findall(text)
+
+
+def content_tokens(text: str) -> set[str]:
+    """Content tokens: lower-cased words that are numbers, or longer than 2 characters and not stopwords,
+    crudely stemmed by dropping a plural "s" and truncating to 6 characters (truncation stemming), so
+    "installation"/"installing" and "cost"/"costs" match."""
+    out = set()
+    for w in words(text):
+        lw = w.lower().replace("’", "'").split("'")[0]
+        if lw.isdigit():
+            out.add(lw)
+        elif len(lw) > 2 and lw not in STOPWORDS:
+            if len(lw) > 3 and lw.endswith("s") and not lw.endswith("ss"):
+                lw = lw[:-1]
+            out.add(lw[:6])
+    return out
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences: split after . ! ? followed by space and a capital/digit, and at line breaks.
+
+    Markdown markers at line starts (``#``, ``-``, ``*``, ``>``, ``1.``) are stripped.
+    """
+    out = []
+    for s in _SENT_SPLIT_RE.split(text):
+        s = re.sub(r"^\s*(?:#{1,6}|[-*+>]|\d+[.)])\s+", "", s).strip()
+        if s:
+            out.append(s)
+    return out
+
+
+# --------------------------------------------------------------------------- change and survival
+
+
+def length_ratio(original: str, rewritten: str) -> float:
+    """Length ratio = words(rewritten) / words(original); 1.0 when both are empty, inf when only the original is."""
+    n_orig, n_new = len(words(original)), len(words(rewritten))
+    if n_orig == 0:
+        return 1.0 if n_new == 0 else float("inf")
+    return n_new / n_orig
+
+
+def sentence_survival(original: str, rewritten: str, *, threshold: float = 0.5) -> float:
+    """Fraction of the original's sentences whose content survives in the rewrite.
+
+    A sentence with content-token set A survives when some rewritten sentence, or two adjacent
+    rewritten sentences joined (models split and merge sentences), has token set B with
+    |A ∩ B| / |A| >= ``threshold``. Sentences without content tokens are ignored; an original
+    with none gives 1.0.
+    """
+    orig = [t for t in (content_tokens(s) for s in sentences(original)) if t]
+    if not orig:
+        return 1.0
+    new_sents = [content_tokens(s) for s in sentences(rewritten)]
+    windows = new_sents + [a | b for a, b in zip(new_sents, new_sents[1:])]
+    if not windows:
+        return 0.0
+    survived = sum(1 for a in orig if max(len(a & b) for b in windows) / len(a) >= threshold)
+    return survived / len(orig)
+
+
+def word_change(original: str, rewritten: str) -> float:
+    """Share of words changed: 1 - difflib ratio over the two word sequences (0 = identical)."""
+    import difflib
+
+    a, b = [w.lower() for w in words(original)], [w.lower() for w in words(rewritten)]
+    if not a and not b:
+        return 0.0
+    return 1.0 - difflib.SequenceMatcher(a=a, b=b, autojunk=False).ratio()
+
+
+# --------------------------------------------------------------------------- fabrication flags
+
+_NUMBER_RE = re.compile(r"(?<![A-Za-z0-9])\d[\d,]*(?:\.\d+)?")
+_QUOTE_RE = re.compile(r"[\"“]([^\"“”\n]{3,400})[\"”]")
+_URL_RE = re.compile(
+    r"\bhttps?://[^\s<>()\"']+|\bwww\.[^\s<>()\"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|ai|co|uk|de|fr|info)\b(?:/[^\s<>()\"']*)?",
+    re.IGNORECASE,
+)
+# A capitalised word (no sentence punctuation inside, so names never run across sentences), or a title.
+_CAP = r"(?:(?:Dr|Mr|Mrs|Ms|Prof|St)\.|[A-Z][\w&'’-]*)"
+_NAME_RE = re.compile(rf"\b{_CAP}(?:\s+(?:(?:of|for|and|the|de|on|&)\s+)?{_CAP})+")
+_ACCORDING_RE = re.compile(
+    r"\b(?:according to|as reported by|reported by|said|says|states|notes|cites?|per"
+    r"|(?:report|study|survey|data|research|analysis|statement)\s+(?:from|by|of))\s+(?:the\s+|a\s+|an\s+)?"
+    rf"((?:\d{{4}}\s+)?(?:{_CAP}|[a-z]+\s+{_CAP})(?:\s+(?:of|for|and|the|&)?\s*{_CAP})*)"
+)
+_SAYS_RE = re.compile(
+    rf"({_CAP}(?:\s+(?:(?:of|for|and|the)\s+)?{_CAP})*)\s+(?:says|said|reports|reported|found|finds|estimates|"
+    r"estimated|notes|noted|states|stated|warns|warned)\b"
+)
+_LEADING_WORDS = {"I", "I'm", "I’m", "The", "A", "An", "This", "That", "These", "Those", "In", "On", "At", "For", "And", "But", "According", "Its", "Our", "It"}
+
+
+def _norm_number(raw: str) -> str:
+    s = raw.replace(",", "")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return s.lstrip("0") or "0"
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers in ``text``, normalised: thousands separators dropped, trailing decimal zeros dropped, leading zeros dropped."""
+    return {_norm_number(m.group(0).rstrip(",.")) for m in _NUMBER_RE.finditer(text)}
+
+
+def new_numbers(original: str, rewritten: str) -> list[str]:
+    """Numbers of the rewrite absent from the original (after :func:`numbers` normalisation), sorted."""
+    return sorted(numbers(rewritten) - numbers(original), key=lambda s: (len(s), s))
+
+
+def _squash(text: str) -> str:
+    return " ".join(w.lower() for w in words(text))
+
+
+def new_quotes(original: str, rewritten: str) -> list[str]:
+    """Quoted spans ("..." or “...”, 3+ words) of the rewrite whose words do not appear, in order, in the original.
+
+    Both sides are compared as lower-cased word sequences, so re-punctuated but verbatim quotes are
+    not flagged; a quote the original already had (or words it contains verbatim) is not new.
+    """
+    orig = " " + _squash(original) + " "
+    out = []
+    for m in _QUOTE_RE.finditer(rewritten):
+        span = m.group(1).strip()
+        if len(words(span)) < 3:
+            continue
+        if " " + _squash(span) + " " not in orig:
+            out.append(span)
+    return list(dict.fromkeys(out))
+
+
+def urls(text: str) -> set[str]:
+    """URLs and bare domains (``example.com/path``), lower-cased, without scheme, ``www.`` or trailing punctuation."""
+    out = set()
+    for m in _URL_RE.finditer(text):
+        u = m.group(0).rstrip(".,;:!?)]").lower()
+        u = re.sub(r"^https?://", "", u)
+        u = re.sub(r"^www\.", "", u)
+        out.add(u.rstrip("/"))
+    return out
+
+
+def new_urls(original: str, rewritten: str) -> list[str]:
+    """URLs/domains of the rewrite (see :func:`urls`) that the original does not contain, sorted."""
+    orig = urls(original)
+    orig_text = original.lower()
+    return sorted(u for u in urls(rewritten) - orig if u not in orig_text)
+
+
+def named_sources(text: str) -> set[str]:
+    """Named sources and organisations: "according to X"-style attributions and capitalised multi-word names.
+
+    Rules: (1) the capitalised phrase (acronyms included) after "according to", "reported by",
+    "said", "says", "states", "notes", "cites", "per", or "report/study/survey/data/research/
+    analysis/statement from|by|of" (an optional year and article allowed); (1b) a multi-word
+    capitalised name or an acronym before "says", "said", "reports", "found", "estimates", "notes",
+    "states", "warns"; (2) any run of 2+ capitalised
+    words (small connectors such as "of", "for", "and" allowed inside), with a leading sentence word
+    such as "The" or "According" dropped. Single capitalised words are not names here (too many
+    sentence starts).
+    """
+    found: set[str] = set()
+    for m in _ACCORDING_RE.finditer(text):
+        found.add(m.group(1).strip())
+    for m in [*_NAME_RE.finditer(text), *_SAYS_RE.finditer(text)]:
+        parts = m.group(1 if m.re is _SAYS_RE else 0).split()
+        while parts and parts[0] in _LEADING_WORDS:
+            parts = parts[1:]
+        if len(parts) >= 2 or (len(parts) == 1 and parts[0].isupper() and len(parts[0]) >= 2):
+            found.add(" ".join(parts))
+    return {re.sub(r"[.,;:]+$", "", f) for f in found if f}
+
+
+def new_sources(original: str, rewritten: str) -> list[str]:
+    """Named sources of the rewrite (see :func:`named_sources`) none of whose words-sequence occurs in the original.
+
+    A name counts as present when its lower-cased word sequence is in the original's; a name that
+    only differs by a leading year or article from one in the original is therefore not new.
+    """
+    orig = " " + _squash(original) + " "
+    out = []
+    for name in named_sources(rewritten):
+        seq = _squash(re.sub(r"^\d{4}\s+", "", name))
+        if seq and " " + seq + " " not in orig:
+            out.append(name)
+    # Drop names contained in a longer flagged name ("World Health" inside "World Health Organization").
+    out = [n for n in out if not any(n != o and n in o for o in out)]
+    return sorted(set(out))
+
+
+def fabrication_flags(original: str, rewritten: str) -> dict[str, list[str]]:
+    """Everything the rewrite states that the original does not: numbers, quotes, sources, urls."""
+    return {
+        "numbers": new_numbers(original, rewritten),
+        "quotes": new_quotes(original, rewritten),
+        "sources": new_sources(original, rewritten),
+        "urls": new_urls(original, rewritten),
+    }
+
+
+# --------------------------------------------------------------------------- failure checks
+
+_REFUSAL_RE = re.compile(
+    r"\b(?:I\s+(?:can['’]?t|cannot|can not|am unable to|am not able to|won['’]?t|will not)\s+(?:help|assist|do|comply|rewrite|provide|fulfil|fulfill|create|generate|complete)"
+    r"|I['’]m\s+(?:sorry|unable|not able)|I\s+apologi[sz]e|as an ai\b|as a language model|I['’]m an ai\b)",
+    re.IGNORECASE,
+)
+
+
+def is_empty(text: str) -> bool:
+    """Empty output: no word tokens at all (whitespace or punctuation only)."""
+    return not words(text)
+
+
+def is_refusal(output: str, original: str = "") -> bool:
+    """Refusal: a refusal phrase ("I can't help", "I'm sorry", "As an AI", ...) in the first 300 characters
+    of the output that the original does not contain itself (so a page quoting "I'm sorry" is fine)."""
+    m = _REFUSAL_RE.search(output[:300])
+    return bool(m) and m.group(0).lower() not in original.lower()
+
+
+def echoes_prompt(output: str, instructions: Iterable[str], original: str = "") -> bool:
+    """Echoed prompt: the output contains, verbatim (case- and space-insensitive), one of the prompt's
+    instruction sentences (25+ characters) that the original does not itself contain."""
+    out = _squash(output)
+    orig = _squash(original)
+    for sent in instructions:
+        s = _squash(sent)
+        if len(s) >= 20 and s in out and s not in orig:
+            return True
+    return False
+
+
+@dataclass
+class GuardReport:
+    """All guards of one rewrite. ``failure`` is None when the rewrite may be used."""
+
+    length_ratio: float
+    sentence_survival: float
+    word_change: float
+    fabrications: dict[str, list[str]] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def flag_count(self) -> int:
+        return sum(len(v) for v in self.fabrications.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["length_ratio"] == float("inf"):
+            data["length_ratio"] = None
+        data["flag_count"] = self.flag_count
+        return data
+
+
+def check(
+    original: str,
+    rewritten: str,
+    *,
+    min_length_ratio: float = 0.0,
+    max_length_ratio: float = float("inf"),
+    instructions: Sequence[str] = (),
+    forbid_new: Sequence[str] = (),
+    survival_threshold: float = 0.5,
+) -> GuardReport:
+    """Compute every guard, and the first failure reason, in this order:
+
+    empty output; refusal; echoed prompt; length ratio outside [min, max]; a forbidden fabrication
+    category (``forbid_new``, e.g. numbers for a grounded strategy) with at least one new item.
+    """
+    ratio = length_ratio(original, rewritten)
+    report = GuardReport(
+        length_ratio=ratio,
+        sentence_survival=sentence_survival(original, rewritten, threshold=survival_threshold),
+        word_change=word_change(original, rewritten),
+        fabrications=fabrication_flags(original, rewritten),
+    )
+    if is_empty(rewritten):
+        report.failure = "empty output"
+    elif is_refusal(rewritten, original):
+        report.failure = "the model refused"
+    elif echoes_prompt(rewritten, instructions, original):
+        report.failure = "the model echoed the prompt"
+    elif not (min_length_ratio <= ratio <= max_length_ratio):
+        report.failure = (
+            f"length ratio {ratio:.2f} outside the strategy's {min_length_ratio:g}-{max_length_ratio:g}"
+        )
+    else:
+        for kind in forbid_new:
+            items = report.fabrications.get(kind) or []
+            if items:
+                report.failure = f"new {kind} in a grounded rewrite: {', '.join(items[:3])}"
+                break
+    return report
+
+
+__all__ = [
+    "GuardReport",
+    "check",
+    "content_tokens",
+    "echoes_prompt",
+    "fabrication_flags",
+    "is_empty",
+    "is_refusal",
+    "length_ratio",
+    "named_sources",
+    "new_numbers",
+    "new_quotes",
+    "new_sources",
+    "new_urls",
+    "numbers",
+    "sentence_survival",
+    "sentences",
+    "urls",
+    "word_change",
+    "words",
+]
