@@ -328,7 +328,12 @@ def _fallback_text(soup: Any) -> str:
 
 
 def _main_text(html: str, url: str) -> str:
+    import logging
+
     import trafilatura
+
+    # trafilatura logs a warning for every page it finds empty; we record that as data instead.
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
 
     try:
         text = trafilatura.extract(

@@ -1,0 +1,169 @@
+"""``geoaudit crawl``: fetch pages (or load local drafts) into the document store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from geoaudit.cli._app import app, console, err_console, settings
+from geoaudit.errors import FetchError, InputError
+
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
+    """``(urls, local_paths)``: anything with a scheme is a URL (validated later), else a path."""
+    urls, paths = [], []
+    for item in items:
+        (urls if _SCHEME_RE.match(item) or item.lower().startswith(("http:", "https:")) else paths).append(item)
+    return urls, paths
+
+
+@app.command("crawl")
+def crawl_command(
+    inputs: Optional[list[str]] = typer.Argument(
+        None, metavar="URL_OR_PATH...", help="http(s) URLs, or local .html/.md/.txt/.jsonl files, directories, globs."
+    ),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
+    sitemap: Optional[list[str]] = typer.Option(None, "--sitemap", help="Sitemap URL (index and .gz allowed); repeatable."),
+    max_pages: Optional[int] = typer.Option(None, "--max-pages", help="Follow links breadth-first, visiting at most N URLs."),
+    same_domain: bool = typer.Option(False, "--same-domain", help="Only follow links to the seeds' hosts (and subdomains)."),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="Regex a discovered URL must match; repeatable."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Regex that drops a discovered URL; repeatable."),
+    delay: float = typer.Option(1.0, "--delay", help="Seconds between requests to the same host."),
+    per_host: int = typer.Option(1, "--per-host", help="Requests in flight per host."),
+    concurrency: int = typer.Option(16, "--concurrency", "-j", help="Requests in flight overall."),
+    ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not honour robots.txt (only for sites you own)."),
+    allow_private: bool = typer.Option(False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."),
+    user_agent: Optional[str] = typer.Option(None, "--user-agent", help="User agent for requests and robots.txt rules."),
+    timeout: float = typer.Option(20.0, "--timeout", help="Seconds per request, body included."),
+    max_bytes: int = typer.Option(5_000_000, "--max-bytes", help="Cut bodies longer than this (recorded)."),
+    restart: bool = typer.Option(False, "--restart", help="Start over instead of resuming an unfinished identical crawl."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the documents to this JSONL file (atomically)."),
+) -> None:
+    """Crawl pages politely (or load local drafts) into documents for the audit.
+
+    URLs are fetched with per-host delay and concurrency limits, honouring robots.txt; each
+    page's main text and GEO-relevant metadata (title, description, canonical, headings,
+    schema.org types, author, dates, links) go into the document store. Local files and
+    directories are loaded as drafts. An interrupted crawl resumes when run again; a finished
+    one re-fetches conditionally (unchanged pages are kept as they are).
+
+    Examples:
+
+      geoaudit crawl https://example.com/pricing https://rival.example/pricing
+
+      geoaudit crawl https://example.com/ --max-pages 50 --same-domain --exclude '/tag/'
+
+      geoaudit crawl --sitemap https://example.com/sitemap.xml --include '/blog/' --out docs.jsonl
+
+      geoaudit crawl --file urls.txt --delay 2
+
+      geoaudit crawl ./drafts/ site/*.html --out drafts.jsonl
+    """
+    from geoaudit.crawl import CrawlOptions, crawl, read_url_file, validate_url
+    from geoaudit.documents import load_inputs, write_jsonl
+    from geoaudit.store import DocumentStore
+
+    cfg = settings()
+    urls, paths = _split_inputs(list(inputs or []))
+    seeds = [validate_url(u) for u in urls]
+    if file is not None:
+        seeds += read_url_file(file)
+    if not seeds and not paths and not sitemap:
+        raise InputError("nothing to crawl", hint="give URLs, local files, --file urls.txt or --sitemap URL")
+    local = load_inputs(paths) if paths else []
+    options = CrawlOptions(
+        max_pages=max_pages,
+        follow_links=max_pages is not None,
+        same_domain=same_domain,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        sitemaps=tuple(sitemap or ()),
+        delay=delay,
+        per_host=per_host,
+        concurrency=concurrency,
+        respect_robots=not ignore_robots,
+        allow_private=allow_private,
+        user_agent=user_agent,
+        timeout=timeout,
+        max_bytes=max_bytes,
+        resume=not restart,
+    )
+    if ignore_robots:
+        err_console.print("[bold yellow]WARNING: robots.txt is IGNORED (--ignore-robots).[/] Only do this for sites you own or may crawl.")
+
+    documents = list(local)
+    result = None
+    if seeds or sitemap:
+        result = _crawl_with_progress(crawl, seeds, cfg, options)
+        documents += result.documents
+    if local:
+        cfg.ensure_data_dir()
+        store = DocumentStore(cfg.store_path)
+        try:
+            store.put_many(local)
+        finally:
+            store.close()
+
+    _summary(result, len(local))
+    if not documents and result is not None and result.counts["failed"]:
+        raise FetchError(f"no page could be fetched ({result.counts['failed']} failed; reasons above)")
+    if out is not None:
+        n = write_jsonl(out, documents)
+        console.print(f"wrote {n} documents to {out}")
+
+
+def _crawl_with_progress(crawl: Any, seeds: list[str], cfg: Any, options: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]crawl[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("queued {task.fields[queued]}  errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[last]}[/]"),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("crawl", total=None, queued=0, errors=0, last="")
+
+        def on_progress(p: Any) -> None:
+            last = p.last.url if p.last else ""
+            bar.update(task, completed=p.done, total=p.done + p.queued, queued=p.queued, errors=p.errors, last=last[-60:])
+
+        result = crawl(seeds, settings=cfg, options=options, progress=on_progress)
+    for w in result.warnings:
+        if "IGNORED" not in w:  # already said loudly above
+            err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if result.resumed:
+        err_console.print(f"resumed unfinished crawl job {result.job_id}")
+    return result
+
+
+def _summary(result: Any, n_local: int) -> None:
+    from rich.table import Table
+
+    table = Table(title="crawl summary", show_lines=False)
+    table.add_column("outcome")
+    table.add_column("reason")
+    table.add_column("pages", justify="right")
+    if n_local:
+        table.add_row("loaded", "local files", str(n_local))
+    if result is not None:
+        counts = result.counts
+        table.add_row("fetched", "", str(counts["fetched"]))
+        table.add_row("unchanged", "304 not modified", str(counts["unchanged"]))
+        for outcome in ("skipped", "failed"):
+            reasons = result.reasons(outcome)
+            if not reasons:
+                table.add_row(outcome, "", "0")
+            for reason, n in reasons.items():
+                table.add_row(outcome, reason, str(n))
+    console.print(table)
+    if result is not None:
+        console.print(f"[dim]crawl job {result.job_id}; documents are in the store (geoaudit.db in the data dir)[/]")
