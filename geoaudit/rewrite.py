@@ -106,7 +106,7 @@ def _strip_chatter(text: str) -> str:
             if not paras[0].strip():
                 paras.pop(0)
             continue
-        label = re.match(r"^\s*(?:text|rewritten|rewrite|answer)\s*:\s*", paras[0], re.IGNORECASE)
+        label = re.match(r"^\s*(?:\*\*)?(?:(?:(?:rewritten|revised|updated|improved|new)\s+)?(?:text|version|page|output)|rewritten|rewrite|answer)\s*:(?:\*\*)?\s*", paras[0], re.IGNORECASE)
         if label and paras[0][label.end():].strip():
             paras[0] = paras[0][label.end():]
         break
