@@ -1,0 +1,171 @@
+"""``geoaudit simulate`` and ``geoaudit runs``: competitive runs and the run store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from geoaudit.cli._app import (
+    ApiBaseOpt,
+    ConcurrencyOpt,
+    NoCacheOpt,
+    app,
+    console,
+    err_console,
+    print_usage,
+    settings,
+)
+
+runs_app = typer.Typer(help="List, inspect and export simulation runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    bench: str = typer.Option("demo", "--bench", "-b", help="Bench: 'demo', a name from `bench list`, or a path."),
+    strategies: str = typer.Option("identity,quotation-grounded,rank", "--strategies", "-s",
+                                   help="Comma-separated strategy names, or 'all'."),
+    adopters: str = typer.Option("0,0.5,1", "--adopters", "-a",
+                                 help="Adopter rates in [0, 1]: share of competitors that also adopt."),
+    samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled per condition."),
+    seeds: str = typer.Option("1", "--seeds", help="Seed count (3 = seeds 0,1,2) or a list (0,7,9)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N bench items."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Only items of this domain."),
+    k: int = typer.Option(5, "--k", help="Sources the engine shows per query."),
+    order: str = typer.Option("given", "--order", help="Source order: given, retrieved or shuffled."),
+    attribution: str = typer.Option("auto", "--attribution",
+                                    help="citations, overlap, hybrid, or auto (hybrid for local models)."),
+    temperature: float = typer.Option(0.7, "--temperature", help="Answer sampling temperature (GEO: 0.7)."),
+    max_tokens: int = typer.Option(160, "--max-tokens", help="Longest answer, in tokens."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
+    rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
+    api_base: Optional[str] = ApiBaseOpt,
+    concurrency: Optional[int] = ConcurrencyOpt,
+    no_cache: bool = NoCacheOpt,
+    strategies_dir: Optional[Path] = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Run competitive simulations: does a strategy help when competitors adopt it too?
+
+    For every bench item, strategy and adopter rate, the engine answers the query three ways:
+    nobody adopts (base), only competitors adopt (rivals), the target and competitors adopt
+    (treated). Re-running the same command resumes the same run.
+
+    Examples:
+        geoaudit simulate --bench demo --strategies identity,statistics-grounded --adopters 0,0.5,1
+        geoaudit simulate --bench ~/geo-bench/test.jsonl --strategies all --seeds 3 --samples 5 \\
+            --model ollama/qwen2.5:7b --api-base http://localhost:11434
+        geoaudit simulate --bench cseo/retail-00000-of-00001.parquet --k 10 --adopters 0,1
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from geoaudit.engine import EngineConfig
+    from geoaudit.simulate import SimulationConfig, parse_rates, parse_seeds, simulate
+
+    s = settings(model=model, rewrite_model=rewrite_model, api_base=api_base, concurrency=concurrency,
+                 cache=False if no_cache else None, strategies_dir=strategies_dir)
+    engine = EngineConfig(k=k, order=order, attribution=attribution, samples=samples,
+                          temperature=temperature, max_tokens=max_tokens)
+    config = SimulationConfig(
+        bench=bench, strategies=tuple(x.strip() for x in strategies.split(",") if x.strip()),
+        rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, k=k, engine=engine,
+        model=s.model, rewrite_model=s.rewrite_model or "", domain=domain,
+    )
+    from geoaudit.llm import Gateway
+    from geoaudit.simulate import Simulation
+
+    sim = Simulation(s, config, command="geoaudit " + " ".join(sys.argv[1:]))
+    err_console.print(
+        f"run [bold]{sim.run_id}[/]: {len(sim.bench.items)} items x {len(sim.strategies)} strategies x "
+        f"{len(config.rates)} rates x {len(config.seeds)} seeds, {samples} sample(s); engine {sim.gateway.model}, "
+        f"attribution {engine.resolve_attribution(sim.gateway.model)}",
+        highlight=False,
+    )
+    with Progress(
+        TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[calls]}"),
+        console=err_console, transient=False,
+    ) as bar:
+        task = bar.add_task("cells", total=None, calls="")
+
+        def on_progress(state) -> None:  # type: ignore[no-untyped-def]
+            u = sim.gateway.usage
+            bar.update(task, total=state.planned, completed=state.done,
+                       calls=f"{u.calls} calls, {u.cached} cached")
+
+        result = sim.run_sync(on_progress)
+    summary = {
+        "run": result.run.id, "path": str(result.run.dir), "planned_cells": result.planned_cells,
+        "computed_cells": result.computed_cells, "resumed_cells": result.resumed_cells, **result.run.counts(),
+    }
+    if json_out:
+        console.print_json(json.dumps(summary))
+    else:
+        console.print(
+            f"run {result.run.id}: {summary['rows']} result rows ({result.computed_cells} cells computed, "
+            f"{result.resumed_cells} already done) in {result.run.dir}", highlight=False,
+        )
+        console.print(f"next: geoaudit stats {result.run.id}   |   geoaudit report {result.run.id}", highlight=False)
+    print_usage(sim.gateway)
+    if sim.rewrite_gateway is not sim.gateway:
+        print_usage(sim.rewrite_gateway)
+
+
+@runs_app.command("list")
+def runs_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List simulation runs in the data directory.
+
+    Examples:
+        geoaudit runs list
+    """
+    from geoaudit.simulate import list_runs
+
+    runs = list_runs(settings())
+    if json_out:
+        console.print_json(json.dumps(runs, default=str))
+        return
+    table = Table(title="runs")
+    for col in ("id", "status", "bench", "strategies", "model", "cells", "rows", "created"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r["id"], str(r["status"]), str(r["bench"]), ",".join(r["strategies"] or []), str(r["model"]),
+                      f"{r['cells']}/{r['planned_cells']}", str(r["rows"]), str(r["created_at"]))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show_cmd(run: str = typer.Argument(..., help="Run id (or unique prefix).")) -> None:
+    """Show a run's configuration, command line, versions and progress.
+
+    Examples:
+        geoaudit runs show run-1a2b3c
+    """
+    from geoaudit.simulate import open_run
+
+    r = open_run(settings(), run)
+    meta = r.meta
+    console.print_json(json.dumps({"id": r.id, "path": str(r.dir), **r.counts(), **meta}, default=str))
+
+
+@runs_app.command("export")
+def runs_export_cmd(
+    run: str = typer.Argument(..., help="Run id (or unique prefix)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv, parquet or jsonl."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: <run>.<format>)."),
+) -> None:
+    """Export a run's results: one row per item x condition (samples averaged).
+
+    Examples:
+        geoaudit runs export run-1a2b3c --format parquet -o results.parquet
+    """
+    from geoaudit.simulate import export_rows, open_run
+
+    r = open_run(settings(), run)
+    path = out or Path(f"{r.id}.{fmt}")
+    n = export_rows(r, path, fmt)
+    console.print(f"wrote {n} rows to {path}", highlight=False)

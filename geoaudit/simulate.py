@@ -1,0 +1,674 @@
+"""Competitive GEO simulations: does a strategy still help when competitors adopt it too?
+
+The protocol (C-SEO Bench's question, on any bench). For each item, strategy S, adopter rate a and
+seed:
+
+* competitors C_a: ``round(a * (k - 1))`` of the non-target shown documents adopt S. They are the
+  first of a seeded permutation of the non-target documents, so adopter sets are *nested* across
+  rates (the 25 % adopters are among the 50 % adopters) and shared by all strategies;
+* three conditions, each answered by the engine with ``n`` samples:
+  ``base`` (nobody adopts; shared by every S and a, computed once per item and seed),
+  ``rivals`` (only C_a adopt; at a = 0 this *is* the base condition and reuses it),
+  ``treated`` (the target and C_a adopt);
+* per item, advantage = treated − rivals ("should I adopt, given rivals did?") and
+  net = treated − base ("where does the whole market end up?"), for every metric of
+  :mod:`geoaudit.metrics`, plus C-SEO Bench's Δrank (:func:`geoaudit.metrics.delta_rank`), stored on
+  treated rows as ``delta_rank`` (vs base: the paper-compatible value; C-SEO's unilateral mode is
+  a = 0 and its full-adoption mode a = 1) and ``delta_rank_adv`` (vs rivals).
+
+Sampling: every condition draws its answers with a seed of its own, derived from (run seed, item,
+condition, strategy, rate). ``identity`` therefore re-samples unchanged documents: an honest A/A
+control whose spread is pure sampling noise (the released GEO code reused the cached baseline, so
+its identity delta was 0 by construction and said nothing about noise).
+
+``rank`` (kind rank) rewrites nothing: adopters are moved to the top of the engine's source order
+in their original relative order (C-SEO Bench's ``seo_baseline`` / ``seo_baseline_game_theory``);
+unilaterally that puts the target first.
+
+Run store: one directory per run (``<data dir>/runs/<run id>/run.db``, SQLite) with the full
+configuration and one result row per (item, strategy, rate, seed, condition, sample). The run id
+is a hash of the configuration, so re-running the same command resumes the same run: finished
+cells are skipped, each cell's rows are written in one transaction (a kill -9 loses at most the
+cells in flight, whose LLM calls are in the gateway cache anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geoaudit.bench import Bench, BenchItem, load_bench
+from geoaudit.config import Settings
+from geoaudit.documents import Document, now_iso
+from geoaudit.engine import Answer, EngineConfig, agenerate, select_sources
+from geoaudit.errors import ConfigError, InputError
+from geoaudit.llm import Gateway
+from geoaudit.metrics import answer_metrics, delta_rank
+from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite
+from geoaudit.store import Migration, Transaction, connect
+from geoaudit.strategies import Strategy, load_strategies
+
+CONDITIONS = ("base", "rivals", "treated")
+#: Target metrics stored as columns of every result row (see geoaudit.metrics.METRICS).
+ROW_METRICS = (
+    "word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
+    "no_citation_rate", "hallucinated_citations", "valid_citations",
+)
+#: Paired metrics: already a difference against a baseline answer; only on treated rows.
+PAIRED_METRICS = ("delta_rank", "delta_rank_adv")
+HIGHER_IS_BETTER = {
+    "word": True, "position": True, "pawc": True, "cited": True, "citation_count": True,
+    "first_citation_rank": False, "share_of_voice": True, "no_citation_rate": False,
+    "hallucinated_citations": False, "valid_citations": True, "delta_rank": True,
+    "delta_rank_adv": True, "target_rank": False,
+}
+RUN_VERSION = "sim1"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that defines a run (its hash is the run id)."""
+
+    bench: str
+    strategies: tuple[str, ...] = ("identity",)
+    rates: tuple[float, ...] = (0.0, 1.0)
+    seeds: tuple[int, ...] = (0,)
+    limit: int | None = None
+    k: int = 5
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    model: str = ""
+    rewrite_model: str = ""
+    rewrite_seed: int = 0
+    bench_seed: int = 0
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.rates if not (isinstance(r, (int, float)) and 0.0 <= float(r) <= 1.0)]
+        if bad or not self.rates:
+            raise ConfigError(
+                f"adopter rates must be fractions in [0, 1], got {', '.join(map(str, bad or self.rates)) or 'none'}",
+                hint="e.g. --adopters 0,0.25,0.5,1",
+            )
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
+        if not self.strategies:
+            raise ConfigError("at least one strategy is needed")
+        if self.k < 1:
+            raise ConfigError(f"k must be at least 1, got {self.k}")
+
+    def describe(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["engine"] = self.engine.describe()
+        return d
+
+    def run_id(self, bench_fingerprint: str) -> str:
+        blob = json.dumps({"v": RUN_VERSION, "config": self.describe(), "bench": bench_fingerprint}, sort_keys=True)
+        return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """``"0,0.25,0.5,1"`` -> (0.0, 0.25, 0.5, 1.0); percentages like ``50%`` are accepted.
+
+    Raises:
+        ConfigError: a value is not a number in [0, 1].
+    """
+    out: list[float] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
+        except ValueError:
+            raise ConfigError(f"adopter rate {part!r} is not a number", hint="e.g. --adopters 0,0.5,1") from None
+        if not 0.0 <= value <= 1.0 or math.isnan(value):
+            raise ConfigError(f"adopter rate {part} is outside [0, 1]", hint="rates are fractions, e.g. 0.25")
+        out.append(value)
+    if not out:
+        raise ConfigError("no adopter rates given", hint="e.g. --adopters 0,0.5,1")
+    return tuple(sorted(set(out)))
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"3"`` -> (0, 1, 2) (a count); ``"0,7,9"`` -> (0, 7, 9) (a list)."""
+    try:
+        parts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"seeds must be a count (3) or a list (0,1,2), got {text!r}") from None
+    if not parts or any(p < 0 for p in parts):
+        raise ConfigError(f"seeds must be a count (3) or a list (0,1,2), got {text!r}")
+    if len(parts) == 1 and "," not in text:
+        return tuple(range(parts[0])) if parts[0] > 0 else (0,)
+    return tuple(dict.fromkeys(parts))
+
+
+def derived_seed(*parts: Any) -> int:
+    """A reproducible 31-bit seed from any parts (independent streams per condition)."""
+    h = hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def adopters(item: BenchItem, shown: Sequence[int], rate: float, seed: int) -> list[int]:
+    """Indices (into ``item.documents``) of the competitors that adopt at ``rate``.
+
+    ``round(rate * (k - 1))`` of the non-target shown documents, the first of a permutation seeded
+    by (seed, item): nested across rates, identical across strategies.
+    """
+    others = [i for i in shown if i != item.target]
+    rng = random.Random(derived_seed("adopters", seed, item.id))
+    perm = others[:]
+    rng.shuffle(perm)
+    # round() is banker's rounding; adopter counts use round-half-up so 0.5 * 3 = 1.5 -> 2.
+    m = int(math.floor(rate * len(others) + 0.5))
+    return sorted(perm[:m])
+
+
+# --------------------------------------------------------------------------- run store
+
+
+def _run_v1(conn: Any) -> None:
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(
+        """CREATE TABLE cells (
+            cell TEXT PRIMARY KEY, item TEXT, strategy TEXT, rate REAL, seed INTEGER, condition TEXT,
+            answer_id TEXT, finished_at TEXT
+        )"""
+    )
+    metric_cols = ", ".join(f"{m} REAL" for m in (*ROW_METRICS, *PAIRED_METRICS))
+    conn.execute(
+        f"""CREATE TABLE results (
+            item TEXT NOT NULL, domain TEXT, tags TEXT, strategy TEXT NOT NULL, rate REAL,
+            seed INTEGER NOT NULL, condition TEXT NOT NULL, sample INTEGER NOT NULL,
+            target_orig_rank INTEGER, target_rank INTEGER, adopters INTEGER,
+            target_rewrite TEXT, answer_id TEXT, {metric_cols},
+            PRIMARY KEY (item, strategy, rate, seed, condition, sample)
+        )"""
+    )
+    conn.execute("CREATE TABLE answers (answer_id TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+    conn.execute(
+        """CREATE TABLE rewrites (
+            doc_id TEXT, strategy TEXT, item TEXT, is_target INTEGER, status TEXT, reason TEXT,
+            flags INTEGER, guards TEXT, original TEXT, rewritten TEXT, model TEXT, key TEXT,
+            PRIMARY KEY (doc_id, strategy, item)
+        )"""
+    )
+
+
+RUN_MIGRATIONS: list[Migration] = [("run_v1", _run_v1)]
+
+
+class Run:
+    """One run directory: its configuration and result rows (``geoaudit.stats`` reads :meth:`rows`)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.dir = Path(path)
+        self.id = self.dir.name
+        self.conn = connect(self.dir / "run.db", RUN_MIGRATIONS)
+
+    # -- metadata
+    def set_meta(self, **values: Any) -> None:
+        with Transaction(self.conn) as c:
+            for k, v in values.items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v, default=str)))
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {r[0]: json.loads(r[1]) for r in self.conn.execute("SELECT key, value FROM meta")}
+
+    # -- cells
+    def done_cells(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT cell FROM cells")}
+
+    def save_cell(self, cell: str, key: dict[str, Any], answer: Answer, rows: list[dict[str, Any]]) -> None:
+        answer_id = "a" + hashlib.sha256(json.dumps(answer.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        cols = [
+            "item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample", "target_orig_rank",
+            "target_rank", "adopters", "target_rewrite", "answer_id", *ROW_METRICS, *PAIRED_METRICS,
+        ]
+        with Transaction(self.conn) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO answers VALUES (?, ?)", (answer_id, json.dumps(answer.to_dict()))
+            )
+            c.executemany(
+                f"INSERT OR REPLACE INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple({**r, "answer_id": answer_id}.get(col) for col in cols) for r in rows],
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?)",
+                (cell, key["item"], key["strategy"], key["rate"], key["seed"], key["condition"], answer_id, now_iso()),
+            )
+
+    def save_rewrites(self, records: list[dict[str, Any]]) -> None:
+        with Transaction(self.conn) as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO rewrites VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (r["doc_id"], r["strategy"], r["item"], int(r["is_target"]), r["status"], r["reason"],
+                     r["flags"], json.dumps(r["guards"]), r["original"], r["rewritten"], r["model"], r["key"])
+                    for r in records
+                ],
+            )
+
+    # -- reading
+    def rows(self) -> Any:
+        """All result rows as a pandas DataFrame (one per answer sample; base rows have strategy "" and rate NaN)."""
+        import pandas as pd
+
+        df = pd.read_sql_query("SELECT * FROM results ORDER BY item, strategy, rate, seed, condition, sample", self.conn)
+        df["rate"] = df["rate"].astype(float)
+        return df
+
+    def answer(self, answer_id: str) -> Answer | None:
+        row = self.conn.execute("SELECT answer FROM answers WHERE answer_id=?", (answer_id,)).fetchone()
+        return Answer.from_dict(json.loads(row[0])) if row else None
+
+    def rewrites(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.conn.execute("SELECT * FROM rewrites ORDER BY strategy, item, is_target DESC"):
+            d = dict(r)
+            d["guards"] = json.loads(d["guards"] or "{}")
+            out.append(d)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "cells": int(self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]),
+            "rows": int(self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]),
+        }
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def runs_root(settings: Settings) -> Path:
+    return settings.runs_dir
+
+
+def open_run(settings: Settings, run: str) -> Run:
+    """Open a finished or partial run by id (or unique id prefix, or a run directory path).
+
+    Raises:
+        InputError: no such run.
+    """
+    path = Path(run).expanduser()
+    if (path / "run.db").is_file():
+        return Run(path)
+    root = runs_root(settings)
+    matches = sorted(p for p in root.glob(f"{run}*") if (p / "run.db").is_file()) if root.is_dir() else []
+    if len(matches) == 1:
+        return Run(matches[0])
+    if not matches:
+        raise InputError(f"no run {run!r} in {root}", hint="see `geoaudit runs list`")
+    raise InputError(f"run id {run!r} is ambiguous: {', '.join(p.name for p in matches[:5])}")
+
+
+def list_runs(settings: Settings) -> list[dict[str, Any]]:
+    root = runs_root(settings)
+    out = []
+    for p in sorted(root.glob("*/run.db")) if root.is_dir() else []:
+        run = Run(p.parent)
+        meta = run.meta
+        out.append({"id": run.id, **run.counts(), "planned_cells": meta.get("planned_cells"),
+                    "status": meta.get("status", "?"), "created_at": meta.get("created_at"),
+                    "bench": (meta.get("config") or {}).get("bench"),
+                    "strategies": (meta.get("config") or {}).get("strategies"),
+                    "model": (meta.get("config") or {}).get("model")})
+        run.close()
+    return out
+
+
+# --------------------------------------------------------------------------- the simulation
+
+
+@dataclass
+class Progress:
+    """What a progress display needs; updated as cells finish."""
+
+    planned: int = 0
+    done: int = 0
+    skipped: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class SimulationResult:
+    run: Run
+    planned_cells: int
+    computed_cells: int
+    resumed_cells: int
+    bench: Bench
+    notes: list[str]
+
+
+def _display(item: BenchItem, k: int, order: str, seed: int, docs: Sequence[Document], engine: EngineConfig) -> list[int]:
+    """Indices into ``item.documents`` of the shown sources, in display order, for one condition."""
+    n = len(docs)
+    if order == "retrieved":
+        from geoaudit.retrieval import BM25Retriever
+
+        ranked = BM25Retriever().rank(item.query, list(docs))[:k]
+        return [r.index for r in ranked]
+    shown = list(range(min(k, n)))
+    if item.target not in shown:
+        shown[-1] = item.target  # the bench's target is always shown
+    if order == "shuffled":
+        random.Random(derived_seed("order", seed, item.id)).shuffle(shown)
+    return shown
+
+
+def _move_to_top(shown: list[int], movers: Sequence[int]) -> list[int]:
+    """C-SEO Bench's SEO baseline: adopters first, in their original relative order."""
+    movers_set = set(movers)
+    return [i for i in shown if i in movers_set] + [i for i in shown if i not in movers_set]
+
+
+class Simulation:
+    """Plans and runs the cells of one simulation; see the module docstring for the protocol."""
+
+    def __init__(
+        self, settings: Settings, config: SimulationConfig, *, gateway: Gateway | None = None,
+        rewrite_gateway: Gateway | None = None, command: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        registry = load_strategies(settings=settings)
+        self.strategies: list[Strategy] = registry.resolve(list(config.strategies))
+        self.bench = load_bench(
+            config.bench, k=config.k, limit=config.limit, seed=config.bench_seed, domain=config.domain,
+            settings=settings,
+        )
+        self.gateway = gateway or Gateway(settings.replace(model=config.model or settings.model))
+        rw_model = config.rewrite_model or settings.rewrite_model or self.gateway.model
+        self.rewrite_gateway = rewrite_gateway or (
+            self.gateway if rw_model == self.gateway.model else Gateway(settings.replace(model=rw_model))
+        )
+        self.rewrite_store = RewriteStore(settings.ensure_data_dir() / settings.store_path.name)
+        fingerprint = hashlib.sha256(
+            json.dumps([(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]).encode()
+        ).hexdigest()
+        resolved = SimulationConfig(**{
+            **{f: getattr(config, f) for f in config.__dataclass_fields__},
+            "model": self.gateway.model, "rewrite_model": self.rewrite_gateway.model,
+        })
+        self.config = resolved
+        self.run_id = resolved.run_id(fingerprint)
+        self.run = Run(runs_root(settings) / self.run_id)
+        self.command = command or " ".join(sys.argv)
+        self._rewrites: dict[tuple[str, str, str], asyncio.Task[RewriteResult]] = {}
+        self._base: dict[tuple[str, int], asyncio.Task[tuple[Answer, list[int]]]] = {}
+
+    # -- planning
+    def cells(self) -> list[dict[str, Any]]:
+        """Every (item, strategy, rate, seed, condition) cell this run computes."""
+        out = []
+        for item in self.bench.items:
+            for seed in self.config.seeds:
+                out.append({"item": item.id, "strategy": "", "rate": None, "seed": seed, "condition": "base"})
+                for s in self.strategies:
+                    for rate in self.config.rates:
+                        # At rate 0 the rivals condition is the base condition; its rows reuse the base answer.
+                        out.append({"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "rivals"})
+                        out.append({"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "treated"})
+        return out
+
+    @staticmethod
+    def cell_id(c: dict[str, Any]) -> str:
+        rate = "" if c["rate"] is None else f"{c['rate']:.6g}"
+        return f"{c['item']}|{c['strategy']}|{rate}|{c['seed']}|{c['condition']}"
+
+    # -- work units
+    async def _rewrite(self, item: BenchItem, strategy: Strategy, idx: int) -> RewriteResult:
+        doc = item.documents[idx]
+        key = (doc.content_hash, strategy.name, item.query if strategy.query_aware else "")
+        task = self._rewrites.get(key)
+        if task is None:
+            task = self._rewrites[key] = asyncio.ensure_future(
+                arewrite(
+                    self.rewrite_gateway, strategy, doc, query=item.query, seed=self.config.rewrite_seed,
+                    store=self.rewrite_store,
+                )
+            )
+        return await task
+
+    async def _condition_docs(
+        self, item: BenchItem, strategy: Strategy | None, adopting: Sequence[int]
+    ) -> tuple[list[Document], dict[int, RewriteResult]]:
+        docs = list(item.documents)
+        results: dict[int, RewriteResult] = {}
+        if strategy is None or strategy.kind == "rank":
+            return docs, results
+        rewritten = await asyncio.gather(*(self._rewrite(item, strategy, i) for i in adopting))
+        for i, res in zip(adopting, rewritten):
+            results[i] = res
+            if res.ok:
+                docs[i] = res.as_document(item.documents[i])
+        return docs, results
+
+    async def _answer(self, item: BenchItem, docs: list[Document], shown: list[int], seed: int) -> Answer:
+        sources = [docs[i] for i in shown]
+        return await agenerate(self.gateway, item.query, sources, self.config.engine, seed=seed)
+
+    async def _base_answer(self, item: BenchItem, seed: int) -> tuple[Answer, list[int]]:
+        key = (item.id, seed)
+        task = self._base.get(key)
+        if task is None:
+            async def compute() -> tuple[Answer, list[int]]:
+                docs = list(item.documents)
+                shown = _display(item, self.config.k, self.config.engine.order, seed, docs, self.config.engine)
+                ans = await self._answer(item, docs, shown, derived_seed("answer", seed, item.id, "base"))
+                return ans, shown
+            task = self._base[key] = asyncio.ensure_future(compute())
+        return await task
+
+    async def _run_cell(self, c: dict[str, Any], on_done: Callable[[], None]) -> None:
+        item = self.bench.item(c["item"])
+        seed, cond, rate = c["seed"], c["condition"], c["rate"]
+        base_answer, base_shown = await self._base_answer(item, seed)
+        orig_rank = base_shown.index(item.target) + 1 if item.target in base_shown else None
+        if cond == "base":
+            answer, shown, results, adopting = base_answer, base_shown, {}, []
+            strategy = None
+        else:
+            strategy = next(s for s in self.strategies if s.name == c["strategy"])
+            rivals = adopters(item, base_shown, rate, seed)
+            adopting = sorted(rivals + [item.target]) if cond == "treated" else rivals
+        if cond == "rivals" and not adopting:
+            answer, shown, results = base_answer, base_shown, {}
+        elif cond != "base":
+            docs, results = await self._condition_docs(item, strategy, adopting)
+            if self.config.engine.order == "retrieved":
+                shown = _display(item, self.config.k, "retrieved", seed, docs, self.config.engine)
+            else:
+                shown = list(base_shown)
+            if strategy.kind == "rank":
+                shown = _move_to_top(shown, adopting)
+            answer = await self._answer(
+                item, docs, shown, derived_seed("answer", seed, item.id, cond, strategy.name, f"{rate:.6g}")
+            )
+            if results:
+                self.run.save_rewrites([
+                    {
+                        "doc_id": item.documents[i].id, "strategy": strategy.name, "item": item.id,
+                        "is_target": i == item.target, "status": r.status, "reason": r.reason,
+                        "flags": r.flag_count, "guards": r.guards, "original": item.documents[i].text,
+                        "rewritten": r.text, "model": r.model, "key": r.key,
+                    }
+                    for i, r in results.items()
+                ])
+        rows = self._rows(item, c, answer, shown, orig_rank, base_answer, base_shown, results, len(adopting))
+        if cond == "treated" and rate and rate > 0:
+            rivals_answer, rivals_shown = await self._rivals_for(item, c, strategy)  # type: ignore[arg-type]
+            for r, s_treated, s_rivals in zip(rows, answer.samples, rivals_answer.samples):
+                r["delta_rank_adv"] = float(delta_rank(
+                    s_rivals.citation_order, s_treated.citation_order,
+                    rivals_shown.index(item.target) if item.target in rivals_shown else -1,
+                    shown.index(item.target) if item.target in shown else -1,
+                ))
+        elif cond == "treated":
+            for r in rows:
+                r["delta_rank_adv"] = r["delta_rank"]
+        self.run.save_cell(self.cell_id(c), c, answer, rows)
+        on_done()
+
+    async def _rivals_for(self, item: BenchItem, c: dict[str, Any], strategy: Strategy) -> tuple[Answer, list[int]]:
+        """The rivals answer matching a treated cell (recomputed from the cache: cheap and exact)."""
+        base_answer, base_shown = await self._base_answer(item, c["seed"])
+        rivals = adopters(item, base_shown, c["rate"], c["seed"])
+        docs, _ = await self._condition_docs(item, strategy, rivals)
+        shown = (_display(item, self.config.k, "retrieved", c["seed"], docs, self.config.engine)
+                 if self.config.engine.order == "retrieved" else list(base_shown))
+        if strategy.kind == "rank":
+            shown = _move_to_top(shown, rivals)
+        ans = await self._answer(
+            item, docs, shown, derived_seed("answer", c["seed"], item.id, "rivals", strategy.name, f"{c['rate']:.6g}")
+        )
+        return ans, shown
+
+    def _rows(
+        self, item: BenchItem, c: dict[str, Any], answer: Answer, shown: list[int], orig_rank: int | None,
+        base_answer: Answer, base_shown: list[int], results: dict[int, RewriteResult], n_adopting: int,
+    ) -> list[dict[str, Any]]:
+        target_pos = shown.index(item.target) if item.target in shown else None
+        base_pos = base_shown.index(item.target) if item.target in base_shown else -1
+        rows = []
+        target_rw = results.get(item.target)
+        for i, sample in enumerate(answer.samples):
+            one = Answer(
+                query=answer.query, sources=answer.sources, samples=[sample], attribution=answer.attribution,
+                prompt_version=answer.prompt_version, config=answer.config, model=answer.model, seed=answer.seed,
+            )
+            if target_pos is not None:
+                m = answer_metrics(one, target_pos)
+            else:  # the retriever did not show the target at all: it is invisible
+                m = {name: 0.0 for name in ROW_METRICS}
+                m["first_citation_rank"] = None
+            row: dict[str, Any] = {
+                "item": item.id, "domain": item.domain, "tags": ",".join(item.tags),
+                "strategy": c["strategy"], "rate": c["rate"], "seed": c["seed"], "condition": c["condition"],
+                "sample": i, "target_orig_rank": orig_rank,
+                "target_rank": target_pos + 1 if target_pos is not None else None,
+                "adopters": n_adopting,
+                "target_rewrite": target_rw.status if target_rw else ("moved" if c["strategy"] == "rank" and c["condition"] == "treated" else None),
+            }
+            for name in ROW_METRICS:
+                v = m.get(name)
+                row[name] = None if v is None else float(v)
+            if c["condition"] != "base":
+                base_sample = base_answer.samples[min(i, len(base_answer.samples) - 1)]
+                row["delta_rank"] = float(delta_rank(
+                    base_sample.citation_order, sample.citation_order, base_pos,
+                    target_pos if target_pos is not None else -1,
+                )) if c["condition"] == "treated" else None
+            rows.append(row)
+        return rows
+
+    # -- driver
+    async def arun(self, progress: Callable[[Progress], None] | None = None) -> SimulationResult:
+        planned = self.cells()
+        done = self.run.done_cells()
+        todo = [c for c in planned if self.cell_id(c) not in done]
+        meta = self.run.meta
+        self.run.set_meta(
+            config=self.config.describe(), command=self.command, status="running",
+            created_at=meta.get("created_at", now_iso()), planned_cells=len(planned),
+            bench={"name": self.bench.name, "source": self.bench.source, "format": self.bench.format,
+                   "items": len(self.bench.items), "skipped": self.bench.skipped, "notes": self.bench.notes},
+            strategies={s.name: {"version": s.version, "kind": s.kind, "prompt_hash": s.prompt_hash,
+                                 "origin": s.origin, "title": s.title} for s in self.strategies},
+            versions=_versions(), higher_is_better=HIGHER_IS_BETTER, paired_metrics=list(PAIRED_METRICS),
+            engine=self.config.engine.describe(),
+            attribution=self.config.engine.resolve_attribution(self.gateway.model),
+        )
+        state = Progress(planned=len(planned), done=len(planned) - len(todo), skipped=len(planned) - len(todo))
+        if progress:
+            progress(state)
+
+        def tick() -> None:
+            state.done += 1
+            if progress:
+                progress(state)
+
+        # Base cells first (everything else needs them), then by item so llama.cpp's prompt-prefix
+        # cache sees runs of similar prompts.
+        todo.sort(key=lambda c: (c["condition"] != "base", c["item"], c["seed"], c["strategy"], c["rate"] or 0))
+        await asyncio.gather(*(self._run_cell(c, tick) for c in todo))
+        self.run.set_meta(status="complete", finished_at=now_iso(), usage=asdict_usage(self.gateway))
+        return SimulationResult(
+            run=self.run, planned_cells=len(planned), computed_cells=len(todo),
+            resumed_cells=len(planned) - len(todo), bench=self.bench, notes=list(self.bench.notes),
+        )
+
+    def run_sync(self, progress: Callable[[Progress], None] | None = None) -> SimulationResult:
+        from geoaudit.llm import run_sync
+
+        return run_sync(self.arun(progress))
+
+
+def asdict_usage(gateway: Gateway) -> dict[str, Any]:
+    u = gateway.usage
+    return {"calls": u.calls, "cached": u.cached, "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens, "cost": u.cost, "summary": u.summary()}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("geoaudit", "litellm", "llama-cpp-python", "bm25s", "scipy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def simulate(
+    settings: Settings, config: SimulationConfig, *, progress: Callable[[Progress], None] | None = None,
+    command: str | None = None, gateway: Gateway | None = None,
+) -> SimulationResult:
+    """Run (or resume) a simulation; the library entry point behind ``geoaudit simulate``.
+
+    Raises:
+        ConfigError / UnknownStrategyError / InputError: before any work starts.
+    """
+    sim = Simulation(settings, config, command=command, gateway=gateway)
+    return sim.run_sync(progress)
+
+
+def export_rows(run: Run, path: Path, fmt: str) -> int:
+    """Write one row per item x condition (samples averaged) as csv, parquet or jsonl, atomically."""
+    import os
+
+    df = run.rows()
+    if df.empty:
+        raise InputError(f"run {run.id} has no result rows yet")
+    keys = ["item", "domain", "tags", "strategy", "rate", "seed", "condition"]
+    numeric = [c for c in df.columns if c not in keys + ["answer_id", "target_rewrite", "sample"]]
+    grouped = df.assign(rate=df["rate"].fillna(-1)).groupby(keys, dropna=False)
+    out = grouped[numeric].mean().reset_index()
+    out["samples"] = grouped.size().values
+    out["rate"] = out["rate"].where(out["rate"] >= 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "csv":
+        out.to_csv(tmp, index=False)
+    elif fmt == "parquet":
+        out.to_parquet(tmp, index=False)
+    elif fmt == "jsonl":
+        out.to_json(tmp, orient="records", lines=True)
+    else:
+        raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or jsonl")
+    os.replace(tmp, path)
+    return len(out)
