@@ -58,8 +58,17 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from geoaudit import __version__
+
+        console.print(f"geoaudit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", envvar="GEOAUDIT_HOME", help="Where caches, stores and runs live."
