@@ -346,3 +346,18 @@ def test_embedded_model_answer_structure(embedded_settings: Settings) -> None:
     assert 0.0 <= m["pawc"] <= 1.0 and 0.0 <= m["no_citation_rate"] <= 1.0
     again = answer(gw, "What are folk sports in Karnataka?", DOCS, config, seed=1)
     assert all(s.cached for s in again.samples)
+
+
+def test_ask_cli_judge(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
+    fake_server.responder = _judge_responder(True)
+    args = ["ask", "Folk [sports]?", "--docs", str(docs_file), "--model", "openai/fake", "--api-base", fake_server.url,
+            "--judge"]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    si = [s["metrics"]["subjective_impression"] for s in data["sources"]]
+    assert si == pytest.approx([4.4, 4.4, 4.4])  # REPLY cites all three sources
+    assert data["judgements"][0]["facets"]["relevance"] == pytest.approx(4.4)
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "SI" in table.stdout and "4.40" in table.stdout
+    assert "Folk [sports]?" in table.stdout  # user text is never read as markup

@@ -61,6 +61,7 @@ def _pct(value: Any) -> str:
 
 
 def _table(result: Any) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     ans = result.answer
@@ -85,8 +86,8 @@ def _table(result: Any) -> Any:
         table.add_column("SI (1-5)", justify="right")
     table.add_column("shown", justify="right")
     for i, (view, m) in enumerate(zip(ans.source_info, result.metrics)):
-        title = view.title or "(untitled)"
-        label = f"[{_colour(i)}]{title}[/]" + (f"\n[dim]{view.url}[/]" if view.url else "")
+        title = escape(view.title or "(untitled)")
+        label = f"[{_colour(i)}]{title}[/]" + (f"\n[dim]{escape(view.url)}[/]" if view.url else "")
         shown = f"{view.shown_chars:,}" + ("[yellow] cut[/]" if view.truncated else "")
         row = [
             f"[{_colour(i)}]{i + 1}[/]", label, f"{round(m['cited'] * n)}/{n}", _fmt(m["citation_count"], 1),
@@ -126,10 +127,10 @@ def ask_cmd(
     """Answer a question from your documents and show how visible each source is in the answer.
 
     The simulated engine shows the top-k documents as numbered sources, asks the model for an
-    answer with an [n] citation after every sentence, attributes every sentence to sources and
+    answer with an \\[n] citation after every sentence, attributes every sentence to sources and
     computes the GEO visibility metrics (word, position, PAWC) and the citation metrics (cited,
     citation count, first-citation rank, share of voice) per source. Citations coloured per
-    source; [~n] marks a sentence attributed by word overlap, [n?] a citation of no shown source.
+    source; \\[~n] marks a sentence attributed by word overlap, \\[n?] a citation of no shown source.
 
     Examples:
         geoaudit ask "best running shoes for flat feet" --docs pages.jsonl
@@ -152,10 +153,12 @@ def ask_cmd(
     if json_out:
         console.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
         return
+    from rich.markup import escape
+
     for note in ans.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     n = len(ans.samples)
-    console.print(f"[bold]Q:[/] {ans.query}", highlight=False)
+    console.print(f"[bold]Q:[/] {escape(ans.query)}", highlight=False)
     console.print(f"[bold]A[/] (sample 1 of {n}):", highlight=False)
     console.print(_render_answer(result), highlight=False)
     console.print()
