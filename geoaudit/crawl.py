@@ -419,6 +419,7 @@ class _Host:
     key: str
     delay: float
     next_start: float = 0.0
+    last_sent: float = -1e9
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     queue: asyncio.Queue[tuple[str, int]] = field(default_factory=asyncio.Queue)
     robots: urllib.robotparser.RobotFileParser | None = None
@@ -434,6 +435,20 @@ class _Host:
             self.next_start = start + self.delay
         if start > now:
             await asyncio.sleep(start - now)
+
+    async def mark_sent(self) -> None:
+        """Right before a request goes out: keep actual sends ``delay`` apart, not just their slots.
+
+        A slot can be taken late (busy event loop, a full global pool) and the next one on time;
+        this closes that gap so the server never sees two requests closer than ``delay``.
+        """
+        while True:
+            gap = self.last_sent + self.delay - time.monotonic()
+            if gap <= 0:
+                break
+            await asyncio.sleep(gap)
+        self.last_sent = time.monotonic()
+        self.next_start = max(self.next_start, self.last_sent + self.delay)
 
     def pause(self, seconds: float) -> None:
         self.next_start = max(self.next_start, time.monotonic() + seconds)
@@ -494,6 +509,8 @@ class _Crawler:
         self.pending = 0
         self.idle = asyncio.Event()
         self.fatal: Exception | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.processing = asyncio.Semaphore(2 * options.concurrency)
         self.done = 0
         self.errors = 0
         self.include = [re.compile(p) for p in options.include]
@@ -531,35 +548,59 @@ class _Crawler:
             self.enqueue(url, depth)
         if self.pending:
             await self.idle.wait()
-        for h in self.hosts.values():
-            for t in h.workers:
-                t.cancel()
-        await asyncio.gather(*(t for h in self.hosts.values() for t in h.workers), return_exceptions=True)
+        everything = [*self.tasks, *(t for h in self.hosts.values() for t in h.workers)]
+        for t in everything:
+            t.cancel()
+        await asyncio.gather(*everything, return_exceptions=True)
         if self.fatal is not None:
             raise self.fatal
 
     async def worker(self, h: _Host) -> None:
+        """Take this host's URLs in order; move on as soon as a page's HTTP part is over.
+
+        Extraction and storing run in a separate task so a host's next request is not delayed
+        by the previous page's processing (the politeness slot is the only pacing).
+        """
         while True:
             url, depth = await h.queue.get()
+            if self.fatal is not None or not self.state.is_queued(self.job, url):  # e.g. done via a redirect
+                self._one_finished()
+                continue
+            await self.processing.acquire()  # bounds bodies held in memory awaiting extraction
+            released = asyncio.Event()
+            task = asyncio.create_task(self._visit_guarded(h, url, depth, released))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            waiter = asyncio.create_task(released.wait())
             try:
-                if self.fatal is None and self.state.is_queued(self.job, url):  # may be done via a redirect
-                    await self.visit(h, url, depth)
-            except Exception as exc:  # the store itself failed: stop the crawl, keep what is saved
-                self.fatal = exc
-                self.idle.set()
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                self.pending -= 1
-                if self.pending == 0:
-                    self.idle.set()
+                waiter.cancel()
+
+    async def _visit_guarded(self, h: _Host, url: str, depth: int, released: asyncio.Event) -> None:
+        try:
+            await self.visit(h, url, depth, released)
+        except Exception as exc:  # the store itself failed: stop the crawl, keep what is saved
+            self.fatal = exc
+            self.idle.set()
+        finally:
+            released.set()
+            self.processing.release()
+            self._one_finished()
+
+    def _one_finished(self) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            self.idle.set()
 
     # -- one URL ---------------------------------------------------------------------------------
 
-    async def visit(self, h: _Host, url: str, depth: int) -> None:
+    async def visit(self, h: _Host, url: str, depth: int, released: asyncio.Event) -> None:
         links: list[str] = []
         doc: Document | None = None
         validators: tuple[str | None, str | None] = (None, None)
         try:
-            rec, doc, links, validators = await self.fetch_page(h, url, depth)
+            rec, doc, links, validators = await self.fetch_page(h, url, depth, released)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug must not stop the crawl; record it like any failure
@@ -601,7 +642,7 @@ class _Crawler:
             self.progress(CrawlProgress(self.done, self.pending - 1, self.errors, rec))
 
     async def fetch_page(
-        self, h: _Host, url: str, depth: int
+        self, h: _Host, url: str, depth: int, released: asyncio.Event
     ) -> tuple[FetchRecord, Document | None, list[str], tuple[str | None, str | None]]:
         cached = self.state.validators(url)
         cond: dict[str, str] = {}
@@ -648,6 +689,7 @@ class _Crawler:
                 current = nxt
                 continue
             break
+        released.set()  # no more requests for this page: the host may go on
 
         if status == 304 and old_doc is not None:
             return (
@@ -756,6 +798,7 @@ class _Crawler:
                     return _Response(None, httpx.Headers(), error=refused, url=url), attempt
             await h.wait_turn()
             async with self.global_sem:
+                await h.mark_sent()
                 started = time.time()
                 t0 = time.monotonic()
                 resp = await self.request_once(url, headers, max_bytes or self.o.max_bytes, any_type)

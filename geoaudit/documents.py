@@ -288,14 +288,25 @@ def _jsonld_field(objects: list[dict[str, Any]], key: str) -> str | None:
     return None
 
 
-def _meta(soup: Any, *names: str) -> str | None:
-    """Content of the first ``<meta name=...>`` or ``<meta property=...>`` among ``names``."""
+def _meta_index(soup: Any) -> dict[str, str]:
+    """``{lower-cased name, property or http-equiv: content}`` of the page's ``<meta>`` tags (first wins)."""
+    index: dict[str, str] = {}
+    for tag in soup.find_all("meta"):
+        content = _clean(tag.get("content"))
+        if not content:
+            continue
+        for attr in ("name", "property", "http-equiv", "itemprop"):
+            key = tag.get(attr)
+            if isinstance(key, str) and key.strip():
+                index.setdefault(key.strip().lower(), content)
+    return index
+
+
+def _meta(index: dict[str, str], *names: str) -> str | None:
+    """Content of the first of ``names`` present among the page's meta tags."""
     for name in names:
-        tag = soup.find("meta", attrs={"name": _re.compile(f"^{_re.escape(name)}$", _re.I)}) or soup.find(
-            "meta", attrs={"property": _re.compile(f"^{_re.escape(name)}$", _re.I)}
-        )
-        if tag and _clean(tag.get("content")):
-            return _clean(tag.get("content"))
+        if name.lower() in index:
+            return index[name.lower()]
     return None
 
 
@@ -384,8 +395,9 @@ def extract_html(
 
     meta: dict[str, Any] = {}
     try:
+        metas = _meta_index(soup)
         title = _clean(soup.title.get_text()) if soup.title else ""
-        title = title or _meta(soup, "og:title", "twitter:title") or ""
+        title = title or _meta(metas, "og:title", "twitter:title") or ""
         h1 = soup.find("h1")
         if not title and h1:
             title = _clean(h1.get_text(" "))
@@ -393,10 +405,7 @@ def extract_html(
         canonical = _absolute_http(canonical_tag.get("href") if canonical_tag else None, url) if url else None
         html_tag = soup.find("html")
         lang = _clean(html_tag.get("lang")) if html_tag and html_tag.get("lang") else None
-        if not lang:
-            equiv = soup.find("meta", attrs={"http-equiv": _re.compile("^content-language$", _re.I)})
-            lang = _clean(equiv.get("content")) if equiv else None
-        lang = lang or _meta(soup, "og:locale")
+        lang = lang or _meta(metas, "content-language", "og:locale")
         headings = [
             {"level": int(h.name[1]), "text": _clean(h.get_text(" "))}
             for h in soup.find_all(list(_HEADING_TAGS))
@@ -415,16 +424,16 @@ def extract_html(
         time_tag = soup.find("time", attrs={"datetime": True})
         meta = {
             "title": title,
-            "description": _meta(soup, "description", "og:description", "twitter:description"),
+            "description": _meta(metas, "description", "og:description", "twitter:description"),
             "canonical": canonical,
             "lang": lang,
             "headings": headings,
             "jsonld_types": _jsonld_types(objects),
-            "author": _meta(soup, "author", "article:author") or _jsonld_field(objects, "author"),
-            "published": _meta(soup, "article:published_time", "date", "dc.date", "datePublished")
+            "author": _meta(metas, "author", "article:author") or _jsonld_field(objects, "author"),
+            "published": _meta(metas, "article:published_time", "date", "dc.date", "datePublished")
             or _jsonld_field(objects, "datePublished")
             or (_clean(time_tag.get("datetime")) if time_tag else None),
-            "modified": _meta(soup, "article:modified_time", "og:updated_time", "dateModified")
+            "modified": _meta(metas, "article:modified_time", "og:updated_time", "dateModified")
             or _jsonld_field(objects, "dateModified"),
             "links": links,
         }
