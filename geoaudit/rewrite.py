@@ -445,9 +445,13 @@ def _row_to_result(row: sqlite3.Row) -> RewriteResult:
 
 
 def _max_tokens(chunk_text: str, strategy: Strategy) -> int:
-    # ~3.5 characters per token in English; leave room for the allowed growth plus some chatter.
-    growth = min(max(strategy.constraints.max_length_ratio, 1.2), 2.5)
-    return max(128, min(4096, int(len(chunk_text) / 3.5 * growth) + 96))
+    """Room for the longest output the strategy accepts (~2.5 characters per token, generous for non-English) plus some chatter.
+
+    A reply that hits this limit would fail the length guard anyway, so generating further is waste
+    (small local models otherwise loop for thousands of tokens).
+    """
+    growth = min(max(strategy.constraints.max_length_ratio, 1.1), 2.5)
+    return max(96, min(4096, int(len(chunk_text) / 2.5 * growth) + 64))
 
 
 def _norm_ws(text: str) -> str:
@@ -526,6 +530,8 @@ async def arewrite(
         where = f" (chunk {n + 1}/{len(todo)})" if len(todo) > 1 else ""
         if G.is_empty(out):
             return _finish(store, failed("empty output" + where))
+        if resp.finish_reason == "length":
+            return _finish(store, failed("output longer than the strategy allows (cut at max_tokens)" + where))
         if G.is_refusal(out, chunks[i].text):
             return _finish(store, failed("the model refused" + where))
         if G.echoes_prompt(out, instructions, chunks[i].text):

@@ -332,3 +332,25 @@ def test_rewrite_with_embedded_model(embedded_settings: Settings) -> None:
     again = rewrite(gw, REG.get("fluency"), doc, store=store)
     assert again.cached and again.text == r.text
     gw.close()
+
+
+def test_reply_cut_at_max_tokens_fails(fake_llm_settings: Settings, doc: Document) -> None:
+    from geoaudit.llm import LLMResponse
+
+    class LoopingBackend:
+        """A model that rambles until the token limit (as tiny local models do)."""
+
+        def __init__(self) -> None:
+            self.max_tokens: list[int] = []
+
+        async def acomplete(self, request: Any, model: str, *, timeout: float) -> LLMResponse:
+            self.max_tokens.append(request.max_tokens)
+            return LLMResponse(text="The plant is a plant. " * 50, model=model, finish_reason="length")
+
+    backend = LoopingBackend()
+    gw = Gateway(fake_llm_settings, backend=backend)
+    r = rewrite(gw, REG.get("fluency"), doc)
+    assert r.status == "failed" and "cut at max_tokens" in r.reason and r.text == doc.text
+    # The budget follows the chunk size and the strategy's maximum growth, not a fixed large number.
+    assert all(96 <= m < 400 for m in backend.max_tokens)
+    gw.close()
