@@ -171,6 +171,15 @@ def ask_cmd(
         f"{halluc} hallucinated; no attributed sentence in {no_cite} of {n} sample{'s' if n != 1 else ''}",
         highlight=False,
     )
+    if result.judgements is not None:
+        ratings = [fs for j in result.judgements for row in j.per_sample for fs in row]
+        unusable = sum(1 for fs in ratings if fs.score is None)
+        uncited = sum(1 for fs in ratings if fs.method == "uncited")
+        console.print(
+            f"judge: {len(ratings)} facet ratings, {uncited} of uncited sources (scored 1 without a call), "
+            f"{unusable} without a usable score" + (" (the model did not reply with a digit 1-5)" if unusable else ""),
+            highlight=False,
+        )
     console.print(
         f"[dim]model {ans.model} · attribution {ans.attribution} · PAWC variant {result.variant} · "
         f"samples {n} · seed {ans.seed} · temperature {config.temperature:g} · order {config.order} · "
