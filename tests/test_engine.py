@@ -17,7 +17,6 @@ from geoaudit.documents import Document, write_jsonl
 from geoaudit.engine import (
     Answer,
     EngineConfig,
-    aanswer,
     agenerate,
     answer,
     build_prompt,
