@@ -159,7 +159,9 @@ class Usage:
             + ")",
             f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens",
         ]
-        if self.calls and self.local_calls == self.calls:
+        if not self.calls:
+            parts.append("cost $0 (nothing called)")
+        elif self.local_calls == self.calls:
             parts.append("cost $0 (embedded local model)")
         elif self.calls and self.cost_unknown_calls + self.local_calls == self.calls:
             parts.append("cost unknown (litellm has no price for this model/endpoint)")
