@@ -46,11 +46,9 @@ def crawl_command(
 ) -> None:
     """Crawl pages politely (or load local drafts) into documents for the audit.
 
-    URLs are fetched with per-host delay and concurrency limits, honouring robots.txt; each
-    page's main text and GEO-relevant metadata (title, description, canonical, headings,
-    schema.org types, author, dates, links) go into the document store. Local files and
-    directories are loaded as drafts. An interrupted crawl resumes when run again; a finished
-    one re-fetches conditionally (unchanged pages are kept as they are).
+    URLs are fetched with per-host delay and concurrency limits, honouring robots.txt; each page's main text and GEO-relevant metadata (title, description, canonical, headings, schema.org types, author, dates, links) go into the document store. Local files and directories are loaded as drafts.
+
+    An interrupted crawl resumes when run again with the same inputs; a finished one re-fetches conditionally (unchanged pages are kept as they are). Private and loopback addresses are refused unless --allow-private.
 
     Examples:
 
