@@ -1,0 +1,1177 @@
+"""What a run found, told honestly: the statistics table behind ``geoaudit stats`` and the HTML report.
+
+Two entry points, both pure readers of a finished (or partial) run:
+
+* :func:`run_stats` — :func:`geoaudit.stats.summarize` applied to a run with the run's own metric
+  directions and paired metrics, plus the A/A calibration and a plain account of how the numbers
+  were obtained (:class:`StatsResult`). C-SEO Bench's Δrank is one metric, ``delta_rank``, in both
+  comparisons: its "advantage" is the stored ``delta_rank_adv`` (treated answer vs the rivals
+  answer) and its "net" is ``delta_rank`` (treated vs base), tested in the same family as the rest.
+* :func:`build_report` / :func:`write_report` — one self-contained HTML file for a content creator:
+  the verdict first, charts of the gain against the share of competitors who adopt the same
+  strategy, per-strategy rewrites as word diffs with fabrication flags, example answers with the
+  target's citations highlighted, and the methodology.
+
+Everything crawled or generated (page titles, texts, rewrites, answers, queries, bench notes, even
+strategy titles and the command line) is untrusted: it is escaped with :func:`html.escape` before it
+reaches the page, is never put in an attribute, and the page carries a Content-Security-Policy that
+forbids scripts and every fetch. Charts are inline SVG drawn here, so the report needs no network,
+no JavaScript, and prints.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geoaudit.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from geoaudit.engine import Answer
+    from geoaudit.simulate import Run
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "CSP",
+    "StatsResult",
+    "run_stats",
+    "known_metrics",
+    "write_stats",
+    "build_report",
+    "write_report",
+    "svg_delta_chart",
+    "fmt_num",
+    "fmt_p",
+    "fmt_rate",
+]
+
+#: What ``geoaudit stats`` and the report test by default: visibility (GEO's PAWC), whether the page
+#: is cited at all, and C-SEO Bench's rank change.
+DEFAULT_METRICS = ("pawc", "cited", "delta_rank")
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_ADV = "delta_rank_adv"
+
+# Metrics not described in geoaudit.metrics.METRICS (row-level extras of the simulation).
+_EXTRA_METRIC_INFO: dict[str, tuple[str, str, str]] = {
+    "target_rank": (
+        "The target's 1-based position in the sources shown to the engine (lower = shown earlier)",
+        "1 + display index of the target", "geoaudit simulation (retrieval / source order)",
+    ),
+    "no_citation_rate": (
+        "Share of sampled answers that attribute no sentence to any source",
+        "#{samples with no attributed sentence} / #samples", "geoaudit",
+    ),
+    "valid_citations": (
+        "Valid explicit citations the engine wrote per answer (all sources)",
+        "#{(s, n) : n written in s, n ∈ 1..k}", "geoaudit",
+    ),
+}
+
+_COMPARISON_TEXT = {
+    "advantage": "treated − rivals: should you adopt, given that the competitors already did?",
+    "net": "treated − base: where you end up when you and the competitors adopt, against nobody adopting",
+}
+
+
+# ============================================================================ formatting
+
+
+def _nan(x: Any) -> bool:
+    try:
+        return x is None or not math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return True
+
+
+def fmt_num(x: Any, *, signed: bool = False) -> str:
+    """A metric value for people: 3 decimals (1 above 10), ``–`` for missing, never ``-0.000``."""
+    if _nan(x):
+        return "–"
+    v = float(x)
+    digits = 1 if abs(v) >= 10 else 3
+    if round(v, digits) == 0:
+        v = 0.0
+    text = f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    return text.replace("-", "−")
+
+
+def fmt_ci(lo: Any, hi: Any) -> str:
+    if _nan(lo) or _nan(hi):
+        return "[–]"
+    return f"[{fmt_num(lo, signed=True)}, {fmt_num(hi, signed=True)}]"
+
+
+def fmt_pct(x: Any, *, signed: bool = True) -> str:
+    if _nan(x):
+        return "–"
+    v = float(x) * 100
+    if round(v) == 0:
+        v = 0.0
+    return (f"{v:+.0f}%" if signed else f"{v:.0f}%").replace("-", "−")
+
+
+def fmt_p(p: Any) -> str:
+    """A p-value: ``<0.001``, 3 decimals, or ``–`` when no test was run."""
+    if _nan(p):
+        return "–"
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
+def fmt_rate(rate: Any) -> str:
+    """An adopter rate as a percentage of competitors (``0%``, ``50%``)."""
+    return "–" if _nan(rate) else f"{float(rate):.0%}"
+
+
+def _ci_includes_zero(lo: Any, hi: Any) -> bool:
+    return _nan(lo) or _nan(hi) or (float(lo) <= 0 <= float(hi))
+
+
+# ============================================================================ statistics of a run
+
+
+def known_metrics() -> list[str]:
+    """Metric names ``--metrics`` accepts (the simulation's row metrics, ``delta_rank``, ``target_rank``)."""
+    from geoaudit.simulate import ROW_METRICS
+
+    return [*ROW_METRICS, "delta_rank", "target_rank"]
+
+
+def _parse_metrics(metrics: str | Sequence[str] | None) -> list[str]:
+    if metrics is None:
+        return list(DEFAULT_METRICS)
+    names = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else [str(m).strip() for m in metrics]
+    out: list[str] = []
+    known = known_metrics()
+    for name in names:
+        if not name:
+            continue
+        if name == _ADV:  # the advantage half of delta_rank: one metric for users
+            name = "delta_rank"
+        if name not in known:
+            raise InputError(f"unknown metric {name!r}", hint=f"known metrics: {', '.join(known)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise InputError("no metrics given", hint=f"e.g. --metrics {','.join(DEFAULT_METRICS)}")
+    return out
+
+
+@dataclass
+class StatsResult:
+    """The statistics of one run: the summary table, the A/A calibration and how they were obtained.
+
+    Attributes:
+        run_id: the run.
+        summary: :func:`geoaudit.stats.summarize` columns (:data:`geoaudit.stats.SUMMARY_COLUMNS`),
+            one row per strategy x rate x metric x comparison (x group).
+        calibration: :func:`geoaudit.stats.calibration` of the identity rows (empty without identity).
+        options: the statistical options used (metrics, comparisons, family, correction, ...).
+        provenance: what the run was (engine, attribution, bench, n, seeds, samples, versions).
+    """
+
+    run_id: str
+    summary: "pd.DataFrame"
+    calibration: "pd.DataFrame"
+    options: dict[str, Any]
+    provenance: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    # -- reading
+    def rows_for(self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None) -> "pd.DataFrame":
+        df = self.summary
+        if strategy is not None:
+            df = df[df["strategy"] == strategy]
+        if metric is not None:
+            df = df[df["metric"] == metric]
+        if comparison is not None:
+            df = df[df["comparison"] == comparison]
+        return df
+
+    def significant(self) -> "pd.DataFrame":
+        return self.summary[self.summary["verdict"].isin(["better", "worse"])]
+
+    def mde_by_metric(self) -> dict[str, float]:
+        """Median minimum detectable Δ per metric over the tested rows (NaN-free metrics only)."""
+        out: dict[str, float] = {}
+        for metric, g in self.summary.groupby("metric", sort=False):
+            vals = g["mde"].dropna()
+            if len(vals):
+                out[str(metric)] = float(vals.median())
+        return out
+
+    def family_sizes(self) -> dict[str, int]:
+        fam = self.summary.drop_duplicates("family")
+        return {str(f): int(s) for f, s in zip(fam["family"], fam["family_size"])}
+
+    def method_lines(self) -> list[str]:
+        """How the numbers were obtained, in plain lines (printed under the table and in the report)."""
+        p, o = self.provenance, self.options
+        lines = [
+            f"run {self.run_id}: {p['n_queries']} queries × {len(p['seeds'])} seed(s) × {p['samples']} sample(s) "
+            f"per condition; engine {p['model']}, attribution {p['attribution']}, source order {p['order']}, "
+            f"k={p['k']}; bench {p['bench_name']}",
+            "Δ = treated − baseline per query, samples and seeds averaged within a query first; "
+            "advantage: baseline = rivals (competitors adopted, you did not); net: baseline = base (nobody adopted)",
+        ]
+        if len(self.summary):
+            first = self.summary.iloc[0]
+            zero = {
+                "pratt": "zero differences kept in the ranking without a sign (Pratt)",
+                "wilcox": "zero differences dropped by the test, kept in the mean (scipy default)",
+                "zsplit": "zero differences split between signs",
+            }.get(str(first["zero_method"]), str(first["zero_method"]))
+            corr = "Holm" if o["correction"] == "holm" else "Benjamini-Hochberg"
+            fams = self.family_sizes()
+            fam_text = (
+                f"the whole run ({next(iter(fams.values()))} tests)" if list(fams) == ["run"]
+                else f"{len(fams)} families by {o['family']} ({', '.join(f'{k}: {v}' for k, v in list(fams.items())[:4])}"
+                     f"{', …' if len(fams) > 4 else ''})"
+            )
+            lines.append(f"95% CI: {first['ci_method']}; rel. = treated mean / baseline mean − 1 (GEO eq. 4, a ratio of means)")
+            lines.append(
+                f"test: Wilcoxon signed-rank, {first['alternative']}, {zero}; {corr}-adjusted p within {fam_text}; "
+                f"significant when adjusted p < {o['alpha']:g}; effect r = matched-pairs rank-biserial (−1..1), "
+                "Cohen's d_z in the exports"
+            )
+        if o["mode"] == "cseo":
+            lines.append(
+                "C-SEO Bench mode: one-sided Wilcoxon (greater), zero differences dropped by the test as scipy's "
+                "default does, Holm within each domain"
+            )
+        mde = self.mde_by_metric()
+        if mde:
+            lines.append(
+                f"smallest Δ this run detects with {o['power']:.0%} power (n={p['n_queries']}, observed spread): "
+                + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in mde.items())
+                + " — true effects below that are likely missed"
+            )
+        for msg in self.calibration_messages():
+            lines.append(msg)
+        lines.extend(self.notes)
+        return lines
+
+    def calibration_messages(self) -> list[str]:
+        if self.calibration is None or self.calibration.empty:
+            return []
+        cal = self.calibration
+        rows = cal[cal["comparison"] == "all"] if (cal["comparison"] == "all").any() else cal
+        return [str(m) for m in rows["message"]]
+
+    def calibration_warning(self) -> bool:
+        return bool(self.calibration is not None and not self.calibration.empty and self.calibration["warning"].any())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: options, provenance, summary and calibration records (NaN as null), method lines."""
+        return {
+            "run": self.run_id,
+            "options": self.options,
+            "provenance": self.provenance,
+            "summary": _records(self.summary),
+            "calibration": _records(self.calibration),
+            "method": self.method_lines(),
+        }
+
+
+def _records(df: "pd.DataFrame | None") -> list[dict[str, Any]]:
+    if df is None or df.empty:
+        return []
+    return json.loads(df.to_json(orient="records", double_precision=10))
+
+
+def _provenance(run: "Run", rows: "pd.DataFrame") -> dict[str, Any]:
+    meta = run.meta
+    cfg = meta.get("config") or {}
+    engine = meta.get("engine") or cfg.get("engine") or {}
+    bench = meta.get("bench") or {}
+    prompt_version = engine.get("prompt_version")
+    if len(rows) and "answer_id" in rows:
+        # The engine may resolve "auto" per model; the answers record the version actually used.
+        ans = run.answer(str(rows["answer_id"].iloc[0]))
+        if ans is not None and ans.prompt_version:
+            prompt_version = ans.prompt_version if prompt_version in (None, ans.prompt_version) else f"{prompt_version} → {ans.prompt_version}"
+    return {
+        "run_id": run.id,
+        "status": meta.get("status", "?"),
+        "planned_cells": meta.get("planned_cells"),
+        "cells": run.counts()["cells"],
+        "model": cfg.get("model", "?"),
+        "rewrite_model": cfg.get("rewrite_model", "?"),
+        "attribution": meta.get("attribution") or engine.get("attribution", "?"),
+        "order": engine.get("order", "?"),
+        "k": engine.get("k", cfg.get("k", "?")),
+        "samples": engine.get("samples", "?"),
+        "temperature": engine.get("temperature"),
+        "max_tokens": engine.get("max_tokens"),
+        "source_budget_chars": engine.get("source_budget_chars"),
+        "pawc_variant": engine.get("pawc_variant"),
+        "prompt_version": prompt_version,
+        "overlap_threshold": engine.get("overlap_threshold"),
+        "seeds": list(cfg.get("seeds") or []),
+        "rates": list(cfg.get("rates") or []),
+        "strategies": list(cfg.get("strategies") or []),
+        "strategy_info": meta.get("strategies") or {},
+        "n_queries": int(rows["item"].nunique()) if len(rows) else 0,
+        "bench_name": bench.get("name", cfg.get("bench", "?")),
+        "bench_source": bench.get("source", cfg.get("bench", "?")),
+        "bench_format": bench.get("format", "?"),
+        "bench_items": bench.get("items"),
+        "bench_skipped": bench.get("skipped") or [],
+        "bench_notes": bench.get("notes") or [],
+        "domains": sorted({str(d) for d in rows["domain"].dropna().unique()}) if "domain" in rows else [],
+        "versions": meta.get("versions") or {},
+        "command": meta.get("command", ""),
+        "created_at": meta.get("created_at"),
+        "finished_at": meta.get("finished_at"),
+        "usage": meta.get("usage") or {},
+        "rewrite_seed": cfg.get("rewrite_seed"),
+    }
+
+
+def _summarize_run(
+    rows: "pd.DataFrame", metrics: Sequence[str], *, comparisons: Sequence[str], hib: Mapping[str, bool],
+    strategy_order: Sequence[str], **kw: Any,
+) -> "pd.DataFrame":
+    """summarize() with delta_rank as one metric in both comparisons, corrected in one family."""
+    import numpy as np
+    import pandas as pd
+
+    from geoaudit.stats import summarize
+
+    underlying: list[str] = []
+    for m in metrics:
+        if m == "delta_rank":
+            if "net" in comparisons:
+                underlying.append("delta_rank")
+            if "advantage" in comparisons:
+                underlying.append(_ADV)
+        else:
+            underlying.append(m)
+    data = rows
+    if _ADV in underlying:
+        # delta_rank_adv is already "treated vs rivals": as an ordinary metric whose rivals value is 0,
+        # summarize's advantage comparison yields exactly it (base rows stay NaN: no net comparison).
+        data = rows.copy()
+        data[_ADV] = np.where(data["condition"] == "rivals", 0.0, data[_ADV])
+    out = summarize(data, underlying, comparisons=comparisons, higher_is_better=hib, paired_metrics=["delta_rank"], **kw)
+    # Drop the undefined halves (Δrank vs rivals rows / the adv metric vs base): they have no p-value
+    # and so never counted in any correction family.
+    undefined = ((out["metric"] == "delta_rank") & (out["comparison"] == "advantage")) | (
+        (out["metric"] == _ADV) & (out["comparison"] == "net")
+    )
+    out = out[~undefined].copy()
+    out.loc[out["metric"] == _ADV, "family"] = out.loc[out["metric"] == _ADV, "family"].str.replace(_ADV, "delta_rank")
+    out.loc[out["metric"] == _ADV, "metric"] = "delta_rank"
+    m_order = {m: i for i, m in enumerate(metrics)}
+    c_order = {c: i for i, c in enumerate(comparisons)}
+    s_order = {s: i for i, s in enumerate(strategy_order)}
+    out = out.assign(
+        _m=out["metric"].map(m_order), _c=out["comparison"].map(c_order),
+        _s=out["strategy"].map(lambda s: s_order.get(s, len(s_order))),
+    ).sort_values(["_m", "_c", "_s", "strategy", "rate", "group"], kind="mergesort")
+    return pd.DataFrame(out.drop(columns=["_m", "_c", "_s"]).reset_index(drop=True))
+
+
+def run_stats(
+    run: "Run",
+    *,
+    metrics: str | Sequence[str] | None = None,
+    comparisons: str | Sequence[str] = ("advantage", "net"),
+    family: str | None = None,
+    correction: str = "holm",
+    mode: str = "default",
+    by: str | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    n_boot: int = 2000,
+    ci: str = "percentile",
+    seed: int = 0,
+    rows: "pd.DataFrame | None" = None,
+) -> StatsResult:
+    """The statistics of a run: what ``geoaudit stats RUN`` prints and exports.
+
+    ``metrics`` (names or a comma-separated string; default :data:`DEFAULT_METRICS`) are tested for
+    every strategy x adopter rate, in each of ``comparisons`` ("advantage", "net", or "both"), with
+    :func:`geoaudit.stats.summarize` (paired per query, bootstrap CIs, Wilcoxon + t-test, Holm/BH
+    within ``family``, ``mode="cseo"`` for C-SEO Bench's one-sided protocol) using the run's own
+    metric directions. ``by`` ("domain", "tag", "orig_rank") splits every row into groups.
+    ``delta_rank`` is reported as one metric: advantage from the stored treated-vs-rivals Δrank,
+    net from the treated-vs-base Δrank (C-SEO Bench's value). When the run contains ``identity``
+    its A/A rejection rate is in ``calibration``.
+
+    Raises:
+        InputError: the run has no rows yet, or an unknown metric/comparison/option was given.
+    """
+    from geoaudit.simulate import HIGHER_IS_BETTER
+    from geoaudit.stats import COMPARISONS, calibration
+
+    if isinstance(comparisons, str):
+        comparisons = list(COMPARISONS) if comparisons == "both" else [c.strip() for c in comparisons.split(",") if c.strip()]
+    comparisons = list(comparisons)
+    for c in comparisons:
+        if c not in COMPARISONS:
+            raise InputError(f"unknown comparison {c!r}", hint="use advantage, net or both")
+    if not comparisons:
+        raise InputError("no comparison given", hint="use advantage, net or both")
+    names = _parse_metrics(metrics)
+    data = run.rows() if rows is None else rows
+    if data.empty:
+        raise InputError(f"run {run.id} has no result rows yet", hint=f"run or resume its simulation first (see `geoaudit runs show {run.id}`)")
+    meta = run.meta
+    hib = {**HIGHER_IS_BETTER, **(meta.get("higher_is_better") or {})}
+    prov = _provenance(run, data)
+    summary = _summarize_run(
+        data, names, comparisons=comparisons, hib=hib, strategy_order=prov["strategies"], family=family,
+        by=by, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode,
+    )
+    cal = calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
+    notes = []
+    if "identity" in prov["strategies"] and cal.empty:
+        notes.append(
+            "A/A control (identity): no testable rows (every identity delta is zero or too few), so the "
+            "tests' false-positive rate could not be checked on this run"
+        )
+    if prov["status"] != "complete":
+        notes.append(
+            f"the run is {prov['status']}: {prov['cells']} of {prov['planned_cells']} cells done; numbers cover "
+            "only the finished cells (re-run the simulate command to complete it)"
+        )
+    options = {
+        # The family summarize used (its defaults: the whole run, or per domain in C-SEO mode).
+        "metrics": names, "comparisons": comparisons, "family": family or ("domain" if mode == "cseo" else "run"),
+        "correction": correction, "mode": mode, "by": by, "alpha": alpha, "power": power, "n_boot": n_boot,
+        "ci": ci, "seed": seed,
+    }
+    return StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
+
+
+def write_stats(result: StatsResult, path: Path | str, fmt: str | None = None) -> Path:
+    """Write the summary table as csv, parquet or json (by ``fmt`` or the file's suffix), atomically."""
+    import os
+
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "csv":
+        result.summary.to_csv(tmp, index=False)
+    elif fmt == "parquet":
+        result.summary.to_parquet(tmp, index=False)
+    elif fmt == "json":
+        tmp.write_text(json.dumps(result.to_dict(), indent=1, default=str), encoding="utf-8")
+    else:
+        raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or json")
+    os.replace(tmp, path)
+    return path
+
+
+# ============================================================================ HTML building blocks
+
+
+def _e(value: Any) -> str:
+    """Escape anything for HTML text *and* quoted attributes (quotes included)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _slug(text: str) -> str:
+    """An id fragment made only of [a-z0-9-]: safe in an attribute whatever the input."""
+    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return s[:60] or "x"
+
+
+_VERDICT_CLASS = {"better": "v-better", "worse": "v-worse", "no evidence": "v-none", "insufficient data": "v-insuff"}
+
+# Okabe-Ito: distinguishable for colour-blind readers; dashes keep lines apart in grey print.
+_PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+_DASHES = ["", "6 3", "2 3", "8 3 2 3", "4 4", "1 2", "10 4", "3 6"]
+_IDENTITY_COLOUR = "#888888"
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    span = hi - lo
+    if span <= 0:
+        return [lo]
+    raw = span / max(1, n - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    ticks = []
+    t = start
+    while t <= hi + step * 1e-9:
+        ticks.append(round(t, 10))
+        t += step
+    return ticks
+
+
+def svg_delta_chart(
+    series: Sequence[Mapping[str, Any]], *, title: str, y_label: str, width: int = 560, height: int = 300,
+) -> str:
+    """An inline SVG line chart of Δ against the adopter rate, with a 95% CI band per series.
+
+    ``series``: dicts with ``name`` and ``points`` = [(rate, delta, ci_low, ci_high, significant)].
+    Significant points are filled, others hollow; the zero line is dashed. All text is escaped.
+    """
+    ml, mr, mt, mb = 62, 150, 34, 46
+    pw, ph = width - ml - mr, height - mt - mb
+    pts = [p for s in series for p in s["points"] if not _nan(p[1])]
+    rates = sorted({float(p[0]) for s in series for p in s["points"]})
+    vals = [0.0] + [float(v) for p in pts for v in (p[1], p[2], p[3]) if not _nan(v)]
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1, hi + 1
+    pad = (hi - lo) * 0.08
+    lo, hi = lo - pad, hi + pad
+    x_lo, x_hi = (min(rates), max(rates)) if rates else (0.0, 1.0)
+    if x_hi - x_lo < 1e-9:
+        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+
+    def X(r: float) -> float:
+        return ml + (float(r) - x_lo) / (x_hi - x_lo) * pw
+
+    def Y(v: float) -> float:
+        return mt + (hi - float(v)) / (hi - lo) * ph
+
+    out = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{_e(title)}</title>",
+        f'<text x="{ml}" y="18" class="ct">{_e(title)}</text>',
+        f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
+    ]
+    for t in _nice_ticks(lo, hi):
+        y = Y(t)
+        out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{ml - 6}" y="{y + 4:.1f}" text-anchor="end" class="ax">{_e(fmt_num(t, signed=True))}</text>')
+    for r in rates:
+        x = X(r)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{mt + ph}" y2="{mt + ph + 5}" stroke="#666"/>')
+        out.append(f'<text x="{x:.1f}" y="{mt + ph + 18}" text-anchor="middle" class="ax">{_e(fmt_rate(r))}</text>')
+    out.append(f'<text x="{ml + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="ax">'
+               "competitors adopting the same strategy</text>")
+    out.append(f'<text transform="translate(14 {mt + ph / 2:.1f}) rotate(-90)" text-anchor="middle" class="ax">'
+               f"{_e(y_label)}</text>")
+    if lo < 0 < hi:
+        out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(0):.1f}" y2="{Y(0):.1f}" stroke="#333" stroke-dasharray="4 3"/>')
+    for i, s in enumerate(series):
+        is_identity = s.get("identity", False)
+        colour = _IDENTITY_COLOUR if is_identity else _PALETTE[i % len(_PALETTE)]
+        dash = "3 3" if is_identity else _DASHES[i % len(_DASHES)]
+        good = sorted((p for p in s["points"] if not _nan(p[1])), key=lambda p: float(p[0]))
+        band = [p for p in good if not _nan(p[2]) and not _nan(p[3])]
+        if len(band) >= 2:
+            upper = " ".join(f"{X(p[0]):.1f},{Y(p[3]):.1f}" for p in band)
+            lower = " ".join(f"{X(p[0]):.1f},{Y(p[2]):.1f}" for p in reversed(band))
+            out.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.13" stroke="none"/>')
+        for p in band:  # error bars: the band alone is invisible with one rate and faint in print
+            x = X(p[0])
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{Y(p[2]):.1f}" y2="{Y(p[3]):.1f}" '
+                       f'stroke="{colour}" stroke-width="1.2" stroke-opacity="0.7"/>')
+        if len(good) >= 2:
+            line = " ".join(f"{X(p[0]):.1f},{Y(p[1]):.1f}" for p in good)
+            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+            out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/>')
+        for p in good:
+            fill = colour if p[4] else "#fff"
+            label = f"{s['name']} at {fmt_rate(p[0])}: Δ {fmt_num(p[1], signed=True)} {fmt_ci(p[2], p[3])}"
+            out.append(f'<circle cx="{X(p[0]):.1f}" cy="{Y(p[1]):.1f}" r="4" fill="{fill}" stroke="{colour}" '
+                       f'stroke-width="2"><title>{_e(label)}</title></circle>')
+        ly = mt + 10 + i * 20
+        lx = ml + pw + 14
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{lx}" x2="{lx + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash_attr}/>')
+        name = str(s["name"])
+        out.append(f'<text x="{lx + 30}" y="{ly + 4}" class="lg">{_e(name[:22] + ("…" if len(name) > 22 else ""))}</text>')
+    ly = mt + 10 + len(series) * 20 + 8
+    out.append(f'<text x="{ml + pw + 14}" y="{ly}" class="ax">● significant  ○ not</text>')
+    out.append(f'<text x="{ml + pw + 14}" y="{ly + 14}" class="ax">band: 95% CI</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1b1b; background: #fff;
+       max-width: 1180px; margin: 0 auto; padding: 24px; }
+h1 { font-size: 1.7em; margin: 0 0 4px; } h2 { margin-top: 2em; border-bottom: 2px solid #ddd; padding-bottom: 4px; }
+h3 { margin-top: 1.6em; } .sub { color: #555; margin: 0 0 1em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #d6d6d6; padding: 3px 7px; vertical-align: top; text-align: left; }
+th { background: #f3f3f3; } td.verdict { min-width: 13em; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.v-better { color: #08660f; font-weight: 600; } .v-worse { color: #a11; font-weight: 600; }
+.v-none, .v-insuff { color: #777; } tr.noise td { color: #777; }
+.badge { display: inline-block; border-radius: 3px; padding: 0 6px; font-size: 0.85em; border: 1px solid currentColor; }
+.verdict-box { border: 2px solid #333; padding: 12px 18px; border-radius: 6px; background: #fafafa; }
+.verdict-box li { margin: 0.4em 0; }
+.warn { border-left: 5px solid #c60; background: #fff6ec; padding: 8px 12px; margin: 1em 0; }
+.note { color: #555; font-size: 0.9em; }
+.tw { overflow-x: auto; max-width: 100%; }
+.charts { display: flex; flex-wrap: wrap; gap: 12px; }
+svg.chart { max-width: 100%; height: auto; border: 1px solid #eee; }
+svg .ct { font: 600 13px system-ui, sans-serif; } svg .ax { font: 11px system-ui, sans-serif; fill: #333; }
+svg .lg { font: 12px system-ui, sans-serif; fill: #222; }
+.diff { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
+.diff > div { border: 1px solid #ccc; padding: 8px 10px; white-space: pre-wrap; overflow-wrap: anywhere;
+              font-size: 0.88em; background: #fcfcfc; }
+.diff h4 { margin: 0 0 6px; font-size: 0.95em; white-space: normal; }
+del { background: #ffd7d5; text-decoration: line-through; color: #700; }
+ins { background: #d3f5d3; text-decoration: none; color: #063; }
+.flags { background: #fff8e1; border: 1px solid #e0c060; padding: 6px 10px; }
+.answer { border: 1px solid #ccc; padding: 8px 12px; margin: 6px 0; }
+.answer mark { background: #ffe28a; } .cite { color: #555; font-size: 0.85em; } .cite.t { color: #000; font-weight: 700; }
+ol.sources li.t { font-weight: 600; } code { font-size: 0.9em; overflow-wrap: anywhere; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; }
+dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; overflow-wrap: anywhere; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; }
+@media print { body { max-width: none; padding: 0; font-size: 10pt; } .tw { overflow: visible; } table { font-size: 8pt; } h2 { break-before: auto; }
+  .diff > div, .answer, svg.chart { break-inside: avoid; } }
+@media (max-width: 800px) { .diff, .pair { grid-template-columns: 1fr; } }
+"""
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[tuple[str, str]]], row_classes: Sequence[str] | None = None) -> str:
+    """An HTML table; each cell is (already-escaped html, css class)."""
+    out = ['<div class="tw"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f'<td class="{c}">{h}</td>' if c else f"<td>{h}</td>" for h, c in row) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _verdict_badge(verdict: str) -> str:
+    return f'<span class="badge {_VERDICT_CLASS.get(verdict, "v-none")}">{_e(verdict)}</span>'
+
+
+def _stats_table(df: "pd.DataFrame", correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
+    """The summary rows as an HTML table; ``omit`` drops columns constant in context (strategy, metric, comparison)."""
+    lead = [c for c in ("strategy", "metric", "comparison") if c not in omit]
+    headers = [*lead, "adopters"] + (["group"] if show_group else []) + [
+        "n", "baseline → treated", "Δ", "95% CI", "rel.", "p (Wilcoxon)",
+        "p Holm" if correction == "holm" else "p BH", "r", "d_z", "W/T/L", "MDE", "verdict",
+    ]
+    rows, classes = [], []
+    for _, r in df.iterrows():
+        cells = [(_e(r[c]), "") for c in lead] + [(_e(fmt_rate(r["rate"])), "num")]
+        if show_group:
+            cells.append((_e(r["group"]), ""))
+        adj = r["p_holm"] if correction == "holm" else r["p_bh"]
+        note = ""
+        if r["verdict"] == "insufficient data" and r["note"]:
+            # The last part of the note is the reason the row was not tested.
+            note = f'<div class="note">{_e(str(r["note"]).split("; ")[-1])}</div>'
+        cells += [
+            (_e(int(r["n"])), "num"),
+            (_e(f"{fmt_num(r['baseline_mean'])} → {fmt_num(r['treated_mean'])}"), "num"),
+            (_e(fmt_num(r["mean_delta"], signed=True)), "num"),
+            (_e(fmt_ci(r["delta_ci_low"], r["delta_ci_high"])), "num"),
+            (_e(fmt_pct(r["rel_improvement"])), "num"),
+            (_e(fmt_p(r["wilcoxon_p"])), "num"),
+            (_e(fmt_p(adj)), "num"),
+            (_e(fmt_num(r["rank_biserial"], signed=True)), "num"),
+            (_e(fmt_num(r["cohens_dz"], signed=True)), "num"),
+            (_e(f"{int(r['wins'])}/{int(r['ties'])}/{int(r['losses'])}") if not _nan(r["wins"]) else "–", "num"),
+            (_e(fmt_num(r["mde"])), "num"),
+            (_verdict_badge(str(r["verdict"])) + note, "verdict"),
+        ]
+        rows.append(cells)
+        classes.append("noise" if r["verdict"] in ("no evidence", "insufficient data") else "")
+    return _table(headers, rows, classes)
+
+
+def _grouped_stats_tables(df: "pd.DataFrame", correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
+    """One table per metric x comparison, headed by what the comparison means."""
+    out = []
+    for (metric, comparison), g in df.groupby(["metric", "comparison"], sort=False):
+        out.append(f"<h4>{_e(metric)} · {_e(comparison)} <span class=\"note\">({_e(_COMPARISON_TEXT.get(str(comparison), ''))})</span></h4>")
+        out.append(_stats_table(g, correction, show_group=show_group, omit=(*omit, "metric", "comparison")))
+    return "\n".join(out)
+
+
+# ============================================================================ report sections
+
+
+def _metric_label(metric: str) -> str:
+    return {
+        "pawc": "visibility (position-adjusted word count, PAWC)",
+        "word": "share of the answer's words",
+        "position": "citation position score",
+        "cited": "chance of being cited at all",
+        "citation_count": "number of sentences citing it",
+        "share_of_voice": "share of voice",
+        "first_citation_rank": "rank of its first citation",
+        "delta_rank": "rank in the citation order (Δrank)",
+        "target_rank": "position among the engine's sources",
+    }.get(metric, metric)
+
+
+def _rate_phrase(rate: float) -> str:
+    if rate <= 0:
+        return "when no competitor adopts it"
+    if rate >= 1:
+        return "when every competitor adopts it too"
+    return f"when {fmt_rate(rate)} of the competitors adopt it too"
+
+
+def _row_phrase(r: Any) -> str:
+    rel = f", {fmt_pct(r['rel_improvement'])} relative" if not _nan(r["rel_improvement"]) else ""
+    return (f"Δ {fmt_num(r['mean_delta'], signed=True)} (95% CI {fmt_num(r['delta_ci_low'], signed=True)} to "
+            f"{fmt_num(r['delta_ci_high'], signed=True)}{rel})")
+
+
+def _strategy_verdict(rows: "pd.DataFrame", metric: str, family_size: int) -> tuple[str, str]:
+    """(css class, sentence in plain words) for one strategy's rows of one metric and comparison."""
+    label = _metric_label(metric)
+    if rows.empty:
+        return "v-insuff", "not tested in this run."
+    better = rows[rows["verdict"] == "better"]
+    worse = rows[rows["verdict"] == "worse"]
+    tested = rows[rows["status"] == "ok"]
+    if not better.empty:
+        best = better.sort_values("rate").iloc[0]
+        where = ", ".join(fmt_rate(x) for x in better["rate"])
+        p = best["p_holm"] if str(best.get("correction", "holm")) == "holm" else best["p_bh"]
+        return "v-better", (
+            f"significantly raises your page's {label}: {_row_phrase(best)} {_rate_phrase(float(best['rate']))} "
+            f"(adjusted p {fmt_p(p)}). Significant at adopter rates {where}."
+        )
+    if not worse.empty:
+        w = worse.sort_values("rate").iloc[0]
+        return "v-worse", (
+            f"significantly lowers your page's {label}: {_row_phrase(w)} {_rate_phrase(float(w['rate']))}."
+        )
+    if tested.empty:
+        reasons = sorted({str(n) for n in rows["note"] if n})
+        return "v-insuff", f"not enough data to say anything about {label} ({'; '.join(reasons[:2]) or 'too few queries'})."
+    first = tested.sort_values("rate").iloc[0]
+    excl = tested[[not _ci_includes_zero(a, b) for a, b in zip(tested["delta_ci_low"], tested["delta_ci_high"])]]
+    if not excl.empty:
+        x = excl.sort_values("rate").iloc[0]
+        return "v-none", (
+            f"no evidence of a change in {label} after correcting for {family_size} tests: the largest-looking "
+            f"effect, {_row_phrase(x)} {_rate_phrase(float(x['rate']))}, is not significant (adjusted p ≥ alpha)."
+        )
+    return "v-none", (
+        f"no evidence of a gain in {label}: every 95% CI includes 0, e.g. {_row_phrase(first)} "
+        f"{_rate_phrase(float(first['rate']))}."
+    )
+
+
+def _trend_sentence(rows: "pd.DataFrame") -> str:
+    good = rows[rows["mean_delta"].notna()].sort_values("rate")
+    if len(good) < 2:
+        return ""
+    parts = [f"{fmt_rate(r['rate'])}: {fmt_num(r['mean_delta'], signed=True)} {fmt_ci(r['delta_ci_low'], r['delta_ci_high'])}"
+             for _, r in good.iterrows()]
+    first, last = float(good["mean_delta"].iloc[0]), float(good["mean_delta"].iloc[-1])
+    if abs(last - first) < 1e-12:
+        trend = "stays the same"
+    elif abs(last) < abs(first):
+        trend = "shrinks"
+    else:
+        trend = "grows"
+    return f"As more competitors adopt it, the effect {trend} ({'; '.join(parts)})."
+
+
+def _verdict_section(st: StatsResult, primary: str) -> str:
+    p = st.provenance
+    strategies = [s for s in p["strategies"] if s != "identity"] or list(p["strategies"])
+    fams = st.family_sizes()
+    fam_n = sum(fams.values())
+    items = []
+    n_better = 0
+    for s in strategies:
+        rows = st.rows_for(s, primary, "advantage")
+        if rows.empty:
+            rows = st.rows_for(s, primary)
+        cls, sentence = _strategy_verdict(rows, primary, fam_n)
+        n_better += cls == "v-better"
+        title = (p["strategy_info"].get(s) or {}).get("title") or s
+        trend = _trend_sentence(rows)
+        items.append(
+            f'<li><strong class="{cls}">{_e(s)}</strong> <span class="note">({_e(title)})</span>: {_e(sentence)}'
+            + (f" {_e(trend)}" if trend else "") + "</li>"
+        )
+    head = (
+        f"{n_better} of {len(strategies)} strategies significantly raise your page's {_metric_label(primary)} "
+        "against competitors (advantage: you adopt vs you do not, with the same competitors adopting)."
+        if n_better else
+        f"No strategy significantly raised your page's {_metric_label(primary)} in this run."
+    )
+    out = ['<section id="verdict"><h2>Verdict</h2><div class="verdict-box">', f"<p><strong>{_e(head)}</strong></p>",
+           "<ul>" + "".join(items) + "</ul>"]
+    out.append(
+        f'<p class="note">Tested on {_e(p["n_queries"])} queries; Δ is the change of the target page\'s metric per '
+        "query; a result counts only if its multiple-comparison-adjusted p-value is below "
+        f"{_e(st.options['alpha'])}. A 95% CI that includes 0 means the data cannot tell a gain from a loss.</p>"
+    )
+    out.append("</div>")
+    for msg in st.calibration_messages():
+        cls = "warn" if st.calibration_warning() else "note"
+        out.append(f'<p class="{cls}">{_e(msg)}</p>')
+    mde = st.mde_by_metric()
+    if primary in mde:
+        out.append(
+            f'<p class="note">With {_e(p["n_queries"])} queries this run detects (80% power) changes of about '
+            f"±{_e(fmt_num(mde[primary]))} in {_e(primary)}; smaller true effects are likely missed.</p>"
+        )
+    for note in st.notes:
+        out.append(f'<p class="warn">{_e(note)}</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _charts_section(st: StatsResult) -> str:
+    out = ['<section id="charts"><h2>How the effect changes as competitors adopt</h2>',
+           '<p class="note">Mean Δ per adopter rate with its 95% bootstrap CI (band and bars). Advantage: you adopt '
+           "vs you do not, the same competitors adopting; net: against the market where nobody adopted. "
+           "The grey dotted line is the A/A control (identity): its spread is pure noise.</p>"]
+    for metric in st.options["metrics"]:
+        charts = []
+        for comparison in st.options["comparisons"]:
+            series = []
+            for s in st.provenance["strategies"]:
+                rows = st.rows_for(s, metric, comparison)
+                rows = rows[rows["group"] == "all"] if "group" in rows else rows
+                if rows.empty:
+                    continue
+                pts = [(float(r["rate"]), r["mean_delta"], r["delta_ci_low"], r["delta_ci_high"], bool(r["significant"]))
+                       for _, r in rows.sort_values("rate").iterrows()]
+                series.append({"name": s, "points": pts, "identity": s == "identity"})
+            if series:
+                charts.append(svg_delta_chart(series, title=f"{metric} — {comparison}", y_label=f"Δ {metric}"))
+        if charts:
+            out.append(f"<h3>{_e(metric)}: {_e(_metric_label(metric))}</h3>")
+            out.append('<div class="charts">' + "\n".join(charts) + "</div>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _diff_html(original: str, rewritten: str, limit: int = 6000) -> tuple[str, str]:
+    """(left, right) escaped HTML: the original with deletions marked, the rewrite with insertions marked."""
+    from geoaudit.rewrite import word_diff
+
+    left: list[str] = []
+    right: list[str] = []
+    nl = nr = 0
+    for op, text in word_diff(original or "", rewritten or ""):
+        if op in ("equal", "delete") and nl < limit:
+            piece = text[: limit - nl]
+            nl += len(piece)
+            left.append(_e(piece) if op == "equal" else f"<del>{_e(piece)}</del>")
+        if op in ("equal", "insert") and nr < limit:
+            piece = text[: limit - nr]
+            nr += len(piece)
+            right.append(_e(piece) if op == "equal" else f"<ins>{_e(piece)}</ins>")
+    if len(original or "") > limit:
+        left.append(f'<span class="note"> … ({len(original) - limit:,} more characters)</span>')
+    if len(rewritten or "") > limit:
+        right.append(f'<span class="note"> … ({len(rewritten) - limit:,} more characters)</span>')
+    return "".join(left), "".join(right)
+
+
+_FLAG_TEXT = {"numbers": "numbers", "quotes": "quotations", "sources": "named sources", "urls": "URLs"}
+
+
+def _fabrications(rec: Mapping[str, Any]) -> dict[str, list[str]]:
+    fab = (rec.get("guards") or {}).get("fabrications") or {}
+    return {k: [str(x) for x in v] for k, v in fab.items() if v}
+
+
+def _answer_html(ans: "Answer", target_pos: int | None, label: str, sample: int = 0) -> str:
+    """One sampled answer: sentences attributed to the target are highlighted, its citation marks bold."""
+    if not ans.samples:
+        return f'<div class="answer"><h4>{_e(label)}</h4><p class="note">no answer sample</p></div>'
+    smp = ans.samples[min(sample, len(ans.samples) - 1)]
+    parts = []
+    for sent in smp.sentences:
+        marks = []
+        for c in sent.citations:
+            cls = "cite t" if c == target_pos else "cite"
+            txt = f"[{c + 1}]" if sent.how == "explicit" else f"(≈{c + 1})"
+            marks.append(f'<span class="{cls}">{_e(txt)}</span>')
+        body = _e(sent.text)
+        if target_pos is not None and target_pos in sent.citations:
+            body = f"<mark>{body}</mark>"
+        parts.append(body + ("&nbsp;" + "".join(marks) if marks else ""))
+    srcs = []
+    for i, sid in enumerate(ans.sources):
+        info = ans.source_info[i] if i < len(ans.source_info) else None
+        title = (info.title if info else "") or sid
+        url = info.url if info else ""
+        is_t = i == target_pos
+        srcs.append(
+            ('<li class="t">' if is_t else "<li>") + _e(title) + (f" <code>{_e(url)}</code>" if url else "")
+            + (" ← your page" if is_t else "") + "</li>"
+        )
+    how = {"explicit": "[n] = citation the engine wrote", "overlap": "(≈n) = attributed by word overlap"}
+    hows = sorted({s.how for s in smp.sentences if s.citations})
+    legend = "; ".join(how[h] for h in hows if h in how)
+    return (
+        f'<div class="answer"><h4>{_e(label)}</h4><p>{" ".join(parts) or _e(smp.raw)}</p>'
+        f'<p class="note">highlighted: sentences attributed to your page. {_e(legend)}</p>'
+        f'<ol class="sources">{"".join(srcs)}</ol></div>'
+    )
+
+
+def _example_answers(run: "Run", rows: "pd.DataFrame", strategy: str, item: str) -> str:
+    r = rows[rows["item"] == item]
+    base = r[(r["condition"] == "base")].sort_values(["seed", "sample"])
+    treated = r[(r["condition"] == "treated") & (r["strategy"] == strategy)].sort_values(["rate", "seed", "sample"])
+    if base.empty or treated.empty:
+        return ""
+    b, t = base.iloc[0], treated.iloc[0]
+    out = []
+    for row, label in ((b, "Before: nobody adopted"),
+                       (t, f"After: your page adopted {strategy}, {fmt_rate(t['rate'])} of competitors too")):
+        ans = run.answer(str(row["answer_id"]))
+        if ans is None:
+            continue
+        pos = int(row["target_rank"]) - 1 if not _nan(row["target_rank"]) else None
+        m = f" — PAWC {fmt_num(row['pawc'])}, cited {fmt_num(row['cited'])}" if "pawc" in row else ""
+        out.append(_answer_html(ans, pos, label + m, int(row["sample"])))
+    if not out:
+        return ""
+    query = ""
+    ans0 = run.answer(str(b["answer_id"]))
+    if ans0 is not None:
+        query = ans0.query
+    return (f"<h4>Example answer for the query “{_e(query)}” <span class=\"note\">(item {_e(item)})</span></h4>"
+            f'<div class="pair">{"".join(out)}</div>')
+
+
+def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrites: list[dict[str, Any]], strategy: str, examples: int) -> str:
+    info = st.provenance["strategy_info"].get(strategy) or {}
+    recs = [r for r in rewrites if r["strategy"] == strategy]
+    targets = [r for r in recs if r["is_target"]]
+    out = [f'<section id="strategy-{_slug(strategy)}"><h2>Strategy: {_e(strategy)}</h2>',
+           f'<p class="sub">{_e(info.get("title", ""))} · {_e(info.get("origin", ""))} · kind {_e(info.get("kind", "?"))}, '
+           f'version {_e(info.get("version", "?"))}, prompt {_e(info.get("prompt_hash", "?"))}</p>']
+    if strategy == "identity":
+        out.append('<p class="note">The A/A control: pages are left exactly as they are and only the engine\'s sampling '
+                   "differs, so every difference here is noise. Real strategies must beat this spread.</p>")
+    srows = st.rows_for(strategy)
+    if not srows.empty:
+        out.append(_grouped_stats_tables(srows, st.options["correction"], show_group=st.options.get("by") is not None, omit=("strategy",)))
+    if info.get("kind") == "rank":
+        out.append('<p class="note">This strategy rewrites nothing: adopting pages are moved to the top of the sources the '
+                   "engine sees (traditional SEO, C-SEO Bench's baseline).</p>")
+    elif recs:
+        status = Counter((("your page" if r["is_target"] else "competitors"), r["status"]) for r in recs)
+        status_txt = "; ".join(f"{who}: {n} {st_}" for (who, st_), n in sorted(status.items()))
+        out.append(f"<p><strong>Rewrites:</strong> {_e(status_txt)}.</p>")
+        failed = Counter(str(r["reason"]) for r in recs if r["status"] == "failed")
+        if failed:
+            out.append("<p><strong>Failed rewrites</strong> (the original text was used instead):</p><ul>"
+                       + "".join(f"<li>{_e(reason)} — {n}×</li>" for reason, n in failed.most_common(8)) + "</ul>")
+        flagged = Counter(k for r in targets for k, v in _fabrications(r).items())
+        if flagged:
+            out.append('<div class="flags"><strong>Fabrication risk:</strong> rewrites of your page added '
+                       + _e(", ".join(f"{_FLAG_TEXT.get(k, k)} ({n} page{'s' if n != 1 else ''})" for k, n in flagged.items()))
+                       + " not present in the original. Check them before publishing.</div>")
+        else:
+            out.append('<p class="note">No rewrite of your page added numbers, quotations, named sources or URLs '
+                       "absent from the original.</p>")
+        # Examples: flagged or failed first (what a creator must check), then the most changed.
+        def order(r: Mapping[str, Any]) -> tuple[int, int, float]:
+            g = r.get("guards") or {}
+            return (-len(_fabrications(r)), -(r["status"] == "failed"), -float(g.get("word_change") or 0.0))
+
+        seen: set[str] = set()
+        shown = 0
+        for rec in sorted(targets, key=order):
+            if shown >= examples or rec["item"] in seen:
+                continue
+            seen.add(rec["item"])
+            shown += 1
+            left, right = _diff_html(rec["original"], rec["rewritten"])
+            fab = _fabrications(rec)
+            g = rec.get("guards") or {}
+            stat_line = (f"status {rec['status']}" + (f" ({rec['reason']})" if rec["reason"] else "")
+                         + f"; length ratio {fmt_num(g.get('length_ratio'))}, words changed {fmt_pct(g.get('word_change'), signed=False)}")
+            out.append(f"<h3>Your page in item {_e(rec['item'])}: original and rewrite</h3>")
+            out.append(f'<p class="note">{_e(stat_line)}; model {_e(rec["model"])}</p>')
+            if fab:
+                out.append('<div class="flags"><strong>Added, not in the original:</strong><ul>'
+                           + "".join(f"<li>{_e(_FLAG_TEXT.get(k, k))}: {_e(', '.join(v[:8]))}</li>" for k, v in fab.items())
+                           + "</ul></div>")
+            out.append(f'<div class="diff"><div><h4>Original</h4>{left}</div><div><h4>Rewritten ({_e(strategy)})</h4>{right}</div></div>')
+            out.append(_example_answers(run, rows, strategy, str(rec["item"])))
+        if not targets:
+            out.append('<p class="note">No rewrite of your page is stored for this strategy.</p>')
+    if info.get("kind") == "rank" or not recs:
+        items = sorted(set(rows.loc[(rows["strategy"] == strategy) & (rows["condition"] == "treated"), "item"]))
+        for item in items[:max(1, examples)]:
+            out.append(_example_answers(run, rows, strategy, str(item)))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _breakdown_section(run: "Run", rows: "pd.DataFrame", st: StatsResult, primary: str) -> str:
+    parts = []
+    p = st.provenance
+    for by, title in (("domain", "By domain (GEO's per-domain analysis)"),
+                      ("orig_rank", "By the target's original position among the sources (GEO Table 2)")):
+        col = "domain" if by == "domain" else "target_orig_rank"
+        if rows[col].nunique(dropna=True) < 2:
+            continue
+        o = st.options
+        try:
+            b = run_stats(run, rows=rows, metrics=[primary], comparisons=["advantage"], by=by, family="group",
+                          correction=o["correction"], mode="default" if o["mode"] == "default" else "cseo",
+                          alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"], ci=o["ci"], seed=o["seed"])
+        except InputError:
+            continue
+        df = b.summary[b.summary["strategy"] != "identity"] if len(p["strategies"]) > 1 else b.summary
+        parts.append(f"<h3>{_e(title)}</h3>")
+        parts.append(f'<p class="note">{_e(primary)}, advantage; corrections within each group.</p>')
+        parts.append(_stats_table(df, o["correction"], show_group=True, omit=("metric", "comparison")))
+    if not parts:
+        return ""
+    return '<section id="breakdowns"><h2>Breakdowns</h2>' + "\n".join(parts) + "</section>"
+
+
+def _metric_definitions(metrics: Sequence[str]) -> str:
+    from geoaudit.metrics import METRICS
+
+    rows = []
+    for m in metrics:
+        info = METRICS.get(m)
+        if info is not None:
+            rows.append([(_e(m), ""), (_e(info.description), ""), (_e(info.formula), ""), (_e(info.source), ""),
+                         (_e("higher" if info.higher_is_better else "lower"), "")])
+        elif m in _EXTRA_METRIC_INFO:
+            d, f, s = _EXTRA_METRIC_INFO[m]
+            rows.append([(_e(m), ""), (_e(d), ""), (_e(f), ""), (_e(s), ""), (_e("lower" if m == "target_rank" else "higher"), "")])
+    if "delta_rank" in metrics:
+        rows.append([(_e("delta_rank (advantage)"), ""),
+                     (_e("Δrank of the treated answer against the rivals answer (same competitors adopting)"), ""),
+                     (_e("as delta_rank, with the rivals answer as the baseline"), ""), (_e("geoaudit"), ""), (_e("higher"), "")])
+    return _table(["metric", "meaning", "formula", "source", "better"], rows)
+
+
+def _methodology_section(st: StatsResult) -> str:
+    p, o = st.provenance, st.options
+    first = st.summary.iloc[0] if len(st.summary) else None
+    usage = p.get("usage") or {}
+    strat = "; ".join(
+        f"{name} v{(i or {}).get('version', '?')} (prompt {(i or {}).get('prompt_hash', '?')})"
+        for name, i in p["strategy_info"].items()
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())
+    fams = st.family_sizes()
+    items: list[tuple[str, str]] = [
+        ("run", f"{p['run_id']} ({p['status']}, {p['cells']} of {p['planned_cells']} cells; created {p['created_at']}, finished {p['finished_at']})"),
+        ("command line", p["command"] or "?"),
+        ("engine model", p["model"]),
+        ("rewrite model", f"{p['rewrite_model']} (rewrite seed {p.get('rewrite_seed')})"),
+        ("sources shown", f"k = {p['k']}, order {p['order']} (retriever: {'BM25 over the candidates' if p['order'] == 'retrieved' else 'none, the bench order' if p['order'] == 'given' else 'bench order, shuffled per seed'})"),
+        ("attribution", f"{p['attribution']} (overlap threshold {p.get('overlap_threshold')})"),
+        ("answer prompt", f"{p['prompt_version']}; temperature {p['temperature']}, max tokens {p['max_tokens']}, "
+                          f"source budget {p['source_budget_chars']} characters, PAWC variant {p['pawc_variant']}"),
+        ("strategies", strat or "?"),
+        ("adopter rates", ", ".join(fmt_rate(r) for r in p["rates"])),
+        ("seeds / samples", f"seeds {', '.join(map(str, p['seeds']))}; {p['samples']} sample(s) per condition"),
+        ("queries (n)", f"{p['n_queries']} of {p['bench_items']} bench items"),
+        ("bench", f"{p['bench_name']} ({p['bench_format']}) from {p['bench_source']}; {len(p['bench_skipped'])} item(s) skipped"),
+        ("bench notes", "; ".join(map(str, p["bench_notes"])) or "none"),
+        ("comparisons", "; ".join(f"{c}: {_COMPARISON_TEXT[c]}" for c in o["comparisons"])),
+        ("unit of analysis", "the query: samples and seeds are averaged within a query before testing"),
+    ]
+    if first is not None:
+        items += [
+            ("test", f"Wilcoxon signed-rank ({first['alternative']}, zero_method {first['zero_method']}); paired t-test in the exports"),
+            ("correction", f"{'Holm' if o['correction'] == 'holm' else 'Benjamini-Hochberg'} within family '{o['family']}' "
+                           f"({', '.join(f'{k}: {v} tests' for k, v in list(fams.items())[:6])}); alpha {o['alpha']}"),
+            ("confidence intervals", str(first["ci_method"])),
+            ("effect sizes", "matched-pairs rank-biserial r (Kerby 2014), paired Cohen's d_z"),
+            ("minimum detectable effect", f"paired t approximation at {o['power']:.0%} power: "
+             + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in st.mde_by_metric().items())),
+            ("mode", "C-SEO Bench (one-sided, zeros dropped by the test, Holm per domain)" if o["mode"] == "cseo" else "default (two-sided)"),
+        ]
+    items += [
+        ("calibration (A/A)", " ".join(st.calibration_messages()) or "; ".join(n for n in st.notes if "A/A" in n)
+         or "no identity strategy in this run: the tests' false-positive rate was not checked"),
+        ("LLM usage / cost", str(usage.get("summary") or "not recorded")),
+        ("versions", versions or "?"),
+    ]
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
+    return (f'<section id="methodology"><h2>Methodology</h2><dl class="meta">{dl}</dl>'
+            f"<h3>Metric definitions</h3>{_metric_definitions(o['metrics'])}</section>")
+
+
+# ============================================================================ the report
+
+
+def build_report(
+    run: "Run",
+    *,
+    stats: StatsResult | None = None,
+    title: str | None = None,
+    examples: int = 2,
+    breakdowns: bool = True,
+    **stats_options: Any,
+) -> str:
+    """The HTML report of ``run`` as one self-contained string (no scripts, no external resources).
+
+    ``stats`` reuses a :class:`StatsResult`; otherwise :func:`run_stats` is called with
+    ``stats_options`` (metrics, comparisons, family, correction, mode, alpha, n_boot, ci, seed).
+    ``examples``: rewrites (with example answers) shown per strategy. ``breakdowns``: add the
+    per-domain and per-original-rank tables of the primary (first) metric when the run has more
+    than one domain / rank.
+    """
+    rows = run.rows()
+    st = stats or run_stats(run, rows=rows, **stats_options)
+    primary = st.options["metrics"][0]
+    p = st.provenance
+    rewrites = run.rewrites()
+    heading = title or f"Does rewriting make your page more visible? — {p['bench_name']}"
+    body = [
+        f"<header><h1>{_e(heading)}</h1>",
+        f'<p class="sub">geoaudit report for run {_e(p["run_id"])} · engine {_e(p["model"])} · {_e(p["n_queries"])} queries · '
+        f'strategies {_e(", ".join(p["strategies"]))} · adopter rates {_e(", ".join(fmt_rate(r) for r in p["rates"]))}</p>',
+        '<nav class="note">Contents: <a href="#verdict">verdict</a> · <a href="#charts">charts</a> · '
+        '<a href="#results">all results</a> · '
+        + " · ".join(f'<a href="#strategy-{_slug(s)}">{_e(s)}</a>' for s in p["strategies"])
+        + ' · <a href="#methodology">methodology</a></nav></header>',
+        _verdict_section(st, primary),
+        _charts_section(st),
+        '<section id="results"><h2>All results</h2><p class="note">Grey rows: no evidence or insufficient data. '
+        "W/T/L = queries where the target won / tied / lost. MDE = smallest Δ detectable with 80% power.</p>"
+        + _grouped_stats_tables(st.summary, st.options["correction"], show_group=st.options.get("by") is not None) + "</section>",
+    ]
+    if breakdowns:
+        body.append(_breakdown_section(run, rows, st, primary))
+    for s in p["strategies"]:
+        body.append(_strategy_section(run, st, rows, rewrites, s, examples))
+    body.append(_methodology_section(st))
+    version = (p.get("versions") or {}).get("geoaudit", "?")
+    body.append(f'<footer class="note"><p>Generated by geoaudit {_e(version)} from run {_e(p["run_id"])}. '
+                "All page and answer text above is quoted as data; nothing in it was executed.</p></footer>")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(heading)}</title>\n<style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(b for b in body if b)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(run: "Run", out_dir: Path | str, **kwargs: Any) -> Path:
+    """Write ``out_dir/index.html`` atomically (keyword arguments as :func:`build_report`); returns its path."""
+    from geoaudit.documents import atomic_write_text
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory", hint="pass a directory for the report, e.g. -o reports/my-run/")
+    return atomic_write_text(out / "index.html", build_report(run, **kwargs))
