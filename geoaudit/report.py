@@ -588,7 +588,7 @@ def svg_delta_chart(
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         out.append(f'<line x1="{lx}" x2="{lx + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash_attr}/>')
         name = str(s["name"])
-        out.append(f'<text x="{lx + 30}" y="{ly + 4}" class="lg">{_e(name[:22] + ("…" if len(name) > 22 else ""))}</text>')
+        out.append(f'<text x="{lx + 30}" y="{ly + 4}" class="lg">{_e(name[:17] + ("…" if len(name) > 17 else ""))}</text>')
     ly = mt + 10 + len(series) * 20 + 8
     out.append(f'<text x="{ml + pw + 14}" y="{ly}" class="ax">● significant  ○ not</text>')
     out.append(f'<text x="{ml + pw + 14}" y="{ly + 14}" class="ax">band: 95% CI</text>')
@@ -754,7 +754,7 @@ def _strategy_verdict(rows: "pd.DataFrame", metric: str, family_size: int) -> tu
     first = tested.sort_values("rate").iloc[0]
     excl = tested[[not _ci_includes_zero(a, b) for a, b in zip(tested["delta_ci_low"], tested["delta_ci_high"])]]
     if not excl.empty:
-        x = excl.sort_values("rate").iloc[0]
+        x = excl.loc[excl["mean_delta"].abs().idxmax()]
         return "v-none", (
             f"no evidence of a change in {label} after correcting for {family_size} tests: the largest-looking "
             f"effect, {_row_phrase(x)} {_rate_phrase(float(x['rate']))}, is not significant (adjusted p ≥ alpha)."
@@ -766,19 +766,17 @@ def _strategy_verdict(rows: "pd.DataFrame", metric: str, family_size: int) -> tu
 
 
 def _trend_sentence(rows: "pd.DataFrame") -> str:
+    """How Δ moves with the adopter rate; a direction is claimed only when some rate is significant."""
     good = rows[rows["mean_delta"].notna()].sort_values("rate")
     if len(good) < 2:
         return ""
-    parts = [f"{fmt_rate(r['rate'])}: {fmt_num(r['mean_delta'], signed=True)} {fmt_ci(r['delta_ci_low'], r['delta_ci_high'])}"
-             for _, r in good.iterrows()]
+    parts = "; ".join(f"{fmt_rate(r['rate'])}: {fmt_num(r['mean_delta'], signed=True)} {fmt_ci(r['delta_ci_low'], r['delta_ci_high'])}"
+                      for _, r in good.iterrows())
+    if not good["significant"].any():
+        return f"By share of competitors adopting: {parts}."
     first, last = float(good["mean_delta"].iloc[0]), float(good["mean_delta"].iloc[-1])
-    if abs(last - first) < 1e-12:
-        trend = "stays the same"
-    elif abs(last) < abs(first):
-        trend = "shrinks"
-    else:
-        trend = "grows"
-    return f"As more competitors adopt it, the effect {trend} ({'; '.join(parts)})."
+    trend = "stays about the same" if abs(last - first) < 1e-12 else ("shrinks" if abs(last) < abs(first) else "grows")
+    return f"As more competitors adopt it, the effect {trend} ({parts})."
 
 
 def _verdict_section(st: StatsResult, primary: str) -> str:
@@ -931,7 +929,7 @@ def _example_answers(run: "Run", rows: "pd.DataFrame", strategy: str, item: str)
     b, t = base.iloc[0], treated.iloc[0]
     out = []
     for row, label in ((b, "Before: nobody adopted"),
-                       (t, f"After: your page adopted {strategy}, {fmt_rate(t['rate'])} of competitors too")):
+                       (t, f"After: your page adopted {strategy} (competitors adopting: {fmt_rate(t['rate'])})")):
         ans = run.answer(str(row["answer_id"]))
         if ans is None:
             continue
@@ -964,6 +962,8 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
     if info.get("kind") == "rank":
         out.append('<p class="note">This strategy rewrites nothing: adopting pages are moved to the top of the sources the '
                    "engine sees (traditional SEO, C-SEO Bench's baseline).</p>")
+    elif strategy == "identity":
+        pass  # nothing to diff: the example answer below shows what pure sampling noise looks like
     elif recs:
         status = Counter((("your page" if r["is_target"] else "competitors"), r["status"]) for r in recs)
         status_txt = "; ".join(f"{who}: {n} {st_}" for (who, st_), n in sorted(status.items()))
@@ -1007,7 +1007,7 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
             out.append(_example_answers(run, rows, strategy, str(rec["item"])))
         if not targets:
             out.append('<p class="note">No rewrite of your page is stored for this strategy.</p>')
-    if info.get("kind") == "rank" or not recs:
+    if info.get("kind") == "rank" or strategy == "identity" or not recs:
         items = sorted(set(rows.loc[(rows["strategy"] == strategy) & (rows["condition"] == "treated"), "item"]))
         for item in items[:max(1, examples)]:
             out.append(_example_answers(run, rows, strategy, str(item)))
@@ -1031,8 +1031,15 @@ def _breakdown_section(run: "Run", rows: "pd.DataFrame", st: StatsResult, primar
         except InputError:
             continue
         df = b.summary[b.summary["strategy"] != "identity"] if len(p["strategies"]) > 1 else b.summary
+        # The unilateral case (fewest competitors adopting), as GEO's per-domain and per-rank tables.
+        df = df[df["rate"] == df["rate"].min()] if len(df) else df
         parts.append(f"<h3>{_e(title)}</h3>")
-        parts.append(f'<p class="note">{_e(primary)}, advantage; corrections within each group.</p>')
+        if df.empty or (df["status"] != "ok").all():
+            parts.append(f'<p class="note">Too few queries per group to test ({_e(rows[col].nunique())} groups for '
+                         f'{_e(p["n_queries"])} queries; at least 5 queries with non-zero Δ per group are needed).</p>')
+            continue
+        parts.append(f'<p class="note">{_e(primary)}, advantage, {_e(fmt_rate(df["rate"].min()))} of competitors '
+                     "adopting; corrections within each group.</p>")
         parts.append(_stats_table(df, o["correction"], show_group=True, omit=("metric", "comparison")))
     if not parts:
         return ""
