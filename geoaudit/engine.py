@@ -23,7 +23,7 @@ import random
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -35,7 +35,10 @@ from geoaudit.resources import prompts_dir
 ORDERS = ("given", "retrieved", "shuffled")
 ATTRIBUTIONS = ("auto", "citations", "overlap", "hybrid")
 PAWC_VARIANTS = ("paper", "code")
-DEFAULT_PROMPT_VERSION = "answer-v1"
+DEFAULT_PROMPT_VERSION = "auto"
+#: ``auto`` resolves to these: small embedded models need a worked example to produce cited answers.
+PROMPT_FOR_REMOTE = "answer-v1"
+PROMPT_FOR_LOCAL = "answer-local-v1"
 HOW = ("explicit", "overlap", "none")
 
 
@@ -62,7 +65,9 @@ class EngineConfig:
         source_budget_chars: characters of each source's text shown to the model (None: all).
         pawc_variant: default PAWC/word/position formula, ``paper`` (GEO eq. 2-3) or ``code``
             (GEO ``src/utils.py``); see :mod:`geoaudit.metrics`.
-        prompt_version: answer prompt file ``geoaudit/prompts/<version>.toml``.
+        prompt_version: answer prompt file ``geoaudit/prompts/<version>.toml``, or ``auto``:
+            ``answer-local-v1`` (with one worked example turn) for embedded ``local/...`` models,
+            ``answer-v1`` otherwise. The concrete version is recorded with every answer.
     """
 
     k: int = 5
@@ -106,6 +111,18 @@ class EngineConfig:
             return self.attribution
         return "hybrid" if model.startswith("local/") or model == "smollm2" else "citations"
 
+    def resolve_prompt_version(self, model: str) -> str:
+        """The concrete answer prompt for ``model`` (resolves ``auto``)."""
+        if self.prompt_version != "auto":
+            return self.prompt_version
+        return PROMPT_FOR_LOCAL if model.startswith("local/") or model == "smollm2" else PROMPT_FOR_REMOTE
+
+    def resolved(self, model: str) -> "EngineConfig":
+        """A copy with ``auto`` attribution and prompt version resolved for ``model``."""
+        return replace(
+            self, attribution=self.resolve_attribution(model), prompt_version=self.resolve_prompt_version(model)
+        )
+
     def describe(self) -> dict[str, Any]:
         """All settings as a JSON-ready dict (provenance)."""
         return asdict(self)
@@ -139,15 +156,33 @@ class AnswerPrompt:
     untitled: str = "(untitled)"
     truncation_marker: str = " ..."
     description: str = ""
+    #: Optional system message, and one worked example (user turn, assistant turn) sent before the question.
+    #: Collapse each source's whitespace to single spaces (one line per source, for small models).
+    flatten_sources: bool = False
+    system: str = ""
+    example_user: str = ""
+    example_assistant: str = ""
+
+    def messages(self, user: str) -> tuple[tuple[str, str], ...]:
+        """The chat turns of one answer request: system, worked example, then ``user``."""
+        turns: list[tuple[str, str]] = []
+        if self.system:
+            turns.append(("system", self.system))
+        if self.example_user and self.example_assistant:
+            turns += [("user", self.example_user), ("assistant", self.example_assistant)]
+        turns.append(("user", user))
+        return tuple(turns)
 
 
 @lru_cache(maxsize=16)
-def load_answer_prompt(version: str = DEFAULT_PROMPT_VERSION) -> AnswerPrompt:
-    """Load the answer prompt ``version``.
+def load_answer_prompt(version: str = PROMPT_FOR_REMOTE) -> AnswerPrompt:
+    """Load the answer prompt ``version`` (``auto`` means the remote-model default).
 
     Raises:
         ConfigError: no such prompt file, or it lacks a field or placeholder.
     """
+    if version == "auto":
+        version = PROMPT_FOR_REMOTE
     path = prompts_dir() / f"{version}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in prompts_dir().glob("answer-*.toml"))
@@ -207,7 +242,7 @@ def format_sources(
     views: list[SourceView] = []
     shown: list[str] = []
     for i, doc in enumerate(sources):
-        text, cut = truncate_text(doc.text, config.source_budget_chars)
+        text, cut = truncate_text(" ".join(doc.text.split()) if prompt.flatten_sources else doc.text, config.source_budget_chars)
         title = " ".join(doc.title.split())[:200] or prompt.untitled
         blocks.append(
             prompt.source_template.format(
@@ -669,10 +704,12 @@ def answer_requests(
 ) -> tuple[list[LLMRequest], list[SourceView], list[str]]:
     """The gateway requests of one answer (one per sample), the source views and shown texts."""
     prompt, views, shown = build_prompt(query, sources, config, scores)
+    turns = load_answer_prompt(config.prompt_version).messages(prompt)
+    version = load_answer_prompt(config.prompt_version).version
     reqs = [
-        LLMRequest.chat(
-            prompt, temperature=config.temperature, max_tokens=config.max_tokens,
-            seed=sample_seed(seed, i), prompt_version=config.prompt_version, purpose="answer",
+        LLMRequest(
+            messages=turns, temperature=config.temperature, max_tokens=config.max_tokens,
+            seed=sample_seed(seed, i), prompt_version=version, purpose="answer",
         )
         for i in range(config.samples)
     ]
@@ -696,9 +733,10 @@ async def agenerate(
         raise InputError("the query is empty")
     if not sources:
         raise InputError("no sources to answer from")
+    model = gateway.model
+    config = config.resolved(model)
+    mode = config.attribution
     reqs, views, shown = answer_requests(query, sources, config, seed=seed, scores=scores)
-    model = gateway.resolve_model(reqs[0])
-    mode = config.resolve_attribution(model)
     responses = await gateway.amap(reqs)
     samples = [
         make_sample(

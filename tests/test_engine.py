@@ -360,3 +360,23 @@ def test_ask_cli_judge(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0 and "SI" in table.stdout and "4.40" in table.stdout
     assert "Folk [sports]?" in table.stdout  # user text is never read as markup
+
+
+def test_auto_prompt_gives_small_local_models_a_worked_example() -> None:
+    from geoaudit.engine import answer_requests
+
+    docs = [Document.create(f"https://s{i}.example", f"Line one of {i}.\n\nLine two of {i}.", title=f"T{i}") for i in range(3)]
+    local = EngineConfig().resolved("local/smollm2")
+    remote = EngineConfig().resolved("openai/gpt-4o-mini")
+    assert (local.prompt_version, local.attribution) == ("answer-local-v1", "hybrid")
+    assert (remote.prompt_version, remote.attribution) == ("answer-v1", "citations")
+    reqs, _, shown = answer_requests("q?", docs, local)
+    roles = [role for role, _ in reqs[0].messages]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert reqs[0].prompt_version == "answer-local-v1"
+    # compact one-line sources, question last
+    user = reqs[0].messages[-1][1]
+    assert "[2] T1: Line one of 1. Line two of 1." in user and user.rstrip().endswith("Question: q?")
+    assert shown[0] == "Line one of 0. Line two of 0."
+    reqs, _, _ = answer_requests("q?", docs, remote)
+    assert [role for role, _ in reqs[0].messages] == ["user"]
