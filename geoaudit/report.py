@@ -432,6 +432,11 @@ def run_stats(
         data, names, comparisons=comparisons, hib=hib, strategy_order=prov["strategies"], family=family,
         by=by, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode,
     )
+    if summary.empty:
+        raise InputError(
+            f"run {run.id} has no treated rows to compare yet ({prov['cells']} of {prov['planned_cells']} cells done)",
+            hint="resume the run with the same `geoaudit simulate` command",
+        )
     cal = calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
     notes = []
     if "identity" in prov["strategies"] and cal.empty:
