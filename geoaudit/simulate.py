@@ -588,7 +588,7 @@ class Simulation:
             strategies={s.name: {"version": s.version, "kind": s.kind, "prompt_hash": s.prompt_hash,
                                  "origin": s.origin, "title": s.title} for s in self.strategies},
             versions=_versions(), higher_is_better=HIGHER_IS_BETTER, paired_metrics=list(PAIRED_METRICS),
-            engine=self.config.engine.describe(),
+            engine=self.config.engine.resolved(self.gateway.model).describe(),
             attribution=self.config.engine.resolve_attribution(self.gateway.model),
         )
         state = Progress(planned=len(planned), done=len(planned) - len(todo), skipped=len(planned) - len(todo))
