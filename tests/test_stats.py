@@ -475,3 +475,22 @@ def test_full_size_run_summarises_in_a_few_seconds():
     elapsed = time.perf_counter() - start
     assert len(out) == 15 * 4 * 10 * 2 and (out["status"] == "ok").all()
     assert elapsed < 15, f"summarize took {elapsed:.1f} s"
+
+
+def test_exhaustive_signed_rank_equals_scipy_on_small_tied_samples() -> None:
+    from geoaudit.stats import signed_rank_exhaustive
+
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(6):
+        x = rng.integers(-3, 4, int(rng.integers(6, 11))).astype(float)  # ties and zeros galore
+        if np.count_nonzero(x) < 2:
+            continue
+        for zero_method in ("pratt", "wilcox", "zsplit"):
+            for alternative in ("two-sided", "greater", "less"):
+                ref = sps.wilcoxon(x, zero_method=zero_method, alternative=alternative)
+                stat, p = signed_rank_exhaustive(x, zero_method=zero_method, alternative=alternative)
+                assert p == pytest.approx(ref.pvalue, abs=1e-12)
+                assert stat == pytest.approx(ref.statistic, abs=1e-12)
+                checked += 1
+    assert checked >= 30
