@@ -604,7 +604,8 @@ class Simulation:
         # cache sees runs of similar prompts.
         todo.sort(key=lambda c: (c["condition"] != "base", c["item"], c["seed"], c["strategy"], c["rate"] or 0))
         await asyncio.gather(*(self._run_cell(c, tick) for c in todo))
-        self.run.set_meta(status="complete", finished_at=now_iso(), usage=asdict_usage(self.gateway))
+        self.run.set_meta(status="complete", finished_at=now_iso(),
+                          usage=_add_usage(self.run.meta.get("usage"), self.gateway, self.rewrite_gateway))
         return SimulationResult(
             run=self.run, planned_cells=len(planned), computed_cells=len(todo),
             resumed_cells=len(planned) - len(todo), bench=self.bench, notes=list(self.bench.notes),
@@ -616,10 +617,23 @@ class Simulation:
         return run_sync(self.arun(progress))
 
 
-def asdict_usage(gateway: Gateway) -> dict[str, Any]:
-    u = gateway.usage
-    return {"calls": u.calls, "cached": u.cached, "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens, "cost": u.cost, "summary": u.summary()}
+def _add_usage(previous: dict[str, Any] | None, *gateways: Gateway) -> dict[str, Any]:
+    """The run's LLM usage summed over every invocation (a resumed run adds to what it had)."""
+    total = {k: (previous or {}).get(k, 0) for k in ("calls", "cached", "prompt_tokens", "completion_tokens", "cost")}
+    total["invocations"] = int((previous or {}).get("invocations", 0)) + 1
+    for gw in dict.fromkeys(gateways):  # the rewrite gateway may be the engine gateway
+        u = gw.usage
+        total["calls"] += u.calls
+        total["cached"] += u.cached
+        total["prompt_tokens"] += u.prompt_tokens
+        total["completion_tokens"] += u.completion_tokens
+        total["cost"] += u.cost
+    total["summary"] = (
+        f"{total['calls']:,} model calls and {total['cached']:,} cache hits over {total['invocations']} "
+        f"invocation(s); {total['prompt_tokens']:,} prompt + {total['completion_tokens']:,} completion tokens; "
+        f"cost ${total['cost']:.4f} (litellm price map; local models cost $0)"
+    )
+    return total
 
 
 def _versions() -> dict[str, str]:
