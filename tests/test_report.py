@@ -157,7 +157,7 @@ def test_methodology_states_how_it_was_obtained(report_path: Path) -> None:
     text = meth.get_text(" ")
     for needle in ("openai/fake-model", "citations", "answer-v1", "Wilcoxon signed-rank", "Holm", "family 'run'",
                    "percentile bootstrap", "geoaudit 0.1.0", "bench.jsonl", "seeds 0", "2 sample(s)",
-                   "A/A control (identity", "requests", COMMAND):
+                   "A/A control (identity", "model calls", COMMAND):
         assert needle in text, needle
     assert METRICS["pawc"].formula in text and METRICS["delta_rank"].source in text
 
