@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoaudit.documents import Document, document_id, iter_jsonl_records, read_jsonl
+from geoaudit.documents import Document, document_id, read_jsonl
 from geoaudit.errors import FetchError, InputError
 
 if TYPE_CHECKING:

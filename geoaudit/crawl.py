@@ -42,7 +42,6 @@ import json
 import re
 import socket
 import sqlite3
-import threading
 import time
 import urllib.robotparser
 from collections import Counter
@@ -55,6 +54,7 @@ from urllib.parse import urldefrag, urlsplit, urlunsplit
 
 import httpx
 
+from geoaudit._async import run_sync
 from geoaudit.config import Settings
 from geoaudit.documents import Document, decode_html, extract_html, looks_binary, now_iso
 from geoaudit.errors import InputError
@@ -1020,22 +1020,4 @@ def crawl(
     progress: ProgressFn | None = None,
 ) -> CrawlResult:
     """Synchronous :func:`acrawl` (works inside a running event loop too, e.g. Jupyter)."""
-    coro = acrawl(seeds, settings=settings, options=options, client=client, progress=progress)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=runner, name="geoaudit-crawl")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    return run_sync(acrawl(seeds, settings=settings, options=options, client=client, progress=progress))

@@ -25,11 +25,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from geoaudit._async import run_sync
 from geoaudit.config import EMBEDDED_MODEL, Settings
 from geoaudit.errors import BackendError, ConfigError, UnknownModelError
 from geoaudit.store import Migration, Transaction, connect
@@ -568,28 +569,6 @@ class Gateway:
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
-
-
-def run_sync(coro: Awaitable[Any]) -> Any:
-    """Run a coroutine from sync code, also when a loop is already running (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = asyncio.run(coro)  # type: ignore[arg-type]
-        except BaseException as exc:  # re-raised in the caller's thread
-            result["error"] = exc
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:

@@ -50,7 +50,7 @@ from typing import Any
 from geoaudit.bench import Bench, BenchItem, load_bench
 from geoaudit.config import Settings
 from geoaudit.documents import Document, now_iso
-from geoaudit.engine import Answer, EngineConfig, agenerate, select_sources
+from geoaudit.engine import Answer, EngineConfig, agenerate
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway
 from geoaudit.metrics import answer_metrics, delta_rank

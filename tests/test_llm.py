@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from geoaudit.config import Settings, load_settings
 from geoaudit.errors import BackendError, ConfigError, UnknownModelError
 from geoaudit.llm import Gateway, LLMCache, LLMRequest, cache_key
-from geoaudit.testing import FakeOpenAIServer, Reply, fake_settings, last_user_message
+from geoaudit.testing import FakeOpenAIServer, Reply, last_user_message
 
 
 def echo(req: dict) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from geoaudit.cli._app import app, console, err_console, print_usage, settings
+from geoaudit.cli._app import app, console, err_console, settings
 
 
 @app.command("demo")

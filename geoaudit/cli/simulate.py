@@ -65,7 +65,7 @@ def simulate_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from geoaudit.engine import EngineConfig
-    from geoaudit.simulate import SimulationConfig, parse_rates, parse_seeds, simulate
+    from geoaudit.simulate import SimulationConfig, parse_rates, parse_seeds
 
     s = settings(model=model, rewrite_model=rewrite_model, api_base=api_base, concurrency=concurrency,
                  cache=False if no_cache else None, strategies_dir=strategies_dir)
@@ -76,7 +76,6 @@ def simulate_cmd(
         rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, k=k, engine=engine,
         model=s.model, rewrite_model=s.rewrite_model or "", domain=domain,
     )
-    from geoaudit.llm import Gateway
     from geoaudit.simulate import Simulation
 
     sim = Simulation(s, config, command="geoaudit " + " ".join(sys.argv[1:]))
