@@ -240,3 +240,20 @@ def test_cli_simulate_and_runs(fake_server: FakeOpenAIServer, bench_file: Path, 
     bad = subprocess.run(base + ["simulate", "--bench", str(bench_file), "--adopters", "0,2"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "outside [0, 1]" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.embedded
+def test_tiny_run_with_the_embedded_model(embedded_settings: Settings, tmp_path: Path) -> None:
+    bench = write_bench(tmp_path / "tiny.jsonl", n_items=2)
+    cfg = SimulationConfig(bench=str(bench), strategies=("identity", "rank"), rates=(0.0,),
+                           engine=EngineConfig(samples=1, max_tokens=40))
+    result = Simulation(embedded_settings, cfg).run_sync()
+    df = result.run.rows()
+    assert len(df) == 2 * (1 + 2 * 2)  # base + (rivals, treated) x 2 strategies, per item
+    meta = result.run.meta
+    assert meta["config"]["model"] == "local/smollm2" and meta["attribution"] == "hybrid"
+    assert meta["engine"]["prompt_version"] == "answer-local-v1"
+    assert set(df[(df.strategy == "rank") & (df.condition == "treated")].target_rank) == {1}
+    answer = result.run.answer(df.answer_id.iloc[0])
+    assert answer is not None and answer.samples[0].raw.strip()
+    assert meta["usage"]["calls"] >= 6

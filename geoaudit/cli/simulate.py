@@ -94,8 +94,9 @@ def simulate_cmd(
 
         def on_progress(state) -> None:  # type: ignore[no-untyped-def]
             u = sim.gateway.usage
+            cost = "" if u.local_calls == u.calls else f", ${u.cost:.4f} so far"
             bar.update(task, total=state.planned, completed=state.done,
-                       calls=f"{u.calls} calls, {u.cached} cached")
+                       calls=f"{u.calls} calls, {u.cached} cached{cost}")
 
         result = sim.run_sync(on_progress)
     summary = {
