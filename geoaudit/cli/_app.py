@@ -7,6 +7,8 @@ llama_cpp, trafilatura) inside the command body so ``geoaudit --help`` stays fas
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -15,8 +17,12 @@ import click
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from geoaudit.errors import GeoauditError
+
+# typer >= 0.20 vendors click as typer._click: catch ITS exception classes, not the click package's.
+_click: Any = getattr(typer.core, "_click", click)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,14 +33,13 @@ _state: dict[str, Any] = {"debug": False, "data_dir": None}
 class GeoauditGroup(typer.core.TyperGroup):
     """Turns every GeoauditError raised by any command into one line on stderr and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except GeoauditError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
+            _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise
@@ -42,6 +47,83 @@ class GeoauditGroup(typer.core.TyperGroup):
                 "[yellow]interrupted[/]: finished work is saved; run the same command again to resume."
             )
             sys.exit(130)
+        except _click.exceptions.NoArgsIsHelpError:
+            raise  # `geoaudit runs` alone: click prints the group's help
+        except _click.exceptions.UsageError as exc:
+            if _state["debug"]:
+                raise
+            _fail(_usage_message(exc), exc.exit_code)
+        except (typer.Exit, typer.Abort, _click.exceptions.ClickException,
+                click.exceptions.Exit, click.Abort, click.ClickException):
+            raise  # typer/click's own control flow (--help, --version, confirm aborts)
+        except OSError as exc:
+            if _state["debug"] or exc.errno == errno.EPIPE:  # `geoaudit ... | head`: typer exits quietly
+                raise
+            # A path the user gave (unwritable output, a directory where a file goes) is theirs to fix.
+            _fail(_os_message(exc), 2 if exc.filename else 1)
+        except Exception as exc:  # a bug: still one line, the traceback is one flag away
+            if _state["debug"]:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with `geoaudit --debug ...` for the traceback)", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+_GLOBAL_OPTIONS = ("--debug", "--data-dir", "--version")
+
+
+def _usage_message(exc: Any) -> str:
+    """Click's usage error as one line, with where to look for the right spelling."""
+    message = exc.format_message().replace("\n", " ").strip()
+    if isinstance(exc, _click.exceptions.NoSuchOption) and exc.option_name in _GLOBAL_OPTIONS:
+        return f"{message} ({exc.option_name} goes before the command: geoaudit {exc.option_name} COMMAND ...)"
+    path = exc.ctx.command_path if exc.ctx is not None else "geoaudit"
+    return f"{message} (see `{path} -h`)"
+
+
+def _os_message(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    if exc.filename is None:
+        return what
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{what}: {where} (check the path and its permissions)"
+
+
+def check_output_file(path: Optional[Path], option: str) -> None:
+    """Fail before any work if ``path`` cannot be written as a file (not after an hour of LLM calls)."""
+    if path is None:
+        return
+    from geoaudit.errors import InputError
+
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory", hint="give a file name, e.g. out.jsonl")
+    parent = _existing_ancestor(path.parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {option} {path}: {parent} is not a writable directory")
+
+
+def check_output_dir(path: Optional[Path], option: str) -> None:
+    """Fail before any work if ``path`` cannot be created or written as a directory."""
+    if path is None:
+        return
+    from geoaudit.errors import InputError
+
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} exists and is not a directory", hint="give a directory, e.g. reports/my-run/")
+    target = _existing_ancestor(path)
+    if not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {option} {path}: {target} is not a writable directory")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest existing directory at or above ``path`` (where mkdir -p would start)."""
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 app = typer.Typer(

@@ -18,6 +18,13 @@ app.add_typer(bench_app, name="bench")
 KOpt = typer.Option(5, "--k", "-k", help="Documents an item needs; items with fewer are skipped.")
 
 
+def _check_k(k: int) -> None:
+    if k < 1:
+        from geoaudit.errors import InputError
+
+        raise InputError(f"--k must be at least 1, got {k}")
+
+
 @bench_app.command("list")
 def list_cmd(
     k: int = KOpt,
@@ -37,6 +44,7 @@ def list_cmd(
 
     from geoaudit.bench import list_benches
 
+    _check_k(k)
     rows = list_benches(settings(), k=k)
     if as_json:
         console.print_json(json.dumps(rows))
@@ -77,6 +85,11 @@ def show_cmd(
 
     from geoaudit.bench import load_bench
 
+    _check_k(k)
+    if limit is not None and limit < 0:
+        from geoaudit.errors import InputError
+
+        raise InputError(f"--limit must be 0 (all) or more, got {limit}")
     bench = load_bench(name, k=k, limit=None, seed=seed, domain=domain, settings=settings())
     shown = bench.items if not limit else bench.items[:limit]
     if as_json:

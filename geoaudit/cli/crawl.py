@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from geoaudit.cli._app import app, console, err_console, settings
+from geoaudit.cli._app import app, check_output_file, console, err_console, settings
 from geoaudit.errors import FetchError, InputError
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -66,6 +66,7 @@ def crawl_command(
     from geoaudit.documents import load_inputs, write_jsonl
     from geoaudit.store import DocumentStore
 
+    check_output_file(out, "--out")
     cfg = settings()
     urls, paths = _split_inputs(list(inputs or []))
     seeds = [validate_url(u) for u in urls]

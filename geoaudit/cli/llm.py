@@ -81,8 +81,15 @@ def ask_llm_cmd(
         geoaudit ask-llm "Hello" --model openai/gpt-4o-mini
         geoaudit ask-llm "Hello" --model openai/my-model --api-base http://127.0.0.1:8000/v1
     """
+    from geoaudit.errors import InputError
     from geoaudit.llm import LLMRequest, make_gateway
 
+    if not prompt.strip():
+        raise InputError("the prompt is empty", hint='e.g. geoaudit ask-llm "Say hello"')
+    if max_tokens < 1:
+        raise InputError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if temperature < 0:
+        raise InputError(f"--temperature must not be negative, got {temperature:g}")
     s = settings(model=model, api_base=api_base, cache=False if no_cache else None)
     gateway = make_gateway(s)
     req = LLMRequest.chat(prompt, system=system, temperature=temperature, max_tokens=max_tokens, seed=seed)

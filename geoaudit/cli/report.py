@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from geoaudit.cli._app import app, console, err_console, settings
+from geoaudit.cli._app import app, check_output_dir, console, err_console, settings
 
 
 @app.command("report")
@@ -40,11 +40,19 @@ def report_cmd(
         geoaudit report run-1a2b -o reports/tea-shop/ --title "Tea shop pages"
         geoaudit report run-1a2b --mode cseo --metrics delta_rank,pawc
     """
+    from geoaudit.errors import InputError
     from geoaudit.report import write_report
     from geoaudit.simulate import open_run
 
+    if examples < 0:
+        raise InputError(f"--examples must be 0 or more, got {examples}")
     r = open_run(settings(), run)
     target = out or Path("reports") / r.id
+    try:
+        check_output_dir(target, "--out")
+    except BaseException:
+        r.close()
+        raise
     try:
         err_console.print(f"report: computing statistics for {r.id} …", highlight=False)
         path = write_report(

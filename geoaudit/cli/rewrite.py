@@ -13,6 +13,7 @@ from geoaudit.cli._app import (
     ModelOpt,
     NoCacheOpt,
     app,
+    check_output_file,
     console,
     err_console,
     print_usage,
@@ -75,6 +76,7 @@ def rewrite_cmd(
         fmt = {"htm": "html", "markdown": "md"}.get(suffix, suffix) if suffix in (*_FORMATS, "htm", "markdown") else "jsonl"
     if fmt not in _FORMATS:
         raise InputError(f"unknown format {fmt!r}", hint="use --format jsonl, md or html")
+    check_output_file(out, "--output")
 
     s = settings(
         model=model, api_base=api_base, concurrency=concurrency, strategies_dir=strategies_dir,
@@ -135,6 +137,16 @@ def rewrite_cmd(
         console.print(f"wrote {len(pairs)} rewritten documents to {out} ({fmt})", highlight=False)
     print_usage(gateway)
     gateway.close()
+    # Backend failures are not stored, so a re-run retries exactly those; say so with the exit code.
+    backend = [r for r in results if r.status == "failed" and r.reason.startswith("backend error")]
+    if backend:
+        from geoaudit.errors import BackendError
+
+        raise BackendError(
+            f"{len(backend)} of {len(results)} rewrites failed because the model backend did not answer"
+            + (" (their original text was written)" if out is not None else ""),
+            hint="check --model/--api-base, then run the same command again to retry only those",
+        )
 
 
 def _print_diffs(pairs: list[tuple[Any, Any]]) -> None:
@@ -151,15 +163,26 @@ def _print_diffs(pairs: list[tuple[Any, Any]]) -> None:
         if res.text == doc.text:
             console.print("[dim](no change)[/]")
             continue
+        # Without colour (piped, NO_COLOR) the styles vanish, so mark changes like `git diff --word-diff`.
+        plain = console.color_system is None
         text = Text()
         for op, chunk in word_diff(doc.text, res.text):
             if op == "equal":
                 text.append(chunk)
             elif op == "delete":
-                text.append(chunk, style="red strike")
+                text.append(_mark(chunk, "[-", "-]") if plain else chunk, style="red strike")
             else:
-                text.append(chunk, style="green")
+                text.append(_mark(chunk, "{+", "+}") if plain else chunk, style="green")
         console.print(text)
+
+
+def _mark(chunk: str, left: str, right: str) -> str:
+    """``cut `` -> ``[-cut-] ``: the marker hugs the words, so wrapping never splits it from them."""
+    core = chunk.strip()
+    if not core:
+        return chunk
+    start = chunk.index(core[0])
+    return f"{chunk[:start]}{left}{core}{right}{chunk[start + len(core):]}"
 
 
 def _print_summary(results: list[Any], chosen: list[Any]) -> None:

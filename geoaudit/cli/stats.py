@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from geoaudit.cli._app import app, console, err_console, settings
+from geoaudit.cli._app import app, check_output_file, console, err_console, settings
 
 _VERDICT_STYLE = {
     "better": "bold green",
@@ -121,6 +121,8 @@ def stats_cmd(
     from geoaudit.report import run_stats, write_stats
     from geoaudit.simulate import open_run
 
+    check_output_file(csv, "--csv")
+    check_output_file(parquet, "--parquet")
     r = open_run(settings(), run)
     try:
         result = run_stats(
