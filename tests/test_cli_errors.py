@@ -130,3 +130,4 @@ def test_rewrite_backend_failure_exits_1_and_plain_diff_marks_changes(
     assert r.exit_code == 0, r.output
     # CliRunner is not a terminal: no colour, so the word diff carries visible markers.
     assert "[-cut-]" in r.stdout and "{+lower+}" in r.stdout
+    assert "rewrites by openai/fake · seed 0" in r.stdout  # which model made the numbers above

@@ -133,6 +133,13 @@ def rewrite_cmd(
     if out is not None:
         atomic_write_text(out, render_results(pairs, fmt))
     _print_summary(results, chosen)
+    from rich.markup import escape
+
+    provenance = f"rewrites by {gateway.model} · seed {seed}" + (f" · query {query!r}" if query else "")
+    console.print(
+        f"[dim]{escape(provenance)} · 'cached' = served from the rewrite store in {escape(str(s.store_path))}[/]",
+        highlight=False,
+    )
     if out is not None:
         console.print(f"wrote {len(pairs)} rewritten documents to {out} ({fmt})", highlight=False)
     print_usage(gateway)
