@@ -13,6 +13,7 @@ longest shared prompt prefix between consecutive calls, so prompts are built pre
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -132,12 +133,26 @@ _models: dict[str, _LoadedModel] = {}
 _models_lock = threading.Lock()
 
 
+def _close_all() -> None:
+    # Free llama.cpp contexts while the interpreter is intact; left to __del__ at shutdown they
+    # print "Exception ignored in Llama.__del__" tracebacks.
+    with _models_lock:
+        for loaded in _models.values():
+            try:
+                loaded.llm.close()
+            except Exception:
+                pass
+        _models.clear()
+
+
 def load(name: str) -> _LoadedModel:
     """Load (once per process) the embedded model ``name``."""
     path = model_path(name)
     with _models_lock:
         loaded = _models.get(str(path))
         if loaded is None:
+            if not _models:
+                atexit.register(_close_all)
             ctx = EMBEDDED_MODELS.get(name, {}).get("context", DEFAULT_CONTEXT)
             loaded = _models[str(path)] = _LoadedModel(path, min(int(ctx), DEFAULT_CONTEXT))
         return loaded
