@@ -23,7 +23,7 @@ from geoaudit.config import Settings
 from geoaudit.crawl import CrawlOptions, crawl
 from geoaudit.documents import Document, atomic_write_text
 from geoaudit.engine import EngineConfig
-from geoaudit.errors import InputError
+from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway
 from geoaudit.report import run_stats, write_report
 from geoaudit.resources import data_dir
@@ -49,6 +49,7 @@ class DemoResult:
     stats: Any
     seconds: float
     notes: list[str] = field(default_factory=list)
+    usage: list[str] = field(default_factory=list)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -138,8 +139,15 @@ def run_demo(
     stage: Stage | None = None,
     command: str = "geoaudit demo",
 ) -> DemoResult:
-    """Run the whole demo pipeline and write the report; see the module docstring."""
+    """Run the whole demo pipeline and write the report; see the module docstring.
+
+    Raises:
+        ConfigError / InputError / UnknownStrategyError: bad arguments, before any work.
+    """
+    if limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
     started = time.perf_counter()
+    engine = EngineConfig(samples=samples, max_tokens=120)  # validates samples before any work
     registry = load_strategies(settings=settings)
     chosen = registry.resolve(list(strategies))
     bench, crawled, _ = build_demo_bench(settings, limit=limit, stage=stage)
@@ -167,7 +175,6 @@ def run_demo(
             rewrite_many(rewrite_gateway, text_strategies, [item.target_document], query=item.query, seed=0,
                          store=store, progress=on_rewrite)
 
-    engine = EngineConfig(samples=samples, max_tokens=120)
     config = SimulationConfig(bench=str(bench), strategies=tuple(s.name for s in chosen), rates=rates, seeds=seeds,
                               engine=engine, model=gateway.model, rewrite_model=rewrite_gateway.model)
     sim = Simulation(settings, config, gateway=gateway, rewrite_gateway=rewrite_gateway, command=command)
@@ -180,4 +187,19 @@ def run_demo(
         stage("report", {})
     report = write_report(sim.run, out, stats=stats, title="geoaudit demo: does rewriting a page raise its visibility?")
     return DemoResult(report=report, run_id=sim.run_id, crawled=crawled, rewrites=counts, stats=stats,
-                      seconds=time.perf_counter() - started, notes=list(sim.bench.notes))
+                      seconds=time.perf_counter() - started, notes=list(sim.bench.notes),
+                      usage=[g.usage.summary() for g in dict.fromkeys((gateway, rewrite_gateway))])
+
+
+def headline(stats: Any, metric: str = "pawc", comparison: str = "advantage") -> list[str]:
+    """One line per strategy x adopter rate for the terminal: Δ with its CI and the verdict."""
+    df = stats.summary
+    rows = df[(df["metric"] == metric) & (df["comparison"] == comparison)]
+    lines = []
+    for r in rows.itertuples():
+        ci = f"[{r.delta_ci_low:+.3f}, {r.delta_ci_high:+.3f}]" if r.delta_ci_low == r.delta_ci_low else "[n/a]"
+        lines.append(
+            f"  {r.strategy:<22} competitors adopting {r.rate:>4.0%}: Δ{metric} {r.mean_delta:+.3f} {ci} "
+            f"n={r.n} -> {r.verdict}"
+        )
+    return lines

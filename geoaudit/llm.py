@@ -440,6 +440,14 @@ class Gateway:
             )
         if self.model == "smollm2":
             self.model = EMBEDDED_MODEL
+        if settings.api_base and not settings.api_base.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--api-base {settings.api_base!r} is not an http(s) URL", hint="e.g. http://localhost:11434"
+            )
+        if self.model.startswith("local/"):
+            from geoaudit.embedded import model_path
+
+            model_path(self.model.split("/", 1)[1])  # UnknownModelError now, not after retries
         self.backend: Backend = backend or LiteLLMBackend(settings.api_base, settings.api_key)
         self.cache: LLMCache | None = LLMCache(settings.cache_path) if settings.cache else None
         self.usage = Usage()
@@ -455,6 +463,19 @@ class Gateway:
     def key(self, request: LLMRequest) -> str:
         model = self.resolve_model(request)
         return cache_key(request, model, None if model.startswith("local/") else self.settings.api_base)
+
+    def check_model(self) -> None:
+        """Fail fast (UnknownModelError) when litellm cannot route the model string at all."""
+        if self.model.startswith("local/"):
+            return
+        litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(self.model, api_base=self.settings.api_base)
+        except Exception as exc:
+            raise UnknownModelError(
+                f"litellm does not know how to reach {self.model!r} ({type(exc).__name__})",
+                hint="use provider/name, e.g. ollama/qwen2.5:7b; see `geoaudit models`",
+            ) from None
 
     def is_cached(self, request: LLMRequest) -> bool:
         return self.cache is not None and self.cache.get(self.key(request)) is not None

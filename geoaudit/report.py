@@ -444,6 +444,12 @@ def run_stats(
             "A/A control (identity): no testable rows (every identity delta is zero or too few), so the "
             "tests' false-positive rate could not be checked on this run"
         )
+    for strategy, (failed, total) in _target_rewrite_failures(run).items():
+        if failed:
+            notes.append(
+                f"{strategy}: {failed} of {total} rewrites of your page failed the guards; the original page "
+                "was used there, so those queries measure sampling noise, not the strategy"
+            )
     if prov["status"] != "complete":
         notes.append(
             f"the run is {prov['status']}: {prov['cells']} of {prov['planned_cells']} cells done; numbers cover "
@@ -456,6 +462,16 @@ def run_stats(
         "ci": ci, "seed": seed,
     }
     return StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
+
+
+def _target_rewrite_failures(run: "Run") -> dict[str, tuple[int, int]]:
+    """Per strategy: (failed, total) rewrites of the target pages stored with the run."""
+    out: dict[str, tuple[int, int]] = {}
+    for rec in run.rewrites():
+        if rec["is_target"]:
+            failed, total = out.get(rec["strategy"], (0, 0))
+            out[rec["strategy"]] = (failed + (rec["status"] == "failed"), total + 1)
+    return out
 
 
 def write_stats(result: StatsResult, path: Path | str, fmt: str | None = None) -> Path:

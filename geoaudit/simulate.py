@@ -150,7 +150,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if not parts or any(p < 0 for p in parts):
         raise ConfigError(f"seeds must be a count (3) or a list (0,1,2), got {text!r}")
     if len(parts) == 1 and "," not in text:
-        return tuple(range(parts[0])) if parts[0] > 0 else (0,)
+        if parts[0] < 1:
+            raise ConfigError("a seed count must be at least 1", hint="--seeds 3 runs seeds 0,1,2; --seeds 0, lists seed 0")
+        return tuple(range(parts[0]))
     return tuple(dict.fromkeys(parts))
 
 
@@ -305,6 +307,8 @@ def open_run(settings: Settings, run: str) -> Run:
     path = Path(run).expanduser()
     if (path / "run.db").is_file():
         return Run(path)
+    if path.is_absolute() or "/" in run or path.exists():
+        raise InputError(f"{run} is not a run directory (it has no run.db)", hint="see `geoaudit runs list`")
     root = runs_root(settings)
     matches = sorted(p for p in root.glob(f"{run}*") if (p / "run.db").is_file()) if root.is_dir() else []
     if len(matches) == 1:
@@ -394,6 +398,8 @@ class Simulation:
         self.rewrite_gateway = rewrite_gateway or (
             self.gateway if rw_model == self.gateway.model else Gateway(settings.replace(model=rw_model))
         )
+        for gw in (self.gateway, self.rewrite_gateway):
+            gw.check_model()  # an unknown provider fails here, before a run directory exists
         self.rewrite_store = RewriteStore(settings.ensure_data_dir() / settings.store_path.name)
         fingerprint = hashlib.sha256(
             json.dumps([(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]).encode()

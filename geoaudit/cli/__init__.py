@@ -29,6 +29,11 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
+    import warnings
+
+    # On Ctrl-C, asyncio cancels calls that litellm had created but not started; their
+    # "coroutine ... was never awaited" warnings are noise for a CLI user.
+    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
     app()
 
 

@@ -35,7 +35,7 @@ def demo_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from geoaudit.demo import run_demo
+    from geoaudit.demo import headline, run_demo
     from geoaudit.simulate import parse_rates, parse_seeds
 
     s = settings(model=model, api_base=api_base)
@@ -45,8 +45,8 @@ def demo_cmd(
         f"engine {s.model} (data in {s.data_dir})", highlight=False,
     )
     tasks: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[note]}"), console=err_console) as bar:
+    with Progress(TextColumn("{task.description:<9}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console) as bar:
 
         def stage(name: str, info: dict[str, Any]) -> None:
             if name not in tasks:
@@ -55,7 +55,7 @@ def demo_cmd(
                     if t.total is not None:
                         bar.update(other, completed=t.total)
                 tasks[name] = bar.add_task(name, total=info.get("total"), note="")
-            note = f"last: {info['status']}" + (f" ({info['reason'][:40]})" if info.get("reason") else "") if "status" in info else ""
+            note = f"last: {info['status']}" if "status" in info else ""
             bar.update(tasks[name], total=info.get("total"), completed=info.get("done", 0), note=note)
 
         result = run_demo(s, out_dir=out, limit=limit, strategies=names, rates=parse_rates(adopters),
@@ -66,6 +66,10 @@ def demo_cmd(
     rw = ", ".join(f"{k} {v}" for k, v in result.rewrites.items() if v)
     console.print(f"crawl: {crawl}; target rewrites: {rw or 'none'}; run {result.run_id}; {result.seconds:.0f} s",
                   highlight=False)
-    for line in result.stats.headline_lines() if hasattr(result.stats, "headline_lines") else []:
-        console.print(line, highlight=False)
+    console.print("visibility of your page, should you adopt (PAWC, treated − rivals, 95% bootstrap CI, "
+                  "Wilcoxon + Holm):", highlight=False)
+    for line in headline(result.stats):
+        console.print(line, highlight=False, markup=False)
+    for line in result.usage:
+        err_console.print(f"[dim]{line}[/]", highlight=False)
     console.print(f"report: {result.report}", highlight=False, soft_wrap=True)

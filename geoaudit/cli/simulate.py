@@ -129,12 +129,15 @@ def runs_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
     if json_out:
         console.print_json(json.dumps(runs, default=str))
         return
+    if not runs:
+        console.print("no runs yet; start one with `geoaudit simulate` (or `geoaudit demo`)", highlight=False)
+        return
     table = Table(title="runs")
     for col in ("id", "status", "bench", "strategies", "model", "cells", "rows", "created"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in {"id", "cells"}, overflow="fold")
     for r in runs:
         table.add_row(r["id"], str(r["status"]), str(r["bench"]), ",".join(r["strategies"] or []), str(r["model"]),
-                      f"{r['cells']}/{r['planned_cells']}", str(r["rows"]), str(r["created_at"]))
+                      f"{r['cells']}/{r['planned_cells']}", str(r["rows"]), str(r["created_at"] or "")[:16])
     console.print(table)
 
 
