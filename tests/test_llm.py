@@ -283,3 +283,10 @@ def test_embedded_model_through_cli() -> None:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["model"] == "local/smollm2" and data["text"].strip()
+
+
+def test_bad_endpoint_and_missing_local_model_fail_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="api-base"):
+        Gateway(Settings(data_dir=tmp_path, model="openai/x", api_base="not-a-url"))
+    with pytest.raises(UnknownModelError, match="no GGUF file"):
+        Gateway(Settings(data_dir=tmp_path, model="local/nowhere.gguf"))

@@ -257,3 +257,17 @@ def test_tiny_run_with_the_embedded_model(embedded_settings: Settings, tmp_path:
     answer = result.run.answer(df.answer_id.iloc[0])
     assert answer is not None and answer.samples[0].raw.strip()
     assert meta["usage"]["calls"] >= 6
+
+
+def test_bad_run_references_and_models_fail_before_any_work(tmp_path: Path, bench_file: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "h")
+    with pytest.raises(InputError, match="not a run directory"):
+        open_run(settings, str(tmp_path))
+    with pytest.raises(ConfigError):
+        parse_seeds("0")
+    from geoaudit.errors import UnknownModelError
+
+    cfg = SimulationConfig(bench=str(bench_file), strategies=("identity",), model="nope/x")
+    with pytest.raises(UnknownModelError):
+        Simulation(settings.replace(model="nope/x"), cfg)
+    assert not (tmp_path / "h" / "runs").exists() or not list((tmp_path / "h" / "runs").iterdir())
