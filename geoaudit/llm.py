@@ -464,6 +464,12 @@ class Gateway:
         model = self.resolve_model(request)
         return cache_key(request, model, None if model.startswith("local/") else self.settings.api_base)
 
+    @property
+    def endpoint_id(self) -> str:
+        """The default model plus its endpoint: what identifies "the same model" for stored results."""
+        base = self.settings.api_base
+        return self.model if self.model.startswith("local/") or not base else f"{self.model}@{base}"
+
     def check_model(self) -> None:
         """Fail fast (UnknownModelError) when litellm cannot route the model string at all."""
         if self.model.startswith("local/"):

@@ -480,7 +480,8 @@ async def arewrite(
     if strategy.query_aware and not (query and query.strip()):
         strategy.render("", query=query)  # raises the InputError with the hint
     model = gateway.model
-    key = rewrite_key(doc.content_hash, strategy, model, seed, query, max_chunk_chars)
+    # The endpoint is part of the key: the same model name on another server is another model.
+    key = rewrite_key(doc.content_hash, strategy, getattr(gateway, "endpoint_id", model), seed, query, max_chunk_chars)
     if store is not None and read_store:
         hit = store.get(key)
         if hit is not None:

@@ -354,3 +354,22 @@ def test_reply_cut_at_max_tokens_fails(fake_llm_settings: Settings, doc: Documen
     # The budget follows the chunk size and the strategy's maximum growth, not a fixed large number.
     assert all(96 <= m < 400 for m in backend.max_tokens)
     gw.close()
+
+
+def test_same_model_name_on_another_endpoint_is_not_a_store_hit(tmp_path) -> None:
+    from geoaudit.documents import Document
+    from geoaudit.llm import Gateway
+    from geoaudit.rewrite import RewriteStore, rewrite
+    from geoaudit.strategies import load_strategies
+    from geoaudit.testing import FakeOpenAIServer, fake_settings
+
+    doc = Document.create("https://a.example/x", "Tea is best steeped for three minutes. It should not boil.", title="Tea")
+    strategy = load_strategies().get("fluency")
+    store = RewriteStore(tmp_path / "store.db")
+    with FakeOpenAIServer(lambda req: "Tea tastes best after three minutes of steeping. Do not boil it.") as one, \
+            FakeOpenAIServer(lambda req: "Steep tea for three minutes. Never let it boil.") as two:
+        first = rewrite(Gateway(fake_settings(one, tmp_path / "h1")), strategy, doc, store=store)
+        second = rewrite(Gateway(fake_settings(two, tmp_path / "h2")), strategy, doc, store=store)
+        assert len(two.requests) == 1 and first.text != second.text
+        again = rewrite(Gateway(fake_settings(two, tmp_path / "h2")), strategy, doc, store=store)
+        assert again.text == second.text and len(two.requests) == 1
