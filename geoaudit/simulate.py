@@ -478,31 +478,42 @@ class Simulation:
             task = self._base[key] = asyncio.ensure_future(compute())
         return await task
 
+    async def _condition_answer(
+        self, item: BenchItem, strategy: Strategy, cond: str, rate: float, seed: int
+    ) -> tuple[Answer, list[int], dict[int, RewriteResult], list[int]]:
+        """Answer of one non-base condition: (answer, shown indices, rewrites, adopting indices).
+
+        Shared by a cell and by the treated cell that needs its rivals answer for Δrank: the same
+        inputs give the same prompt and seed, so the second call is a cache (or in-flight) hit.
+        """
+        base_answer, base_shown = await self._base_answer(item, seed)
+        rivals = adopters(item, base_shown, rate, seed)
+        adopting = sorted(rivals + [item.target]) if cond == "treated" else rivals
+        if not adopting:  # rivals at rate 0: nobody adopts, which is the base condition
+            return base_answer, base_shown, {}, []
+        docs, results = await self._condition_docs(item, strategy, adopting)
+        if self.config.engine.order == "retrieved":
+            shown = _display(item, self.config.k, "retrieved", seed, docs, self.config.engine)
+        else:
+            shown = list(base_shown)
+        if strategy.kind == "rank":
+            shown = _move_to_top(shown, adopting)
+        answer = await self._answer(
+            item, docs, shown, derived_seed("answer", seed, item.id, cond, strategy.name, f"{rate:.6g}")
+        )
+        return answer, shown, results, adopting
+
     async def _run_cell(self, c: dict[str, Any], on_done: Callable[[], None]) -> None:
         item = self.bench.item(c["item"])
         seed, cond, rate = c["seed"], c["condition"], c["rate"]
         base_answer, base_shown = await self._base_answer(item, seed)
         orig_rank = base_shown.index(item.target) + 1 if item.target in base_shown else None
+        strategy: Strategy | None = None
         if cond == "base":
             answer, shown, results, adopting = base_answer, base_shown, {}, []
-            strategy = None
         else:
             strategy = next(s for s in self.strategies if s.name == c["strategy"])
-            rivals = adopters(item, base_shown, rate, seed)
-            adopting = sorted(rivals + [item.target]) if cond == "treated" else rivals
-        if cond == "rivals" and not adopting:
-            answer, shown, results = base_answer, base_shown, {}
-        elif cond != "base":
-            docs, results = await self._condition_docs(item, strategy, adopting)
-            if self.config.engine.order == "retrieved":
-                shown = _display(item, self.config.k, "retrieved", seed, docs, self.config.engine)
-            else:
-                shown = list(base_shown)
-            if strategy.kind == "rank":
-                shown = _move_to_top(shown, adopting)
-            answer = await self._answer(
-                item, docs, shown, derived_seed("answer", seed, item.id, cond, strategy.name, f"{rate:.6g}")
-            )
+            answer, shown, results, adopting = await self._condition_answer(item, strategy, cond, rate, seed)
             if results:
                 self.run.save_rewrites([
                     {
@@ -515,7 +526,8 @@ class Simulation:
                 ])
         rows = self._rows(item, c, answer, shown, orig_rank, base_answer, base_shown, results, len(adopting))
         if cond == "treated" and rate and rate > 0:
-            rivals_answer, rivals_shown = await self._rivals_for(item, c, strategy)  # type: ignore[arg-type]
+            assert strategy is not None
+            rivals_answer, rivals_shown, _, _ = await self._condition_answer(item, strategy, "rivals", rate, seed)
             for r, s_treated, s_rivals in zip(rows, answer.samples, rivals_answer.samples):
                 r["delta_rank_adv"] = float(delta_rank(
                     s_rivals.citation_order, s_treated.citation_order,
@@ -527,20 +539,6 @@ class Simulation:
                 r["delta_rank_adv"] = r["delta_rank"]
         self.run.save_cell(self.cell_id(c), c, answer, rows)
         on_done()
-
-    async def _rivals_for(self, item: BenchItem, c: dict[str, Any], strategy: Strategy) -> tuple[Answer, list[int]]:
-        """The rivals answer matching a treated cell (recomputed from the cache: cheap and exact)."""
-        base_answer, base_shown = await self._base_answer(item, c["seed"])
-        rivals = adopters(item, base_shown, c["rate"], c["seed"])
-        docs, _ = await self._condition_docs(item, strategy, rivals)
-        shown = (_display(item, self.config.k, "retrieved", c["seed"], docs, self.config.engine)
-                 if self.config.engine.order == "retrieved" else list(base_shown))
-        if strategy.kind == "rank":
-            shown = _move_to_top(shown, rivals)
-        ans = await self._answer(
-            item, docs, shown, derived_seed("answer", c["seed"], item.id, "rivals", strategy.name, f"{c['rate']:.6g}")
-        )
-        return ans, shown
 
     def _rows(
         self, item: BenchItem, c: dict[str, Any], answer: Answer, shown: list[int], orig_rank: int | None,
