@@ -106,14 +106,10 @@ CALIBRATION_COLUMNS = [
 # --------------------------------------------------------------------------------------------
 
 
-def holm(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values, NaN-aware.
-
-    With the m non-NaN p-values sorted ascending, p_(1) <= ... <= p_(m):
-    ``adj_(i) = max_{j <= i} min(1, (m - j + 1) * p_(j))``; returned in the input order. NaN
-    entries (tests that were not run) stay NaN and do not count towards m. This is the same
-    procedure as statsmodels' ``multipletests(method="holm")`` used by C-SEO Bench.
-    """
+def _adjust_nan_aware(
+    pvals: Sequence[float] | np.ndarray, adjust: Callable[[np.ndarray, int], np.ndarray]
+) -> np.ndarray:
+    """Apply ``adjust(sorted non-NaN p-values, m)`` and return the result in input order, NaNs kept."""
     p = np.asarray(pvals, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
@@ -122,12 +118,24 @@ def holm(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
         return out
     vals = p[ok]
     order = np.argsort(vals, kind="mergesort")
-    scaled = (m - np.arange(m)) * vals[order]
-    adj_sorted = np.minimum(1.0, np.maximum.accumulate(scaled))
     adj = np.empty(m)
-    adj[order] = adj_sorted
+    adj[order] = adjust(vals[order], m)
     out[ok] = adj
     return out
+
+
+def holm(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, NaN-aware.
+
+    With the m non-NaN p-values sorted ascending, p_(1) <= ... <= p_(m):
+    ``adj_(i) = max_{j <= i} min(1, (m - j + 1) * p_(j))``; returned in the input order. NaN
+    entries (tests that were not run) stay NaN and do not count towards m. This is the same
+    procedure as statsmodels' ``multipletests(method="holm")`` used by C-SEO Bench.
+    """
+    def adjust(sorted_p: np.ndarray, m: int) -> np.ndarray:
+        return np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * sorted_p))
+
+    return _adjust_nan_aware(pvals, adjust)
 
 
 def benjamini_hochberg(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -137,20 +145,11 @@ def benjamini_hochberg(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
     returned in the input order. NaN entries stay NaN and do not count towards m (statsmodels
     ``multipletests(method="fdr_bh")``, scipy ``false_discovery_control(method="bh")``).
     """
-    p = np.asarray(pvals, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    m = int(ok.sum())
-    if m == 0:
-        return out
-    vals = p[ok]
-    order = np.argsort(vals, kind="mergesort")
-    scaled = vals[order] * m / np.arange(1, m + 1)
-    adj_sorted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    adj = np.empty(m)
-    adj[order] = adj_sorted
-    out[ok] = adj
-    return out
+    def adjust(sorted_p: np.ndarray, m: int) -> np.ndarray:
+        scaled = sorted_p * m / np.arange(1, m + 1)
+        return np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+
+    return _adjust_nan_aware(pvals, adjust)
 
 
 # --------------------------------------------------------------------------------------------
