@@ -25,7 +25,8 @@ from geoaudit.documents import Document, atomic_write_text
 from geoaudit.engine import EngineConfig
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway
-from geoaudit.report import run_stats, write_report
+from geoaudit.analysis import run_stats
+from geoaudit.report import write_report
 from geoaudit.resources import data_dir
 from geoaudit.rewrite import RewriteStore, rewrite_many
 from geoaudit.simulate import Simulation, SimulationConfig

@@ -10,36 +10,33 @@ Pipeline of one call (:func:`aanswer`)::
     attribution (citations | overlap | hybrid; how each sentence got its sources is recorded)
     --> Answer
 
-Citations are 1-based in the text and 0-based everywhere in the data (``Sentence.citations``,
-``AnswerSample.citation_order``). ``[0]`` and numbers above the number of sources are counted as
-hallucinated citations and never credited to a source (the GEO code credits ``[0]`` to the last
-source through a negative index; geoaudit does not).
+Parsing and attribution of the raw text are :mod:`geoaudit.citations`; the engine owns what the
+model is shown (configuration, prompt, source selection and order) and the calls.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
+from geoaudit.citations import AnswerSample, Sentence, make_sample
 from geoaudit.documents import Document
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway, LLMRequest, LLMResponse, run_sync
+from geoaudit.metrics import PAWC_VARIANTS
 from geoaudit.resources import prompts_dir
 
 ORDERS = ("given", "retrieved", "shuffled")
 ATTRIBUTIONS = ("auto", "citations", "overlap", "hybrid")
-PAWC_VARIANTS = ("paper", "code")
 DEFAULT_PROMPT_VERSION = "auto"
 #: ``auto`` resolves to these: small embedded models need a worked example to produce cited answers.
 PROMPT_FOR_REMOTE = "answer-v1"
 PROMPT_FOR_LOCAL = "answer-local-v1"
-HOW = ("explicit", "overlap", "none")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -271,304 +268,6 @@ def build_prompt(
     return prompt.replace("\x00SOURCES\x00", block), views, shown
 
 
-# --------------------------------------------------------------------------- citations
-
-
-_NUM = r"\d{1,6}(?:\s*[-\u2013\u2014]\s*\d{1,6})?"
-_PREFIX = r"(?:(?:source|src|doc|document|ref)\s*#?\s*)?"
-#: One bracketed citation group: [1], [1, 2], [1-3], [1–3], [1; 4], [Source 2].
-CITATION_RE = re.compile(
-    r"\[\s*" + _PREFIX + r"(" + _NUM + r"(?:\s*[,;]\s*" + _PREFIX + _NUM + r")*)\s*\]", re.IGNORECASE
-)
-_MAX_RANGE = 20  # a "range" wider than this is not a citation range but junk like [1-400]
-
-
-def parse_citation_group(inner: str, n_sources: int) -> tuple[list[int], list[str]]:
-    """Parse the inside of one bracket group.
-
-    Returns (valid 0-based source indices in written order, hallucinated citations as written).
-    A range ``a-b`` expands to a..b (either direction); ``0`` and numbers above ``n_sources``
-    are hallucinated; a range wider than 20 counts as one hallucinated citation.
-    """
-    valid: list[int] = []
-    bad: list[str] = []
-    for part in re.split(r"\s*[,;]\s*", inner.strip()):
-        part = re.sub(_PREFIX, "", part, flags=re.IGNORECASE).strip()
-        m = re.fullmatch(r"(\d+)\s*[-\u2013\u2014]\s*(\d+)", part)
-        if m:
-            lo, hi = sorted((int(m.group(1)), int(m.group(2))))
-            if hi - lo > _MAX_RANGE:
-                bad.append(part)
-                continue
-            numbers = list(range(lo, hi + 1))
-        elif part.isdigit():
-            numbers = [int(part)]
-        else:
-            continue
-        for n in numbers:
-            if 1 <= n <= n_sources:
-                valid.append(n - 1)
-            else:
-                bad.append(str(n))
-    return valid, bad
-
-
-def find_citations(text: str, n_sources: int) -> tuple[list[int], list[str]]:
-    """All citations in ``text``: (distinct valid 0-based indices in first-written order, hallucinated)."""
-    valid: list[int] = []
-    bad: list[str] = []
-    for m in CITATION_RE.finditer(text):
-        v, b = parse_citation_group(m.group(1), n_sources)
-        valid.extend(i for i in v if i not in valid)
-        bad.extend(x for x in b if x not in bad)
-    return valid, bad
-
-
-def strip_citations(text: str) -> str:
-    """``text`` without citation groups, with the spaces they leave tidied."""
-    out = CITATION_RE.sub("", text)
-    out = re.sub(r"\s+([.,;:!?])", r"\1", out)
-    return re.sub(r"[ \t]{2,}", " ", out).strip()
-
-
-# --------------------------------------------------------------------------- sentences
-
-# Words whose trailing period does not end a sentence (lowercase, without the final period).
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig figs al approx dept est no nos vol pp ca "
-    "jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt rev hon".split()
-)
-_BOUNDARY_RE = re.compile(
-    r"[.!?\u2026]+[\"'\u201d\u2019)\]]*"  # end punctuation, closing quotes/brackets
-    r"((?:\s*" + CITATION_RE.pattern + r")*)"  # citations written after the period stay with it
-    r"\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u00c0-\u024f])",  # next sentence starts with a capital or digit
-    re.IGNORECASE,
-)
-_LIST_MARK_RE = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*\u2022+]\s+|\d{1,3}[.)]\s+|[a-z][.)]\s+(?=[A-Z]))")
-_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
-
-
-def _is_abbreviation(before: str, punct: str) -> bool:
-    if not punct.startswith(".") or len(punct.rstrip("\"'\u201d\u2019)]")) > 1:
-        return False
-    token = re.sub(r"^[\"'(\[\u201c\u2018]+", "", before.split()[-1] if before.split() else "")
-    low = token.lower()
-    if low in _ABBREVIATIONS:
-        return True
-    if re.fullmatch(r"[A-Za-z]", token):  # an initial: "J. Smith"
-        return True
-    return bool(re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", token))  # "U.S", "e.g" without last dot
-
-
-def _split_block(block: str) -> list[str]:
-    # Boundaries are found case-sensitively for the capital letter; CITATION_RE needs IGNORECASE
-    # only for "Source", so the look-ahead is checked by hand.
-    pieces: list[str] = []
-    start = 0
-    for m in _BOUNDARY_RE.finditer(block):
-        nxt = block[m.end(): m.end() + 2].lstrip("\"'\u201c\u2018([")
-        if not nxt or not (nxt[0].isupper() or nxt[0].isdigit()):
-            continue
-        punct_end = m.start() + len(re.match(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*", block[m.start():]).group(0))
-        if _is_abbreviation(block[start: m.start()], block[m.start(): punct_end]):
-            continue
-        cut = m.end()
-        pieces.append(block[start:cut].strip())
-        start = cut
-    pieces.append(block[start:].strip())
-    return [p for p in pieces if p]
-
-
-def _blocks(text: str) -> list[str]:
-    """Lines of the answer as blocks; a hard-wrapped line continues when the next starts lowercase."""
-    blocks: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        line = line.strip()
-        if not line:
-            continue
-        line = _LIST_MARK_RE.sub("", line).replace("**", "").replace("__", "").strip()
-        if not line:
-            continue
-        if blocks and line[0].islower() and not re.search(r"[.!?:\]]$", blocks[-1]):
-            blocks[-1] += " " + line
-        else:
-            blocks.append(line)
-    return blocks
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split an answer into sentences, without nltk.
-
-    Lines (paragraphs, list items, headings) are split first, list markers and ``**`` removed;
-    inside a line a sentence ends at ``.``, ``!``, ``?`` or ``…`` followed by a capital letter or a
-    digit, except after common abbreviations (``Dr.``, ``e.g.``, ``vs.``), initials (``J.``) and
-    dotted acronyms (``U.S.``). Citation groups right after the end punctuation (``... end. [2] Next``)
-    stay with the sentence they follow; a piece that holds only citations joins the previous sentence.
-    """
-    out: list[str] = []
-    for block in _blocks(text):
-        for piece in _split_block(block):
-            if out and not _WORD_RE.search(strip_citations(piece)):
-                out[-1] = f"{out[-1]} {piece}"
-            else:
-                out.append(piece)
-    return out
-
-
-def words(text: str, min_chars: int = 1) -> list[str]:
-    """Words of ``text`` (letters/digits, inner apostrophes and hyphens) of at least ``min_chars``."""
-    return [w for w in _WORD_RE.findall(text) if len(w) >= min_chars]
-
-
-# --------------------------------------------------------------------------- attribution
-
-_STOPWORDS = frozenset(
-    """the and for are but not you all any can had her was one our out has his how its may new now
-    who did get him let she too use that with have this will your from they know want been good much
-    some time very when come here just like long make many more only over such take than them well
-    were what also into most other their there these those which would about after could every first
-    where while being both does each should through under until because between however""".split()
-)
-
-
-def content_tokens(text: str) -> set[str]:
-    """Lowercased words of 3+ characters without common English function words (overlap attribution)."""
-    return {w for w in (t.lower() for t in words(text, 3)) if w not in _STOPWORDS}
-
-
-def overlap_scores(sentence: str, source_tokens: Sequence[set[str]]) -> list[float]:
-    """Share of the sentence's content words found in each source: |T_s ∩ T_c| / |T_s| (0 if T_s empty)."""
-    tokens = content_tokens(strip_citations(sentence))
-    if not tokens:
-        return [0.0] * len(source_tokens)
-    return [len(tokens & src) / len(tokens) for src in source_tokens]
-
-
-def overlap_sources(scores: Sequence[float], threshold: float) -> list[int]:
-    """Sources with the highest overlap, if it reaches ``threshold``; ties give all tied sources."""
-    if not scores:
-        return []
-    best = max(scores)
-    if best <= 0.0 or best < threshold:
-        return []
-    return [i for i, s in enumerate(scores) if abs(s - best) <= 1e-9]
-
-
-@dataclass
-class Sentence:
-    """One answer sentence and the sources it is attributed to.
-
-    Attributes:
-        text: the sentence without citation marks (what words are counted on).
-        citations: attributed sources, 0-based, distinct, in written order (explicit) or index order (overlap).
-        how: ``explicit`` (the model's valid citations), ``overlap`` (post hoc), ``none``.
-        explicit: the valid citations the model wrote in this sentence (0-based), whatever the mode.
-        hallucinated: citations the model wrote that name no shown source, as written ("0", "7", "1-400").
-        raw: the sentence as the model wrote it.
-    """
-
-    text: str
-    citations: list[int] = field(default_factory=list)
-    how: str = "none"
-    explicit: list[int] = field(default_factory=list)
-    hallucinated: list[str] = field(default_factory=list)
-    raw: str = ""
-
-
-def parse_answer(raw: str, n_sources: int) -> list[Sentence]:
-    """Sentences of ``raw`` with their explicit citations parsed (no attribution yet)."""
-    out = []
-    for piece in split_sentences(raw):
-        valid, bad = find_citations(piece, n_sources)
-        out.append(Sentence(text=strip_citations(piece), explicit=valid, hallucinated=bad, raw=piece))
-    return out
-
-
-def attribute(
-    sentences: Sequence[Sentence], shown_texts: Sequence[str], mode: str, threshold: float
-) -> list[Sentence]:
-    """Fill ``citations``/``how`` of every sentence according to the attribution ``mode``.
-
-    citations: explicit valid citations only. overlap: every sentence is attributed to the
-    source(s) with the highest content-word overlap at or above ``threshold`` (ties: all), ignoring
-    what the model wrote. hybrid: explicit valid citations where the sentence has any, overlap
-    elsewhere (also for sentences whose only citations are hallucinated).
-    """
-    if mode not in ("citations", "overlap", "hybrid"):
-        raise ConfigError(f"attribution mode must be resolved (citations/overlap/hybrid), got {mode!r}")
-    src_tokens = [content_tokens(t) for t in shown_texts] if mode != "citations" else []
-    out = []
-    for s in sentences:
-        cites: list[int] = []
-        how = "none"
-        if mode in ("citations", "hybrid") and s.explicit:
-            cites, how = list(s.explicit), "explicit"
-        elif mode in ("overlap", "hybrid"):
-            cites = overlap_sources(overlap_scores(s.text, src_tokens), threshold)
-            how = "overlap" if cites else "none"
-        out.append(Sentence(s.text, cites, how, list(s.explicit), list(s.hallucinated), s.raw))
-    return out
-
-
-def citation_order(sentences: Sequence[Sentence]) -> list[int]:
-    """Distinct attributed sources in order of first appearance (C-SEO Bench's "Citation Order", 0-based)."""
-    order: list[int] = []
-    for s in sentences:
-        for c in s.citations:
-            if c not in order:
-                order.append(c)
-    return order
-
-
-# --------------------------------------------------------------------------- answers
-
-
-@dataclass
-class AnswerSample:
-    """One sampled answer, parsed and attributed.
-
-    Attributes:
-        raw: the model's text.
-        sentences: the sentences, each with its attributed sources and how they were obtained.
-        hallucinated_citations: citations naming no shown source (``[0]``, ``[7]`` of 5), per sentence distinct.
-        valid_citation_count: valid explicit citations the model wrote (per sentence distinct).
-        citation_order: distinct attributed sources by first appearance (0-based).
-        seed: the sample's derived seed (:func:`sample_seed`).
-        usage: prompt/completion tokens and cost of the call.
-        cached: whether the reply came from the cache.
-    """
-
-    raw: str
-    sentences: list[Sentence]
-    hallucinated_citations: int
-    valid_citation_count: int
-    citation_order: list[int]
-    seed: int | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False
-
-    @property
-    def no_citation(self) -> bool:
-        """No sentence is attributed to any source (after attribution)."""
-        return not any(s.citations for s in self.sentences)
-
-    def render(self, *, marks: bool = True) -> str:
-        """The answer as sentences with their attributed citations written ``[n]`` (1-based)."""
-        parts = []
-        for s in self.sentences:
-            cites = "".join(f"[{c + 1}]" for c in s.citations) if marks else ""
-            parts.append(f"{s.text}{' ' if cites else ''}{cites}")
-        return " ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AnswerSample":
-        d = dict(data)
-        d["sentences"] = [Sentence(**s) for s in d.get("sentences", [])]
-        return cls(**d)
-
 
 @dataclass
 class Answer:
@@ -639,23 +338,6 @@ class Answer:
             notes=list(data.get("notes", [])),
         )
 
-
-def make_sample(
-    raw: str, shown_texts: Sequence[str], mode: str, threshold: float, *,
-    seed: int | None = None, usage: dict[str, Any] | None = None, cached: bool = False,
-) -> AnswerSample:
-    """Parse and attribute one raw answer over sources whose shown texts are ``shown_texts``."""
-    sentences = attribute(parse_answer(raw, len(shown_texts)), shown_texts, mode, threshold)
-    return AnswerSample(
-        raw=raw,
-        sentences=sentences,
-        hallucinated_citations=sum(len(s.hallucinated) for s in sentences),
-        valid_citation_count=sum(len(s.explicit) for s in sentences),
-        citation_order=citation_order(sentences),
-        seed=seed,
-        usage=usage or {},
-        cached=cached,
-    )
 
 
 def select_sources(
@@ -783,68 +465,7 @@ def generate(
 
 
 __all__ = [
-    "ATTRIBUTIONS", "ORDERS", "PAWC_VARIANTS", "Answer", "AskResult", "aask", "ask", "AnswerPrompt", "AnswerSample", "EngineConfig",
-    "Sentence", "SourceView", "aanswer", "agenerate", "answer", "attribute", "build_prompt",
-    "citation_order", "content_tokens", "find_citations", "generate", "load_answer_prompt", "make_sample",
-    "overlap_scores", "overlap_sources", "parse_answer", "parse_citation_group", "sample_seed",
-    "select_sources", "split_sentences", "strip_citations", "truncate_text", "words",
+    "ATTRIBUTIONS", "ORDERS", "Answer", "AnswerPrompt", "EngineConfig", "SourceView", "aanswer",
+    "agenerate", "answer", "answer_requests", "build_prompt", "format_sources", "generate",
+    "load_answer_prompt", "sample_seed", "select_sources", "truncate_text",
 ]
-
-
-# --------------------------------------------------------------------------- one-call convenience
-
-
-@dataclass
-class AskResult:
-    """An answer with every source's metrics (and judgements, when asked): what ``geoaudit ask`` shows."""
-
-    answer: Answer
-    metrics: list[dict[str, Any]]
-    variant: str
-    judgements: list[Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        info = self.answer.source_info
-        return {
-            "answer": self.answer.to_dict(),
-            "pawc_variant": self.variant,
-            "sources": [
-                {"index": i + 1, "id": v.id, "title": v.title, "url": v.url, "truncated": v.truncated,
-                 "shown_chars": v.shown_chars, "chars": v.chars, "score": v.score, "metrics": self.metrics[i]}
-                for i, v in enumerate(info)
-            ],
-            "summary": {
-                "samples": len(self.answer.samples),
-                "no_citation_samples": self.answer.no_citation_samples,
-                "hallucinated_citations": sum(s.hallucinated_citations for s in self.answer.samples),
-                "valid_citations": sum(s.valid_citation_count for s in self.answer.samples),
-            },
-            "judgements": None if self.judgements is None else [j.to_dict() for j in self.judgements],
-        }
-
-
-async def aask(
-    gateway: Gateway, query: str, docs: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, retriever: Any = None, judge: bool = False, judge_config: Any = None,
-) -> AskResult:
-    """Answer, compute every source's metrics (averaged over samples) and optionally judge them."""
-    from geoaudit import judge as judge_mod  # judge and metrics build on this module
-    from geoaudit.metrics import mean_source_metrics
-
-    config = config or EngineConfig()
-    ans = await aanswer(gateway, query, docs, config, seed=seed, retriever=retriever)
-    metrics = mean_source_metrics(ans, config.pawc_variant)
-    judgements = await judge_mod.ajudge_all(gateway, ans, judge_config, seed=seed) if judge else None
-    if judgements is not None:
-        for row, j in zip(metrics, judgements):
-            row["subjective_impression"] = j.subjective_impression
-    return AskResult(ans, metrics, config.pawc_variant, judgements)
-
-
-def ask(
-    gateway: Gateway, query: str, docs: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, retriever: Any = None, judge: bool = False, judge_config: Any = None,
-) -> AskResult:
-    """Synchronous :func:`aask`."""
-    return run_sync(aask(gateway, query, docs, config, seed=seed, retriever=retriever, judge=judge,
-                         judge_config=judge_config))

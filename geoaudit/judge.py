@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from geoaudit.engine import Answer, AnswerSample, sample_seed
+from geoaudit.citations import AnswerSample
+from geoaudit.engine import Answer, sample_seed
 from geoaudit.errors import ConfigError
 from geoaudit.llm import Gateway, LLMRequest, LLMResponse, run_sync
 from geoaudit.metrics import rescale_to_reference

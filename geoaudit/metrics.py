@@ -40,83 +40,157 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from geoaudit.engine import PAWC_VARIANTS, words
+from geoaudit.citations import AnswerSample, Sentence, words
 
-if TYPE_CHECKING:  # types only: metrics work on anything shaped like engine's dataclasses
-    from geoaudit.engine import Answer, AnswerSample, Sentence
-
+#: The two readings of GEO's impression metrics (see the module docstring).
+PAWC_VARIANTS = ("paper", "code")
 SOURCE_METRICS = (
     "word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
 )
 
 
+class _EngineConfigLike(Protocol):
+    @property
+    def pawc_variant(self) -> str: ...
+
+
+class AnswerLike(Protocol):
+    """What the metrics need of an answer (:class:`geoaudit.engine.Answer` has it)."""
+
+    @property
+    def samples(self) -> Sequence[AnswerSample]: ...
+
+    @property
+    def n_sources(self) -> int: ...
+
+    @property
+    def config(self) -> _EngineConfigLike: ...
+
+
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric means, its formula and where the formula comes from."""
+    """One metric, described once: simulate stores it, stats orients it, the report explains it.
+
+    Attributes:
+        name: column name in run rows and stats tables.
+        label: the metric in plain words, for sentences a content creator reads.
+        description: one line for tables of definitions.
+        formula: the formula, in the notation of this module's docstring.
+        source: where the formula comes from (paper, equation, code).
+        higher_is_better: the direction in which the target gains.
+        level: ``source`` (per source and sample), ``answer`` (per sample, all sources), ``pair``
+            (already a difference against a baseline answer) or ``row`` (a property of the condition).
+        stored: whether simulation rows carry it as a column.
+    """
 
     name: str
+    label: str
     description: str
     formula: str
     source: str
     higher_is_better: bool
-    #: "source" (per source and sample), "answer" (per sample), "pair" (baseline vs method)
     level: str = "source"
+    stored: bool = True
 
 
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in [
         MetricInfo(
-            "word", "Share of the answer's words in sentences attributed to the source (GEO Imp_wc)",
+            "word", "share of the answer's words",
+            "Share of the answer's words in sentences attributed to the source (GEO Imp_wc)",
             "paper: Σ_{s∈S_c} |s|/k_s / Σ_{s∈S} |s|; code: same sum over words >2 chars, normalised to shares",
             "GEO paper eq. 2; GEO code src/utils.py impression_word_count_simple", True,
         ),
         MetricInfo(
-            "position", "How early the source is cited, decaying with sentence position (GEO Position)",
+            "position", "citation position score",
+            "How early the source is cited, decaying with sentence position (GEO Position)",
             "paper reading: Σ_{s∈S_c} exp(-pos(s)/|S|)/k_s / |S|; code: Σ exp(-i/(N-1))/k_i, normalised to shares",
             "GEO paper Table 1 (no formula; geoaudit applies eq. 3 with |s|=1); GEO code impression_pos_count_simple", True,
         ),
         MetricInfo(
-            "pawc", "Position-adjusted word count: attributed words, earlier sentences weigh more",
+            "pawc", "visibility (position-adjusted word count, PAWC)",
+            "Position-adjusted word count: attributed words, earlier sentences weigh more",
             "paper: Σ_{s∈S_c} |s|·exp(-pos(s)/|S|)/k_s / Σ_{s∈S} |s|; code: Σ w_i·exp(-i/(N-1))/k_i, normalised to shares",
             "GEO paper eq. 3; GEO code src/utils.py impression_wordpos_count_simple", True,
         ),
         MetricInfo(
-            "cited", "Whether the answer cites the source at all (averaged: share of samples)",
+            "cited", "chance of being cited at all",
+            "Whether the answer cites the source at all (averaged: share of samples)",
             "1 if ∃ s: c ∈ C_s else 0", "geoaudit (cited@k, C-SEO Bench style)", True,
         ),
         MetricInfo(
-            "citation_count", "Number of answer sentences attributed to the source",
-            "#{s : c ∈ C_s}", "geoaudit", True,
+            "citation_count", "number of sentences citing it",
+            "Number of answer sentences attributed to the source", "#{s : c ∈ C_s}", "geoaudit", True,
         ),
         MetricInfo(
-            "first_citation_rank",
+            "first_citation_rank", "rank of its first citation",
             "1-based rank of the source's first citation among the distinct cited sources (uncited: None)",
             "1 + index of c in the first-occurrence order of citations",
             "C-SEO Bench src/benchmark/engine.py get_citation_order", False,
         ),
         MetricInfo(
-            "share_of_voice", "Fraction of the attributed sentences that cite the source",
+            "share_of_voice", "share of voice",
+            "Fraction of the attributed sentences that cite the source",
             "#{s : c ∈ C_s} / #{s : C_s ≠ ∅}", "geoaudit", True,
         ),
         MetricInfo(
-            "no_citation", "The answer attributes no sentence to any source (counted, never spread evenly)",
-            "1 if ∀ s: C_s = ∅ else 0", "geoaudit (the GEO code instead gives every source 1/n)", False, "answer",
+            "no_citation_rate", "share of answers citing nothing",
+            "Share of sampled answers that attribute no sentence to any source (counted, never spread evenly)",
+            "#{samples with ∀ s: C_s = ∅} / #samples", "geoaudit (the GEO code instead gives every source 1/n)",
+            False, "answer",
         ),
         MetricInfo(
-            "hallucinated_citations", "Citations naming no shown source ([0], or above the number of sources)",
+            "hallucinated_citations", "citations of sources that were not shown",
+            "Citations naming no shown source ([0], or above the number of sources), per answer",
             "#{(s, n) : n written in s, n ∉ 1..k}", "geoaudit", False, "answer",
         ),
         MetricInfo(
-            "delta_rank", "How many places the target moved up in the citation order (positive = better)",
+            "valid_citations", "valid citations written",
+            "Valid explicit citations the engine wrote per answer (all sources)",
+            "#{(s, n) : n written in s, n ∈ 1..k}", "geoaudit", True, "answer",
+        ),
+        MetricInfo(
+            "delta_rank", "rank in the citation order (Δrank)",
+            "How many places the target moved up in the citation order (positive = better)",
             "both cited: r_b − r_m; base only: r_b − |L_m|; method only: |L_b| − r_m; neither: 0 "
             "(0-based ranks in the first 5 distinct citations L)",
             "C-SEO Bench notebooks/4_evaluation.ipynb calculate_significant_improvements", True, "pair",
         ),
+        MetricInfo(
+            "delta_rank_adv", "rank in the citation order against the rivals answer (Δrank)",
+            "Δrank of the treated answer against the rivals answer (same competitors adopting)",
+            "as delta_rank, with the rivals answer as the baseline", "geoaudit", True, "pair",
+        ),
+        MetricInfo(
+            "target_rank", "position among the engine's sources",
+            "The target's 1-based position in the sources shown to the engine (lower = shown earlier)",
+            "1 + display index of the target", "geoaudit simulation (retrieval / source order)", False, "row",
+            stored=False,
+        ),
     ]
 }
+
+#: Per-sample metrics of the target stored as columns of every simulation result row.
+ROW_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.stored and m.level in ("source", "answer"))
+#: Differences against a baseline answer, stored on treated rows only.
+PAIRED_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.level == "pair")
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The registry entry of ``name``.
+
+    Raises:
+        KeyError: no such metric.
+    """
+    return METRICS[name]
+
+
+def directions() -> dict[str, bool]:
+    """``{metric: higher_is_better}`` for every registered metric."""
+    return {m.name: m.higher_is_better for m in METRICS.values()}
 
 
 def _check_variant(variant: str) -> None:
@@ -196,7 +270,7 @@ def first_occurrence_order(sentences: Sequence[Sequence[int]]) -> list[int]:
 
 
 def source_metrics(
-    sample: "AnswerSample", n_sources: int, variant: str = "paper", *, uniform_fallback: bool = False
+    sample: AnswerSample, n_sources: int, variant: str = "paper", *, uniform_fallback: bool = False
 ) -> list[dict[str, float | None]]:
     """Every source's metrics for one answer sample (list index = display index).
 
@@ -226,7 +300,7 @@ def source_metrics(
     return rows
 
 
-def sample_summary(sample: "AnswerSample") -> dict[str, float]:
+def sample_summary(sample: AnswerSample) -> dict[str, float]:
     """Answer-level numbers of one sample: no_citation (0/1), hallucinated and valid explicit
     citations, sentences and words."""
     return {
@@ -243,7 +317,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def mean_source_metrics(
-    answer: "Answer", variant: str | None = None, *, uniform_fallback: bool = False
+    answer: AnswerLike, variant: str | None = None, *, uniform_fallback: bool = False
 ) -> list[dict[str, float | None]]:
     """Every source's metrics averaged over the answer's samples (list index = display index).
 
@@ -268,7 +342,7 @@ def mean_source_metrics(
 
 
 def answer_metrics(
-    answer: "Answer", target_index: int, variant: str | None = None, *, uniform_fallback: bool = False
+    answer: AnswerLike, target_index: int, variant: str | None = None, *, uniform_fallback: bool = False
 ) -> dict[str, float | None]:
     """The target source's metrics averaged over samples, plus answer-level numbers.
 
@@ -344,8 +418,3 @@ def rescale_to_reference(values: Sequence[float], reference: Sequence[float]) ->
     if sv == 0:
         return [mr] * len(values)
     return [mr + (v - mv) * sr / sv for v in values]
-
-
-def describe_metrics() -> list[dict[str, Any]]:
-    """The registry as JSON-ready rows (for reports and ``--json``)."""
-    return [vars(m).copy() for m in METRICS.values()]

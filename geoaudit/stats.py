@@ -38,10 +38,10 @@ import pandas as pd
 from scipy import stats as sps
 
 from geoaudit.errors import InputError
+from geoaudit.metrics import directions as metric_directions
 
 __all__ = [
     "COMPARISONS",
-    "DEFAULT_HIGHER_IS_BETTER",
     "SUMMARY_COLUMNS",
     "CALIBRATION_COLUMNS",
     "INSUFFICIENT",
@@ -63,20 +63,6 @@ MIN_N = 5
 # Per-item means of identical samples can differ in the last bits when they were summed in a
 # different order; such differences are noise from floating point, not a change, so they count as 0.
 _ZERO_TOL = 1e-12
-
-# Direction of the metrics the simulation is known to produce; callers' mappings override these.
-DEFAULT_HIGHER_IS_BETTER: dict[str, bool] = {
-    "pawc": True,
-    "word": True,
-    "position": True,
-    "cited": True,
-    "citation_count": True,
-    "share_of_voice": True,
-    "subjective": True,
-    "delta_rank": True,  # C-SEO sign convention: rank_base - rank_method, positive = moved up
-    "first_rank": False,  # 1 = cited first
-    "first_position": False,
-}
 
 _REQUIRED = ("item", "strategy", "rate", "condition")
 _UNIT = "_unit"
@@ -609,7 +595,7 @@ def _explode_groups(pv: pd.DataFrame, by: str | None) -> pd.DataFrame:
 
 
 def _direction(metric: str, higher_is_better: Mapping[str, bool] | None) -> bool:
-    merged = {**DEFAULT_HIGHER_IS_BETTER, **(higher_is_better or {})}
+    merged = {**metric_directions(), **(higher_is_better or {})}
     if metric not in merged:
         raise InputError(
             f"no direction known for metric {metric!r}; pass higher_is_better={{{metric!r}: True}} "

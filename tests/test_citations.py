@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geoaudit.engine import (
+from geoaudit.citations import (
     attribute,
     citation_order,
     find_citations,

@@ -1,58 +1,71 @@
 """Data flows one way: crawl -> documents -> rewrite -> engine -> simulate -> stats -> report.
 
-A module may import geoaudit modules of its own layer or earlier ones, never later ones; this test
-reads every module's imports (including those inside functions) with ``ast``.
+The layering is declared once, as an import-linter "layers" contract in ``pyproject.toml``, and
+checked by import-linter (which sees imports inside functions and ``from geoaudit import X``).
+These tests make sure the contract covers every module and that it is actually enforced.
 """
 
 from __future__ import annotations
 
-import ast
+import tomllib
 from pathlib import Path
+
+import pytest
 
 import geoaudit
 
-LAYERS: list[set[str]] = [
-    {"errors", "config", "_async", "resources", "documents", "store", "llm", "embedded", "guards", "testing", "__init__"},
-    {"crawl"},
-    {"strategies"},
-    {"rewrite"},
-    {"engine", "metrics", "retrieval", "judge"},
-    {"bench"},
-    {"simulate"},
-    {"stats"},
-    {"report"},
-    {"demo"},
-    {"cli", "__main__"},
-]
-RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+ROOT = Path(__file__).resolve().parents[1]
 PKG = Path(geoaudit.__file__).parent
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PKG)
-    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+def _layers() -> list[str]:
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (contract,) = [c for c in cfg["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    out: list[str] = []
+    for layer in contract["layers"]:
+        out += [name.strip() for name in layer.replace(":", "|").split("|")]
+    return out
 
 
-def _imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("geoaudit."):
-            found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("geoaudit.")}
-    return found
+def test_every_module_is_in_the_contract() -> None:
+    modules = {
+        "geoaudit." + (p.relative_to(PKG).parts[0] if len(p.relative_to(PKG).parts) > 1 else p.stem)
+        for p in PKG.rglob("*.py")
+        if p.name != "__init__.py" or p.parent != PKG
+    }
+    missing = sorted(modules - set(_layers()))
+    assert not missing, f"add these modules to the layers contract in pyproject.toml: {missing}"
 
 
-def test_every_module_has_a_layer() -> None:
-    names = {_module_name(p) for p in PKG.rglob("*.py")}
-    assert names <= set(RANK), f"add to LAYERS: {sorted(names - set(RANK))}"
+def test_the_contract_holds() -> None:
+    importlinter_cli = pytest.importorskip("importlinter.cli")
+    assert importlinter_cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
 
 
-def test_no_module_reaches_back_up_the_chain() -> None:
-    violations = []
-    for path in sorted(PKG.rglob("*.py")):
-        me = _module_name(path)
-        for other in _imports(path):
-            if other in RANK and RANK[other] > RANK[me]:
-                violations.append(f"{path.relative_to(PKG)} imports geoaudit.{other}")
-    assert not violations, "\n".join(violations)
+def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
+    """A renamed copy of the package where metrics imports the engine (above it) breaks the contract."""
+    importlinter_cli = pytest.importorskip("importlinter.cli")
+    import re
+    import shutil
+    import sys
+
+    name = "geoaudit_layering_probe"
+    copy = tmp_path / name
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in copy.rglob("*.py"):
+        path.write_text(re.sub(r"\bgeoaudit\b", name, path.read_text(encoding="utf-8")), encoding="utf-8")
+    metrics = copy / "metrics.py"
+    metrics.write_text(
+        metrics.read_text(encoding="utf-8") + f"\n\ndef _up() -> None:\n    from {name} import engine  # noqa\n",
+        encoding="utf-8",
+    )
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    config = config[config.index("[tool.importlinter]"):]
+    config = config[: config.index("\n[tool.pytest")]
+    (tmp_path / "probe.toml").write_text(re.sub(r"\bgeoaudit\b", name, config), encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        code = importlinter_cli.lint_imports(config_filename=str(tmp_path / "probe.toml"), no_cache=True)
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert code != 0

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from geoaudit.engine import Answer, AnswerSample, EngineConfig, Sentence, make_sample
+from geoaudit.citations import AnswerSample, Sentence, make_sample
+from geoaudit.engine import Answer, EngineConfig
 from geoaudit.metrics import (
     METRICS,
     answer_metrics,
@@ -200,7 +201,7 @@ def test_relative_improvement_and_rescale() -> None:
 
 def test_registry_documents_every_metric() -> None:
     for name in ("word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
-                 "delta_rank", "no_citation"):
+                 "delta_rank", "no_citation_rate", "target_rank", "delta_rank_adv"):
         info = METRICS[name]
         assert info.formula and info.source and info.description
         assert isinstance(info.higher_is_better, bool)
@@ -211,3 +212,21 @@ def test_registry_documents_every_metric() -> None:
 def test_unknown_variant_is_rejected() -> None:
     with pytest.raises(ValueError):
         source_metrics(FOUR, 4, "other")
+
+
+def test_one_direction_table_for_every_stage() -> None:
+    """simulate, stats and the report read metric directions from the one registry."""
+    import pandas as pd
+
+    from geoaudit import stats
+    from geoaudit.metrics import ROW_METRICS, directions
+
+    assert set(ROW_METRICS) <= set(directions())
+    # first_citation_rank is produced by every simulation: stats must know that lower is better.
+    rows = pd.DataFrame(
+        [{"item": f"q{i}", "strategy": "s", "rate": 0.0, "condition": c, "first_citation_rank": v}
+         for i in range(8) for c, v in (("rivals", 3.0), ("treated", 2.0 if i % 4 else 3.0))]
+    )
+    out = stats.summarize(rows, ["first_citation_rank"], comparisons=["advantage"])
+    assert bool(out["higher_is_better"].iloc[0]) is False
+    assert out["mean_delta"].iloc[0] < 0

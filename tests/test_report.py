@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from geoaudit.engine import EngineConfig
-from geoaudit.simulate import Run, Simulation, SimulationConfig
+from geoaudit.runs import Run
+from geoaudit.simulate import Simulation, SimulationConfig
 from geoaudit.testing import FakeOpenAIServer, fake_settings, last_user_message
 
 HOSTILE = '<script>alert("x")</script></script><img src=x onerror=alert(1)>"><img src=x onerror=alert(1)>'

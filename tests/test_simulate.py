@@ -17,12 +17,11 @@ import pytest
 from geoaudit.config import Settings
 from geoaudit.engine import EngineConfig
 from geoaudit.errors import ConfigError, InputError, UnknownStrategyError
+from geoaudit.runs import export_rows, open_run
 from geoaudit.simulate import (
     Simulation,
     SimulationConfig,
     adopters,
-    export_rows,
-    open_run,
     parse_rates,
     parse_seeds,
 )

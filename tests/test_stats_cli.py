@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report import build_run, write_hostile_bench  # noqa: E402
 
-from geoaudit.simulate import Run  # noqa: E402
+from geoaudit.runs import Run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,8 @@ def ask_cmd(
         geoaudit ask "what is kambala" --docs drafts/ --order retrieved --k 3 --samples 5
         geoaudit ask "what is kambala" --docs a.html --docs b.md --model openai/gpt-4o-mini --json
     """
-    from geoaudit.engine import EngineConfig, ask
+    from geoaudit.ask import ask
+    from geoaudit.engine import EngineConfig
     from geoaudit.llm import make_gateway
 
     config = EngineConfig(

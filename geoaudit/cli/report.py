@@ -42,7 +42,7 @@ def report_cmd(
     """
     from geoaudit.errors import InputError
     from geoaudit.report import write_report
-    from geoaudit.simulate import open_run
+    from geoaudit.runs import open_run
 
     if examples < 0:
         raise InputError(f"--examples must be 0 or more, got {examples}")

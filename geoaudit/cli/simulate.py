@@ -123,7 +123,7 @@ def runs_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
     Examples:
         geoaudit runs list
     """
-    from geoaudit.simulate import list_runs
+    from geoaudit.runs import list_runs
 
     runs = list_runs(settings())
     if json_out:
@@ -148,7 +148,7 @@ def runs_show_cmd(run: str = typer.Argument(..., help="Run id (or unique prefix)
     Examples:
         geoaudit runs show run-1a2b3c
     """
-    from geoaudit.simulate import open_run
+    from geoaudit.runs import open_run
 
     r = open_run(settings(), run)
     meta = r.meta
@@ -166,7 +166,7 @@ def runs_export_cmd(
     Examples:
         geoaudit runs export run-1a2b3c --format parquet -o results.parquet
     """
-    from geoaudit.simulate import export_rows, open_run
+    from geoaudit.runs import export_rows, open_run
 
     r = open_run(settings(), run)
     path = out or Path(f"{r.id}.{fmt}")

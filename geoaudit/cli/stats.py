@@ -20,7 +20,7 @@ _VERDICT_STYLE = {
 
 
 def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
-    """Rich tables of a :class:`geoaudit.report.StatsResult`, one per metric x comparison.
+    """Rich tables of a :class:`geoaudit.analysis.StatsResult`, one per metric x comparison.
 
     Noise looks like noise: "no evidence" and "insufficient data" rows are dim, only significant
     rows are coloured, and numbers wrap rather than being cut off. Below ``width`` 118 the cells
@@ -30,7 +30,7 @@ def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
-    from geoaudit.report import fmt_ci, fmt_num, fmt_p, fmt_pct, fmt_rate
+    from geoaudit.analysis import fmt_ci, fmt_num, fmt_p, fmt_pct, fmt_rate
 
     df = result.summary
     by = result.options.get("by")
@@ -118,8 +118,8 @@ def stats_cmd(
         geoaudit stats run-1a2b --by orig_rank --csv stats.csv
         geoaudit stats run-1a2b --json > stats.json
     """
-    from geoaudit.report import run_stats, write_stats
-    from geoaudit.simulate import open_run
+    from geoaudit.analysis import run_stats, write_stats
+    from geoaudit.runs import open_run
 
     check_output_file(csv, "--csv")
     check_output_file(parquet, "--parquet")
@@ -159,7 +159,7 @@ def _esc(text: str) -> str:
 def _sig_line(s: Any) -> Any:
     from rich.text import Text
 
-    from geoaudit.report import fmt_ci, fmt_num, fmt_pct, fmt_rate
+    from geoaudit.analysis import fmt_ci, fmt_num, fmt_pct, fmt_rate
 
     word = "raises" if s["verdict"] == "better" else "lowers"
     t = Text()

@@ -1,0 +1,452 @@
+"""The statistics of a run, and how they were obtained: the library behind ``geoaudit stats``.
+
+:func:`run_stats` applies :func:`geoaudit.stats.summarize` to a run with the metric directions of
+:data:`geoaudit.metrics.METRICS` and the run's paired metrics, adds the A/A calibration and a plain
+account of how the numbers were obtained (:class:`StatsResult`). C-SEO Bench's Δrank is one metric,
+``delta_rank``, in both comparisons: its "advantage" is the stored ``delta_rank_adv`` (treated
+answer vs the rivals answer) and its "net" is ``delta_rank`` (treated vs base), tested in the same
+family as the rest. The number formatting shared by the terminal and the HTML report lives here too.
+
+Data flow: runs (read) -> stats (pure) -> this module -> report (HTML) / the ``stats`` command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geoaudit.errors import InputError
+from geoaudit.metrics import ROW_METRICS, directions
+from geoaudit.runs import Run
+from geoaudit.stats import COMPARISONS, calibration, summarize
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "StatsResult",
+    "ci_includes_zero",
+    "is_missing",
+    "fmt_ci",
+    "fmt_num",
+    "fmt_p",
+    "fmt_pct",
+    "fmt_rate",
+    "known_metrics",
+    "run_stats",
+    "write_stats",
+]
+
+#: What ``geoaudit stats`` and the report test by default: visibility (GEO's PAWC), whether the page
+#: is cited at all, and C-SEO Bench's rank change.
+DEFAULT_METRICS = ("pawc", "cited", "delta_rank")
+_ADV = "delta_rank_adv"
+
+
+
+# ============================================================================ formatting
+
+
+def is_missing(x: Any) -> bool:
+    """True for None, NaN, infinities and anything that is not a number."""
+    try:
+        return x is None or not math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return True
+
+
+def fmt_num(x: Any, *, signed: bool = False) -> str:
+    """A metric value for people: 3 decimals (1 above 10), ``–`` for missing, never ``-0.000``."""
+    if is_missing(x):
+        return "–"
+    v = float(x)
+    digits = 1 if abs(v) >= 10 else 3
+    if round(v, digits) == 0:
+        v = 0.0
+    text = f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    return text.replace("-", "−")
+
+
+def fmt_ci(lo: Any, hi: Any) -> str:
+    if is_missing(lo) or is_missing(hi):
+        return "[–]"
+    return f"[{fmt_num(lo, signed=True)}, {fmt_num(hi, signed=True)}]"
+
+
+def fmt_pct(x: Any, *, signed: bool = True) -> str:
+    if is_missing(x):
+        return "–"
+    v = float(x) * 100
+    if round(v) == 0:
+        v = 0.0
+    return (f"{v:+.0f}%" if signed else f"{v:.0f}%").replace("-", "−")
+
+
+def fmt_p(p: Any) -> str:
+    """A p-value: ``<0.001``, 3 decimals, or ``–`` when no test was run."""
+    if is_missing(p):
+        return "–"
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
+def fmt_rate(rate: Any) -> str:
+    """An adopter rate as a percentage of competitors (``0%``, ``50%``)."""
+    return "–" if is_missing(rate) else f"{float(rate):.0%}"
+
+
+def ci_includes_zero(lo: Any, hi: Any) -> bool:
+    return is_missing(lo) or is_missing(hi) or (float(lo) <= 0 <= float(hi))
+
+
+# ============================================================================ statistics of a run
+
+
+def known_metrics() -> list[str]:
+    """Metric names ``--metrics`` accepts (the simulation's row metrics, ``delta_rank``, ``target_rank``)."""
+    return [*ROW_METRICS, "delta_rank", "target_rank"]
+
+
+def _parse_metrics(metrics: str | Sequence[str] | None) -> list[str]:
+    if metrics is None:
+        return list(DEFAULT_METRICS)
+    names = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else [str(m).strip() for m in metrics]
+    out: list[str] = []
+    known = known_metrics()
+    for name in names:
+        if not name:
+            continue
+        if name == _ADV:  # the advantage half of delta_rank: one metric for users
+            name = "delta_rank"
+        if name not in known:
+            raise InputError(f"unknown metric {name!r}", hint=f"known metrics: {', '.join(known)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise InputError("no metrics given", hint=f"e.g. --metrics {','.join(DEFAULT_METRICS)}")
+    return out
+
+
+@dataclass
+class StatsResult:
+    """The statistics of one run: the summary table, the A/A calibration and how they were obtained.
+
+    Attributes:
+        run_id: the run.
+        summary: :func:`geoaudit.stats.summarize` columns (:data:`geoaudit.stats.SUMMARY_COLUMNS`),
+            one row per strategy x rate x metric x comparison (x group).
+        calibration: :func:`geoaudit.stats.calibration` of the identity rows (empty without identity).
+        options: the statistical options used (metrics, comparisons, family, correction, ...).
+        provenance: what the run was (engine, attribution, bench, n, seeds, samples, versions).
+    """
+
+    run_id: str
+    summary: pd.DataFrame
+    calibration: pd.DataFrame
+    options: dict[str, Any]
+    provenance: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    # -- reading
+    def rows_for(self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None) -> pd.DataFrame:
+        df = self.summary
+        if strategy is not None:
+            df = df[df["strategy"] == strategy]
+        if metric is not None:
+            df = df[df["metric"] == metric]
+        if comparison is not None:
+            df = df[df["comparison"] == comparison]
+        return df
+
+    def significant(self) -> pd.DataFrame:
+        return self.summary[self.summary["verdict"].isin(["better", "worse"])]
+
+    def mde_by_metric(self) -> dict[str, float]:
+        """Median minimum detectable Δ per metric over the tested rows (NaN-free metrics only)."""
+        out: dict[str, float] = {}
+        for metric, g in self.summary.groupby("metric", sort=False):
+            vals = g["mde"].dropna()
+            if len(vals):
+                out[str(metric)] = float(vals.median())
+        return out
+
+    def family_sizes(self) -> dict[str, int]:
+        fam = self.summary.drop_duplicates("family")
+        return {str(f): int(s) for f, s in zip(fam["family"], fam["family_size"])}
+
+    def method_lines(self) -> list[str]:
+        """How the numbers were obtained, in plain lines (printed under the table and in the report)."""
+        p, o = self.provenance, self.options
+        lines = [
+            f"run {self.run_id}: {p['n_queries']} queries × {len(p['seeds'])} seed(s) × {p['samples']} sample(s) "
+            f"per condition; engine {p['model']}, attribution {p['attribution']}, source order {p['order']}, "
+            f"k={p['k']}; bench {p['bench_name']}",
+            "Δ = treated − baseline per query, samples and seeds averaged within a query first; "
+            "advantage: baseline = rivals (competitors adopted, you did not); net: baseline = base (nobody adopted)",
+        ]
+        if len(self.summary):
+            first = self.summary.iloc[0]
+            zero = {
+                "pratt": "zero differences kept in the ranking without a sign (Pratt)",
+                "wilcox": "zero differences dropped by the test, kept in the mean (scipy default)",
+                "zsplit": "zero differences split between signs",
+            }.get(str(first["zero_method"]), str(first["zero_method"]))
+            corr = "Holm" if o["correction"] == "holm" else "Benjamini-Hochberg"
+            fams = self.family_sizes()
+            fam_text = (
+                f"the whole run ({next(iter(fams.values()))} tests)" if list(fams) == ["run"]
+                else f"{len(fams)} families by {o['family']} ({', '.join(f'{k}: {v}' for k, v in list(fams.items())[:4])}"
+                     f"{', …' if len(fams) > 4 else ''})"
+            )
+            lines.append(f"95% CI: {first['ci_method']}; rel. = treated mean / baseline mean − 1 (GEO eq. 4, a ratio of means)")
+            lines.append(
+                f"test: Wilcoxon signed-rank, {first['alternative']}, {zero}; {corr}-adjusted p within {fam_text}; "
+                f"significant when adjusted p < {o['alpha']:g}; effect r = matched-pairs rank-biserial (−1..1), "
+                "Cohen's d_z in the exports"
+            )
+        if o["mode"] == "cseo":
+            lines.append(
+                "C-SEO Bench mode: one-sided Wilcoxon (greater), zero differences dropped by the test as scipy's "
+                "default does, Holm within each domain"
+            )
+        mde = self.mde_by_metric()
+        if mde:
+            lines.append(
+                f"smallest Δ this run detects with {o['power']:.0%} power (n={p['n_queries']}, observed spread): "
+                + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in mde.items())
+                + " — true effects below that are likely missed"
+            )
+        for msg in self.calibration_messages():
+            lines.append(msg)
+        lines.extend(self.notes)
+        return lines
+
+    def calibration_messages(self) -> list[str]:
+        if self.calibration is None or self.calibration.empty:
+            return []
+        cal = self.calibration
+        rows = cal[cal["comparison"] == "all"] if (cal["comparison"] == "all").any() else cal
+        return [str(m) for m in rows["message"]]
+
+    def calibration_warning(self) -> bool:
+        return bool(self.calibration is not None and not self.calibration.empty and self.calibration["warning"].any())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: options, provenance, summary and calibration records (NaN as null), method lines."""
+        return {
+            "run": self.run_id,
+            "options": self.options,
+            "provenance": self.provenance,
+            "summary": _records(self.summary),
+            "calibration": _records(self.calibration),
+            "method": self.method_lines(),
+        }
+
+
+def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if df is None or df.empty:
+        return []
+    return json.loads(df.to_json(orient="records", double_precision=10))
+
+
+def _provenance(run: Run, rows: pd.DataFrame) -> dict[str, Any]:
+    meta = run.meta
+    cfg = meta.get("config") or {}
+    engine = meta.get("engine") or cfg.get("engine") or {}
+    bench = meta.get("bench") or {}
+    prompt_version = engine.get("prompt_version")
+    if len(rows) and "answer_id" in rows:
+        # The engine may resolve "auto" per model; the answers record the version actually used.
+        ans = run.answer(str(rows["answer_id"].iloc[0]))
+        if ans is not None and ans.prompt_version:
+            prompt_version = ans.prompt_version if prompt_version in (None, ans.prompt_version) else f"{prompt_version} → {ans.prompt_version}"
+    return {
+        "run_id": run.id,
+        "status": meta.get("status", "?"),
+        "planned_cells": meta.get("planned_cells"),
+        "cells": run.counts()["cells"],
+        "model": cfg.get("model", "?"),
+        "rewrite_model": cfg.get("rewrite_model", "?"),
+        "attribution": meta.get("attribution") or engine.get("attribution", "?"),
+        "order": engine.get("order", "?"),
+        "k": engine.get("k", cfg.get("k", "?")),
+        "samples": engine.get("samples", "?"),
+        "temperature": engine.get("temperature"),
+        "max_tokens": engine.get("max_tokens"),
+        "source_budget_chars": engine.get("source_budget_chars"),
+        "pawc_variant": engine.get("pawc_variant"),
+        "prompt_version": prompt_version,
+        "overlap_threshold": engine.get("overlap_threshold"),
+        "seeds": list(cfg.get("seeds") or []),
+        "rates": list(cfg.get("rates") or []),
+        "strategies": list(cfg.get("strategies") or []),
+        "strategy_info": meta.get("strategies") or {},
+        "n_queries": int(rows["item"].nunique()) if len(rows) else 0,
+        "bench_name": bench.get("name", cfg.get("bench", "?")),
+        "bench_source": bench.get("source", cfg.get("bench", "?")),
+        "bench_format": bench.get("format", "?"),
+        "bench_items": bench.get("items"),
+        "bench_skipped": bench.get("skipped") or [],
+        "bench_notes": bench.get("notes") or [],
+        "domains": sorted({str(d) for d in rows["domain"].dropna().unique()}) if "domain" in rows else [],
+        "versions": meta.get("versions") or {},
+        "command": meta.get("command", ""),
+        "created_at": meta.get("created_at"),
+        "finished_at": meta.get("finished_at"),
+        "usage": meta.get("usage") or {},
+        "rewrite_seed": cfg.get("rewrite_seed"),
+    }
+
+
+def _summarize_run(
+    rows: pd.DataFrame, metrics: Sequence[str], *, comparisons: Sequence[str], hib: Mapping[str, bool],
+    strategy_order: Sequence[str], **kw: Any,
+) -> pd.DataFrame:
+    """summarize() with delta_rank as one metric in both comparisons, corrected in one family."""
+    underlying: list[str] = []
+    for m in metrics:
+        if m == "delta_rank":
+            if "net" in comparisons:
+                underlying.append("delta_rank")
+            if "advantage" in comparisons:
+                underlying.append(_ADV)
+        else:
+            underlying.append(m)
+    data = rows
+    if _ADV in underlying:
+        # delta_rank_adv is already "treated vs rivals": as an ordinary metric whose rivals value is 0,
+        # summarize's advantage comparison yields exactly it (base rows stay NaN: no net comparison).
+        data = rows.copy()
+        data[_ADV] = np.where(data["condition"] == "rivals", 0.0, data[_ADV])
+    out = summarize(data, underlying, comparisons=comparisons, higher_is_better=hib, paired_metrics=["delta_rank"], **kw)
+    # Drop the undefined halves (Δrank vs rivals rows / the adv metric vs base): they have no p-value
+    # and so never counted in any correction family.
+    undefined = ((out["metric"] == "delta_rank") & (out["comparison"] == "advantage")) | (
+        (out["metric"] == _ADV) & (out["comparison"] == "net")
+    )
+    out = out[~undefined].copy()
+    out.loc[out["metric"] == _ADV, "family"] = out.loc[out["metric"] == _ADV, "family"].str.replace(_ADV, "delta_rank")
+    out.loc[out["metric"] == _ADV, "metric"] = "delta_rank"
+    m_order = {m: i for i, m in enumerate(metrics)}
+    c_order = {c: i for i, c in enumerate(comparisons)}
+    s_order = {s: i for i, s in enumerate(strategy_order)}
+    out = out.assign(
+        _m=out["metric"].map(m_order), _c=out["comparison"].map(c_order),
+        _s=out["strategy"].map(lambda s: s_order.get(s, len(s_order))),
+    ).sort_values(["_m", "_c", "_s", "strategy", "rate", "group"], kind="mergesort")
+    return pd.DataFrame(out.drop(columns=["_m", "_c", "_s"]).reset_index(drop=True))
+
+
+def run_stats(
+    run: Run,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    comparisons: str | Sequence[str] = ("advantage", "net"),
+    family: str | None = None,
+    correction: str = "holm",
+    mode: str = "default",
+    by: str | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    n_boot: int = 2000,
+    ci: str = "percentile",
+    seed: int = 0,
+    rows: pd.DataFrame | None = None,
+) -> StatsResult:
+    """The statistics of a run: what ``geoaudit stats RUN`` prints and exports.
+
+    ``metrics`` (names or a comma-separated string; default :data:`DEFAULT_METRICS`) are tested for
+    every strategy x adopter rate, in each of ``comparisons`` ("advantage", "net", or "both"), with
+    :func:`geoaudit.stats.summarize` (paired per query, bootstrap CIs, Wilcoxon + t-test, Holm/BH
+    within ``family``, ``mode="cseo"`` for C-SEO Bench's one-sided protocol) using the run's own
+    metric directions. ``by`` ("domain", "tag", "orig_rank") splits every row into groups.
+    ``delta_rank`` is reported as one metric: advantage from the stored treated-vs-rivals Δrank,
+    net from the treated-vs-base Δrank (C-SEO Bench's value). When the run contains ``identity``
+    its A/A rejection rate is in ``calibration``.
+
+    Raises:
+        InputError: the run has no rows yet, or an unknown metric/comparison/option was given.
+    """
+
+    if isinstance(comparisons, str):
+        comparisons = list(COMPARISONS) if comparisons == "both" else [c.strip() for c in comparisons.split(",") if c.strip()]
+    comparisons = list(comparisons)
+    for c in comparisons:
+        if c not in COMPARISONS:
+            raise InputError(f"unknown comparison {c!r}", hint="use advantage, net or both")
+    if not comparisons:
+        raise InputError("no comparison given", hint="use advantage, net or both")
+    names = _parse_metrics(metrics)
+    data = run.rows() if rows is None else rows
+    if data.empty:
+        raise InputError(f"run {run.id} has no result rows yet", hint=f"run or resume its simulation first (see `geoaudit runs show {run.id}`)")
+    meta = run.meta
+    hib = {**directions(), **(meta.get("higher_is_better") or {})}
+    prov = _provenance(run, data)
+    summary = _summarize_run(
+        data, names, comparisons=comparisons, hib=hib, strategy_order=prov["strategies"], family=family,
+        by=by, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode,
+    )
+    if summary.empty:
+        raise InputError(
+            f"run {run.id} has no treated rows to compare yet ({prov['cells']} of {prov['planned_cells']} cells done)",
+            hint="resume the run with the same `geoaudit simulate` command",
+        )
+    cal = calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
+    notes = []
+    if "identity" in prov["strategies"] and cal.empty:
+        notes.append(
+            "A/A control (identity): no testable rows (every identity delta is zero or too few), so the "
+            "tests' false-positive rate could not be checked on this run"
+        )
+    for strategy, (failed, total) in _target_rewrite_failures(run).items():
+        if failed:
+            notes.append(
+                f"{strategy}: {failed} of {total} rewrites of your page failed the guards; the original page "
+                "was used there, so those queries measure sampling noise, not the strategy"
+            )
+    if prov["status"] != "complete":
+        notes.append(
+            f"the run is {prov['status']}: {prov['cells']} of {prov['planned_cells']} cells done; numbers cover "
+            "only the finished cells (re-run the simulate command to complete it)"
+        )
+    options = {
+        # The family summarize used (its defaults: the whole run, or per domain in C-SEO mode).
+        "metrics": names, "comparisons": comparisons, "family": family or ("domain" if mode == "cseo" else "run"),
+        "correction": correction, "mode": mode, "by": by, "alpha": alpha, "power": power, "n_boot": n_boot,
+        "ci": ci, "seed": seed,
+    }
+    return StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
+
+
+def _target_rewrite_failures(run: Run) -> dict[str, tuple[int, int]]:
+    """Per strategy: (failed, total) rewrites of the target pages stored with the run."""
+    out: dict[str, tuple[int, int]] = {}
+    for rec in run.rewrites():
+        if rec["is_target"]:
+            failed, total = out.get(rec["strategy"], (0, 0))
+            out[rec["strategy"]] = (failed + (rec["status"] == "failed"), total + 1)
+    return out
+
+
+def write_stats(result: StatsResult, path: Path | str, fmt: str | None = None) -> Path:
+    """Write the summary table as csv, parquet or json (by ``fmt`` or the file's suffix), atomically."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "csv":
+        result.summary.to_csv(tmp, index=False)
+    elif fmt == "parquet":
+        result.summary.to_parquet(tmp, index=False)
+    elif fmt == "json":
+        tmp.write_text(json.dumps(result.to_dict(), indent=1, default=str), encoding="utf-8")
+    else:
+        raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or json")
+    os.replace(tmp, path)
+    return path
