@@ -14,6 +14,7 @@ import geoaudit
 LAYERS: list[set[str]] = [
     {"errors", "config", "_async", "resources", "documents", "store", "llm", "embedded", "guards", "testing", "__init__"},
     {"crawl"},
+    {"check"},
     {"strategies"},
     {"rewrite"},
     {"engine", "metrics", "retrieval", "judge"},
