@@ -21,9 +21,9 @@ from geoaudit.documents import decode_html
 if TYPE_CHECKING:
     from geoaudit.check._fetch import Response
 
-_UA_LINE = re.compile(r"^\s*user-agent\s*:\s*([^#\s]+)", re.I | re.M)
-_RULE_LINE = re.compile(r"^\s*(allow|disallow)\s*:", re.I | re.M)
-_LLMS_LINE = re.compile(r"^\s*(llms(?:[-_. ]?txt)?|llm)\s*:.*$", re.I | re.M)
+_UA_LINE = re.compile(r"^[ \t]*user-agent[ \t]*:[ \t]*([^#\s]+)", re.I | re.M)
+_RULE_LINE = re.compile(r"^[ \t]*(allow|disallow)[ \t]*:", re.I | re.M)
+_LLMS_LINE = re.compile(r"^[ \t]*(llms(?:[-_. ]?txt)?|llm)[ \t]*:.*$", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class RobotsTxt:
                 at = name.find(ua, at + 1)
         if best:
             return f"User-agent: {best}"
-        if re.search(r"^\s*user-agent\s*:\s*\*", self.text, re.I | re.M):
+        if re.search(r"^[ \t]*user-agent[ \t]*:[ \t]*\*", self.text, re.I | re.M):
             return "User-agent: *"
         return "no group names it: allowed"
 
@@ -155,8 +155,16 @@ def access_findings(results: list[AgentResult], robots: RobotsTxt, page_url: str
         names = ", ".join(r.token for r in blocked)
         out.append(finding(rule_id, _ROLE_SEVERITY[role],  # type: ignore[arg-type]
                            f"robots.txt disallows {len(blocked)} of {len(group)} {label} for this page{why}: {names}.",
-                           evidence="; ".join(f"{r.token}: {r.robots_rule}" for r in blocked), url=page_url))
+                           evidence=_by_rule(blocked), url=page_url))
     return out
+
+
+def _by_rule(results: list[AgentResult]) -> str:
+    """``rule: agent, agent; rule: agent``: which robots.txt group decided for which agents."""
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        groups.setdefault(r.robots_rule, []).append(r.token)
+    return "; ".join(f"{rule}: {', '.join(tokens)}" for rule, tokens in groups.items())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -117,6 +117,9 @@ class _Runner:
             skipped = (Skipped("robots", robots.error), Skipped("llms", robots.error))
             return SiteCheck(origin, robots.url, None, robots.state, llms_url, None, (), skipped)
         findings = site_robots_findings(robots)
+        if robots.state == "unreachable" and robots.status is None:
+            return SiteCheck(origin, robots.url, None, robots.state, llms_url, None, tuple(findings),
+                             (Skipped("llms", "the host does not answer"),))
         if not self.may_fetch(robots, llms_url):
             return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, None, tuple(findings),
                              (Skipped("llms", f"robots.txt disallows {self.ua} from /llms.txt"),))
@@ -211,6 +214,10 @@ class _Runner:
         base = PageCheck(target, url, "url", False, site=origin)
         if robots.state == "refused":
             return replace(base, findings=(finding("target.refused", "error", robots.error, url=url),))
+        if robots.state == "unreachable" and robots.status is None:
+            # No HTTP answer at all: the host is down or unknown, which is the finding (not robots rules).
+            why = f"{origin} does not answer ({robots.error}); nothing on it could be checked"
+            return replace(base, findings=(finding("target.unreachable", "error", why, url=url),))
         agents = evaluate_agents(robots, url, self.agents.agents)
         findings = access_findings(agents, robots, url)
         if robots.state == "missing":
