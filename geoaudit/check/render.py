@@ -181,7 +181,8 @@ h3 { margin-top: 1.4em; } .sub, .note { color: #555; } .note { font-size: 0.9em;
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; width: 100%; }
 th, td { border: 1px solid #d6d6d6; padding: 3px 7px; vertical-align: top; text-align: left; overflow-wrap: anywhere; }
 th { background: #f3f3f3; }
-.sev { display: inline-block; min-width: 5.2em; text-align: center; border-radius: 3px; padding: 0 6px; font-size: 0.85em; font-weight: 600; }
+td:first-child { width: 1%; white-space: nowrap; }
+.sev { white-space: nowrap; display: inline-block; min-width: 5.2em; text-align: center; border-radius: 3px; padding: 0 6px; font-size: 0.85em; font-weight: 600; }
 .sev-error { background: #fbe3e3; color: #a11; } .sev-warning { background: #fff1dc; color: #8a4b00; }
 .sev-info { background: #e8f0fb; color: #1d4f91; } .sev-pass { background: #e3f5e3; color: #08660f; }
 .ev { color: #555; font-size: 0.88em; } code { font-size: 0.92em; }

@@ -180,17 +180,7 @@ def _print_table(report: Any, show_pass: bool) -> None:
     for page in report.pages:
         findings_table(page.target + ("" if page.checked else "  [red](not checked)[/]"), page.findings, page.skipped)
         if page.agents:
-            agents = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left", title="AI agents", title_style="dim")
-            for col in ("agent", "role", "robots.txt", "fetched as it", "note"):
-                agents.add_column(col, overflow="fold")
-            for role in ("search", "user", "training"):
-                for a in (r for r in page.agents if r.role == role):
-                    robots = "[green]allowed[/]" if a.robots == "allowed" else (f"[red]{a.robots}[/]" if a.robots == "disallowed" else a.robots)
-                    fetch = {"same": "[green]same[/]", "blocked": "[red]blocked[/]", "differs": "[yellow]differs[/]",
-                             "rate-limited": "[yellow]rate-limited[/]"}.get(a.fetch, "[dim]not fetched[/]")
-                    status = f" {a.status}" if a.status is not None else ""
-                    agents.add_row(escape(a.token), _ROLE[a.role], robots, fetch + status, f"[dim]{escape(a.note)}[/]")
-            console.print(agents)
+            _print_agents_of(page, show_pass)
     counts = report.counts()
     console.print(
         "  ".join(f"[{_STYLE[s]}]{counts[s]} {s}[/]" for s in ("error", "warning", "info", "pass"))
@@ -200,6 +190,34 @@ def _print_table(report: Any, show_pass: bool) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if any(p.kind == "url" for p in report.pages):
         console.print(f"[dim]AI agents: {escape(report.agents_source)}[/]")
+
+
+def _print_agents_of(page: Any, show_pass: bool) -> None:
+    """Agents of one page; without --show-pass only those robots.txt or the server treat differently."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    def ordinary(a: Any) -> bool:
+        return a.robots == "allowed" and a.fetch in ("same", "not-fetched")
+
+    shown = [a for a in page.agents if show_pass or not ordinary(a)]
+    rest = len(page.agents) - len(shown)
+    if shown:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left", title="AI agents", title_style="dim")
+        for col in ("agent", "role", "robots.txt", "fetched as it", "note"):
+            table.add_column(col, overflow="fold")
+        for role in ("search", "user", "training"):
+            for a in (r for r in shown if r.role == role):
+                robots = "[green]allowed[/]" if a.robots == "allowed" else (f"[red]{a.robots}[/]" if a.robots == "disallowed" else a.robots)
+                fetch = {"same": "[green]same[/]", "blocked": "[red]blocked[/]", "differs": "[yellow]differs[/]",
+                         "rate-limited": "[yellow]rate-limited[/]"}.get(a.fetch, "[dim]not fetched[/]")
+                status = f" {a.status}" if a.status is not None else ""
+                table.add_row(escape(a.token), _ROLE[a.role], robots, fetch + status, f"[dim]{escape(a.note)}[/]")
+        console.print(table)
+    if rest:
+        console.print(f"[dim]{rest} {'other ' if shown else ''}AI agent(s): allowed by robots.txt and, where fetched, "
+                      "served the same page as a browser (--show-pass lists them)[/]")
 
 
 def _print_agents(agents: Any) -> None:
