@@ -150,6 +150,7 @@ class Web:
             "/shop": waf(page_b()),
             "/hidden": lambda ua: (200, {**HTML, "X-Robots-Tag": "noindex"},
                                    article("Hidden <script>alert(1)</script>", extra_head='<meta name="robots" content="nosnippet, noimageai">')),
+            "/busy": lambda ua: (429, {**TEXT, "Retry-After": "60"}, b"slow down") if "bingbot" in ua else (200, HTML, article("Busy")),
             "/doc.pdf": ok(b"%PDF-1.4 " + b"x" * 200, {"Content-Type": "application/pdf"}),
         })
         c_routes: dict[str, Route] = {}
@@ -190,7 +191,7 @@ def report(web: Web, tmp_path_factory: pytest.TempPathFactory) -> CheckReport:
     local.write_bytes(article("Local draft"))
     settings = Settings(data_dir=tmp_path_factory.mktemp("home"), user_agent="geoaudit-test/1.0")
     targets = [
-        f"{web.a.base}/article", f"{web.a.base}/private/page", f"{web.b.base}/shop", f"{web.b.base}/hidden",
+        f"{web.a.base}/article", f"{web.a.base}/private/page", f"{web.b.base}/shop", f"{web.b.base}/hidden", f"{web.b.base}/busy",
         f"{web.c.base}/blog/post", f"{web.c.base}/spa", f"{web.d.base}/page",
         f"{web.b.base}/doc.pdf", f"http://127.0.0.6:{_closed_port()}/", str(local), str(local.parent / "missing.html"), "ftp://example.org/x",
     ]
@@ -292,9 +293,46 @@ def test_waf_that_blocks_ai_agents_robots_allows_is_caught(web: Web, report: Che
     assert one(art.findings, "fetch.same").severity == "pass"
 
 
+def test_rate_limited_agent_is_inconclusive_not_blocked(report: CheckReport) -> None:
+    busy = page(report, "/busy")
+    agents = {a.token: a for a in busy.agents}
+    assert agents["Bingbot"].fetch == "rate-limited" and agents["Bingbot"].status == 429
+    assert one(busy.findings, "fetch.rate-limited").severity == "warning"
+    assert "fetch.blocked" not in ids(busy.findings)
+
+
+def test_directives_per_agent_from_header_and_meta() -> None:
+    from geoaudit.check.robots import directive_findings, robots_directives
+
+    html = '<html><head><meta name="googlebot" content="noindex"><meta name="other" content="noindex"></head></html>'
+    found = robots_directives(html, ["gptbot: noai, noimageai", "unavailable_after: 2030-01-01"], {"GPTBot", "Googlebot"})
+    assert ("noai", "gptbot", "X-Robots-Tag: noai, noimageai") in found
+    assert ("noindex", "googlebot", '<meta name="googlebot" content="noindex">') in found
+    assert not any(scope == "other" for _, scope, _ in found)  # a meta name that is no robots name
+    fs = {f.id: f for f in directive_findings(found, "https://x.example/")}
+    assert fs["directives.noindex"].severity == "error" and "googlebot" in fs["directives.noindex"].message
+    assert fs["directives.noai"].severity == "warning" and "gptbot" in fs["directives.noai"].message
+    assert "directives.nosnippet" not in fs
+
+
 # ------------------------------------------------------------------------------------------------
 # llms.txt
 # ------------------------------------------------------------------------------------------------
+
+
+def test_llms_txt_parser_follows_the_format() -> None:
+    from geoaudit.check import parse_llms_txt
+
+    good = parse_llms_txt("# Site\n\n> Summary.\n\nSome notes.\n\n## Docs\n- [A](/a): notes\n- [B](https://b.example/b)\n\n## Optional\n- [C](/c)\n",
+                          "https://s.example/llms.txt")
+    assert good.has_title and good.title == "Site" and good.summary == "Summary." and not good.problems
+    assert good.links == ["https://s.example/a", "https://b.example/b", "https://s.example/c"]
+    bad = parse_llms_txt("\n\n## Docs\n### Sub\n- not a link\n- [x](mailto:a@b.c)\n# Second\n## Empty\n")
+    assert not bad.has_title
+    problems = " | ".join(msg for _, msg in bad.problems)
+    for needle in ("H1 title", "H3 heading", "not a link item", "not an http(s) URL", "second H1", "'Empty' lists no links"):
+        assert needle in problems, needle
+
 
 
 def test_llms_txt_valid_broken_and_missing(web: Web, report: CheckReport) -> None:
@@ -368,7 +406,7 @@ def test_extractability_facts(web: Web, report: CheckReport) -> None:
 
 
 def test_bad_targets_are_findings_and_the_rest_is_checked(web: Web, report: CheckReport) -> None:
-    assert len(report.pages) == 12
+    assert len(report.pages) == 13
     pdf = page(report, "/doc.pdf")
     assert not pdf.checked and one(pdf.findings, "target.not-html").severity == "error"
     down = next(p for p in report.pages if p.target.startswith("http://127.0.0.6"))
@@ -520,3 +558,24 @@ def test_cli_lists_agents_with_source() -> None:
     r = cli("check", "--list-agents")
     assert r.exit_code == 0
     assert "OAI-SearchBot" in r.stdout and "user-triggered" in r.stdout and "ai.robots.txt" in r.stdout
+
+
+def test_a_crash_on_one_target_leaves_the_others_checked(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geoaudit.check.runner as runner
+
+    real = runner.check_structured
+
+    def fragile(html: str, url: str, table: Any) -> Any:
+        if "boom" in html:
+            raise RuntimeError("extractor exploded")
+        return real(html, url, table)
+
+    monkeypatch.setattr(runner, "check_structured", fragile)
+    (tmp_path / "boom.html").write_text("<html><body><p>boom</p></body></html>")
+    (tmp_path / "fine.html").write_bytes(article())
+    r = check([tmp_path / "boom.html", tmp_path / "fine.html"], settings=settings, options=FAST)
+    boom, fine = r.pages
+    assert not boom.checked and "extractor exploded" in one(boom.findings, "target.check-failed").message
+    assert fine.checked and "schema.found" in ids(fine.findings)
+    with pytest.raises(RuntimeError):  # --debug: the traceback, not a finding
+        check([tmp_path / "boom.html"], settings=settings.replace(debug=True), options=FAST)

@@ -84,7 +84,9 @@ def load_agents(path: Path | str | None = None) -> AgentList:
         if key in seen:
             raise ConfigError(f"{path}: agent {agents[-1].token!r} is listed twice")
         seen.add(key)
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    meta = doc.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
     return AgentList(tuple(agents), path, str(meta.get("source") or "no source given"), str(meta.get("updated") or "unknown"))
 
 

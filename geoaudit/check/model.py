@@ -181,7 +181,7 @@ class CheckReport:
         return [f for s in self.sites for f in s.findings] + [f for p in self.pages for f in p.findings]
 
     def counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in SEVERITIES}
+        counts: dict[str, int] = {s: 0 for s in SEVERITIES}
         for f in self.findings:
             counts[f.severity] += 1
         return counts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from protego import Protego
 
@@ -204,11 +204,11 @@ def robots_directives(html: str | None, headers: list[str], agent_tokens: set[st
     if html:
         from bs4 import BeautifulSoup
 
+        metas: list[Any] = []
         try:
-            soup = BeautifulSoup(html, "lxml")
-            metas = soup.find_all("meta", attrs={"name": True, "content": True})
+            metas = list(BeautifulSoup(html, "lxml").find_all("meta", attrs={"name": True, "content": True}))
         except Exception:  # hostile markup: no meta directives rather than a crash
-            metas = []
+            pass
         for tag in metas:
             name = str(tag.get("name") or "").strip().lower()
             if name != "robots" and name not in names:

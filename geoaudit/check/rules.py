@@ -32,6 +32,8 @@ _RULES = [
     Rule("target.unreachable", "Page cannot be fetched", "Check the URL, DNS and that the server answers; then run check again."),
     Rule("target.http-error", "Page answers with an HTTP error", "A page that fails for a browser fails for every AI engine too."),
     Rule("target.not-html", "Not an HTML page", "check reads HTML pages; give the URL of the page itself, not a file or an API."),
+    Rule("target.check-failed", "geoaudit failed on this target",
+         "This is a geoaudit bug: please report it with the page; `geoaudit --debug check ...` shows the traceback."),
     Rule("target.robots-geoaudit", "robots.txt disallows geoaudit",
          "geoaudit honours robots.txt for its own user agent; on your own site, allow it or use --ignore-robots."),
     # robots.txt at the site root.

@@ -450,7 +450,14 @@ async def acheck(
     async def one(target: str | Path) -> PageCheck:
         nonlocal done
         async with sem:
-            page = await runner.check_target(target)
+            try:
+                page = await runner.check_target(target)
+            except Exception as exc:  # one hostile page must not cost the other targets their results
+                if settings.debug:
+                    raise
+                why = f"{type(exc).__name__}: {exc}"
+                page = PageCheck(str(target), str(target), "url" if _is_url(str(target)) else "file", False,
+                                 (finding("target.check-failed", "error", why, url=str(target)),))
         done += 1
         if progress is not None:
             progress(done, len(targets), str(target))
