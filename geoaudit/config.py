@@ -58,12 +58,16 @@ class Settings:
     #: Extra directory of user strategy files.
     strategies_dir: Path | None = None
     user_agent: str = "geoaudit/0.1 (+https://github.com/geoaudit/geoaudit)"
+    #: Your own list of AI crawlers for ``geoaudit check`` (replaces the shipped ``geoaudit/data/ai_agents.toml``).
+    ai_agents_file: Path | None = None
     debug: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
-        if self.strategies_dir is not None:
-            object.__setattr__(self, "strategies_dir", Path(self.strategies_dir).expanduser())
+        for name in ("strategies_dir", "ai_agents_file"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser())
 
     @property
     def cache_path(self) -> Path:

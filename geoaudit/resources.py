@@ -24,3 +24,8 @@ def data_dir(kind: str) -> Path:
 
 def prompts_dir() -> Path:
     return _PKG / "prompts"
+
+
+def package_data(name: str) -> Path:
+    """A data file shipped inside the package (``geoaudit/data/<name>``), e.g. ``ai_agents.toml``."""
+    return _PKG / "data" / name

@@ -10,6 +10,7 @@ from geoaudit.cli._app import app
 _COMMAND_MODULES = [
     "demo",
     "crawl",
+    "check",
     "strategies",
     "rewrite",
     "ask",
