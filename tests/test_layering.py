@@ -14,7 +14,7 @@ import geoaudit
 LAYERS: list[set[str]] = [
     {"errors", "config", "_async", "resources", "documents", "store", "llm", "embedded", "guards", "testing", "__init__"},
     {"crawl"},
-    {"strategies"},
+    {"strategies", "transforms"},
     {"rewrite"},
     {"engine", "metrics", "retrieval", "judge"},
     {"bench"},
