@@ -148,6 +148,7 @@ def test_chatty_reply_is_cleaned_structure_kept_and_stored(
         "SELECT doc_id, strategy, strategy_version, model, seed, prompt_hash, original_hash, status FROM rewrites"
     ).fetchone()
     assert row == (doc.id, "fluency", "1", "openai/fake-model", 3, r.prompt_hash, doc.content_hash, "ok")
+    assert (r.implementation, r.transform, r.producer) == ("llm", "", "openai/fake-model")
 
     n = len(fake_server.requests)
     again = rewrite(gateway, REG.get("fluency"), doc, seed=3, store=store)
@@ -240,6 +241,96 @@ def test_render_formats_escape_and_diff(doc: Document) -> None:
     assert "## Solar power at home — fluency (ok)" in render_results([(doc, res)], "md")
     ops = word_diff("the cat sat", "the dog sat")
     assert ops == [("equal", "the "), ("delete", "cat "), ("insert", "dog "), ("equal", "sat")]
+
+
+# --------------------------------------------------------------------------- deterministic (rule) strategies
+
+LEAD_RULE = """
+name = "lead-test"
+title = "Lead"
+description = "Answer first."
+kind = "rule"
+transform = "answer-first"
+version = "1"
+query_aware = true
+grounded = true
+[origin]
+paper = "test"
+method = "test"
+[params]
+sentences = 1
+[constraints]
+min_length_ratio = 1.0
+max_length_ratio = %s
+forbid_new = ["numbers", "quotes", "sources", "urls"]
+"""
+
+
+def lead_strategy(tmp_path: Path, max_ratio: float = 2.0) -> Any:
+    d = tmp_path / f"rules-{max_ratio}"
+    d.mkdir()
+    (d / "lead-test.toml").write_text(LEAD_RULE % max_ratio, encoding="utf-8")
+    return load_strategies([d]).get("lead-test")
+
+
+def test_rule_strategy_needs_no_model_and_records_its_transform(tmp_path: Path, doc: Document) -> None:
+    strategy = lead_strategy(tmp_path)
+    store = RewriteStore(tmp_path / "store.db")
+    # No gateway at all: nothing to load, nothing to contact.
+    r = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
+    assert r.status == "ok", r.reason
+    assert r.text.startswith("# Solar power at home\n\n> Installation costs fell sharply.\n\n---\n\n")
+    assert r.text.endswith(doc.text.split("\n", 1)[1].strip("\n"))  # the page follows, unchanged
+    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@1", "", "transform answer-first@1")
+    assert r.guards["failure"] is None and r.guards["flag_count"] == 0 and r.guards["length_ratio"] > 1.0
+    row = sqlite3.connect(tmp_path / "store.db").execute(
+        "SELECT implementation, transform, model, status FROM rewrites WHERE key=?", (r.key,)
+    ).fetchone()
+    assert row == ("transform", "answer-first@1", "", "ok")
+    again = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
+    assert again.cached and again.text == r.text and again.implementation == "transform"
+    # The query is part of the key (query-aware); the model and seed are not (they change nothing).
+    assert rewrite(None, strategy, doc, query="How long do panels last?", store=store).key != r.key
+    assert rewrite(None, strategy, doc, query="How much do installation costs fall?", seed=9).key == r.key
+    meta = r.as_document(doc).metadata["rewrite"]
+    assert meta["implementation"] == "transform" and meta["transform"] == "answer-first@1"
+    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "md")
+    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "html")
+
+
+def test_rule_strategy_goes_through_the_same_guards(tmp_path: Path, doc: Document) -> None:
+    r = rewrite(None, lead_strategy(tmp_path, max_ratio=1.05), doc, query="How much do installation costs fall?")
+    assert r.status == "failed" and "length ratio" in r.reason and r.text == doc.text
+    assert r.implementation == "transform"
+
+
+def test_identity_and_rank_run_without_a_gateway(doc: Document) -> None:
+    ident = rewrite(None, REG.get("identity"), doc)
+    assert (ident.status, ident.text, ident.implementation, ident.transform) == ("ok", doc.text, "transform", "identity@1")
+    rank = rewrite(None, REG.get("rank"), doc)
+    assert (rank.status, rank.text, rank.implementation) == ("ok", doc.text, "none")
+    with pytest.raises(InputError, match="model"):
+        rewrite(None, REG.get("fluency"), doc)
+
+
+def test_old_rewrite_store_is_migrated_with_what_produced_each_row(tmp_path: Path) -> None:
+    from geoaudit.rewrite import REWRITE_MIGRATIONS
+    from geoaudit.store import connect
+
+    path = tmp_path / "old.db"
+    old = connect(path, REWRITE_MIGRATIONS[:1])  # the schema as geoaudit wrote it before
+    cols = "key, doc_id, strategy, strategy_version, prompt_hash, model, seed, original_hash, rewritten_hash, status, text, guards, created_at"
+    rows = [
+        ("k-llm", "d", "fluency", "1", "p", "local/smollm2", 0, "h", "h2", "ok", "t", '{"chunks": 1, "length_ratio": 1.1}', "t"),
+        ("k-id", "d", "identity", "1", "p", "local/smollm2", 0, "h", "h", "ok", "t", '{"length_ratio": 1.0}', "t"),
+        ("k-bad", "d", "fluency", "1", "p", "local/smollm2", 0, "h", "h", "failed", "t", "{}", "t"),
+    ]
+    old.executemany(f"INSERT INTO rewrites ({cols}) VALUES ({','.join('?' * 13)})", rows)
+    old.close()
+    store = RewriteStore(path)
+    got = {k: (store.get(k).implementation, store.get(k).transform) for k in ("k-llm", "k-id", "k-bad")}
+    assert got == {"k-llm": ("llm", ""), "k-id": ("none", ""), "k-bad": ("llm", "")}
+    store.close()
 
 
 # --------------------------------------------------------------------------- CLI
