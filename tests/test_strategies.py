@@ -14,8 +14,9 @@ EXPECTED = {
     "identity", "rank", "fluency", "unique-words", "authoritative", "quotation", "quotation-grounded",
     "cite-sources", "cite-sources-grounded", "easy-to-understand", "technical-terms", "statistics",
     "statistics-grounded", "keyword-stuffing", "content-improvement", "llm-guidance",
+    "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule",
 }
-QUERY_AWARE = {"keyword-stuffing"}
+QUERY_AWARE = {"keyword-stuffing", "answer-first", "keyword-stuffing-rule"}
 
 VALID = '''
 name = "my-style"
@@ -59,6 +60,8 @@ def test_registry_has_the_canonical_names() -> None:
     assert set(reg.names()) == EXPECTED
     assert reg.names()[:2] == ["identity", "rank"]
     assert {n for n in EXPECTED if reg.get(n).query_aware} == QUERY_AWARE
+    # Controls first, then the deterministic rewrites, then the LLM rewrites.
+    assert reg.names()[2:6] == ["answer-first", "key-facts", "keyword-stuffing-rule", "llms-txt-structure"]
     assert reg.get("rank").kind == "rank" and reg.get("rank").position == 1
     assert reg.get("identity").kind == "rule"
     assert reg.get("llm-guidance").constraints.keep_structure is False
@@ -179,6 +182,12 @@ def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> 
     s = load_strategies([write(tmp_path, RULE)]).get("my-lead")
     assert s.kind == "rule" and s.transform == "answer-first" and s.parameters == {"sentences": 3}
     assert s.changes_text and not s.needs_model and s.rule_transform.label == "answer-first@1"
+    # Parameters a file leaves out take the transform's default, so the hash covers the effective values.
+    d = tmp_path / "stuff"
+    d.mkdir()
+    (d / "s.toml").write_text(RULE.replace('"answer-first"', '"keyword-stuffing"').replace("sentences = 3", "sentences = 1"))
+    stuffing = load_strategies([d]).get("my-lead")
+    assert stuffing.parameters == {"sentences": 1, "max_insertions": 10, "max_added_share": 0.2}
     # identity is the trivial transform of the same mechanism.
     ident = load_strategies().get("identity")
     assert ident.transform == "identity" and not ident.changes_text and not ident.needs_model
