@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -351,6 +352,46 @@ def test_cli_strategies_list_and_show() -> None:
     assert r.exit_code == 0 and "{query}" in r.output and "Keyword Stuffing" in r.output
     r = run_cli(["strategies", "show", "fluncy"])
     assert r.exit_code == 2
+
+
+def test_cli_shows_deterministic_strategies() -> None:
+    r = run_cli(["strategies", "list"])
+    assert r.exit_code == 0
+    for name in ("answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"):
+        assert name in r.output
+    listed = {d["name"]: d for d in json.loads(run_cli(["strategies", "list", "--json"]).output)}
+    assert {n for n, d in listed.items() if d["transform"] not in (None, "identity@1")} == {
+        "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"}
+    r = run_cli(["strategies", "show", "answer-first"])
+    assert r.exit_code == 0, r.output
+    assert "answer-first@1" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
+    data = json.loads(run_cli(["strategies", "show", "keyword-stuffing-rule", "--json"]).output)
+    assert data["transform"] == "keyword-stuffing@1" and data["params"]["max_insertions"] == 10 and data["query_aware"]
+
+
+def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(PAGE)
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "GEOAUDIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    # The model string points at a closed port: any attempt to reach a model would fail the command.
+    cmd = [sys.executable, "-m", "geoaudit", "rewrite", str(page), "--strategy", "answer-first",
+           "-s", "llms-txt-structure", "--query", "How much do installation costs fall?", "-o", str(out),
+           "--model", "openai/nothing-here", "--api-base", "http://127.0.0.1:9"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "transform answer-first@1" in proc.stdout and "no model" in proc.stdout
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [x["metadata"]["rewrite"]["implementation"] for x in recs] == ["transform", "transform"]
+    assert recs[0]["metadata"]["rewrite"]["status"] == "ok"
+    assert "> Installation costs fell sharply." in recs[0]["text"]
+    assert recs[1]["text"].startswith("# Solar power at home\n\n> ")
+    # Nor is a model loaded: a local model file that does not exist is never looked for.
+    missing = ["--model", f"local/{tmp_path / 'missing.gguf'}"]
+    proc = subprocess.run(cmd[:11] + missing, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(cmd[:7] + ["-o", str(out)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "query" in proc.stderr
 
 
 def test_cli_list_marks_user_override(tmp_path: Path) -> None:
