@@ -617,12 +617,12 @@ def _without_model(
         if hit is not None:
             return hit
     transform: Transform | None = strategy.rule_transform if strategy.kind == "rule" else None
-    base: dict[str, Any] = dict(
-        doc_id=doc.id, strategy=strategy.name, strategy_version=strategy.version, original_hash=doc.content_hash,
-        model="", seed=0, prompt_hash=strategy.prompt_hash, created_at=now_iso(),
-        query=query if strategy.query_aware else None, doc_url=doc.url, key=key,
-        implementation="transform" if transform else "none", transform=transform.label if transform else "",
-    )
+    base: dict[str, Any] = {
+        "doc_id": doc.id, "strategy": strategy.name, "strategy_version": strategy.version,
+        "original_hash": doc.content_hash, "model": "", "seed": 0, "prompt_hash": strategy.prompt_hash,
+        "created_at": now_iso(), "query": query if strategy.query_aware else None, "doc_url": doc.url, "key": key,
+        "implementation": "transform" if transform else "none", "transform": transform.label if transform else "",
+    }
     if transform is None:  # rank: the engine moves the document; its text stays as it is
         guards = G.check(doc.text, doc.text).to_dict()
         guards["position"] = strategy.position
@@ -823,9 +823,9 @@ def render_results(pairs: Sequence[tuple[Document, RewriteResult]], fmt: str) ->
 
 
 __all__ = [
-    "Chunk",
     "DEFAULT_CHUNK_CHARS",
     "IMPLEMENTATIONS",
+    "Chunk",
     "Piece",
     "RewriteResult",
     "RewriteStore",

@@ -64,9 +64,10 @@ class Param:
             value = float(value)
         if not isinstance(value, self.type) or (isinstance(value, bool) and self.type is not bool):
             raise ValueError(f"must be {self.type.__name__}, not {type(value).__name__} ({value!r})")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-                raise ValueError(f"must be between {self.min:g} and {self.max:g}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+            (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        ):
+            raise ValueError(f"must be between {self.min:g} and {self.max:g}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValueError(f"must be one of {', '.join(self.choices)}, got {value!r}")
         return value  # type: ignore[return-value]
@@ -310,6 +311,8 @@ def parse_page(text: str) -> Page:
             merged.append(span)
         for s, e in merged:
             body = text[s:e]
+            if not G.words(body):
+                continue  # a stray marker or punctuation: nothing to extract
             units.append(Unit(_collapse(body), s, e, b_index, section, _quotes_balanced(body)))
     return Page(text, tuple(blocks), tuple(units))
 
@@ -331,7 +334,8 @@ def bm25_scores(query: str, docs: Sequence[str], *, k1: float = 1.5, b: float = 
     content tokens (stopwords out, plural "s" dropped, cut to 6 characters); each query term counts once.
     """
     bags = [Counter(_terms(d)) for d in docs]
-    q = set(_terms(query))
+    # Sorted, not a set: a float sum in hash order could differ between processes and flip a tie.
+    q = sorted(set(_terms(query)))
     if not bags or not q:
         return [0.0] * len(docs)
     n_docs = len(bags)
@@ -491,7 +495,7 @@ def llms_txt_structure(text: str, title: str, query: str | None, params: Mapping
     language models), which C-SEO Bench evaluates as "LLM Guidance" with a model writing it.
     """
     page = parse_page(text)
-    if not page.blocks:
+    if not G.words(text):
         return text
     h1 = next((i for i, b in enumerate(page.blocks) if b.kind == "heading" and b.level == 1), None)
     head = page.blocks[h1].heading if h1 is not None else _collapse(_TITLE_SITE_RE.sub("", title.strip()))
@@ -548,11 +552,11 @@ def query_keywords(query: str, page: str = "") -> list[str]:
 def keyword_stuffing(text: str, title: str, query: str | None, params: Mapping[str, ParamValue]) -> str:
     """Works the query's keywords into the page: a bracketed list of them after a few spread-out sentences.
 
-    Exactly what it does: take the query's keywords (:func:`query_keywords`). Pick ``sentences``
-    sentences of the page spread evenly over it (the middle one of each of ``sentences`` equal
-    stretches), among sentences that end with . ! or ? and contain no quotation mark. Before the
-    end mark of each, insert `` (kw1, kw2, ...)`` with the keywords that sentence lacks, in query
-    order. At most ``max_insertions`` keywords in all, and at most ``max_added_share`` times the
+    Exactly what it does: take the query's keywords (:func:`query_keywords`). Cut the page's
+    sentences that end with . ! or ? and contain no quotation mark into ``sentences`` equal
+    stretches, in page order, and pick in each the sentence lacking the most keywords (the
+    earliest on a tie). Before the end mark of each, insert `` (kw1, kw2, ...)`` with the keywords
+    that sentence lacks, in query order. At most ``max_insertions`` keywords in all, and at most ``max_added_share`` times the
     page's word count (so short pages get fewer); a page where no keyword can be placed is
     returned unchanged. Nothing else changes. Keywords go in brackets and separated by commas so
     they never join the page's words into a new name; digits are never inserted.
@@ -569,12 +573,17 @@ def keyword_stuffing(text: str, title: str, query: str | None, params: Mapping[s
                 if re.search(r"[.!?]$", u.text) and not re.search(r"[\"“”]", u.text)]
     if not keywords or budget < 1 or not eligible:
         return text
-    k = min(int(params["sentences"]), len(eligible))
-    chosen = [eligible[int((i + 0.5) * len(eligible) / k)] for i in range(k)]
-    inserts: list[tuple[int, str]] = []
-    for unit in chosen:
+    def lacking(unit: Unit) -> list[str]:
         have = set(_terms(unit.text))
-        missing = [w for w in keywords if not (G.content_tokens(w) & have)][:budget]
+        return [w for w in keywords if not (G.content_tokens(w) & have)]
+
+    k = min(int(params["sentences"]), len(eligible))
+    n = len(eligible)
+    inserts: list[tuple[int, str]] = []
+    for i in range(k):
+        stretch = eligible[i * n // k:(i + 1) * n // k]
+        unit = max(stretch, key=lambda u: (len(lacking(u)), -u.start))
+        missing = lacking(unit)[:budget]
         if not missing:
             continue
         budget -= len(missing)
@@ -622,11 +631,11 @@ register(Transform(
 
 
 __all__ = [
+    "TRANSFORMS",
     "Block",
     "Page",
     "Param",
     "ParamValue",
-    "TRANSFORMS",
     "Transform",
     "Unit",
     "answer_first",
