@@ -279,3 +279,31 @@ def test_parse_page_units_are_page_spans() -> None:
         assert collapse(PAGE[u.start:u.end]) == u.text
     assert json.dumps([u.text for u in page.units])  # plain strings
     assert hashlib.sha256(PAGE.encode()).hexdigest()  # the page itself is untouched
+
+
+# --------------------------------------------------------------------------- in a simulation
+
+
+def test_simulation_uses_deterministic_strategies_without_rewrite_calls(tmp_path, fake_llm_settings, fake_server) -> None:  # type: ignore[no-untyped-def]
+    from geoaudit.engine import EngineConfig
+    from geoaudit.simulate import Simulation, SimulationConfig
+    from geoaudit.testing import last_user_message
+
+    rows = []
+    for i, topic in enumerate(("tea", "bikes")):
+        docs = [{"url": f"https://site{j}.example/{topic}", "title": f"Page {j}",
+                 "text": f"# Page {j}\n\nSource {j} explains {topic}. It has detail number {j} about {topic}."}
+                for j in range(5)]
+        rows.append({"id": f"q{i}", "query": f"what about {topic}?", "documents": docs, "target": i})
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    fake_server.responder = lambda req: "Fact one is stated here [1]."
+    cfg = SimulationConfig(bench=str(bench), strategies=("answer-first", "key-facts"), rates=(0.0, 1.0), seeds=(0,),
+                           engine=EngineConfig(samples=1, attribution="citations"))
+    result = Simulation(fake_llm_settings, cfg).run_sync()
+    # The model only answered; no request was a rewrite.
+    assert fake_server.requests and all("Source [1]:" in last_user_message(q) for q in fake_server.requests)
+    recs = result.run.rewrites()
+    assert {r["strategy"] for r in recs} == {"answer-first", "key-facts"}
+    assert all(r["status"] == "ok" and r["rewritten"] != r["original"] for r in recs)
+    assert {r["model"] for r in recs} == {"transform answer-first@1", "transform key-facts@1"}
