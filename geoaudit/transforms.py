@@ -186,7 +186,6 @@ class Unit:
     start: int
     end: int
     block: int
-    section: int
     balanced: bool
 
     @property
@@ -197,6 +196,8 @@ class Unit:
 
 @dataclass(frozen=True)
 class Page:
+    """A page (line ends normalised to \\n) cut into blocks and sentence units; offsets index ``text``."""
+
     text: str
     blocks: tuple[Block, ...]
     units: tuple[Unit, ...]
@@ -284,12 +285,8 @@ def parse_page(text: str) -> Page:
     flush()  # an unclosed fence runs to the end of the page
 
     units: list[Unit] = []
-    section = -1
     for b_index, block in enumerate(blocks):
-        if block.kind == "heading":
-            section = b_index
-            continue
-        if block.kind == "verbatim":
+        if block.kind in ("heading", "verbatim"):
             continue
         spans: list[tuple[int, int]] = []
         cursor = block.start
@@ -313,7 +310,7 @@ def parse_page(text: str) -> Page:
             body = text[s:e]
             if not G.words(body):
                 continue  # a stray marker or punctuation: nothing to extract
-            units.append(Unit(_collapse(body), s, e, b_index, section, _quotes_balanced(body)))
+            units.append(Unit(_collapse(body), s, e, b_index, _quotes_balanced(body)))
     return Page(text, tuple(blocks), tuple(units))
 
 
