@@ -1,4 +1,4 @@
-"""Apply strategies to documents through the LLM gateway, with guards and a provenance store.
+"""Apply strategies to documents (through the LLM gateway, or deterministically), with guards and a provenance store.
 
     from geoaudit.rewrite import rewrite, rewrite_many, RewriteStore
     result = rewrite(gateway, registry.get("fluency"), doc, store=RewriteStore(settings.store_path))
@@ -7,9 +7,13 @@
 
 How one rewrite runs:
 
-1. ``identity`` (rule) and ``rank`` return the original text without calling a model (``rank``
-   changes only where the engine places the document; :attr:`Strategy.position` says where).
-2. The text is cut into chunks: with ``constraints.keep_structure`` the headings, fenced code and
+1. ``rank`` returns the original text without calling a model (it changes only where the engine
+   places the document; :attr:`Strategy.position` says where). A ``rule`` strategy applies its
+   deterministic transform (:mod:`geoaudit.transforms`; ``identity`` is the trivial one) without a
+   model or gateway, then goes through the same guards as an LLM rewrite (step 3). Its store key
+   leaves out model, seed and chunk budget, which cannot change its output, so one stored result
+   serves every engine model.
+2. For an LLM rewrite, the text is cut into chunks: with ``constraints.keep_structure`` the headings, fenced code and
    tables stay verbatim and consecutive prose/list paragraphs are grouped up to a character budget
    (a paragraph longer than the budget is split at sentence ends); otherwise the whole text (up to a
    larger budget) is one chunk. Each chunk is one gateway call; the outputs are post-processed
@@ -19,6 +23,9 @@ How one rewrite runs:
    result then carries the ORIGINAL text (the original document is never modified anywhere).
 4. The result is stored in the ``rewrites`` table keyed by (content hash, strategy name+version,
    model, seed, prompt hash, query for query-aware strategies, chunk budget): re-running is a hit.
+   Every result says what produced it: ``implementation`` is "llm" (then ``model``, ``seed`` and
+   ``prompt_hash`` identify the call), "transform" (then ``transform`` is "name@version" and
+   ``model`` is empty) or "none" (rank: the text is not touched).
 """
 
 from __future__ import annotations
@@ -42,12 +49,15 @@ from geoaudit.errors import BackendError, InputError
 from geoaudit.llm import LLMRequest, run_sync
 from geoaudit.store import Migration, Transaction, connect
 from geoaudit.strategies import Strategy
+from geoaudit.transforms import Transform
 
 #: Characters of prose per model call. ~600 tokens: fits small local models and keeps outputs short.
 DEFAULT_CHUNK_CHARS = 2400
 #: Strategies that restructure the whole text (keep_structure = false) see up to this many characters.
 WHOLE_DOC_CHARS = 9000
 STATUSES = ("ok", "failed", "unchanged")
+#: What produced a rewrite's text (``RewriteResult.implementation``).
+IMPLEMENTATIONS = ("llm", "transform", "none")
 
 
 # --------------------------------------------------------------------------- post-processing
@@ -295,8 +305,12 @@ class RewriteResult:
     """One (document, strategy) rewrite with its provenance and guards.
 
     ``text`` is the rewritten text, or the ORIGINAL text when ``status == "failed"`` (``reason``
-    says why), so callers can always fall back. ``status == "unchanged"``: the model returned the
-    text as it was.
+    says why), so callers can always fall back. ``status == "unchanged"``: the model (or transform)
+    returned the text as it was.
+
+    ``implementation`` says what produced the text: "llm" (``model``, ``seed``, ``prompt_hash``),
+    "transform" (``transform`` = "name@version" of :mod:`geoaudit.transforms`; no model, ``model``
+    is "" and ``seed`` 0) or "none" (the text is not rewritten: rank).
     """
 
     doc_id: str
@@ -317,10 +331,25 @@ class RewriteResult:
     doc_url: str = ""
     key: str = ""
     chunks: int = 0
+    implementation: str = "llm"
+    transform: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+    @property
+    def deterministic(self) -> bool:
+        return self.implementation != "llm"
+
+    @property
+    def producer(self) -> str:
+        """One line saying what produced the text: the model, "transform NAME@VERSION", or "none"."""
+        if self.implementation == "transform":
+            return f"transform {self.transform}"
+        if self.implementation == "none":
+            return "none (text not rewritten)"
+        return self.model
 
     @property
     def flag_count(self) -> int:
@@ -333,6 +362,7 @@ class RewriteResult:
             rewrite={
                 "strategy": self.strategy, "strategy_version": self.strategy_version, "status": self.status,
                 "model": self.model, "seed": self.seed, "prompt_hash": self.prompt_hash,
+                "implementation": self.implementation, "transform": self.transform,
                 "original_hash": self.original_hash, "key": self.key,
             },
         )
@@ -383,10 +413,27 @@ def _rewrites_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX rewrites_doc ON rewrites(doc_id, strategy)")
 
 
-REWRITE_MIGRATIONS: list[Migration] = [("rewrites_v1", _rewrites_v1)]
+def _rewrites_v2_implementation(conn: sqlite3.Connection) -> None:
+    """What produced each rewrite. Rows written before were LLM rewrites, except identity and rank
+    results, which returned the text untouched without a model: the only "ok" rows whose guards
+    have no "chunks" entry (every LLM result that reached the guards records its chunk count)."""
+    conn.execute("ALTER TABLE rewrites ADD COLUMN implementation TEXT NOT NULL DEFAULT 'llm'")
+    conn.execute("ALTER TABLE rewrites ADD COLUMN transform TEXT NOT NULL DEFAULT ''")
+    conn.execute(
+        "UPDATE rewrites SET implementation = 'none' WHERE status = 'ok' AND original_hash = rewritten_hash "
+        "AND json_extract(guards, '$.chunks') IS NULL"
+    )
+
+
+# Append-only: a store written by an older geoaudit is brought forward, never rebuilt.
+REWRITE_MIGRATIONS: list[Migration] = [
+    ("rewrites_v1", _rewrites_v1),
+    ("rewrites_v2_implementation", _rewrites_v2_implementation),
+]
 _COLUMNS = (
     "key", "doc_id", "doc_url", "strategy", "strategy_version", "prompt_hash", "model", "seed", "query",
     "original_hash", "rewritten_hash", "status", "reason", "text", "guards", "chunks", "created_at",
+    "implementation", "transform",
 )
 
 
@@ -459,7 +506,7 @@ def _norm_ws(text: str) -> str:
 
 
 async def arewrite(
-    gateway: Any,
+    gateway: Any | None,
     strategy: Strategy,
     doc: Document,
     *,
@@ -471,6 +518,8 @@ async def arewrite(
 ) -> RewriteResult:
     """Rewrite ``doc`` with ``strategy`` through ``gateway`` (see the module docstring for the steps).
 
+    ``gateway`` is only used by LLM strategies; rule and rank strategies accept ``None``.
+
     Raises:
         InputError: the strategy is query-aware and ``query`` is missing (before any call).
         UnknownModelError: the gateway cannot serve its model.
@@ -479,6 +528,10 @@ async def arewrite(
     """
     if strategy.query_aware and not (query and query.strip()):
         strategy.render("", query=query)  # raises the InputError with the hint
+    if not strategy.needs_model:
+        return _without_model(strategy, doc, query=query, store=store, read_store=read_store)
+    if gateway is None:
+        raise InputError(f"strategy {strategy.name!r} rewrites with a model, and no model gateway was given")
     model = gateway.model
     # The endpoint is part of the key: the same model name on another server is another model.
     key = rewrite_key(doc.content_hash, strategy, getattr(gateway, "endpoint_id", model), seed, query, max_chunk_chars)
@@ -493,17 +546,6 @@ async def arewrite(
         query=query if strategy.query_aware else None, doc_url=doc.url, key=key,
     )
     cons = strategy.constraints
-    if not strategy.changes_text:
-        report = G.check(doc.text, doc.text)
-        guards = report.to_dict()
-        if strategy.kind == "rank":
-            guards["position"] = strategy.position
-        result = RewriteResult(status="ok", reason="", text=doc.text, rewritten_hash=doc.content_hash,
-                               guards=guards, **base)
-        if store is not None:
-            store.put(result)
-        return result
-
     chunks = plan_chunks(doc.text, max_chars=max_chunk_chars, keep_structure=cons.keep_structure)
     todo = [i for i, c in enumerate(chunks) if c.rewritable]
     requests = []
@@ -561,6 +603,50 @@ async def arewrite(
     return _finish(store, result)
 
 
+def _without_model(
+    strategy: Strategy, doc: Document, *, query: str | None, store: RewriteStore | None, read_store: bool
+) -> RewriteResult:
+    """A rank or rule strategy: no model, no gateway; a rule's output goes through the same guards.
+
+    The key has no model, seed or chunk budget (none of them changes the output); the prompt hash
+    of a rule strategy covers its transform's name, code version and parameters.
+    """
+    key = rewrite_key(doc.content_hash, strategy, "", 0, query, 0)
+    if store is not None and read_store:
+        hit = store.get(key)
+        if hit is not None:
+            return hit
+    transform: Transform | None = strategy.rule_transform if strategy.kind == "rule" else None
+    base: dict[str, Any] = {
+        "doc_id": doc.id, "strategy": strategy.name, "strategy_version": strategy.version,
+        "original_hash": doc.content_hash, "model": "", "seed": 0, "prompt_hash": strategy.prompt_hash,
+        "created_at": now_iso(), "query": query if strategy.query_aware else None, "doc_url": doc.url, "key": key,
+        "implementation": "transform" if transform else "none", "transform": transform.label if transform else "",
+    }
+    if transform is None:  # rank: the engine moves the document; its text stays as it is
+        guards = G.check(doc.text, doc.text).to_dict()
+        guards["position"] = strategy.position
+        return _finish(store, RewriteResult(status="ok", reason="", text=doc.text,
+                                            rewritten_hash=doc.content_hash, guards=guards, **base))
+    new_text = transform.apply(doc.text, title=doc.title, query=query, params=strategy.parameters)
+    cons = strategy.constraints
+    report = G.check(doc.text, new_text, min_length_ratio=cons.min_length_ratio,
+                     max_length_ratio=cons.max_length_ratio, forbid_new=cons.forbid_new)
+    guards = report.to_dict()
+    if new_text == doc.text:
+        # Nothing added, nothing to guard against: identity's purpose, or a page the transform has
+        # nothing to act on (no sentence sharing a word with the query, no figures, ...).
+        status, reason = ("ok", "") if not transform.changes_text else (
+            "unchanged", f"transform {transform.name} found nothing to change in this page")
+        return _finish(store, RewriteResult(status=status, reason=reason, text=doc.text,
+                                            rewritten_hash=doc.content_hash, guards=guards, **base))
+    if report.failure:
+        return _finish(store, RewriteResult(status="failed", reason=report.failure, text=doc.text,
+                                            rewritten_hash=doc.content_hash, guards=guards, **base))
+    return _finish(store, RewriteResult(status="ok", reason="", text=new_text,
+                                        rewritten_hash=content_hash(new_text), guards=guards, **base))
+
+
 def _finish(store: RewriteStore | None, result: RewriteResult) -> RewriteResult:
     if store is not None:
         store.put(result)
@@ -568,7 +654,7 @@ def _finish(store: RewriteStore | None, result: RewriteResult) -> RewriteResult:
 
 
 def rewrite(
-    gateway: Any,
+    gateway: Any | None,
     strategy: Strategy,
     doc: Document,
     *,
@@ -584,7 +670,7 @@ def rewrite(
 
 
 async def arewrite_many(
-    gateway: Any,
+    gateway: Any | None,
     strategies: Sequence[Strategy],
     docs: Sequence[Document],
     *,
@@ -620,7 +706,7 @@ async def arewrite_many(
 
 
 def rewrite_many(
-    gateway: Any,
+    gateway: Any | None,
     strategies: Sequence[Strategy],
     docs: Sequence[Document],
     *,
@@ -688,6 +774,15 @@ def _text_to_html(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _provenance(res: RewriteResult) -> str:
+    """What produced a rewrite, for people: model, seed and prompt, or the deterministic transform."""
+    if res.implementation == "transform":
+        return f"deterministic transform {res.transform} (no model), spec {res.prompt_hash}"
+    if res.implementation == "none":
+        return "text not rewritten (no model)"
+    return f"model {res.model}, seed {res.seed}, prompt {res.prompt_hash}"
+
+
 def render_results(pairs: Sequence[tuple[Document, RewriteResult]], fmt: str) -> str:
     """The rewritten documents as ``jsonl`` (Document records with provenance), ``md`` or ``html``.
 
@@ -704,7 +799,7 @@ def render_results(pairs: Sequence[tuple[Document, RewriteResult]], fmt: str) ->
         parts = []
         for doc, res in pairs:
             head = f"## {doc.title or doc.url or doc.id} — {res.strategy} ({res.status})"
-            meta = f"*model {res.model}, seed {res.seed}, prompt {res.prompt_hash}*"
+            meta = f"*{_provenance(res)}*"
             if res.reason:
                 meta += f"  \n*{res.reason}*"
             parts.append(f"{head}\n\n{meta}\n\n{res.text.strip()}\n")
@@ -717,7 +812,7 @@ def render_results(pairs: Sequence[tuple[Document, RewriteResult]], fmt: str) ->
             body.append(
                 f'<article data-doc-id="{e(doc.id)}" data-strategy="{e(res.strategy)}" data-status="{e(res.status)}">\n'
                 f"<h2>{e(doc.title or doc.url or doc.id)} — {e(res.strategy)} ({e(res.status)})</h2>\n"
-                f"<p class=\"meta\">model {e(res.model)}, seed {res.seed}, prompt {e(res.prompt_hash)}"
+                f"<p class=\"meta\">{e(_provenance(res))}"
                 + (f"; {e(res.reason)}" if res.reason else "") + "</p>\n" + paras + "</article>"
             )
         return (
@@ -728,8 +823,9 @@ def render_results(pairs: Sequence[tuple[Document, RewriteResult]], fmt: str) ->
 
 
 __all__ = [
-    "Chunk",
     "DEFAULT_CHUNK_CHARS",
+    "IMPLEMENTATIONS",
+    "Chunk",
     "Piece",
     "RewriteResult",
     "RewriteStore",

@@ -350,7 +350,7 @@ class Simulation:
                         "doc_id": item.documents[i].id, "strategy": strategy.name, "item": item.id,
                         "is_target": i == item.target, "status": r.status, "reason": r.reason,
                         "flags": r.flag_count, "guards": r.guards, "original": item.documents[i].text,
-                        "rewritten": r.text, "model": r.model, "key": r.key,
+                        "rewritten": r.text, "model": r.producer, "key": r.key,
                     }
                     for i, r in results.items()
                 ])

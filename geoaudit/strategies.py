@@ -12,6 +12,7 @@ names the file and the field)::
     title = "Fluency optimisation"
     description = "One paragraph for users."
     kind = "llm-rewrite"              # "llm-rewrite" | "rank" | "rule"
+    transform = "answer-first"        # rule only: a deterministic transform of geoaudit.transforms
     version = "1"                     # bump when the prompt or post-processing changes
     query_aware = false               # true: the template uses {query} and a query is required
     grounded = false                  # true: may only reuse facts already in the document
@@ -22,6 +23,9 @@ names the file and the field)::
     [origin]
     paper = "GEO (Aggarwal et al., KDD 2024)"
     method = "Fluency Optimization"
+
+    [params]                          # rule only: the transform's declared parameters
+    sentences = 2
 
     [prompt]                          # llm-rewrite only; variables {text}, {title}, {query}
     system = "..."
@@ -37,6 +41,11 @@ Precedence: built-ins first, then each extra directory in order; a later file wi
 overrides an earlier one (so a user can replace a built-in), and the registry remembers what was
 overridden so ``geoaudit strategies list`` can say so. Two files with the same name in one
 directory are an error.
+
+A ``rule`` strategy needs no model: its ``transform`` (default ``identity``) is a pure function in
+:mod:`geoaudit.transforms`, its ``[params]`` are checked against the parameters that transform
+declares (missing ones take the declared default), and ``query_aware`` must say whether the
+transform uses the query.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from geoaudit.errors import ConfigError, InputError, UnknownStrategyError
+from geoaudit.transforms import TRANSFORMS, ParamValue, Transform
 
 KINDS = ("llm-rewrite", "rank", "rule")
 #: Template variables a prompt may use.
@@ -102,6 +112,9 @@ class Strategy:
     temperature: float = 0.0
     postprocess: tuple[str, ...] = ()
     constraints: Constraints = field(default_factory=Constraints)
+    #: rule only: the :mod:`geoaudit.transforms` transform and its parameters (every declared one).
+    transform: str = ""
+    params: tuple[tuple[str, ParamValue], ...] = ()
     #: File the strategy was loaded from (None for strategies built in code).
     source: Path | None = None
     builtin: bool = False
@@ -111,7 +124,8 @@ class Strategy:
         """First 16 hex digits of sha256 over everything that shapes the model's output text.
 
         Covers the prompt templates, post-processing, temperature and version, so a changed prompt is
-        a new cache key and new provenance even if someone forgets to bump ``version``.
+        a new cache key and new provenance even if someone forgets to bump ``version``. For a rule
+        strategy it also covers the transform, its code version and its parameters.
         """
         payload = {
             "system": self.system,
@@ -122,12 +136,38 @@ class Strategy:
             "kind": self.kind,
             "position": self.position,
         }
+        if self.kind == "rule":  # only here, so the other kinds' hashes (and stored rewrites) stay valid
+            payload["transform"] = self.rule_transform.label
+            payload["params"] = dict(self.params)
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     @property
     def changes_text(self) -> bool:
+        """True when applying the strategy rewrites the text (an LLM rewrite or a text-changing transform)."""
+        return self.kind == "llm-rewrite" or (self.kind == "rule" and self.rule_transform.changes_text)
+
+    @property
+    def needs_model(self) -> bool:
+        """Only LLM rewrites call a model; rule and rank strategies work without one."""
         return self.kind == "llm-rewrite"
+
+    @property
+    def rule_transform(self) -> Transform:
+        """The transform of a rule strategy (``identity`` when none is named).
+
+        Raises:
+            ConfigError: the named transform is not registered (only for strategies built in code).
+        """
+        name = self.transform or "identity"
+        try:
+            return TRANSFORMS[name]
+        except KeyError:
+            raise ConfigError(f"strategy {self.name!r}: unknown transform {name!r}") from None
+
+    @property
+    def parameters(self) -> dict[str, ParamValue]:
+        return dict(self.params)
 
     def render(self, text: str, *, title: str = "", query: str | None = None) -> tuple[str, str]:
         """The (system, user) messages for ``text``; only ``{text}``, ``{title}``, ``{query}`` are replaced.
@@ -172,6 +212,8 @@ class Strategy:
             "temperature": self.temperature,
             "postprocess": list(self.postprocess),
             "prompt": {"system": self.system, "user": self.user},
+            "transform": self.rule_transform.label if self.kind == "rule" else None,
+            "params": dict(self.params),
             "constraints": {
                 "min_length_ratio": self.constraints.min_length_ratio,
                 "max_length_ratio": self.constraints.max_length_ratio,
@@ -189,7 +231,7 @@ class Strategy:
 
 _TOP_KEYS = {
     "name", "title", "description", "kind", "version", "query_aware", "grounded", "position",
-    "temperature", "postprocess", "origin", "prompt", "constraints",
+    "temperature", "postprocess", "origin", "prompt", "constraints", "transform", "params",
 }
 
 
@@ -306,11 +348,35 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
     elif prompt_raw is not None:
         raise c.fail("prompt", f"is only allowed for kind llm-rewrite (this is {kind!r})")
 
+    transform_name = c.get(data, "transform", str, required=False, default="identity" if kind == "rule" else "")
+    params_raw = c.get(data, "params", dict, required=False, default=None)
+    params: tuple[tuple[str, ParamValue], ...] = ()
+    if kind == "rule":
+        transform = TRANSFORMS.get(transform_name)
+        if transform is None:
+            close = difflib.get_close_matches(transform_name, list(TRANSFORMS), n=1, cutoff=0.5)
+            raise c.fail("transform", f"is {transform_name!r}, not a known transform"
+                         + (f" (did you mean {close[0]!r}?)" if close else "") + f"; known: {', '.join(TRANSFORMS)}")
+        try:
+            params = tuple(transform.resolve(params_raw).items())
+        except ValueError as exc:
+            param, problem = exc.args
+            raise c.fail(f"params.{param}", problem) from None
+        if transform.uses_query and not query_aware:
+            raise c.fail("query_aware", f"must be true because transform {transform_name!r} uses the query")
+        if query_aware and not transform.uses_query:
+            raise c.fail("query_aware", f"must be false: transform {transform_name!r} does not use the query")
+    else:
+        if "transform" in data:
+            raise c.fail("transform", f"is only allowed for kind rule (this is {kind!r})")
+        if params_raw is not None:
+            raise c.fail("params", f"is only allowed for kind rule (this is {kind!r})")
+
     return Strategy(
         name=name, title=title, description=re.sub(r"(?<!\n)\n(?!\n)", " ", description.strip()), origin=origin, kind=kind,
         version=version, system=system.strip(), user=user.strip(), query_aware=query_aware,
         grounded=grounded, position=position, temperature=temperature, postprocess=tuple(steps),
-        constraints=constraints, source=path, builtin=builtin,
+        constraints=constraints, transform=transform_name, params=params, source=path, builtin=builtin,
     )
 
 
@@ -347,8 +413,12 @@ class StrategyRegistry:
         self.overridden: dict[str, Strategy] = dict(overridden or {})
 
     def names(self) -> list[str]:
-        """Names in display order: controls (rule, rank) first, then rewrites alphabetically."""
-        return [s.name for s in sorted(self._by_name.values(), key=lambda s: (_KIND_ORDER[s.kind], s.name))]
+        """Names in display order: controls (identity, rank) first, then deterministic rewrites, then
+        LLM rewrites, each group alphabetically."""
+        def order(s: Strategy) -> tuple[int, int, str]:
+            return (0 if not s.changes_text else 1 if s.kind == "rule" else 2, _KIND_ORDER[s.kind], s.name)
+
+        return [s.name for s in sorted(self._by_name.values(), key=order)]
 
     def all(self) -> list[Strategy]:
         return [self._by_name[n] for n in self.names()]

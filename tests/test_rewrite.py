@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -148,6 +149,7 @@ def test_chatty_reply_is_cleaned_structure_kept_and_stored(
         "SELECT doc_id, strategy, strategy_version, model, seed, prompt_hash, original_hash, status FROM rewrites"
     ).fetchone()
     assert row == (doc.id, "fluency", "1", "openai/fake-model", 3, r.prompt_hash, doc.content_hash, "ok")
+    assert (r.implementation, r.transform, r.producer) == ("llm", "", "openai/fake-model")
 
     n = len(fake_server.requests)
     again = rewrite(gateway, REG.get("fluency"), doc, seed=3, store=store)
@@ -242,6 +244,96 @@ def test_render_formats_escape_and_diff(doc: Document) -> None:
     assert ops == [("equal", "the "), ("delete", "cat "), ("insert", "dog "), ("equal", "sat")]
 
 
+# --------------------------------------------------------------------------- deterministic (rule) strategies
+
+LEAD_RULE = """
+name = "lead-test"
+title = "Lead"
+description = "Answer first."
+kind = "rule"
+transform = "answer-first"
+version = "1"
+query_aware = true
+grounded = true
+[origin]
+paper = "test"
+method = "test"
+[params]
+sentences = 1
+[constraints]
+min_length_ratio = 1.0
+max_length_ratio = %s
+forbid_new = ["numbers", "quotes", "sources", "urls"]
+"""
+
+
+def lead_strategy(tmp_path: Path, max_ratio: float = 2.0) -> Any:
+    d = tmp_path / f"rules-{max_ratio}"
+    d.mkdir()
+    (d / "lead-test.toml").write_text(LEAD_RULE % max_ratio, encoding="utf-8")
+    return load_strategies([d]).get("lead-test")
+
+
+def test_rule_strategy_needs_no_model_and_records_its_transform(tmp_path: Path, doc: Document) -> None:
+    strategy = lead_strategy(tmp_path)
+    store = RewriteStore(tmp_path / "store.db")
+    # No gateway at all: nothing to load, nothing to contact.
+    r = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
+    assert r.status == "ok", r.reason
+    assert r.text.startswith("# Solar power at home\n\n> Installation costs fell sharply.\n\n---\n\n")
+    assert r.text.endswith(doc.text.split("\n", 1)[1].strip("\n"))  # the page follows, unchanged
+    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@1", "", "transform answer-first@1")
+    assert r.guards["failure"] is None and r.guards["flag_count"] == 0 and r.guards["length_ratio"] > 1.0
+    row = sqlite3.connect(tmp_path / "store.db").execute(
+        "SELECT implementation, transform, model, status FROM rewrites WHERE key=?", (r.key,)
+    ).fetchone()
+    assert row == ("transform", "answer-first@1", "", "ok")
+    again = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
+    assert again.cached and again.text == r.text and again.implementation == "transform"
+    # The query is part of the key (query-aware); the model and seed are not (they change nothing).
+    assert rewrite(None, strategy, doc, query="How long do panels last?", store=store).key != r.key
+    assert rewrite(None, strategy, doc, query="How much do installation costs fall?", seed=9).key == r.key
+    meta = r.as_document(doc).metadata["rewrite"]
+    assert meta["implementation"] == "transform" and meta["transform"] == "answer-first@1"
+    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "md")
+    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "html")
+
+
+def test_rule_strategy_goes_through_the_same_guards(tmp_path: Path, doc: Document) -> None:
+    r = rewrite(None, lead_strategy(tmp_path, max_ratio=1.05), doc, query="How much do installation costs fall?")
+    assert r.status == "failed" and "length ratio" in r.reason and r.text == doc.text
+    assert r.implementation == "transform"
+
+
+def test_identity_and_rank_run_without_a_gateway(doc: Document) -> None:
+    ident = rewrite(None, REG.get("identity"), doc)
+    assert (ident.status, ident.text, ident.implementation, ident.transform) == ("ok", doc.text, "transform", "identity@1")
+    rank = rewrite(None, REG.get("rank"), doc)
+    assert (rank.status, rank.text, rank.implementation) == ("ok", doc.text, "none")
+    with pytest.raises(InputError, match="model"):
+        rewrite(None, REG.get("fluency"), doc)
+
+
+def test_old_rewrite_store_is_migrated_with_what_produced_each_row(tmp_path: Path) -> None:
+    from geoaudit.rewrite import REWRITE_MIGRATIONS
+    from geoaudit.store import connect
+
+    path = tmp_path / "old.db"
+    old = connect(path, REWRITE_MIGRATIONS[:1])  # the schema as geoaudit wrote it before
+    cols = "key, doc_id, strategy, strategy_version, prompt_hash, model, seed, original_hash, rewritten_hash, status, text, guards, created_at"
+    rows = [
+        ("k-llm", "d", "fluency", "1", "p", "local/smollm2", 0, "h", "h2", "ok", "t", '{"chunks": 1, "length_ratio": 1.1}', "t"),
+        ("k-id", "d", "identity", "1", "p", "local/smollm2", 0, "h", "h", "ok", "t", '{"length_ratio": 1.0}', "t"),
+        ("k-bad", "d", "fluency", "1", "p", "local/smollm2", 0, "h", "h", "failed", "t", "{}", "t"),
+    ]
+    old.executemany(f"INSERT INTO rewrites ({cols}) VALUES ({','.join('?' * 13)})", rows)
+    old.close()
+    store = RewriteStore(path)
+    got = {k: (store.get(k).implementation, store.get(k).transform) for k in ("k-llm", "k-id", "k-bad")}
+    assert got == {"k-llm": ("llm", ""), "k-id": ("none", ""), "k-bad": ("llm", "")}
+    store.close()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -260,6 +352,46 @@ def test_cli_strategies_list_and_show() -> None:
     assert r.exit_code == 0 and "{query}" in r.output and "Keyword Stuffing" in r.output
     r = run_cli(["strategies", "show", "fluncy"])
     assert r.exit_code == 2
+
+
+def test_cli_shows_deterministic_strategies() -> None:
+    r = run_cli(["strategies", "list"])
+    assert r.exit_code == 0
+    for name in ("answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"):
+        assert name in r.output
+    listed = {d["name"]: d for d in json.loads(run_cli(["strategies", "list", "--json"]).output)}
+    assert {n for n, d in listed.items() if d["transform"] not in (None, "identity@1")} == {
+        "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"}
+    r = run_cli(["strategies", "show", "answer-first"])
+    assert r.exit_code == 0, r.output
+    assert "answer-first@1" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
+    data = json.loads(run_cli(["strategies", "show", "keyword-stuffing-rule", "--json"]).output)
+    assert data["transform"] == "keyword-stuffing@1" and data["params"]["max_insertions"] == 10 and data["query_aware"]
+
+
+def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(PAGE)
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "GEOAUDIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    # The model string points at a closed port: any attempt to reach a model would fail the command.
+    cmd = [sys.executable, "-m", "geoaudit", "rewrite", str(page), "--strategy", "answer-first",
+           "-s", "llms-txt-structure", "--query", "How much do installation costs fall?", "-o", str(out),
+           "--model", "openai/nothing-here", "--api-base", "http://127.0.0.1:9"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "transform answer-first@1" in proc.stdout and "no model" in proc.stdout
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [x["metadata"]["rewrite"]["implementation"] for x in recs] == ["transform", "transform"]
+    assert recs[0]["metadata"]["rewrite"]["status"] == "ok"
+    assert "> Installation costs fell sharply." in recs[0]["text"]
+    assert recs[1]["text"].startswith("# Solar power at home\n\n> ")
+    # Nor is a model loaded: a local model file that does not exist is never looked for.
+    missing = ["--model", f"local/{tmp_path / 'missing.gguf'}"]
+    proc = subprocess.run(cmd[:11] + missing, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(cmd[:7] + ["-o", str(out)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "query" in proc.stderr
 
 
 def test_cli_list_marks_user_override(tmp_path: Path) -> None:

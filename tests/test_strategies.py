@@ -14,7 +14,9 @@ EXPECTED = {
     "identity", "rank", "fluency", "unique-words", "authoritative", "quotation", "quotation-grounded",
     "cite-sources", "cite-sources-grounded", "easy-to-understand", "technical-terms", "statistics",
     "statistics-grounded", "keyword-stuffing", "content-improvement", "llm-guidance",
+    "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule",
 }
+QUERY_AWARE = {"keyword-stuffing", "answer-first", "keyword-stuffing-rule"}
 
 VALID = '''
 name = "my-style"
@@ -57,8 +59,9 @@ def test_registry_has_the_canonical_names() -> None:
     reg = load_strategies()
     assert set(reg.names()) == EXPECTED
     assert reg.names()[:2] == ["identity", "rank"]
-    assert reg.get("keyword-stuffing").query_aware
-    assert not any(reg.get(n).query_aware for n in EXPECTED - {"keyword-stuffing"})
+    assert {n for n in EXPECTED if reg.get(n).query_aware} == QUERY_AWARE
+    # Controls first, then the deterministic rewrites, then the LLM rewrites.
+    assert reg.names()[2:6] == ["answer-first", "key-facts", "keyword-stuffing-rule", "llms-txt-structure"]
     assert reg.get("rank").kind == "rank" and reg.get("rank").position == 1
     assert reg.get("identity").kind == "rule"
     assert reg.get("llm-guidance").constraints.keep_structure is False
@@ -155,3 +158,69 @@ def test_prompt_hash_tracks_prompt(tmp_path: Path) -> None:
     (d2 / "s.toml").write_text(VALID.replace("Rewrite:", "Rephrase:"), encoding="utf-8")
     b = load_strategies([d2]).get("my-style")
     assert a.prompt_hash != b.prompt_hash and a.version == b.version
+
+
+# --------------------------------------------------------------------------- rule strategies (deterministic transforms)
+
+RULE = '''
+name = "my-lead"
+title = "My lead"
+description = "Answer first."
+kind = "rule"
+transform = "answer-first"
+version = "1"
+query_aware = true
+[origin]
+paper = "mine"
+method = "mine"
+[params]
+sentences = 3
+'''
+
+
+def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> None:
+    s = load_strategies([write(tmp_path, RULE)]).get("my-lead")
+    assert s.kind == "rule" and s.transform == "answer-first" and s.parameters == {"sentences": 3}
+    assert s.changes_text and not s.needs_model and s.rule_transform.label == "answer-first@1"
+    # Parameters a file leaves out take the transform's default, so the hash covers the effective values.
+    d = tmp_path / "stuff"
+    d.mkdir()
+    (d / "s.toml").write_text(RULE.replace('"answer-first"', '"keyword-stuffing"').replace("sentences = 3", "sentences = 1"))
+    stuffing = load_strategies([d]).get("my-lead")
+    assert stuffing.parameters == {"sentences": 1, "max_insertions": 10, "max_added_share": 0.2}
+    # identity is the trivial transform of the same mechanism.
+    ident = load_strategies().get("identity")
+    assert ident.transform == "identity" and not ident.changes_text and not ident.needs_model
+
+
+@pytest.mark.parametrize(
+    "mutate, field, words",
+    [
+        (lambda t: t.replace('transform = "answer-first"', 'transform = "answer-frist"'), "transform", "answer-first"),
+        (lambda t: t.replace("sentences = 3", "sentences = 0"), "params.sentences", "between"),
+        (lambda t: t.replace("sentences = 3", 'sentences = "two"'), "params.sentences", "int"),
+        (lambda t: t.replace("sentences = 3", "sentences = true"), "params.sentences", "int"),
+        (lambda t: t.replace("sentences = 3", "sentense = 3"), "params.sentense", "not a parameter"),
+        (lambda t: t.replace("query_aware = true\n", ""), "query_aware", "uses the query"),
+        (lambda t: t.replace('transform = "answer-first"', 'transform = "key-facts"').replace("sentences = 3", ""),
+         "query_aware", "does not use the query"),
+        (lambda t: t.replace('kind = "rule"', 'kind = "rank"'), "transform", "only allowed for kind rule"),
+    ],
+)
+def test_malformed_rule_strategy_names_file_and_field(tmp_path: Path, mutate, field: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    d = write(tmp_path, mutate(RULE), "broken.toml")
+    with pytest.raises(ConfigError) as exc:
+        load_strategies([d])
+    msg = str(exc.value)
+    assert "broken.toml" in msg and f"'{field}'" in msg and words in msg
+
+
+def test_rule_hash_tracks_params(tmp_path: Path) -> None:
+    a = load_strategies([write(tmp_path, RULE)]).get("my-lead")
+    d2 = tmp_path / "other"
+    d2.mkdir()
+    (d2 / "s.toml").write_text(RULE.replace("sentences = 3", "sentences = 1"), encoding="utf-8")
+    b = load_strategies([d2]).get("my-lead")
+    assert a.prompt_hash != b.prompt_hash and a.version == b.version
+    fluency = load_strategies().get("fluency").to_dict()
+    assert fluency["transform"] is None and fluency["params"] == {}

@@ -54,13 +54,15 @@ def rewrite_cmd(
     Documents come from files (INPUTS) or from the document store (--doc). A rewrite that fails
     its guards (empty, refusal, echoed prompt, length outside the strategy's range, invented facts
     in a grounded strategy) is reported as failed and the original text is kept. Re-running the
-    same rewrite is served from the store.
+    same rewrite is served from the store. Deterministic strategies (kind rule, e.g. answer-first,
+    key-facts) need no model: with only those, no model is loaded or contacted.
 
     Examples:
       geoaudit rewrite page.html --strategy fluency --diff
       geoaudit rewrite drafts/ --strategy all --query "best running shoes" -o rewrites.jsonl
       geoaudit rewrite --doc "example.com/*" -s statistics-grounded -s llm-guidance -o out.html
       geoaudit rewrite page.md -s keyword-stuffing -q "solar panel cost" --model ollama/qwen2.5:7b
+      geoaudit rewrite page.html -s answer-first -s key-facts -q "solar panel cost" --diff
     """
     from geoaudit.documents import atomic_write_text, load_inputs
     from geoaudit.errors import InputError
@@ -103,8 +105,8 @@ def rewrite_cmd(
         raise InputError("no documents given", hint="pass files, or --doc ID_OR_URL_PATTERN for stored documents")
     docs = list({d.id: d for d in docs}.values())
 
-    rewrite_model = model or s.rewrite_model or s.model
-    gateway = make_gateway(s, model=rewrite_model)
+    # Only LLM strategies need a model; rule strategies run without one (nothing is loaded or contacted).
+    gateway = make_gateway(s, model=model or s.rewrite_model or s.model) if any(st.needs_model for st in chosen) else None
     store = RewriteStore(s.store_path)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -135,15 +137,21 @@ def rewrite_cmd(
     _print_summary(results, chosen)
     from rich.markup import escape
 
-    provenance = f"rewrites by {gateway.model} · seed {seed}" + (f" · query {query!r}" if query else "")
+    by = [f"{gateway.model} · seed {seed}"] if gateway is not None else []
+    rules = [st.rule_transform.label for st in chosen if st.kind == "rule"]
+    if rules:
+        by.append("deterministic transforms " + ", ".join(rules) + " (no model)")
+    provenance = "rewrites by " + " and ".join(by or ["no rewriting (rank moves pages, no model)"])
+    provenance += f" · query {query!r}" if query else ""
     console.print(
         f"[dim]{escape(provenance)} · 'cached' = served from the rewrite store in {escape(str(s.store_path))}[/]",
         highlight=False,
     )
     if out is not None:
         console.print(f"wrote {len(pairs)} rewritten documents to {out} ({fmt})", highlight=False)
-    print_usage(gateway)
-    gateway.close()
+    if gateway is not None:
+        print_usage(gateway)
+        gateway.close()
     # Backend failures are not stored, so a re-run retries exactly those; say so with the exit code.
     backend = [r for r in results if r.status == "failed" and r.reason.startswith("backend error")]
     if backend:
@@ -196,8 +204,8 @@ def _print_summary(results: list[Any], chosen: list[Any]) -> None:
     from rich.table import Table
 
     table = Table(title="rewrite summary")
-    for col in ("strategy", "done", "unchanged", "cached", "failed", "fabrication flags"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for col in ("strategy", "done", "unchanged", "cached", "failed", "fabrication flags", "by"):
+        table.add_column(col, justify="left" if col in ("strategy", "by") else "right")
     for st in chosen:
         rs = [r for r in results if r.strategy == st.name]
         flags = sum(r.flag_count for r in rs if r.status != "failed")
@@ -208,6 +216,7 @@ def _print_summary(results: list[Any], chosen: list[Any]) -> None:
             str(sum(r.cached for r in rs)),
             str(sum(r.status == "failed" for r in rs)),
             str(flags),
+            ", ".join(dict.fromkeys(r.producer for r in rs)),  # what produced the text: model or transform
         )
     console.print(table)
     failures = [r for r in results if r.status == "failed"]

@@ -60,6 +60,8 @@ def list_strategies(
             notes.append("needs --query")
         if s.grounded:
             notes.append("grounded")
+        if s.kind == "rule" and s.changes_text:
+            notes.append("deterministic, no model")
         if not s.builtin:
             notes.append(f"user: {s.source}")
         if s.name in registry.overridden:
@@ -90,7 +92,7 @@ def show_strategy(
         return
     c = s.constraints
     lines = [
-        f"[bold]{s.title}[/]  ({s.name}, version {s.version}, prompt {s.prompt_hash})",
+        f"[bold]{s.title}[/]  ({s.name}, version {s.version}, {'spec' if s.kind == 'rule' else 'prompt'} {s.prompt_hash})",
         "",
         s.description,
         "",
@@ -100,6 +102,15 @@ def show_strategy(
     ]
     if s.kind == "rank":
         lines.append(f"position: {s.position} (1 = first source shown to the engine)")
+    if s.kind == "rule":
+        t = s.rule_transform
+        lines += [
+            f"transform: {t.label} (deterministic, no model; geoaudit.transforms)",
+            f"query-aware: {'yes (needs --query)' if s.query_aware else 'no'}; grounded: {'yes' if s.grounded else 'no'}",
+            "params: " + (", ".join(f"{k} = {v!r}" for k, v in s.params) or "none"),
+            f"length ratio: {c.min_length_ratio:g}-{c.max_length_ratio:g}"
+            + (f"; fails on new {', '.join(c.forbid_new)}" if c.forbid_new else ""),
+        ]
     if s.kind == "llm-rewrite":
         lines += [
             f"query-aware: {'yes (needs --query)' if s.query_aware else 'no'}; grounded: {'yes' if s.grounded else 'no'}",
@@ -108,6 +119,9 @@ def show_strategy(
             + (f"; fails on new {', '.join(c.forbid_new)}" if c.forbid_new else ""),
         ]
     console.print(Panel("\n".join(lines), expand=False), highlight=False)
+    if s.kind == "rule":
+        console.print("[bold]what the transform does[/]")
+        console.print(s.rule_transform.doc, markup=False, highlight=False)
     if s.kind == "llm-rewrite":
         if s.system:
             console.print("[bold]system prompt[/]")
