@@ -18,6 +18,7 @@ import importlib.util
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,30 @@ def model_path(name: str) -> Path:
     )
 
 
+#: Prompts are evaluated in chunks that start at multiples of this many tokens; see :class:`_LoadedModel`.
+PROMPT_CHUNK = 64
+
+
 class _LoadedModel:
+    """One llama.cpp model with deterministic prompt evaluation.
+
+    llama.cpp's numerics depend on how a prompt is split into batches: a token evaluated alone
+    (batch of 1, the matrix-vector kernel) gets different logits from the same token evaluated in
+    a batch (measured on SmolLM2: up to 1.0 in a logit), and ``Llama.generate`` re-evaluates
+    whatever follows the longest prefix it shares with the previous call. So the same prompt could
+    give different answers depending on what ran before it (a resumed run differed from a fresh
+    one). Here every prompt is evaluated in chunks aligned to :data:`PROMPT_CHUNK` from position 0,
+    and the KV cache of a previous prompt is reused only up to the last whole chunk the two share:
+    the state after any prefix is then a pure function of its tokens, whatever ran before.
+    Generated tokens are evaluated one at a time, always, and never reused.
+    """
+
     def __init__(self, path: Path, n_ctx: int) -> None:
         # Sleeping (not spinning) OpenMP workers: spinning threads starve everything else on small machines.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise UnknownModelError(
                 "llama-cpp-python is not installed", hint="pip install llama-cpp-python"
@@ -101,32 +120,150 @@ class _LoadedModel:
             verbose=False,
             seed=0,
         )
+        template = self.llm.metadata.get("tokenizer.chat_template") or _CHATML
+        self.eos = self.llm.token_eos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self.llm.detokenize([self.eos], special=True).decode("utf-8", "replace"),
+            bos_token=self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "replace"),
+        )
         self.lock = threading.Lock()
+        #: Leading tokens in the KV cache that were evaluated in aligned chunks (reusable).
+        self._reusable = 0
 
-    def chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            n_prompt = self._prompt_tokens(messages)
-            max_tokens = int(params.get("max_tokens") or 256)
-            room = self.n_ctx - n_prompt - 8
-            if room < 16:
-                from geoaudit.errors import InputError
+    # -- prompt handling
+    def render(self, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
+        """Token ids of the chat ``messages`` in the model's template, the assistant turn opened
+        and, when given, already begun with ``prefill``."""
+        prompt = self._formatter(messages=messages).prompt + prefill  # type: ignore[arg-type]
+        return self.tokenize(prompt, special=True)
 
-                raise InputError(
-                    f"prompt of {n_prompt} tokens does not fit the embedded model's {self.n_ctx}-token context",
-                    hint="lower the source budget or k",
-                )
-            return self.llm.create_chat_completion(
-                messages=messages,  # type: ignore[arg-type]
-                temperature=float(params.get("temperature", 0.0) or 0.0),
-                top_p=float(params.get("top_p") or 1.0),
-                max_tokens=min(max_tokens, room),
-                seed=int(params["seed"]) if params.get("seed") is not None else 0,
-                stop=params.get("stop") or None,
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def _check_fits(self, n_prompt: int, room: int = 16) -> None:
+        if n_prompt + room > self.n_ctx:
+            from geoaudit.errors import InputError
+
+            raise InputError(
+                f"prompt of {n_prompt} tokens does not fit the embedded model's {self.n_ctx}-token context",
+                hint="lower the source budget or k",
             )
 
-    def _prompt_tokens(self, messages: list[dict[str, str]]) -> int:
-        text = "".join(m.get("content") or "" for m in messages)
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True)) + 8 * len(messages)
+    def _evaluate(self, tokens: Sequence[int]) -> None:
+        """Put ``tokens`` in the KV cache deterministically (see the class docstring); the logits of
+        the last token are then available. Caller holds the lock."""
+        if not tokens:
+            raise ValueError("nothing to evaluate")
+        cached = self.llm.input_ids[: min(self._reusable, self.llm.n_tokens)]
+        shared = 0
+        for a, b in zip(cached, tokens[:-1]):  # keep >= 1 token to evaluate: its logits are read
+            if a != b:
+                break
+            shared += 1
+        start = shared - shared % PROMPT_CHUNK
+        self.llm.n_tokens = start  # eval() drops the KV cache from here on
+        self._reusable = start
+        for pos in range(start, len(tokens), PROMPT_CHUNK):
+            self.llm.eval(list(tokens[pos: pos + PROMPT_CHUNK]))
+        self._reusable = len(tokens)
+
+    def _last_logprobs(self) -> Any:
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        z = logits.astype(np.float64)
+        z -= z.max()
+        return z - np.log(np.exp(z).sum())
+
+    # -- the three things the engine asks of a model
+    def chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+        """A sampled chat completion (OpenAI-shaped dict), reproducible for a seed."""
+        with self.lock:
+            tokens = self.render(messages)
+            self._check_fits(len(tokens))
+            max_tokens = min(int(params.get("max_tokens") or 256), self.n_ctx - len(tokens) - 8)
+            stops = [s for s in (params.get("stop") or []) if s]
+            # Everything but the last prompt token in aligned chunks; generate() evaluates the last
+            # one alone and then each sampled token, the same way every time.
+            if len(tokens) > 1:
+                self._evaluate(tokens[:-1])
+            else:
+                self.llm.n_tokens = 0
+            self._reusable = self.llm.n_tokens
+            self.llm.set_seed(int(params["seed"]) if params.get("seed") is not None else 0)
+            out: list[int] = []
+            finish = "length"
+            text = ""
+            for tok in self.llm.generate(
+                [tokens[-1]], reset=False, temp=float(params.get("temperature", 0.0) or 0.0),
+                top_p=float(params.get("top_p") or 1.0), top_k=40, min_p=0.05, repeat_penalty=1.0,
+            ):
+                if tok == self.eos or self._is_eog(tok):
+                    finish = "stop"
+                    break
+                out.append(tok)
+                text = self.llm.detokenize(out).decode("utf-8", "ignore")
+                hit = min((text.find(s) for s in stops if s in text), default=-1)
+                if hit >= 0:
+                    text, finish = text[:hit], "stop"
+                    break
+                if len(out) >= max_tokens:
+                    break
+            self._reusable = min(self._reusable, len(tokens) - 1)
+            return {
+                "id": "local",
+                "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(out),
+                          "total_tokens": len(tokens) + len(out)},
+            }
+
+    def choices(self, messages: list[dict[str, str]], prefill: str, options: Sequence[str]) -> dict[str, Any]:
+        """Log-probability of each of ``options`` as the next token after ``prefill`` (one forward
+        pass, no sampling). An option that is not a single token is scored by its first token."""
+        with self.lock:
+            tokens = self.render(messages, prefill)
+            self._check_fits(len(tokens), room=1)
+            self._evaluate(tokens)
+            logp = self._last_logprobs()
+            scores = {}
+            for option in options:
+                ids = self.tokenize(option)
+                scores[option] = float(logp[ids[0]]) if ids else float("-inf")
+            return {"logprobs": scores, "prompt_tokens": len(tokens)}
+
+    def likelihood(self, context: str, continuation: str) -> dict[str, Any]:
+        """Σ log P(continuation tokens | context) and the number of those tokens (teacher forcing).
+
+        The context is evaluated in aligned chunks, each continuation token alone, so the figure
+        does not depend on what the model evaluated before.
+        """
+        with self.lock:
+            ctx = [self.llm.token_bos(), *self.tokenize(context)]
+            cont = self.tokenize(continuation)
+            if not cont:
+                raise ValueError("empty continuation")
+            self._check_fits(len(ctx) + len(cont), room=1)
+            self._evaluate(ctx)
+            total = 0.0
+            for i, tok in enumerate(cont):
+                total += float(self._last_logprobs()[tok])
+                if i + 1 < len(cont):
+                    self.llm.eval([tok])
+            self._reusable = len(ctx)
+            return {"logprob": total, "tokens": len(cont), "prompt_tokens": len(ctx) + len(cont)}
+
+    def _is_eog(self, tok: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_token_is_eog(self.llm._model.vocab, tok))
+
+
+# ChatML, for a user's own GGUF file that carries no chat template.
+_CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 _models: dict[str, _LoadedModel] = {}
@@ -156,6 +293,22 @@ def load(name: str) -> _LoadedModel:
             ctx = EMBEDDED_MODELS.get(name, {}).get("context", DEFAULT_CONTEXT)
             loaded = _models[str(path)] = _LoadedModel(path, min(int(ctx), DEFAULT_CONTEXT))
         return loaded
+
+
+def read(name: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic reading of the embedded model ``name`` (no sampling, no litellm).
+
+    ``kind="choices"``: ``payload`` has ``messages``, ``prefill`` and ``options``; returns
+    ``{"logprobs": {option: log P(option next)}, "prompt_tokens": n}``.
+    ``kind="likelihood"``: ``payload`` has ``context`` and ``continuation``; returns
+    ``{"logprob": Σ log P(continuation | context), "tokens": n, "prompt_tokens": n}``.
+    """
+    model = load(name)
+    if kind == "choices":
+        return model.choices(list(payload["messages"]), str(payload.get("prefill", "")), list(payload["options"]))
+    if kind == "likelihood":
+        return model.likelihood(str(payload["context"]), str(payload["continuation"]))
+    raise ValueError(f"unknown reading {kind!r}")
 
 
 def _handler_class() -> type:

@@ -16,7 +16,9 @@ model is shown (configuration, prompt, source selection and order) and the calls
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import random
 import tomllib
 from collections.abc import Sequence
@@ -32,6 +34,11 @@ from geoaudit.metrics import PAWC_VARIANTS
 from geoaudit.resources import prompts_dir
 
 ORDERS = ("given", "retrieved", "shuffled")
+#: What the engine can measure, in pipeline order: relevance (each source alone: how well it
+#: predicts the query), selection (which source the model would cite first, given all of them in
+#: display order) and answer (sampled answers, with attribution: what the answer absorbs).
+STAGES = ("relevance", "selection", "answer")
+DEFAULT_READINGS_VERSION = "readings-v1"
 ATTRIBUTIONS = ("auto", "citations", "overlap", "hybrid")
 DEFAULT_PROMPT_VERSION = "auto"
 #: ``auto`` resolves to these: small embedded models need a worked example to produce cited answers.
@@ -65,6 +72,11 @@ class EngineConfig:
         prompt_version: answer prompt file ``geoaudit/prompts/<version>.toml``, or ``auto``:
             ``answer-local-v1`` (with one worked example turn) for embedded ``local/...`` models,
             ``answer-v1`` otherwise. The concrete version is recorded with every answer.
+        stages: which of :data:`STAGES` a call measures, or ``auto``: all three for the embedded
+            model, answer only for others. The relevance reading needs prompt log-probabilities,
+            which geoaudit reads only in-process; the selection reading works on endpoints that
+            return top log-probabilities (OpenAI, vLLM, llama.cpp server), when asked for.
+        readings_version: prompt file of the selection and relevance readings.
     """
 
     k: int = 5
@@ -77,8 +89,21 @@ class EngineConfig:
     source_budget_chars: int | None = 1500
     pawc_variant: str = "paper"
     prompt_version: str = DEFAULT_PROMPT_VERSION
+    stages: tuple[str, ...] | str = "auto"
+    readings_version: str = DEFAULT_READINGS_VERSION
 
     def __post_init__(self) -> None:
+        if isinstance(self.stages, str) and self.stages != "auto":
+            object.__setattr__(self, "stages", tuple(x.strip() for x in self.stages.split(",") if x.strip()))
+        if isinstance(self.stages, list):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        if self.stages != "auto":
+            bad = [x for x in self.stages if x not in STAGES]
+            if bad or not self.stages:
+                raise ConfigError(
+                    f"unknown or no engine stages {', '.join(bad) or '(none)'}", hint=f"use some of {', '.join(STAGES)}"
+                )
+            object.__setattr__(self, "stages", tuple(x for x in STAGES if x in self.stages))
         if self.k < 1:
             raise ConfigError(f"k must be at least 1, got {self.k}")
         if self.order not in ORDERS:
@@ -106,18 +131,25 @@ class EngineConfig:
         """The concrete attribution mode for ``model`` (resolves ``auto``)."""
         if self.attribution != "auto":
             return self.attribution
-        return "hybrid" if model.startswith("local/") or model == "smollm2" else "citations"
+        return "hybrid" if is_embedded(model) else "citations"
 
     def resolve_prompt_version(self, model: str) -> str:
         """The concrete answer prompt for ``model`` (resolves ``auto``)."""
         if self.prompt_version != "auto":
             return self.prompt_version
-        return PROMPT_FOR_LOCAL if model.startswith("local/") or model == "smollm2" else PROMPT_FOR_REMOTE
+        return PROMPT_FOR_LOCAL if is_embedded(model) else PROMPT_FOR_REMOTE
+
+    def resolve_stages(self, model: str) -> tuple[str, ...]:
+        """The concrete stages for ``model`` (resolves ``auto``)."""
+        if self.stages != "auto":
+            return tuple(self.stages)
+        return STAGES if is_embedded(model) else ("answer",)
 
     def resolved(self, model: str) -> "EngineConfig":
-        """A copy with ``auto`` attribution and prompt version resolved for ``model``."""
+        """A copy with ``auto`` attribution, prompt version and stages resolved for ``model``."""
         return replace(
-            self, attribution=self.resolve_attribution(model), prompt_version=self.resolve_prompt_version(model)
+            self, attribution=self.resolve_attribution(model), prompt_version=self.resolve_prompt_version(model),
+            stages=self.resolve_stages(model),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -128,6 +160,11 @@ class EngineConfig:
     def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def is_embedded(model: str) -> bool:
+    """Whether ``model`` runs in-process (``local/...``), which also allows deterministic readings."""
+    return model.startswith("local/") or model == "smollm2"
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -296,6 +333,8 @@ class Answer:
     seed: int = 0
     source_info: list[SourceView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The deterministic readings of the call (relevance, selection), when those stages ran.
+    readings: "Readings | None" = None
 
     @property
     def n_sources(self) -> int:
@@ -321,6 +360,7 @@ class Answer:
             "seed": self.seed,
             "source_info": [v.to_dict() for v in self.source_info],
             "notes": list(self.notes),
+            "readings": None if self.readings is None else self.readings.to_dict(),
         }
 
     @classmethod
@@ -336,6 +376,7 @@ class Answer:
             seed=int(data.get("seed", 0)),
             source_info=[SourceView(**v) for v in data.get("source_info", [])],
             notes=list(data.get("notes", [])),
+            readings=Readings.from_dict(data["readings"]) if data.get("readings") else None,
         )
 
 
@@ -398,13 +439,166 @@ def answer_requests(
     return reqs, views, shown
 
 
+# --------------------------------------------------------------------------- readings
+
+
+@dataclass(frozen=True)
+class ReadingsPrompt:
+    """The versioned prompt pieces of the deterministic readings (``geoaudit/prompts/<version>.toml``)."""
+
+    version: str
+    selection_prefill: str
+    selection_instruction: str
+    relevance_context: str
+    relevance_continuation: str
+    description: str = ""
+
+
+@lru_cache(maxsize=8)
+def load_readings_prompt(version: str = DEFAULT_READINGS_VERSION) -> ReadingsPrompt:
+    """Load the readings prompt ``version``.
+
+    Raises:
+        ConfigError: no such file, or a field or placeholder is missing.
+    """
+    path = prompts_dir() / f"{version}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in prompts_dir().glob("readings-*.toml"))
+        raise ConfigError(f"no readings prompt {version!r}", hint=f"known versions: {', '.join(known) or 'none'}")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if data.get("version") != version:
+        raise ConfigError(f"{path}: its version field {data.get('version')!r} does not match the file name")
+    try:
+        prompt = ReadingsPrompt(**{k: v for k, v in data.items() if k in {f.name for f in fields(ReadingsPrompt)}})
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if "{text}" not in prompt.relevance_context or "{query}" not in prompt.relevance_continuation:
+        raise ConfigError(f"{path}: relevance_context needs {{text}} and relevance_continuation {{query}}")
+    return prompt
+
+
+@dataclass
+class Readings:
+    """Deterministic readings of one call, per shown source (display order).
+
+    Attributes:
+        selection: share of the next-token probability, right where the engine starts citing,
+            that goes to each source's number: p_i / Σ_j p_j over the shown sources (sums to 1).
+        selection_mass: Σ_j p_j, the probability that the next token is a valid source number at
+            all (low values mean the model was not about to cite; the shares are then less telling).
+        relevance: softmax over the shown sources of ``query_loglik`` (sums to 1): each source's
+            share of query likelihood among its competitors.
+        query_loglik: mean per-token log P(query | source) of each source read on its own
+            (Sachan et al. 2022; independent of position and competitors).
+        version: the readings prompt version.
+    """
+
+    selection: list[float] | None = None
+    selection_mass: float | None = None
+    relevance: list[float] | None = None
+    query_loglik: list[float] | None = None
+    version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Readings":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _source_text(doc: Document, config: EngineConfig) -> str:
+    """A source's text as the model is shown it (flattened, cut to the budget)."""
+    prompt = load_answer_prompt(config.prompt_version)
+    text, _ = truncate_text(" ".join(doc.text.split()) if prompt.flatten_sources else doc.text, config.source_budget_chars)
+    return text
+
+
+def selection_request(
+    query: str, sources: Sequence[Document], config: EngineConfig, model: str
+) -> LLMRequest:
+    """The ``choices`` request whose next-token distribution over "1".."k" is the selection reading.
+
+    The turns are exactly the answer prompt's; the embedded model continues an assistant turn begun
+    with the readings prompt's prefill, other backends get its instruction after the question.
+    """
+    rp = load_readings_prompt(config.readings_version)
+    user, _, _ = build_prompt(query, sources, config)
+    turns = load_answer_prompt(config.prompt_version).messages(user)
+    prefill = ""
+    if is_embedded(model):
+        prefill = rp.selection_prefill
+    else:
+        turns = (*turns[:-1], (turns[-1][0], turns[-1][1] + "\n\n" + rp.selection_instruction))
+    return LLMRequest(
+        messages=turns, kind="choices", prefill=prefill, options=tuple(str(i + 1) for i in range(len(sources))),
+        prompt_version=f"{config.prompt_version}+{rp.version}", purpose="selection",
+    )
+
+
+def relevance_request(query: str, doc: Document, config: EngineConfig) -> LLMRequest:
+    """The ``likelihood`` request of log P(query | source) for one source on its own."""
+    rp = load_readings_prompt(config.readings_version)
+    title = " ".join(doc.title.split())[:200] or "(untitled)"
+    # str.replace, not format: page text may contain braces.
+    context = rp.relevance_context.replace("{title}", title).replace("{text}", _source_text(doc, config))
+    return LLMRequest(
+        messages=(("user", context),), kind="likelihood",
+        continuation=rp.relevance_continuation.replace("{query}", " ".join(query.split())),
+        prompt_version=rp.version, purpose="relevance",
+    )
+
+
+def _softmax(values: Sequence[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+async def aread(
+    gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig
+) -> Readings:
+    """The relevance and selection readings of ``query`` over ``sources`` (display order), for the
+    stages of the resolved ``config`` that are readings. Identical requests are cache hits, so a
+    source unchanged between two conditions is read once."""
+    model = gateway.model
+    config = config.resolved(model)
+    out = Readings(version=config.readings_version)
+    calls: list[LLMRequest] = []
+    if "relevance" in config.stages:
+        calls += [relevance_request(query, d, config) for d in sources]
+    if "selection" in config.stages:
+        calls.append(selection_request(query, sources, config, model))
+    if not calls:
+        return out
+    responses = await gateway.amap(calls)
+    if "relevance" in config.stages:
+        lls = []
+        for resp in responses[: len(sources)]:
+            r = resp.reading or {}
+            lls.append(float(r["logprob"]) / max(1, int(r["tokens"])))
+        out.query_loglik = lls
+        out.relevance = _softmax(lls)
+    if "selection" in config.stages:
+        r = responses[-1].reading or {}
+        probs = [math.exp(float(r["logprobs"].get(str(i + 1), float("-inf")))) for i in range(len(sources))]
+        mass = sum(probs)
+        out.selection_mass = mass
+        out.selection = [p / mass for p in probs] if mass > 0 else [0.0] * len(sources)
+    return out
+
+
 async def agenerate(
     gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig | None = None, *,
     seed: int = 0, scores: Sequence[float] | None = None, notes: Sequence[str] = (),
 ) -> Answer:
     """Answer ``query`` from ``sources`` exactly as given (display order, all of them, no top-k cut).
 
-    The simulation uses this to control the order itself (e.g. the target moved to position 1).
+    Runs the stages of the resolved ``config``: the readings (:func:`aread`) and, with stage
+    ``answer``, ``config.samples`` sampled answers (``samples`` is empty without it). The
+    simulation uses this to control the order itself (e.g. the target moved to position 1).
 
     Raises:
         InputError: empty query or no sources.
@@ -419,7 +613,13 @@ async def agenerate(
     config = config.resolved(model)
     mode = config.attribution
     reqs, views, shown = answer_requests(query, sources, config, seed=seed, scores=scores)
-    responses = await gateway.amap(reqs)
+    if "answer" not in config.stages:
+        reqs = []
+    readings_task = asyncio.ensure_future(aread(gateway, query, sources, config))
+    try:
+        responses = await gateway.amap(reqs)
+    finally:
+        readings = await readings_task
     samples = [
         make_sample(
             r.text, shown, mode, config.overlap_threshold,
@@ -430,7 +630,7 @@ async def agenerate(
     return Answer(
         query=query, sources=[d.id for d in sources], samples=samples, attribution=mode,
         prompt_version=config.prompt_version, config=config, model=model, seed=seed,
-        source_info=views, notes=list(notes),
+        source_info=views, notes=list(notes), readings=readings,
     )
 
 
@@ -465,7 +665,8 @@ def generate(
 
 
 __all__ = [
-    "ATTRIBUTIONS", "ORDERS", "Answer", "AnswerPrompt", "EngineConfig", "SourceView", "aanswer",
-    "agenerate", "answer", "answer_requests", "build_prompt", "format_sources", "generate",
-    "load_answer_prompt", "sample_seed", "select_sources", "truncate_text",
+    "ATTRIBUTIONS", "ORDERS", "STAGES", "Answer", "AnswerPrompt", "EngineConfig", "Readings", "ReadingsPrompt",
+    "SourceView", "aanswer", "agenerate", "answer", "answer_requests", "aread", "build_prompt", "format_sources",
+    "generate", "is_embedded", "load_answer_prompt", "load_readings_prompt", "relevance_request", "sample_seed",
+    "select_sources", "selection_request", "truncate_text",
 ]

@@ -59,6 +59,14 @@ class LLMRequest:
     prompt_version: str = ""
     #: What the call is for ("rewrite", "answer", "judge", "raw"); used for usage accounting only.
     purpose: str = "raw"
+    #: ``chat`` (a sampled completion), or a deterministic reading of the model (no text generated):
+    #: ``choices`` (log-probability of each of ``options`` as the next token, after ``prefill`` where
+    #: the backend can continue an assistant turn) or ``likelihood`` (log-probability of
+    #: ``continuation`` after the text of the single message).
+    kind: str = "chat"
+    prefill: str = ""
+    options: tuple[str, ...] = ()
+    continuation: str = ""
 
     @classmethod
     def chat(cls, user: str, *, system: str | None = None, **kwargs: Any) -> "LLMRequest":
@@ -69,6 +77,10 @@ class LLMRequest:
         return cls(messages=tuple(msgs), **kwargs)
 
     def sampling(self) -> dict[str, Any]:
+        if self.kind != "chat":
+            # A reading samples nothing: temperature, seed and length cannot change it.
+            return {"kind": self.kind, "prefill": self.prefill, "options": list(self.options),
+                    "continuation": self.continuation}
         return {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
@@ -103,6 +115,8 @@ class LLMResponse:
     #: Per generated token: {token: logprob} of the top alternatives, when the backend returned them.
     top_logprobs: list[dict[str, float]] | None = None
     finish_reason: str | None = None
+    #: The result of a ``choices`` or ``likelihood`` request (see :class:`LLMRequest`).
+    reading: dict[str, Any] | None = None
     cached: bool = False
     key: str = ""
 
@@ -269,13 +283,15 @@ class BackendCallError(Exception):
 
     def __init__(
         self, message: str, *, status: int | None = None, retryable: bool = False,
-        retry_after: float | None = None, unknown_model: bool = False,
+        retry_after: float | None = None, unknown_model: bool = False, unsupported: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
         self.unknown_model = unknown_model
+        #: The backend cannot do this kind of request at all (never retried).
+        self.unsupported = unsupported
 
 
 _litellm_lock = threading.Lock()
@@ -326,6 +342,8 @@ class LiteLLMBackend:
         self.api_key = api_key
 
     async def acomplete(self, request: LLMRequest, model: str, *, timeout: float) -> LLMResponse:
+        if request.kind != "chat":
+            return await self._read(request, model, timeout)
         litellm = import_litellm()
         kwargs: dict[str, Any] = {
             "model": model,
@@ -354,6 +372,60 @@ class LiteLLMBackend:
         except Exception as exc:  # litellm maps every provider error onto OpenAI-style classes
             raise self._classify(exc, model) from exc
         return self._convert(litellm, resp, model)
+
+    async def _read(self, request: LLMRequest, model: str, timeout: float) -> LLMResponse:
+        """A deterministic reading: in-process for the embedded model, next-token log-probabilities
+        from the endpoint for other models (``choices`` only)."""
+        messages = [{"role": r, "content": c} for r, c in request.messages]
+        if model.startswith("local/"):
+            from geoaudit import embedded
+
+            name = model.split("/", 1)[1]
+            payload: dict[str, Any] = (
+                {"messages": messages, "prefill": request.prefill, "options": list(request.options)}
+                if request.kind == "choices"
+                else {"context": request.messages[-1][1], "continuation": request.continuation}
+            )
+            try:
+                out = await asyncio.to_thread(embedded.read, name, request.kind, payload)
+            except ValueError as exc:
+                raise BackendCallError(f"{model}: {exc}") from exc
+            return LLMResponse(text="", model=model, prompt_tokens=int(out.get("prompt_tokens", 0)), cost=0.0,
+                               reading=out, finish_reason="reading")
+        if request.kind != "choices":
+            raise BackendCallError(
+                f"{model}: a {request.kind} reading needs prompt log-probabilities, which geoaudit reads "
+                "only from the embedded model", unsupported=True,
+            )
+        litellm = import_litellm()
+        kwargs: dict[str, Any] = {
+            "model": model, "messages": messages, "temperature": 0.0, "max_tokens": 1, "timeout": timeout,
+            "num_retries": 0, "logprobs": True, "top_logprobs": 20,
+        }
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        elif self.api_base and model.split("/", 1)[0] in {"openai", "hosted_vllm"}:
+            kwargs["api_key"] = "not-needed"
+        try:
+            resp = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise self._classify(exc, model) from exc
+        converted = self._convert(litellm, resp, model)
+        if not converted.top_logprobs:
+            raise BackendCallError(
+                f"{model}: the endpoint returned no log-probabilities, which the selection reading needs",
+                unsupported=True,
+            )
+        first = converted.top_logprobs[0]
+        scores = {}
+        for option in request.options:
+            found = [lp for tok, lp in first.items() if tok.strip().strip("[]()") == option]
+            scores[option] = max(found) if found else float("-inf")
+        return LLMResponse(text="", model=model, prompt_tokens=converted.prompt_tokens, cost=converted.cost,
+                           reading={"logprobs": scores, "prompt_tokens": converted.prompt_tokens,
+                                    "top": first}, finish_reason="reading")
 
     @staticmethod
     def _classify(exc: Exception, model: str) -> BackendCallError:

@@ -137,6 +137,32 @@ METRICS: dict[str, MetricInfo] = {
             "#{s : c ∈ C_s} / #{s : C_s ≠ ∅}", "geoaudit", True,
         ),
         MetricInfo(
+            "selection", "chance of being the source the engine cites first",
+            "Share of the engine's next-token probability, where it starts citing, that goes to the "
+            "source's number (selection stage; deterministic, no sampling)",
+            "p_c / Σ_j p_j, p_j = P(next token = j | answer prompt, assistant turn begun with the citation prefill)",
+            "geoaudit selection reading (next-token distribution over source numbers; cf. GEO Citation Lab's "
+            "selection vs absorption)", True,
+        ),
+        MetricInfo(
+            "relevance", "share of query likelihood among the shown sources",
+            "How well the source on its own predicts the query, as a share of all shown sources "
+            "(relevance stage; deterministic, position-free)",
+            "exp(ℓ_c) / Σ_j exp(ℓ_j), ℓ_j = (1/|q|) Σ_t log P(q_t | q_<t, source j)",
+            "query likelihood: Sachan et al., EMNLP 2022 (UPR); Ponte & Croft, SIGIR 1998", True,
+        ),
+        MetricInfo(
+            "query_loglik", "query likelihood of the page",
+            "Mean per-token log-probability of the query given the source alone (independent of competitors)",
+            "ℓ_c = (1/|q|) Σ_t log P(q_t | q_<t, source c)",
+            "query likelihood: Sachan et al., EMNLP 2022 (UPR)", True,
+        ),
+        MetricInfo(
+            "selection_mass", "probability that the engine cites a shown source next",
+            "Σ_j p_j of the selection reading: how sure the model is that a source number comes next",
+            "Σ_{j=1..k} P(next token = j)", "geoaudit selection reading", True, "answer",
+        ),
+        MetricInfo(
             "no_citation_rate", "share of answers citing nothing",
             "Share of sampled answers that attribute no sentence to any source (counted, never spread evenly)",
             "#{samples with ∀ s: C_s = ∅} / #samples", "geoaudit (the GEO code instead gives every source 1/n)",

@@ -34,7 +34,12 @@ def _run_v1(conn: Any) -> None:
             answer_id TEXT, finished_at TEXT
         )"""
     )
-    metric_cols = ", ".join(f"{m} REAL" for m in (*ROW_METRICS, *PAIRED_METRICS))
+    # The columns of the first schema, spelled out: a migration must not change with the registry.
+    v1_metrics = (
+        "word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
+        "no_citation_rate", "hallucinated_citations", "valid_citations", "delta_rank", "delta_rank_adv",
+    )
+    metric_cols = ", ".join(f"{m} REAL" for m in v1_metrics)
     conn.execute(
         f"""CREATE TABLE results (
             item TEXT NOT NULL, domain TEXT, tags TEXT, strategy TEXT NOT NULL, rate REAL,
@@ -54,7 +59,13 @@ def _run_v1(conn: Any) -> None:
     )
 
 
-RUN_MIGRATIONS: list[Migration] = [("run_v1", _run_v1)]
+def _run_v2_readings(conn: Any) -> None:
+    # The deterministic readings of the engine's relevance and selection stages.
+    for name in ("selection", "relevance", "query_loglik", "selection_mass"):
+        conn.execute(f"ALTER TABLE results ADD COLUMN {name} REAL")
+
+
+RUN_MIGRATIONS: list[Migration] = [("run_v1", _run_v1), ("run_v2_readings", _run_v2_readings)]
 
 
 class Run:

@@ -43,7 +43,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +73,18 @@ class SimulationConfig:
     rates: tuple[float, ...] = (0.0, 1.0)
     seeds: tuple[int, ...] = (0,)
     limit: int | None = None
-    k: int = 5
     engine: EngineConfig = field(default_factory=EngineConfig)
     model: str = ""
     rewrite_model: str = ""
     rewrite_seed: int = 0
     bench_seed: int = 0
     domain: str | None = None
+    #: The metric the run's verdict is about, declared before the run: ``auto`` is the selection
+    #: reading when the engine has that stage, PAWC otherwise (:meth:`primary_metric`).
+    primary: str = "auto"
+    #: Sampled answers in every condition (``all``) or only in the base condition (``base``), where
+    #: they calibrate the engine (attributable and unsupported shares) at a fraction of the cost.
+    answers: str = "all"
 
     def __post_init__(self) -> None:
         bad = [r for r in self.rates if not (isinstance(r, (int, float)) and 0.0 <= float(r) <= 1.0)]
@@ -92,8 +97,24 @@ class SimulationConfig:
             raise ConfigError("at least one seed is needed")
         if not self.strategies:
             raise ConfigError("at least one strategy is needed")
-        if self.k < 1:
-            raise ConfigError(f"k must be at least 1, got {self.k}")
+        if self.answers not in ("all", "base"):
+            raise ConfigError(f"answers must be 'all' or 'base', got {self.answers!r}")
+        if self.primary != "auto":
+            from geoaudit.metrics import METRICS
+
+            if self.primary not in METRICS:
+                raise ConfigError(f"unknown primary metric {self.primary!r}", hint=f"known: {', '.join(METRICS)}")
+
+    @property
+    def k(self) -> int:
+        """How many sources the engine shows (one value: the engine's)."""
+        return self.engine.k
+
+    def primary_metric(self, model: str) -> str:
+        """The declared primary metric for ``model``'s engine (resolves ``auto``)."""
+        if self.primary != "auto":
+            return self.primary
+        return "selection" if "selection" in self.engine.resolve_stages(model) else "pawc"
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
@@ -202,6 +223,21 @@ def _display(item: BenchItem, k: int, order: str, seed: int, docs: Sequence[Docu
     return shown
 
 
+def _reading_metrics(answer: Answer, target_pos: int | None) -> dict[str, float | None]:
+    """The target's relevance and selection readings (0 when it was not shown at all)."""
+    r = answer.readings
+    out: dict[str, float | None] = {}
+    if r is None:
+        return out
+    if r.selection is not None:
+        out["selection"] = r.selection[target_pos] if target_pos is not None else 0.0
+        out["selection_mass"] = r.selection_mass
+    if r.relevance is not None and r.query_loglik is not None:
+        out["relevance"] = r.relevance[target_pos] if target_pos is not None else 0.0
+        out["query_loglik"] = r.query_loglik[target_pos] if target_pos is not None else None
+    return out
+
+
 def _move_to_top(shown: list[int], movers: Sequence[int]) -> list[int]:
     """C-SEO Bench's SEO baseline: adopters first, in their original relative order."""
     movers_set = set(movers)
@@ -234,10 +270,15 @@ class Simulation:
         fingerprint = hashlib.sha256(
             json.dumps([(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]).encode()
         ).hexdigest()
+        model = self.gateway.model
         resolved = SimulationConfig(**{
             **{f: getattr(config, f) for f in config.__dataclass_fields__},
-            "model": self.gateway.model, "rewrite_model": self.rewrite_gateway.model,
+            "model": model, "rewrite_model": self.rewrite_gateway.model,
+            # Declared before anything runs, and part of the run id.
+            "engine": replace(config.engine, stages=config.engine.resolve_stages(model)),
+            "primary": config.primary_metric(model),
         })
+        self.stages: tuple[str, ...] = tuple(resolved.engine.stages)
         self.config = resolved
         self.run_id = resolved.run_id(fingerprint)
         self.run = Run(settings.runs_dir / self.run_id)
@@ -292,9 +333,15 @@ class Simulation:
                 docs[i] = res.as_document(item.documents[i])
         return docs, results
 
-    async def _answer(self, item: BenchItem, docs: list[Document], shown: list[int], seed: int) -> Answer:
+    async def _answer(
+        self, item: BenchItem, docs: list[Document], shown: list[int], seed: int, *, base: bool = False
+    ) -> Answer:
         sources = [docs[i] for i in shown]
-        return await agenerate(self.gateway, item.query, sources, self.config.engine, seed=seed)
+        engine = self.config.engine
+        if self.config.answers == "base" and not base:
+            # Answers only where the engine is calibrated (the base condition); readings everywhere.
+            engine = replace(engine, stages=tuple(x for x in self.stages if x != "answer") or ("selection",))
+        return await agenerate(self.gateway, item.query, sources, engine, seed=seed)
 
     async def _base_answer(self, item: BenchItem, seed: int) -> tuple[Answer, list[int]]:
         key = (item.id, seed)
@@ -303,7 +350,7 @@ class Simulation:
             async def compute() -> tuple[Answer, list[int]]:
                 docs = list(item.documents)
                 shown = _display(item, self.config.k, self.config.engine.order, seed, docs, self.config.engine)
-                ans = await self._answer(item, docs, shown, derived_seed("answer", seed, item.id, "base"))
+                ans = await self._answer(item, docs, shown, derived_seed("answer", seed, item.id, "base"), base=True)
                 return ans, shown
             task = self._base[key] = asyncio.ensure_future(compute())
         return await task
@@ -374,20 +421,25 @@ class Simulation:
         self, item: BenchItem, c: dict[str, Any], answer: Answer, shown: list[int], orig_rank: int | None,
         base_answer: Answer, base_shown: list[int], results: dict[int, RewriteResult], n_adopting: int,
     ) -> list[dict[str, Any]]:
+        """One row per answer sample (one row when no answers were sampled), target metrics as columns."""
         target_pos = shown.index(item.target) if item.target in shown else None
         base_pos = base_shown.index(item.target) if item.target in base_shown else -1
         rows = []
         target_rw = results.get(item.target)
-        for i, sample in enumerate(answer.samples):
-            one = Answer(
-                query=answer.query, sources=answer.sources, samples=[sample], attribution=answer.attribution,
-                prompt_version=answer.prompt_version, config=answer.config, model=answer.model, seed=answer.seed,
-            )
-            if target_pos is not None:
+        readings = _reading_metrics(answer, target_pos)
+        samples: list[Any] = list(answer.samples) or [None]
+        for i, sample in enumerate(samples):
+            m: dict[str, Any] = {}
+            if sample is not None and target_pos is not None:
+                one = Answer(
+                    query=answer.query, sources=answer.sources, samples=[sample], attribution=answer.attribution,
+                    prompt_version=answer.prompt_version, config=answer.config, model=answer.model, seed=answer.seed,
+                )
                 m = answer_metrics(one, target_pos)
-            else:  # the retriever did not show the target at all: it is invisible
+            elif sample is not None:  # the retriever did not show the target at all: it is invisible
                 m = {name: 0.0 for name in ROW_METRICS}
                 m["first_citation_rank"] = None
+            m.update(readings)
             row: dict[str, Any] = {
                 "item": item.id, "domain": item.domain, "tags": ",".join(item.tags),
                 "strategy": c["strategy"], "rate": c["rate"], "seed": c["seed"], "condition": c["condition"],
@@ -399,12 +451,12 @@ class Simulation:
             for name in ROW_METRICS:
                 v = m.get(name)
                 row[name] = None if v is None else float(v)
-            if c["condition"] != "base":
+            if c["condition"] == "treated" and sample is not None and base_answer.samples:
                 base_sample = base_answer.samples[min(i, len(base_answer.samples) - 1)]
                 row["delta_rank"] = float(delta_rank(
                     base_sample.citation_order, sample.citation_order, base_pos,
                     target_pos if target_pos is not None else -1,
-                )) if c["condition"] == "treated" else None
+                ))
             rows.append(row)
         return rows
 
@@ -424,6 +476,7 @@ class Simulation:
             versions=_versions(), higher_is_better=directions(), paired_metrics=list(PAIRED_METRICS),
             engine=self.config.engine.resolved(self.gateway.model).describe(),
             attribution=self.config.engine.resolve_attribution(self.gateway.model),
+            primary=self.config.primary, stages=list(self.stages), answers=self.config.answers,
         )
         state = Progress(planned=len(planned), done=len(planned) - len(todo), skipped=len(planned) - len(todo))
         if progress:

@@ -65,7 +65,7 @@ def make_sim(settings: Settings, bench: Path, **kw) -> Simulation:
     cfg = SimulationConfig(
         bench=str(bench), strategies=kw.pop("strategies", ("identity", "rank", "fluency")),
         rates=kw.pop("rates", (0.0, 0.5, 1.0)), seeds=kw.pop("seeds", (0,)),
-        engine=EngineConfig(samples=kw.pop("samples", 2), attribution="citations"), **kw,
+        engine=EngineConfig(samples=kw.pop("samples", 2), attribution="citations", k=kw.pop("k", 5)), **kw,
     )
     return Simulation(settings, cfg)
 

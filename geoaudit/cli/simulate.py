@@ -73,7 +73,7 @@ def simulate_cmd(
                           temperature=temperature, max_tokens=max_tokens)
     config = SimulationConfig(
         bench=bench, strategies=tuple(x.strip() for x in strategies.split(",") if x.strip()),
-        rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, k=k, engine=engine,
+        rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, engine=engine,
         model=s.model, rewrite_model=s.rewrite_model or "", domain=domain,
     )
     from geoaudit.simulate import Simulation
