@@ -30,6 +30,10 @@ from geoaudit.stats import COMPARISONS, calibration, summarize
 
 __all__ = [
     "DEFAULT_METRICS",
+    "Control",
+    "EngineCalibration",
+    "engine_calibration",
+    "run_default_metrics",
     "StatsResult",
     "ci_includes_zero",
     "is_missing",
@@ -112,9 +116,26 @@ def known_metrics() -> list[str]:
     return [*ROW_METRICS, "delta_rank", "target_rank"]
 
 
-def _parse_metrics(metrics: str | Sequence[str] | None) -> list[str]:
-    if metrics is None:
+def run_default_metrics(meta: Mapping[str, Any]) -> list[str]:
+    """What a run is tested on by default: its declared primary metric first, then each measured
+    stage's metric (relevance, selection, and the answer metrics where every condition was answered).
+    Runs from before stages existed get :data:`DEFAULT_METRICS`."""
+    stages = meta.get("stages")
+    if not stages:
         return list(DEFAULT_METRICS)
+    out = [str(meta.get("primary") or (meta.get("config") or {}).get("primary") or "selection")]
+    if "selection" in stages:
+        out.append("selection")
+    if "relevance" in stages:
+        out.append("relevance")
+    if "answer" in stages and meta.get("answers", "all") == "all":
+        out += ["pawc", "cited", "delta_rank"]
+    return list(dict.fromkeys(m for m in out if m != "auto"))
+
+
+def _parse_metrics(metrics: str | Sequence[str] | None, default: Sequence[str] = DEFAULT_METRICS) -> list[str]:
+    if metrics is None:
+        return list(default)
     names = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else [str(m).strip() for m in metrics]
     out: list[str] = []
     known = known_metrics()
@@ -151,6 +172,8 @@ class StatsResult:
     options: dict[str, Any]
     provenance: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    #: How far this engine can be trusted, from the run's own controls (:func:`engine_calibration`).
+    engine: "EngineCalibration | None" = None
 
     # -- reading
     def rows_for(self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None) -> pd.DataFrame:
@@ -244,6 +267,7 @@ class StatsResult:
             "provenance": self.provenance,
             "summary": _records(self.summary),
             "calibration": _records(self.calibration),
+            "engine_calibration": None if self.engine is None else self.engine.to_dict(),
             "method": self.method_lines(),
         }
 
@@ -381,7 +405,7 @@ def run_stats(
             raise InputError(f"unknown comparison {c!r}", hint="use advantage, net or both")
     if not comparisons:
         raise InputError("no comparison given", hint="use advantage, net or both")
-    names = _parse_metrics(metrics)
+    names = _parse_metrics(metrics, run_default_metrics(run.meta))
     data = run.rows() if rows is None else rows
     if data.empty:
         raise InputError(f"run {run.id} has no result rows yet", hint=f"run or resume its simulation first (see `geoaudit runs show {run.id}`)")
@@ -421,7 +445,9 @@ def run_stats(
         "correction": correction, "mode": mode, "by": by, "alpha": alpha, "power": power, "n_boot": n_boot,
         "ci": ci, "seed": seed,
     }
-    return StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
+    result = StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
+    result.engine = engine_calibration(run, result, data)
+    return result
 
 
 def _target_rewrite_failures(run: Run) -> dict[str, tuple[int, int]]:
@@ -450,3 +476,163 @@ def write_stats(result: StatsResult, path: Path | str, fmt: str | None = None) -
         raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or json")
     os.replace(tmp, path)
     return path
+
+
+# ============================================================================ engine calibration
+
+
+@dataclass
+class Control:
+    """One control of the instrument: what was expected, what came out, and whether it held."""
+
+    name: str
+    expectation: str
+    result: str
+    passed: bool | None  # None: not run (the strategy was not in the run)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "expectation": self.expectation, "result": self.result, "passed": self.passed}
+
+
+@dataclass
+class EngineCalibration:
+    """The engine's own figures, shown before any strategy's verdict: how far to trust this engine.
+
+    Attributes:
+        model: the engine model; stages: what it measured; primary: the declared primary metric.
+        answers: sampled answers read (base condition, or all conditions).
+        sentences: answer sentences with content words among them.
+        attributable: share of those sentences attributed to a shown source (the run's attribution mode).
+        unsupported: share with less than a third of their content words in any shown source
+            (:data:`geoaudit.citations.UNSUPPORTED_BELOW`): likely invented.
+        selection_mass: mean probability that the next token after the citation prefill is a shown
+            source's number (base condition): how decisively the model was about to cite.
+        controls: positive (rank), negative (identity) and congestion controls from this run.
+    """
+
+    model: str
+    stages: list[str]
+    primary: str
+    attribution: str
+    answers: int = 0
+    sentences: int = 0
+    attributable: float = math.nan
+    unsupported: float = math.nan
+    selection_mass: float = math.nan
+    controls: list[Control] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The calibration in plain lines (terminal and report)."""
+        out = [
+            f"engine {self.model}: stages {', '.join(self.stages) or '?'}; primary metric declared before the run: "
+            f"{self.primary}"
+        ]
+        if self.answers:
+            out.append(
+                f"answers: {self.answers} read ({self.sentences} sentences); {fmt_pct(self.attributable, signed=False)} of "
+                f"sentences attributable to a source ({self.attribution} attribution), "
+                f"{fmt_pct(self.unsupported, signed=False)} unsupported by every source (likely invented)"
+            )
+        if not is_missing(self.selection_mass):
+            out.append(
+                f"selection reading: {fmt_pct(self.selection_mass, signed=False)} of the next-token probability goes to "
+                "a shown source's number on average (base condition)"
+            )
+        for c in self.controls:
+            mark = "not run" if c.passed is None else ("passed" if c.passed else "FAILED")
+            out.append(f"{c.name} control [{mark}]: expected {c.expectation}; {c.result}")
+        return out
+
+    def failed(self) -> list[Control]:
+        return [c for c in self.controls if c.passed is False]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "stages": self.stages, "primary": self.primary, "attribution": self.attribution,
+            "answers": self.answers, "sentences": self.sentences,
+            "attributable": None if is_missing(self.attributable) else self.attributable,
+            "unsupported": None if is_missing(self.unsupported) else self.unsupported,
+            "selection_mass": None if is_missing(self.selection_mass) else self.selection_mass,
+            "controls": [c.to_dict() for c in self.controls], "lines": self.lines(),
+        }
+
+
+def _row_text(r: Mapping[str, Any]) -> str:
+    return (
+        f"Δ {fmt_num(r['mean_delta'], signed=True)} {fmt_ci(r['delta_ci_low'], r['delta_ci_high'])}, "
+        f"n={int(r['n'])}, p adj. {fmt_p(r['p_holm'] if r['correction'] == 'holm' else r['p_bh'])} -> {r['verdict']}"
+    )
+
+
+def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> EngineCalibration:
+    """Read the engine's calibration off a run: answer support, selection mass and the three controls.
+
+    * positive control: ``rank`` (the target moved to the top of the sources) at 0 % adopters must
+      significantly raise the primary metric (after the run's correction): position bias is among
+      the most replicated effects in LLM answers (C-SEO Bench: the one lever that works);
+    * negative control: ``identity`` (nothing changes) must reject nothing after correction;
+    * congestion: rank's net gain when every competitor also moves up (100 %) must be smaller than
+      when nobody else does (0 %): the zero-sum nature C-SEO Bench reports.
+    """
+    from geoaudit.citations import Sentence, support_shares
+
+    meta = run.meta
+    prov = stats.provenance
+    primary = str(stats.options["metrics"][0])
+    cal = EngineCalibration(
+        model=str(prov.get("model", "?")), stages=list(meta.get("stages") or []), primary=primary,
+        attribution=str(prov.get("attribution", "?")),
+    )
+    base = rows[rows["condition"] == "base"]
+    sentences: list[Sentence] = []
+    ids = [a for a in base["answer_id"].dropna().unique()] if "answer_id" in base else []
+    for answer_id in ids:
+        ans = run.answer(str(answer_id))
+        if ans is not None:
+            cal.answers += len(ans.samples)
+            for sample in ans.samples:
+                sentences += sample.sentences
+    if sentences:
+        shares = support_shares(sentences)
+        cal.sentences = int(shares["sentences"])
+        cal.attributable, cal.unsupported = float(shares["attributable"]), float(shares["unsupported"])
+    if "selection_mass" in base and base["selection_mass"].notna().any():
+        cal.selection_mass = float(base["selection_mass"].mean())
+
+    summary = stats.summary
+    strategies = set(prov.get("strategies") or [])
+    pos = summary[(summary["strategy"] == "rank") & (summary["metric"] == primary)
+                  & (summary["comparison"] == "advantage") & (summary["rate"] == 0.0)]
+    if "rank" not in strategies or pos.empty:
+        cal.controls.append(Control("positive", f"rank at 0 % adopters significantly raises {primary}",
+                                    "rank at 0 % was not in this run", None))
+    else:
+        r = pos.iloc[0]
+        cal.controls.append(Control("positive", f"rank at 0 % adopters significantly raises {primary}",
+                                    _row_text(r), bool(r["verdict"] == "better")))
+    ident = summary[summary["strategy"] == "identity"]
+    if "identity" not in strategies or ident.empty:
+        cal.controls.append(Control("negative", "identity rejects nothing", "identity was not in this run", None))
+    else:
+        rejected = ident[ident["significant"].astype(bool)]
+        tested = int(ident["wilcoxon_p"].notna().sum())
+        zero = int((ident["n_nonzero"] == 0).sum()) if "n_nonzero" in ident else 0
+        cal.controls.append(Control(
+            "negative", "identity rejects nothing after correction",
+            f"{len(rejected)} of {len(ident)} identity rows significant ({tested} tested, {zero} with every delta "
+            "exactly 0: the same input gave the same reading)", len(rejected) == 0,
+        ))
+    net = summary[(summary["strategy"] == "rank") & (summary["metric"] == primary) & (summary["comparison"] == "net")]
+    rates = sorted(float(x) for x in net["rate"].dropna().unique())
+    if "rank" not in strategies or len(rates) < 2 or rates[0] != 0.0:
+        cal.controls.append(Control("congestion", "rank's net gain shrinks as competitors adopt",
+                                    "needs rank at 0 % and a higher adopter rate", None))
+    else:
+        lo = net[net["rate"] == rates[0]].iloc[0]
+        hi = net[net["rate"] == rates[-1]].iloc[0]
+        cal.controls.append(Control(
+            "congestion", f"rank's net gain at {fmt_rate(rates[-1])} adopters below its gain at 0 %",
+            f"net Δ at 0 %: {fmt_num(lo['mean_delta'], signed=True)}; at {fmt_rate(rates[-1])}: "
+            f"{fmt_num(hi['mean_delta'], signed=True)}", bool(hi["mean_delta"] < lo["mean_delta"]),
+        ))
+    return cal

@@ -214,6 +214,9 @@ class Sentence:
         explicit: the valid citations the model wrote in this sentence (0-based), whatever the mode.
         hallucinated: citations the model wrote that name no shown source, as written ("0", "7", "1-400").
         raw: the sentence as the model wrote it.
+        support: the largest share of the sentence's content words found in any one shown source
+            (:func:`overlap_scores`), whatever the attribution mode; None when it has no content
+            words. Below :data:`UNSUPPORTED_BELOW` the sentence is unsupported by every source.
     """
 
     text: str
@@ -222,6 +225,7 @@ class Sentence:
     explicit: list[int] = field(default_factory=list)
     hallucinated: list[str] = field(default_factory=list)
     raw: str = ""
+    support: float | None = None
 
 
 def parse_answer(raw: str, n_sources: int) -> list[Sentence]:
@@ -245,18 +249,43 @@ def attribute(
     """
     if mode not in ("citations", "overlap", "hybrid"):
         raise ConfigError(f"attribution mode must be resolved (citations/overlap/hybrid), got {mode!r}")
-    src_tokens = [content_tokens(t) for t in shown_texts] if mode != "citations" else []
+    src_tokens = [content_tokens(t) for t in shown_texts]
     out = []
     for s in sentences:
         cites: list[int] = []
         how = "none"
+        scores = overlap_scores(s.text, src_tokens)
+        support = max(scores) if scores and content_tokens(strip_citations(s.text)) else None
         if mode in ("citations", "hybrid") and s.explicit:
             cites, how = list(s.explicit), "explicit"
         elif mode in ("overlap", "hybrid"):
-            cites = overlap_sources(overlap_scores(s.text, src_tokens), threshold)
+            cites = overlap_sources(scores, threshold)
             how = "overlap" if cites else "none"
-        out.append(Sentence(s.text, cites, how, list(s.explicit), list(s.hallucinated), s.raw))
+        out.append(Sentence(s.text, cites, how, list(s.explicit), list(s.hallucinated), s.raw, support))
     return out
+
+
+#: A sentence with less than this share of its content words in every shown source is
+#: "unsupported": most of what it says appears in no source (likely invented by the model).
+UNSUPPORTED_BELOW = 1 / 3
+
+
+def support_shares(sentences: Sequence[Sentence]) -> dict[str, float | int]:
+    """Engine-quality figures of answer sentences: how many are attributed to a source, and how many
+    are unsupported by every source (support < :data:`UNSUPPORTED_BELOW`).
+
+    Returns ``{"sentences": n, "attributable": share attributed, "unsupported": share unsupported}``
+    over the sentences that have content words.
+    """
+    scored = [s for s in sentences if s.support is not None]
+    n = len(scored)
+    if not n:
+        return {"sentences": 0, "attributable": float("nan"), "unsupported": float("nan")}
+    return {
+        "sentences": n,
+        "attributable": sum(1 for s in scored if s.citations) / n,
+        "unsupported": sum(1 for s in scored if (s.support or 0.0) < UNSUPPORTED_BELOW) / n,
+    }
 
 
 def citation_order(sentences: Sequence[Sentence]) -> list[int]:

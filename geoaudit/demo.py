@@ -25,6 +25,7 @@ from geoaudit.documents import Document, atomic_write_text
 from geoaudit.engine import EngineConfig
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway
+from geoaudit.options import DEMO
 from geoaudit.analysis import run_stats
 from geoaudit.report import write_report
 from geoaudit.resources import data_dir
@@ -32,11 +33,9 @@ from geoaudit.rewrite import RewriteStore, rewrite_many
 from geoaudit.simulate import Simulation, SimulationConfig
 from geoaudit.strategies import load_strategies
 
-#: identity = the A/A control; rank = C-SEO Bench's "best SEO" reference; llm-guidance = the one
-#: content rewrite C-SEO Bench found significant.
-DEMO_STRATEGIES = ("identity", "rank", "llm-guidance")
-DEMO_RATES = (0.0, 1.0)
-DEMO_ITEMS = 6
+DEMO_STRATEGIES = DEMO.strategies
+DEMO_RATES = DEMO.rates
+DEMO_ITEMS = DEMO.items
 
 Stage = Callable[[str, dict[str, Any]], None]
 
@@ -148,7 +147,8 @@ def run_demo(
     if limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
     started = time.perf_counter()
-    engine = EngineConfig(samples=samples, max_tokens=120)  # validates samples before any work
+    # Validates samples before any work.
+    engine = EngineConfig(samples=samples, max_tokens=DEMO.max_tokens, source_budget_chars=DEMO.source_budget)
     registry = load_strategies(settings=settings)
     chosen = registry.resolve(list(strategies))
     bench, crawled, _ = build_demo_bench(settings, limit=limit, stage=stage)
@@ -177,7 +177,8 @@ def run_demo(
                          store=store, progress=on_rewrite)
 
     config = SimulationConfig(bench=str(bench), strategies=tuple(s.name for s in chosen), rates=rates, seeds=seeds,
-                              engine=engine, model=gateway.model, rewrite_model=rewrite_gateway.model)
+                              engine=engine, model=gateway.model, rewrite_model=rewrite_gateway.model,
+                              answers="base" if gateway.model.startswith("local/") else "all")
     sim = Simulation(settings, config, gateway=gateway, rewrite_gateway=rewrite_gateway, command=command)
     sim.run_sync((lambda st: stage("simulate", {"done": st.done, "total": st.planned})) if stage else None)
     if stage:
@@ -192,8 +193,10 @@ def run_demo(
                       usage=[g.usage.summary() for g in dict.fromkeys((gateway, rewrite_gateway))])
 
 
-def headline(stats: Any, metric: str = "pawc", comparison: str = "advantage") -> list[str]:
-    """One line per strategy x adopter rate for the terminal: Δ with its CI and the verdict."""
+def headline(stats: Any, metric: str | None = None, comparison: str = "advantage") -> list[str]:
+    """One line per strategy x adopter rate for the terminal: Δ of the run's primary metric (or
+    ``metric``) with its CI and the verdict."""
+    metric = metric or stats.options["metrics"][0]
     df = stats.summary
     rows = df[(df["metric"] == metric) & (df["comparison"] == comparison)]
     lines = []

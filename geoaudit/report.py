@@ -351,6 +351,46 @@ def _trend_sentence(rows: "pd.DataFrame") -> str:
     return f"As more competitors adopt it, the effect {trend} ({parts})."
 
 
+def _engine_section(st: StatsResult) -> str:
+    """How far to trust the engine, from the run's own controls: read before any verdict."""
+    cal = st.engine
+    if cal is None:
+        return ""
+    rows = []
+    for c in cal.controls:
+        mark, cls = ("not run", "v-insuff") if c.passed is None else (("passed", "v-better") if c.passed else ("failed", "v-worse"))
+        rows.append([(_e(c.name), ""), (_e(c.expectation), ""), (_e(c.result), ""), (f'<span class="{cls}">{_e(mark)}</span>', "")])
+    facts = []
+    if cal.answers:
+        facts.append(
+            f"{_e(fmt_pct(cal.attributable, signed=False))} of {_e(cal.sentences)} answer sentences are attributable to a "
+            f"source ({_e(cal.attribution)} attribution); {_e(fmt_pct(cal.unsupported, signed=False))} are unsupported by "
+            f"every source (fewer than a third of their content words appear in any source: likely invented). "
+            f"From {_e(cal.answers)} sampled answers."
+        )
+    if not is_missing(cal.selection_mass):
+        facts.append(
+            f"At the point where it starts citing, the engine puts {_e(fmt_pct(cal.selection_mass, signed=False))} of its "
+            "next-token probability on a shown source's number (selection reading, base condition)."
+        )
+    failed = cal.failed()
+    head = (
+        "The engine failed a control: read every verdict below as unreliable."
+        if failed else
+        "The engine passed the controls this run could check." if any(c.passed for c in cal.controls) else
+        "This run has no controls: add the identity and rank strategies to check the engine."
+    )
+    return (
+        '<section id="engine"><h2>Engine calibration</h2>'
+        f'<p class="{"warn" if failed else "note"}"><strong>{_e(head)}</strong> Engine {_e(cal.model)}; stages measured: '
+        f"{_e(', '.join(cal.stages) or '?')}; primary metric, declared before the run: {_e(cal.primary)} "
+        f"({_e(_metric_label(cal.primary))}).</p>"
+        + "".join(f'<p class="note">{f}</p>' for f in facts)
+        + _table(["control", "expected", "this run", ""], rows)
+        + "</section>"
+    )
+
+
 def _verdict_section(st: StatsResult, primary: str) -> str:
     p = st.provenance
     strategies = [s for s in p["strategies"] if s != "identity"] or list(p["strategies"])
@@ -711,10 +751,12 @@ def build_report(
         f"<header><h1>{_e(heading)}</h1>",
         f'<p class="sub">geoaudit report for run {_e(p["run_id"])} · engine {_e(p["model"])} · {_e(p["n_queries"])} queries · '
         f'strategies {_e(", ".join(p["strategies"]))} · adopter rates {_e(", ".join(fmt_rate(r) for r in p["rates"]))}</p>',
-        '<nav class="note">Contents: <a href="#verdict">verdict</a> · <a href="#charts">charts</a> · '
+        '<nav class="note">Contents: <a href="#engine">engine calibration</a> · <a href="#verdict">verdict</a> · '
+        '<a href="#charts">charts</a> · '
         '<a href="#results">all results</a> · '
         + " · ".join(f'<a href="#strategy-{_slug(s)}">{_e(s)}</a>' for s in p["strategies"])
         + ' · <a href="#methodology">methodology</a></nav></header>',
+        _engine_section(st),
         _verdict_section(st, primary),
         _charts_section(st),
         '<section id="results"><h2>All results</h2><p class="note">Grey rows: no evidence or insufficient data. '

@@ -8,15 +8,16 @@ from typing import Any, Optional
 import typer
 
 from geoaudit.cli._app import app, console, err_console, settings
+from geoaudit.options import DEMO
 
 
 @app.command("demo")
 def demo_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: <data dir>/reports/demo)."),
-    limit: int = typer.Option(6, "--limit", help="Demo queries to use (of 30)."),
-    strategies: str = typer.Option("identity,rank,llm-guidance", "--strategies", "-s",
+    limit: int = typer.Option(DEMO.items, "--limit", help="Demo queries to use (of 30)."),
+    strategies: str = typer.Option(",".join(DEMO.strategies), "--strategies", "-s",
                                    help="Comma-separated strategies to compare."),
-    adopters: str = typer.Option("0,1", "--adopters", "-a", help="Adopter rates in [0, 1]."),
+    adopters: str = typer.Option(",".join(f"{r:g}" for r in DEMO.rates), "--adopters", "-a", help="Adopter rates in [0, 1]."),
     seeds: str = typer.Option("1", "--seeds", help="Seed count or list."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers per condition."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine and rewrite model (default: local/smollm2)."),
@@ -66,7 +67,12 @@ def demo_cmd(
     rw = ", ".join(f"{k} {v}" for k, v in result.rewrites.items() if v)
     console.print(f"crawl: {crawl}; target rewrites: {rw or 'none'}; run {result.run_id}; {result.seconds:.0f} s",
                   highlight=False)
-    console.print("visibility of your page, should you adopt (PAWC, treated − rivals, 95% bootstrap CI, "
+    if result.stats.engine is not None:
+        console.print("engine calibration:", highlight=False)
+        for line in result.stats.engine.lines():
+            console.print(f"  {line}", highlight=False, markup=False)
+    primary = result.stats.options["metrics"][0]
+    console.print(f"visibility of your page, should you adopt ({primary}, treated − rivals, 95% bootstrap CI, "
                   "Wilcoxon + Holm):", highlight=False)
     for line in headline(result.stats):
         console.print(line, highlight=False, markup=False)

@@ -42,6 +42,16 @@ def simulate_cmd(
                                     help="citations, overlap, hybrid, or auto (hybrid for local models)."),
     temperature: float = typer.Option(0.7, "--temperature", help="Answer sampling temperature (GEO: 0.7)."),
     max_tokens: int = typer.Option(160, "--max-tokens", help="Longest answer, in tokens."),
+    stages: str = typer.Option("auto", "--stages",
+                               help="What the engine measures: some of relevance,selection,answer, or auto "
+                                    "(all three on the embedded model, answer elsewhere)."),
+    answers: str = typer.Option("all", "--answers",
+                                help="Sample answers in every condition (all) or only the base one (base: "
+                                     "engine calibration at a fraction of the cost)."),
+    primary: str = typer.Option("auto", "--primary",
+                                help="The metric the verdict is about, declared before the run "
+                                     "(auto: selection when measured, else pawc)."),
+    source_budget: int = typer.Option(1500, "--source-budget", help="Characters of each source shown to the engine."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
     rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
     api_base: Optional[str] = ApiBaseOpt,
@@ -70,11 +80,12 @@ def simulate_cmd(
     s = settings(model=model, rewrite_model=rewrite_model, api_base=api_base, concurrency=concurrency,
                  cache=False if no_cache else None, strategies_dir=strategies_dir)
     engine = EngineConfig(k=k, order=order, attribution=attribution, samples=samples,
-                          temperature=temperature, max_tokens=max_tokens)
+                          temperature=temperature, max_tokens=max_tokens, stages=stages,
+                          source_budget_chars=source_budget)
     config = SimulationConfig(
         bench=bench, strategies=tuple(x.strip() for x in strategies.split(",") if x.strip()),
         rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, engine=engine,
-        model=s.model, rewrite_model=s.rewrite_model or "", domain=domain,
+        model=s.model, rewrite_model=s.rewrite_model or "", domain=domain, answers=answers, primary=primary,
     )
     from geoaudit.simulate import Simulation
 

@@ -138,6 +138,11 @@ def stats_cmd(
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), default=str) + "\n")
         return
+    if result.engine is not None:
+        console.print("[bold]Engine calibration[/] (how far to trust this engine, before any verdict)")
+        for line in result.engine.lines():
+            style = "bold red" if "[FAILED]" in line else ""
+            console.print(f"[{style}]  {_esc(line)}[/]" if style else f"  {_esc(line)}", highlight=False)
     for table in render_stats_tables(result, console.width):
         console.print(table)
     sig = result.significant()
