@@ -14,6 +14,7 @@ The data directory defaults to the user's data dir (platformdirs) and is overrid
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -64,6 +65,19 @@ class Settings:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.strategies_dir is not None:
             object.__setattr__(self, "strategies_dir", Path(self.strategies_dir).expanduser())
+        # Checked here, not only in load_settings: library users build Settings directly, and a bad
+        # value fails late and badly (Semaphore(0) waits forever, a NaN timeout times out at random).
+        for name, low in (("concurrency", 1), ("retries", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
+        for name, positive in (("timeout", True), ("backoff", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (positive and value == 0):
+                raise ConfigError(
+                    f"{name} must be a finite number of seconds{' above 0' if positive else ', 0 or more'}, got {value!r}"
+                )
 
     @property
     def cache_path(self) -> Path:
@@ -108,8 +122,8 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
             return value
         if typ is float or text == "float":
             value = float(raw)
-            if value < 0:
-                raise ValueError("must not be negative")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError("must be a finite number, 0 or more")
             return value
         return str(raw)
     except ValueError as exc:
@@ -161,7 +175,4 @@ def load_settings(**overrides: Any) -> Settings:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, raw, hints[key], f"option --{key.replace('_', '-')}")
 
-    settings = Settings(**values)
-    if settings.concurrency < 1:
-        raise ConfigError("concurrency must be at least 1")
-    return settings
+    return Settings(**values)

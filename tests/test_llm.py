@@ -228,6 +228,25 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         load_settings()
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"concurrency": 0}, {"concurrency": -2}, {"retries": -1}, {"timeout": float("nan")}, {"timeout": 0},
+     {"timeout": -5.0}, {"timeout": float("inf")}, {"backoff": float("nan")}, {"backoff": -0.1}],
+)
+def test_settings_reject_values_that_hang_or_misbehave(tmp_path: Path, bad: dict) -> None:
+    # Settings built directly (the library path) must fail at once, not when Semaphore(0) waits forever.
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        Settings(data_dir=tmp_path, **bad)
+    with pytest.raises(ConfigError):
+        Settings(data_dir=tmp_path).replace(**bad)
+
+
+def test_nan_in_the_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOAUDIT_TIMEOUT", "nan")
+    with pytest.raises(ConfigError, match="GEOAUDIT_TIMEOUT"):
+        load_settings()
+
+
 def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "geoaudit", *args],
