@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoaudit.documents import Document, document_id, read_jsonl
+from geoaudit.documents import Document, atomic_path, document_id, read_jsonl
 from geoaudit.errors import FetchError, InputError
 
 if TYPE_CHECKING:
@@ -675,30 +675,24 @@ def fetch_bench(
     with httpx.Client(follow_redirects=True, timeout=timeout, headers={"User-Agent": user_agent}) as client:
         for rel, dest in jobs:
             url = base_url.rstrip("/") + rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".tmp")
-            try:
-                with client.stream("GET", url) as resp:
-                    if resp.status_code >= 400:
-                        raise FetchError(f"{url} answered HTTP {resp.status_code}; cannot fetch {name}")
-                    total = int(resp.headers.get("content-length") or 0)
-                    got = 0
-                    with tmp.open("wb") as fh:
-                        for chunk in resp.iter_bytes(1 << 16):
-                            fh.write(chunk)
-                            got += len(chunk)
-                            if progress is not None:
-                                progress(dest, got, total)
-            except httpx.HTTPError as exc:
-                tmp.unlink(missing_ok=True)
-                host = httpx.URL(url).host
-                raise FetchError(
-                    f"cannot download {name} from {host} ({type(exc).__name__}); check your network "
-                    f"connection, or put the files in {root} by hand"
-                ) from None
-            except FetchError:
-                tmp.unlink(missing_ok=True)
-                raise
-            os.replace(tmp, dest)
+            with atomic_path(dest) as tmp:  # a failed or interrupted download leaves nothing behind
+                try:
+                    with client.stream("GET", url) as resp:
+                        if resp.status_code >= 400:
+                            raise FetchError(f"{url} answered HTTP {resp.status_code}; cannot fetch {name}")
+                        total = int(resp.headers.get("content-length") or 0)
+                        got = 0
+                        with tmp.open("wb") as fh:
+                            for chunk in resp.iter_bytes(1 << 16):
+                                fh.write(chunk)
+                                got += len(chunk)
+                                if progress is not None:
+                                    progress(dest, got, total)
+                except httpx.HTTPError as exc:
+                    host = httpx.URL(url).host
+                    raise FetchError(
+                        f"cannot download {name} from {host} ({type(exc).__name__}); check your network "
+                        f"connection, or put the files in {root} by hand"
+                    ) from None
             done.append(dest)
     return done

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from geoaudit.config import Settings
-from geoaudit.documents import now_iso
+from geoaudit.documents import atomic_path, now_iso
 from geoaudit.engine import Answer
 from geoaudit.errors import InputError
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS
@@ -139,6 +138,12 @@ class Run:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 def open_run(settings: Settings, run: str) -> Run:
     """Open a finished or partial run by id (or unique id prefix, or a run directory path).
@@ -186,17 +191,15 @@ def export_rows(run: Run, path: Path, fmt: str) -> int:
     out = grouped[numeric].mean().reset_index()
     out["samples"] = grouped.size().values
     out["rate"] = out["rate"].where(out["rate"] >= 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "csv":
-        out.to_csv(tmp, index=False)
-    elif fmt == "parquet":
-        out.to_parquet(tmp, index=False)
-    elif fmt == "jsonl":
-        out.to_json(tmp, orient="records", lines=True)
-    else:
+    writers = {
+        "csv": lambda p: out.to_csv(p, index=False),
+        "parquet": lambda p: out.to_parquet(p, index=False),
+        "jsonl": lambda p: out.to_json(p, orient="records", lines=True),
+    }
+    if fmt not in writers:
         raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or jsonl")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        writers[fmt](tmp)
     return len(out)
 
 

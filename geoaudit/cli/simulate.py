@@ -15,6 +15,7 @@ from geoaudit.cli._app import (
     ConcurrencyOpt,
     NoCacheOpt,
     app,
+    check_output_file,
     console,
     err_console,
     print_usage,
@@ -168,7 +169,8 @@ def runs_export_cmd(
     """
     from geoaudit.runs import export_rows, open_run
 
-    r = open_run(settings(), run)
-    path = out or Path(f"{r.id}.{fmt}")
-    n = export_rows(r, path, fmt)
+    check_output_file(out, "--out")
+    with open_run(settings(), run) as r:
+        path = out or Path(f"{r.id}.{fmt}")
+        n = export_rows(r, path, fmt)
     console.print(f"wrote {n} rows to {path}", highlight=False)
