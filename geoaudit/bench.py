@@ -182,6 +182,7 @@ def load_bench(
     fmt, target_path = detect_format(path)
     loader = _LOADERS[fmt]
     raw_items, skipped, notes = loader(target_path, seed=seed, domain=domain)
+    _reject_duplicate_ids(name, raw_items + [BenchItem(i, "", (), 0) for i, _ in skipped])
     items: list[BenchItem] = []
     for item in raw_items:
         if domain is not None and not same_domain(item.domain, domain):
@@ -206,6 +207,23 @@ def load_bench(
             )
         raise InputError(f"bench {name} at {target_path} holds no items")
     return Bench(name=name, source=str(target_path), format=fmt, items=items, skipped=skipped, notes=notes)
+
+
+def _reject_duplicate_ids(name: str, items: list[BenchItem]) -> None:
+    """Item ids key the run store's cells and rows: two items with one id would be merged silently
+    (the second query never asked), so a bench that reuses an id is refused, naming the ids."""
+    seen: set[str] = set()
+    dups: list[str] = []
+    for item in items:
+        if item.id in seen and item.id not in dups:
+            dups.append(item.id)
+        seen.add(item.id)
+    if dups:
+        shown = ", ".join(repr(d) for d in dups[:5]) + (f" and {len(dups) - 5} more" if len(dups) > 5 else "")
+        raise InputError(
+            f"bench {name}: item id{'s' if len(dups) > 1 else ''} {shown} used by more than one item",
+            hint="give every item its own 'id' (rows without an id are numbered by their position)",
+        )
 
 
 def same_domain(a: str, b: str) -> bool:
