@@ -49,7 +49,7 @@ class Settings:
     api_key: str | None = None
     #: LLM calls in flight at once.
     concurrency: int = 8
-    #: Seconds before one LLM call is abandoned (and retried).
+    #: Seconds before one remote LLM call is abandoned (and retried); in-process models have none (see llm).
     timeout: float = 120.0
     #: Retries after the first attempt on 429/5xx/timeouts.
     retries: int = 4

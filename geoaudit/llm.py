@@ -33,6 +33,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +48,16 @@ CACHE_KEY_PREFIX = "c1:"
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 #: Longest Retry-After (seconds) the gateway waits; an endpoint asking for more fails the call at once.
 MAX_RETRY_AFTER = 60.0
+#: Seconds past the per-call timeout before the gateway abandons a remote call the backend did not end.
+TIMEOUT_GRACE = 5.0
+#: In-process models (``local/...``) run one call at a time per loaded model (one llama.cpp context).
+IN_PROCESS_PREFIX = "local/"
+
+# One slot per in-process model and event loop, shared by every Gateway of the process: a call that
+# waited behind the model's lock would count queue time as model time (and time out for it).
+_in_process_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # --------------------------------------------------------------------------- requests / responses
@@ -507,7 +518,10 @@ class Gateway:
         self.cache: LLMCache | None = LLMCache(settings.cache_path) if settings.cache else None
         self.usage = Usage()
         self._sleep = sleep
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.timeout_grace = TIMEOUT_GRACE
         self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
 
     # -- helpers
@@ -541,11 +555,17 @@ class Gateway:
     def is_cached(self, request: LLMRequest) -> bool:
         return self.cache is not None and self.cache.get(self.key(request)) is not None
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _semaphore(self, model: str) -> asyncio.Semaphore:
+        """The slots a call to ``model`` waits for: ``concurrency`` per gateway for remote models;
+        exactly one per in-process model (process-wide), as many as it can run, so no call waits
+        behind the model's own lock with its timeout running."""
         loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(id(loop))
+        if model.startswith(IN_PROCESS_PREFIX):
+            slots = _in_process_slots.setdefault(loop, {})
+            return slots.setdefault(model, asyncio.Semaphore(1))
+        sem = self._semaphores.get(loop)
         if sem is None:
-            sem = self._semaphores[id(loop)] = asyncio.Semaphore(self.settings.concurrency)
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.settings.concurrency)
         return sem
 
     # -- the call
@@ -573,7 +593,7 @@ class Gateway:
         fut: asyncio.Future[LLMResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            async with self._semaphore():
+            async with self._semaphore(model):
                 resp = await self._with_retries(request, model)
             resp.key = key
             if self.cache is not None:
@@ -633,10 +653,13 @@ class Gateway:
         )
 
     async def _attempt(self, request: LLMRequest, model: str) -> LLMResponse:
-        return await asyncio.wait_for(
-            self.backend.acomplete(request, model, timeout=self.settings.timeout),
-            timeout=self.settings.timeout + 5.0,
-        )
+        call = self.backend.acomplete(request, model, timeout=self.settings.timeout)
+        if model.startswith(IN_PROCESS_PREFIX):
+            # No timeout: the call runs in a thread that cannot be cancelled, so a timeout would only
+            # free the slot while the model stays busy, and the retry would queue behind it (the
+            # load snowballs). The call is bounded by max_tokens and the context size instead.
+            return await call
+        return await asyncio.wait_for(call, timeout=self.settings.timeout + self.timeout_grace)
 
     async def amap(
         self,
