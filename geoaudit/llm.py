@@ -534,10 +534,15 @@ class Gateway:
         return cache_key(request, model, None if model.startswith("local/") else self.settings.api_base)
 
     @property
+    def api_base(self) -> str | None:
+        """The endpoint the default model's calls go to (None: litellm's default, or in-process)."""
+        return None if self.model.startswith(IN_PROCESS_PREFIX) else self.settings.api_base
+
+    @property
     def endpoint_id(self) -> str:
         """The default model plus its endpoint: what identifies "the same model" for stored results."""
-        base = self.settings.api_base
-        return self.model if self.model.startswith("local/") or not base else f"{self.model}@{base}"
+        base = self.api_base
+        return f"{self.model}@{base}" if base else self.model
 
     def check_model(self) -> None:
         """Fail fast (UnknownModelError) when litellm cannot route the model string at all."""

@@ -80,6 +80,10 @@ class SimulationConfig:
     rewrite_seed: int = 0
     bench_seed: int = 0
     domain: str | None = None
+    #: Endpoints of the engine and rewrite models (None: litellm's default, or in-process). Part of
+    #: the run id: the same model name on another server is another model.
+    api_base: str | None = None
+    rewrite_api_base: str | None = None
 
     def __post_init__(self) -> None:
         bad = [r for r in self.rates if not (isinstance(r, (int, float)) and 0.0 <= float(r) <= 1.0)]
@@ -101,7 +105,12 @@ class SimulationConfig:
         return d
 
     def run_id(self, bench_fingerprint: str) -> str:
-        blob = json.dumps({"v": RUN_VERSION, "config": self.describe(), "bench": bench_fingerprint}, sort_keys=True)
+        config = self.describe()
+        # Fields added after sim1 enter the hash only when set, so earlier runs keep their ids.
+        for name in ("api_base", "rewrite_api_base"):
+            if config[name] is None:
+                del config[name]
+        blob = json.dumps({"v": RUN_VERSION, "config": config, "bench": bench_fingerprint}, sort_keys=True)
         return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -237,6 +246,7 @@ class Simulation:
         resolved = SimulationConfig(**{
             **{f: getattr(config, f) for f in config.__dataclass_fields__},
             "model": self.gateway.model, "rewrite_model": self.rewrite_gateway.model,
+            "api_base": self.gateway.api_base, "rewrite_api_base": self.rewrite_gateway.api_base,
         })
         self.config = resolved
         self.run_id = resolved.run_id(fingerprint)

@@ -60,3 +60,28 @@ def test_export_to_a_directory_is_a_clean_error_and_leaves_nothing_behind(
     assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert export_rows(result.run, target, "parquet") == result.planned_cells
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_same_model_name_on_another_endpoint_is_another_run(
+    fake_server: FakeOpenAIServer, small_bench: Path, tmp_path: Path
+) -> None:
+    from geoaudit.testing import fake_settings
+
+    fake_server.responder = citing_responder
+    home = tmp_path / "home"
+    first = Simulation(fake_settings(fake_server, home), small_config(small_bench)).run_sync()
+    with FakeOpenAIServer(lambda req: "Another server answers [2].") as other:
+        second = Simulation(fake_settings(other, home), small_config(small_bench)).run_sync()
+        # Before: "0 cells computed, N already done" and the first server's answers were reported.
+        assert second.run.id != first.run.id and second.computed_cells == second.planned_cells
+        assert len(other.requests) > 0
+        assert second.run.meta["config"]["api_base"] == other.url
+    answer = second.run.answer(str(second.run.rows().answer_id.iloc[0]))
+    assert answer is not None and answer.samples[0].raw == "Another server answers [2]."
+
+
+def test_run_ids_without_an_endpoint_are_unchanged() -> None:
+    # Pinned: runs made before the endpoint entered the id must still resume (local and default endpoints).
+    cfg = SimulationConfig(bench="demo", model="local/smollm2", rewrite_model="local/smollm2")
+    assert cfg.run_id("fp") == "run-c888c5e01d"
+    assert SimulationConfig(bench="demo", model="openai/x", rewrite_model="openai/x").run_id("fp") == "run-341a8e2443"
