@@ -149,6 +149,12 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is not None and os.fspath(exc.filename) == str(tmp):
+            # The temporary name means nothing to the user: report the path they gave.
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
