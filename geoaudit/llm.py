@@ -691,8 +691,15 @@ class Gateway:
         return run_sync(self.amap(requests, on_done))
 
     def close(self) -> None:
+        """Close the response cache (``usage`` stays readable)."""
         if self.cache is not None:
             self.cache.close()
+
+    def __enter__(self) -> "Gateway":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
