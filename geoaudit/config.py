@@ -121,10 +121,10 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
                 raise ValueError("must not be negative")
             return value
         if typ is float or text == "float":
-            value = float(raw)
-            if not math.isfinite(value) or value < 0:
+            number = float(raw)
+            if not math.isfinite(number) or number < 0:
                 raise ValueError("must be a finite number, 0 or more")
-            return value
+            return number
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"{source}: invalid value for {name!r}: {exc}") from None

@@ -323,6 +323,11 @@ class RewriteResult:
         return self.status != "failed"
 
     @property
+    def backend_failed(self) -> bool:
+        """The model backend gave no usable reply after its retries (not stored: a re-run tries again)."""
+        return self.status == "failed" and self.reason.startswith("backend error")
+
+    @property
     def flag_count(self) -> int:
         return int(sum(len(v) for v in (self.guards.get("fabrications") or {}).values()))
 
