@@ -299,3 +299,23 @@ def test_a_simulation_closes_what_it_opened_and_frees_the_run(
     with Run(sim.run.dir) as again:
         again.acquire()  # nobody holds the lock any more
         assert again.meta["status"] == "complete"
+
+
+@pytest.mark.parametrize("fault", ["only whitespace", "truncated_json", "cut", "error_body", "no_choices", "429 storm"])
+def test_every_endpoint_fault_fails_cells_never_scores_them(
+    fault: str, fake_llm_settings: Settings, fake_server: FakeOpenAIServer, small_bench: Path
+) -> None:
+    from geoaudit.testing import last_user_message
+    from test_llm_faults import FAULT_REPLIES
+
+    fake_server.responder = lambda req: (
+        FAULT_REPLIES[fault] if "bikes 1" in last_user_message(req) else citing_responder(req)
+    )
+    with Simulation(fake_llm_settings.replace(retries=1), small_config(small_bench, rates=(1.0,))) as sim:
+        result = sim.run_sync()
+        per_item = 1 + 2 * 1 * 2
+        assert result.failed_cells == per_item and "q1" not in set(result.run.rows()["item"])
+        meta = result.run.meta
+        assert meta["status"] == "failed" and meta["failed_cells"] == per_item
+        assert meta["usage"]["failed"] == 1 and meta["usage"]["retries"] == 1  # one shared base call, bounded
+        assert "gave up after 2 attempts" in meta["error"]
