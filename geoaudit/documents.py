@@ -174,16 +174,6 @@ def write_jsonl(path: Path | str, docs: Iterable[Document]) -> int:
     return len(lines)
 
 
-def iter_jsonl_records(path: Path | str) -> Iterator[dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-
-
 # --------------------------------------------------------------------------------------------------
 # Extraction: HTML -> Document, and loading local drafts (HTML, Markdown, text, JSONL) as Documents.
 # --------------------------------------------------------------------------------------------------
