@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geoaudit.documents import atomic_path
 from geoaudit.errors import InputError
 from geoaudit.metrics import ROW_METRICS, directions
 from geoaudit.runs import Run
@@ -464,17 +464,15 @@ def write_stats(result: StatsResult, path: Path | str, fmt: str | None = None) -
     """Write the summary table as csv, parquet or json (by ``fmt`` or the file's suffix), atomically."""
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "csv":
-        result.summary.to_csv(tmp, index=False)
-    elif fmt == "parquet":
-        result.summary.to_parquet(tmp, index=False)
-    elif fmt == "json":
-        tmp.write_text(json.dumps(result.to_dict(), indent=1, default=str), encoding="utf-8")
-    else:
+    if fmt not in ("csv", "parquet", "json"):
         raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or json")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            result.summary.to_csv(tmp, index=False)
+        elif fmt == "parquet":
+            result.summary.to_parquet(tmp, index=False)
+        else:
+            tmp.write_text(json.dumps(result.to_dict(), indent=1, default=str), encoding="utf-8")
     return path
 
 

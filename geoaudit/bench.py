@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoaudit.documents import Document, document_id, read_jsonl
+from geoaudit.documents import Document, atomic_path, document_id, read_jsonl
 from geoaudit.errors import FetchError, InputError
 
 if TYPE_CHECKING:
@@ -182,6 +182,7 @@ def load_bench(
     fmt, target_path = detect_format(path)
     loader = _LOADERS[fmt]
     raw_items, skipped, notes = loader(target_path, seed=seed, domain=domain)
+    _reject_duplicate_ids(name, raw_items + [BenchItem(i, "", (), 0) for i, _ in skipped])
     items: list[BenchItem] = []
     for item in raw_items:
         if domain is not None and not same_domain(item.domain, domain):
@@ -206,6 +207,23 @@ def load_bench(
             )
         raise InputError(f"bench {name} at {target_path} holds no items")
     return Bench(name=name, source=str(target_path), format=fmt, items=items, skipped=skipped, notes=notes)
+
+
+def _reject_duplicate_ids(name: str, items: list[BenchItem]) -> None:
+    """Item ids key the run store's cells and rows: two items with one id would be merged silently
+    (the second query never asked), so a bench that reuses an id is refused, naming the ids."""
+    seen: set[str] = set()
+    dups: list[str] = []
+    for item in items:
+        if item.id in seen and item.id not in dups:
+            dups.append(item.id)
+        seen.add(item.id)
+    if dups:
+        shown = ", ".join(repr(d) for d in dups[:5]) + (f" and {len(dups) - 5} more" if len(dups) > 5 else "")
+        raise InputError(
+            f"bench {name}: item id{'s' if len(dups) > 1 else ''} {shown} used by more than one item",
+            hint="give every item its own 'id' (rows without an id are numbered by their position)",
+        )
 
 
 def same_domain(a: str, b: str) -> bool:
@@ -675,30 +693,24 @@ def fetch_bench(
     with httpx.Client(follow_redirects=True, timeout=timeout, headers={"User-Agent": user_agent}) as client:
         for rel, dest in jobs:
             url = base_url.rstrip("/") + rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".tmp")
-            try:
-                with client.stream("GET", url) as resp:
-                    if resp.status_code >= 400:
-                        raise FetchError(f"{url} answered HTTP {resp.status_code}; cannot fetch {name}")
-                    total = int(resp.headers.get("content-length") or 0)
-                    got = 0
-                    with tmp.open("wb") as fh:
-                        for chunk in resp.iter_bytes(1 << 16):
-                            fh.write(chunk)
-                            got += len(chunk)
-                            if progress is not None:
-                                progress(dest, got, total)
-            except httpx.HTTPError as exc:
-                tmp.unlink(missing_ok=True)
-                host = httpx.URL(url).host
-                raise FetchError(
-                    f"cannot download {name} from {host} ({type(exc).__name__}); check your network "
-                    f"connection, or put the files in {root} by hand"
-                ) from None
-            except FetchError:
-                tmp.unlink(missing_ok=True)
-                raise
-            os.replace(tmp, dest)
+            with atomic_path(dest) as tmp:  # a failed or interrupted download leaves nothing behind
+                try:
+                    with client.stream("GET", url) as resp:
+                        if resp.status_code >= 400:
+                            raise FetchError(f"{url} answered HTTP {resp.status_code}; cannot fetch {name}")
+                        total = int(resp.headers.get("content-length") or 0)
+                        got = 0
+                        with tmp.open("wb") as fh:
+                            for chunk in resp.iter_bytes(1 << 16):
+                                fh.write(chunk)
+                                got += len(chunk)
+                                if progress is not None:
+                                    progress(dest, got, total)
+                except httpx.HTTPError as exc:
+                    host = httpx.URL(url).host
+                    raise FetchError(
+                        f"cannot download {name} from {host} ({type(exc).__name__}); check your network "
+                        f"connection, or put the files in {root} by hand"
+                    ) from None
             done.append(dest)
     return done

@@ -14,6 +14,7 @@ The data directory defaults to the user's data dir (platformdirs) and is overrid
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -48,7 +49,7 @@ class Settings:
     api_key: str | None = None
     #: LLM calls in flight at once.
     concurrency: int = 8
-    #: Seconds before one LLM call is abandoned (and retried).
+    #: Seconds before one remote LLM call is abandoned (and retried); in-process models have none (see llm).
     timeout: float = 120.0
     #: Retries after the first attempt on 429/5xx/timeouts.
     retries: int = 4
@@ -68,6 +69,19 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser())
+        # Checked here, not only in load_settings: library users build Settings directly, and a bad
+        # value fails late and badly (Semaphore(0) waits forever, a NaN timeout times out at random).
+        for name, low in (("concurrency", 1), ("retries", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
+        for name, positive in (("timeout", True), ("backoff", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (positive and value == 0):
+                raise ConfigError(
+                    f"{name} must be a finite number of seconds{' above 0' if positive else ', 0 or more'}, got {value!r}"
+                )
 
     @property
     def cache_path(self) -> Path:
@@ -111,10 +125,10 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
                 raise ValueError("must not be negative")
             return value
         if typ is float or text == "float":
-            value = float(raw)
-            if value < 0:
-                raise ValueError("must not be negative")
-            return value
+            number = float(raw)
+            if not math.isfinite(number) or number < 0:
+                raise ValueError("must be a finite number, 0 or more")
+            return number
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"{source}: invalid value for {name!r}: {exc}") from None
@@ -165,7 +179,4 @@ def load_settings(**overrides: Any) -> Settings:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, raw, hints[key], f"option --{key.replace('_', '-')}")
 
-    settings = Settings(**values)
-    if settings.concurrency < 1:
-        raise ConfigError("concurrency must be at least 1")
-    return settings
+    return Settings(**values)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,13 +130,41 @@ def read_jsonl(path: Path | str) -> list[Document]:
     return docs
 
 
-def atomic_write_text(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: never a half-written file."""
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """``with atomic_path(out) as tmp:`` write ``tmp`` any way you like (pandas, bytes, text).
+
+    On success ``tmp`` replaces ``path`` in one ``os.replace`` (readers never see a half-written
+    file); on any error, an interrupt included, ``tmp`` is removed and ``path`` is untouched. The
+    temporary file is hidden, unique per call and next to ``path`` (same filesystem).
+
+    Raises:
+        InputError: ``path`` is an existing directory (before anything is written).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory", hint="give a file name, e.g. results.csv")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is not None and os.fspath(exc.filename) == str(tmp):
+            # The temporary name means nothing to the user: report the path they gave.
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`): never a half-written file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -142,16 +172,6 @@ def write_jsonl(path: Path | str, docs: Iterable[Document]) -> int:
     lines = [json.dumps(d.to_dict(), ensure_ascii=False) for d in docs]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     return len(lines)
-
-
-def iter_jsonl_records(path: Path | str) -> Iterator[dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
 
 
 # --------------------------------------------------------------------------------------------------

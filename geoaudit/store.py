@@ -2,13 +2,17 @@
 
 Every database geoaudit writes is a plain SQLite file in WAL mode (readable by ``sqlite3`` and
 Datasette). Schema changes are an append-only list of named migrations per database, recorded in
-``_geoaudit_migrations``; each runs in its own transaction. Writes commit in small transactions so a
+``_geoaudit_migrations``; each runs in its own transaction. A migration is named
+``<family>_v<N>`` (``run_v2``); several families may share one file (documents, crawl state and
+rewrites live in ``geoaudit.db``), so a file recording a migration of one of *our* families that
+this version does not know was written by a newer geoaudit, and opening it is refused. Writes commit in small transactions so a
 killed process (``kill -9``) loses at most the write in flight and never corrupts the file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,21 +25,48 @@ from geoaudit.errors import StoreError
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 
+_MIGRATION_NAME = re.compile(r"^([a-z][a-z0-9_]*?)_v\d+$")
+
+
+def _family(name: str) -> str:
+    match = _MIGRATION_NAME.match(name)
+    if match is None:
+        raise ValueError(f"migration name {name!r} is not <family>_v<N>")
+    return match.group(1)
+
+
+class Connection(sqlite3.Connection):
+    """A SQLite connection that carries the lock :class:`Transaction` serialises its threads on.
+
+    The lock lives and dies with the connection (``sqlite3.Connection`` cannot be weakly referenced,
+    so a registry keyed by connection would keep every lock of every closed connection).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.geoaudit_lock = threading.RLock()
+
+
 def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.Connection:
     """Open (creating if needed) a SQLite database tuned for concurrent, crash-safe use.
 
     Args:
         path: database file; parent directories are created.
-        migrations: ``(name, fn)`` pairs applied in order, each at most once.
+        migrations: ``(name, fn)`` pairs applied in order, each at most once; names are
+            ``<family>_v<N>``.
 
     Raises:
-        StoreError: the file is not a SQLite database or a migration failed.
+        StoreError: the file is not a SQLite database, a migration failed, or the file holds a
+            migration of one of these families that this geoaudit does not know (a newer version
+            wrote it).
     """
     path = Path(path)
+    known = [name for name, _ in migrations]
+    families = {_family(name) for name in known}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False, factory=Connection
         )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
@@ -46,6 +77,15 @@ def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.C
             "CREATE TABLE IF NOT EXISTS _geoaudit_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
         )
         done = {r[0] for r in conn.execute("SELECT name FROM _geoaudit_migrations")}
+        newer = sorted(
+            n for n in done - set(known) if _MIGRATION_NAME.match(n) and _family(n) in families
+        )
+        if newer:
+            conn.close()
+            raise StoreError(
+                f"{path} was written by a newer geoaudit (schema {', '.join(newer)} is unknown to this version)",
+                hint="upgrade geoaudit (pip install -U geoaudit), or use another --data-dir",
+            )
         for name, fn in migrations:
             if name in done:
                 continue
@@ -70,18 +110,24 @@ def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.C
         raise StoreError(f"cannot open database {path}: {exc}") from None
 
 
+# Connections not made by connect() (a user's own) share one lock: coarse, but correct.
+_FALLBACK_LOCK = threading.RLock()
+
+
 class Transaction:
     """``with Transaction(conn):`` runs the block in one IMMEDIATE transaction, thread-safely."""
 
-    _locks: dict[int, threading.RLock] = {}
-
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.lock = self._locks.setdefault(id(conn), threading.RLock())
+        self.lock: threading.RLock = getattr(conn, "geoaudit_lock", _FALLBACK_LOCK)
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:

@@ -2,7 +2,8 @@
 
 :class:`FakeOpenAIServer` is a real OpenAI-compatible HTTP server on 127.0.0.1 (a thread in this
 process). litellm talks to it over real HTTP, so tests exercise the whole gateway path. Replies are
-scripted by a function of the request; failures (429/500, slow replies) are injected per call.
+scripted by a function of the request; failures (429/500, slow replies, and the malformed replies
+of :data:`FAULTS`) are injected per call.
 
     with FakeOpenAIServer(lambda req: "Paris is the capital [1].") as server:
         settings = Settings(model="openai/fake", api_base=server.url, ...)
@@ -19,9 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+#: Malformed replies a real endpoint has been seen to send, by name (``Reply(fault=...)``):
+#: ``null_content`` a message whose content is null; ``no_choices`` a completion without ``choices``;
+#: ``empty_choices`` ``choices: []``; ``error_body`` HTTP 200 whose body is an error object;
+#: ``truncated_json`` HTTP 200 with a complete but cut-off JSON body; ``cut`` the connection closes
+#: after half the announced body; ``not_json`` HTTP 200 with an HTML page.
+FAULTS = ("null_content", "no_choices", "empty_choices", "error_body", "truncated_json", "cut", "not_json")
+
+
 @dataclass
 class Reply:
-    """A scripted reply: text, or an HTTP error, optionally after a delay."""
+    """A scripted reply: text, an HTTP error or a malformed reply (``fault``), optionally after a delay."""
 
     text: str = ""
     status: int = 200
@@ -30,6 +39,12 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     logprobs: list[dict[str, float]] | None = None
+    #: One of :data:`FAULTS`, or None for a well-formed reply.
+    fault: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; one of {', '.join(FAULTS)}")
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -105,10 +120,47 @@ class FakeOpenAIServer:
                             reply.headers,
                         )
                         return
+                    if reply.fault:
+                        self._send_fault(reply.fault, outer._completion(body, reply))
+                        return
                     self._send(200, outer._completion(body, reply), reply.headers)
                 finally:
                     with outer._lock:
                         outer.in_flight -= 1
+
+            def _send_fault(self, fault: str, completion: dict[str, Any]) -> None:
+                if fault == "null_content":
+                    completion["choices"][0]["message"]["content"] = None
+                elif fault == "no_choices":
+                    del completion["choices"]
+                elif fault == "empty_choices":
+                    completion["choices"] = []
+                elif fault == "error_body":
+                    completion = {"error": {"message": "model overloaded", "type": "server_error", "code": 503}}
+                if fault in ("null_content", "no_choices", "empty_choices", "error_body"):
+                    self._send(200, completion)
+                    return
+                data = json.dumps(completion).encode()
+                if fault == "not_json":
+                    data = b"<html><body>Bad gateway</body></html>"
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "text/html" if fault == "not_json" else "application/json")
+                    if fault == "truncated_json":
+                        data = data[: len(data) // 2]
+                        self.send_header("content-length", str(len(data)))
+                    else:
+                        self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    if fault == "cut":  # announce the whole body, send half, hang up
+                        self.wfile.write(data[: len(data) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()

@@ -189,6 +189,22 @@ def test_own_jsonl_bad_target(tmp_path: Path) -> None:
         load_bench(path, k=3)
 
 
+def test_items_sharing_an_id_are_refused_by_name(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (FIXTURES / "own.jsonl").read_text().splitlines() if line.strip()]
+    second = {**rows[1], "id": rows[0]["id"], "query": "a different question"}
+    path = tmp_path / "dup.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (rows[0], second)))
+    # Before: one item, the second query silently never asked.
+    with pytest.raises(InputError, match=r"'bikes-1' used by more than one item") as info:
+        load_bench(path, k=3)
+    assert info.value.hint and "own 'id'" in info.value.hint
+    # An explicit id equal to another row's position number collides too.
+    numbered = [{**rows[0], "id": None}, {**rows[1], "id": "0"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in numbered))
+    with pytest.raises(InputError, match="'0' used by more than one item"):
+        load_bench(path, k=3)
+
+
 def test_own_directory_extracts_pages(tmp_path: Path) -> None:
     bench = load_bench(FIXTURES / "site", k=3)
     assert bench.format == "geoaudit-dir" and bench.name == "site"

@@ -33,5 +33,8 @@ def test_demo_runs_the_whole_pipeline_and_prints_the_report_path(tmp_path: Path)
     assert "crawl: fetched" in first.stdout
     html = report.read_text()
     assert "Verdict" in html and "<svg" in html and "openai/fake" in html
-    for strategy in ("identity", "rank", "llm-guidance"):
+    assert "Engine calibration" in html
+    from geoaudit.options import DEMO
+
+    for strategy in DEMO.strategies:
         assert strategy in html

@@ -125,6 +125,9 @@ def test_clear_error_after_last_retry(fake_server: FakeOpenAIServer, fake_llm_se
 def test_timeouts_are_retried_then_fail(fake_server: FakeOpenAIServer, fake_llm_settings: Settings) -> None:
     fake_server.responder = lambda req: Reply(text="late", delay=1.5)
     gw = Gateway(fake_llm_settings.replace(timeout=0.3, retries=1))
+    from geoaudit.llm import import_litellm
+
+    import_litellm()  # its first import takes seconds on a busy machine; it is not what is timed here
     started = time.perf_counter()
     with pytest.raises(BackendError) as info:
         gw.complete(LLMRequest.chat("q"))
@@ -228,6 +231,25 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         load_settings()
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"concurrency": 0}, {"concurrency": -2}, {"retries": -1}, {"timeout": float("nan")}, {"timeout": 0},
+     {"timeout": -5.0}, {"timeout": float("inf")}, {"backoff": float("nan")}, {"backoff": -0.1}],
+)
+def test_settings_reject_values_that_hang_or_misbehave(tmp_path: Path, bad: dict) -> None:
+    # Settings built directly (the library path) must fail at once, not when Semaphore(0) waits forever.
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        Settings(data_dir=tmp_path, **bad)
+    with pytest.raises(ConfigError):
+        Settings(data_dir=tmp_path).replace(**bad)
+
+
+def test_nan_in_the_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOAUDIT_TIMEOUT", "nan")
+    with pytest.raises(ConfigError, match="GEOAUDIT_TIMEOUT"):
+        load_settings()
+
+
 def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "geoaudit", *args],
@@ -290,3 +312,70 @@ def test_bad_endpoint_and_missing_local_model_fail_at_once(tmp_path: Path) -> No
         Gateway(Settings(data_dir=tmp_path, model="openai/x", api_base="not-a-url"))
     with pytest.raises(UnknownModelError, match="no GGUF file"):
         Gateway(Settings(data_dir=tmp_path, model="local/nowhere.gguf"))
+
+
+class _InProcessModel:
+    """A backend shaped like the embedded provider: one lock per model, work in a worker thread."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.inside = 0  # calls in the backend (running or waiting for the model's lock)
+        self.max_inside = 0
+        self.calls = 0
+        self._count = threading.Lock()
+
+    def _work(self, text: str) -> str:
+        with self.lock:
+            time.sleep(self.seconds)
+            return "echo: " + text
+
+    async def acomplete(self, request: LLMRequest, model: str, *, timeout: float):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        from geoaudit.llm import LLMResponse
+
+        with self._count:
+            self.calls += 1
+            self.inside += 1
+            self.max_inside = max(self.max_inside, self.inside)
+        try:
+            text = await asyncio.to_thread(self._work, request.messages[-1][1])
+        finally:
+            with self._count:
+                self.inside -= 1
+        return LLMResponse(text=text, model=model)
+
+
+def test_in_process_calls_never_queue_behind_the_model_lock_nor_time_out_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 11 #13: calls waited on the model's lock inside the timeout; timed-out threads cannot be
+    # cancelled, so retries queued behind them and the load snowballed until the run died.
+    # The fake model below has one lock, i.e. one llama.cpp context: the gateway must give it one slot.
+    monkeypatch.setenv("GEOAUDIT_LOCAL_CONTEXTS", "1")
+    model = _InProcessModel(seconds=0.25)
+    settings = Settings(data_dir=tmp_path, model="local/smollm2", timeout=0.3, retries=2, backoff=0.01, concurrency=8)
+    gw = Gateway(settings, backend=model)
+    gw.timeout_grace = 0.0  # the remote-call grace would hide the effect on a fast test
+    other = Gateway(settings, backend=model)  # a second gateway on the same model shares its one slot
+    import asyncio
+
+    async def both() -> list:
+        return await asyncio.gather(
+            gw.amap([LLMRequest.chat(f"q{i}") for i in range(4)]),
+            other.amap([LLMRequest.chat(f"r{i}") for i in range(2)]),
+        )
+
+    first, second = asyncio.run(both())
+    assert [r.text for r in first + second] == [f"echo: q{i}" for i in range(4)] + ["echo: r0", "echo: r1"]
+    assert model.max_inside == 1  # nothing ever waited inside the backend
+    assert model.calls == 6 and gw.usage.retries == 0 and gw.usage.failed == 0
+    # A single in-process call longer than the timeout finishes: it could not be cancelled anyway.
+    slow = _InProcessModel(seconds=0.6)
+    gw_slow = Gateway(settings, backend=slow)
+    gw_slow.timeout_grace = 0.0
+    assert gw_slow.complete(LLMRequest.chat("long")).text == "echo: long"
+    assert slow.calls == 1 and gw_slow.usage.retries == 0

@@ -25,7 +25,7 @@ from geoaudit.simulate import (
     parse_rates,
     parse_seeds,
 )
-from geoaudit.testing import FakeOpenAIServer, last_user_message
+from geoaudit.testing import FakeOpenAIServer, Reply, last_user_message
 
 TOPICS = ["tea", "bikes", "soil", "tents", "bread", "lamps"]
 
@@ -169,57 +169,65 @@ def test_rerun_is_complete_and_calls_nothing(
 
 _RUNNER = textwrap.dedent(
     """
-    import sys, json
+    import sys
     from geoaudit.config import Settings
     from geoaudit.engine import EngineConfig
     from geoaudit.simulate import Simulation, SimulationConfig
-    from geoaudit.testing import FakeOpenAIServer, Reply, fake_settings
-    sys.path.insert(0, sys.argv[3])
-    from test_simulate import citing_responder
 
-    def slow(req):
-        return Reply(text=citing_responder(req), delay=float(sys.argv[4]))
-
-    with FakeOpenAIServer(slow) as server:
-        settings = fake_settings(server, sys.argv[1], concurrency=2)
-        cfg = SimulationConfig(bench=sys.argv[2], strategies=("identity", "rank", "fluency"),
-                               rates=(0.0, 0.5, 1.0), seeds=(0, 1),
-                               engine=EngineConfig(samples=2, attribution="citations"))
-        sim = Simulation(settings, cfg)
-        print(sim.run_id, flush=True)
-        sim.run_sync(lambda st: print("done", st.done, flush=True))
+    settings = Settings(model="openai/fake-model", api_base=sys.argv[3], api_key="test", data_dir=sys.argv[1],
+                        retries=3, backoff=0.01, timeout=10.0, concurrency=2)
+    cfg = SimulationConfig(bench=sys.argv[2], strategies=("identity", "rank", "fluency"),
+                           rates=(0.0, 0.5, 1.0), seeds=(0, 1),
+                           engine=EngineConfig(samples=2, attribution="citations"))
+    sim = Simulation(settings, cfg)
+    print(sim.run_id, flush=True)
+    sim.run_sync(lambda st: print("done", st.done, flush=True))
     """
 )
 
 
 def test_resume_after_kill_9_gives_exactly_the_uninterrupted_rows(tmp_path: Path, bench_file: Path) -> None:
-    here = str(Path(__file__).parent)
-    home = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(home), str(bench_file), here, "0.02"],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    run_id = proc.stdout.readline().strip()
-    deadline = time.time() + 60
-    for line in proc.stdout:
-        if line.startswith("done") and int(line.split()[1]) >= 40 or time.time() > deadline:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    settings = Settings(data_dir=home)
-    partial = open_run(settings, run_id).counts()["cells"]
-    planned = 6 * 2 * (1 + 3 * 3 * 2)
-    assert 0 < partial < planned
-    # Resume with the same command; then run the same thing uninterrupted elsewhere.
-    subprocess.run([sys.executable, "-c", _RUNNER, str(home), str(bench_file), here, "0"],
-                   check=True, capture_output=True, timeout=120)
-    fresh = tmp_path / "fresh"
-    subprocess.run([sys.executable, "-c", _RUNNER, str(fresh), str(bench_file), here, "0"],
-                   check=True, capture_output=True, timeout=120)
+    # One server for every process: the endpoint is part of the run id (the same model elsewhere is another run).
+    delay = {"s": 0.02}
+    with FakeOpenAIServer(lambda req: Reply(text=citing_responder(req), delay=delay["s"])) as server:
+        home = tmp_path / "killed"
+        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(home), str(bench_file), server.url],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        deadline = time.time() + 60
+        for line in proc.stdout:
+            if line.startswith("done") and int(line.split()[1]) >= 40 or time.time() > deadline:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        settings = Settings(data_dir=home)
+        killed = open_run(settings, run_id)
+        partial = killed.counts()["cells"]
+        planned = 6 * 2 * (1 + 3 * 3 * 2)
+        assert 0 < partial < planned
+        meta = killed.meta
+        assert meta["status"] == "interrupted"  # stored "running", but no process holds the run's lock
+        # The killed invocation's calls were saved with its cells: at least the fresh answers of its
+        # finished base cells (2 samples each). Before, a killed invocation recorded no usage at all.
+        base_done = killed.conn.execute("SELECT COUNT(*) FROM cells WHERE condition='base'").fetchone()[0]
+        assert base_done > 0 and meta["usage"]["calls"] >= 2 * base_done
+        killed_calls = meta["usage"]["calls"]
+        killed.close()
+        # Resume with the same command; then run the same thing uninterrupted elsewhere.
+        delay["s"] = 0.0
+        subprocess.run([sys.executable, "-c", _RUNNER, str(home), str(bench_file), server.url],
+                       check=True, capture_output=True, timeout=120)
+        fresh = tmp_path / "fresh"
+        subprocess.run([sys.executable, "-c", _RUNNER, str(fresh), str(bench_file), server.url],
+                       check=True, capture_output=True, timeout=120)
     keys = ["item", "strategy", "rate", "seed", "condition", "sample"]
     resumed = open_run(settings, run_id).rows().drop(columns=["answer_id"]).sort_values(keys).reset_index(drop=True)
     clean = open_run(Settings(data_dir=fresh), run_id).rows().drop(columns=["answer_id"]).sort_values(keys).reset_index(drop=True)
     assert len(resumed) == len(clean) == planned * 2
     assert resumed.equals(clean)
+    usage = open_run(settings, run_id).meta["usage"]
+    assert usage["invocations"] == 2 and usage["calls"] > killed_calls
 
 
 def test_cli_simulate_and_runs(fake_server: FakeOpenAIServer, bench_file: Path, tmp_path: Path) -> None:

@@ -147,8 +147,9 @@ def ask_cmd(
     )
     documents = load_docs(docs)
     s = settings(model=model, api_base=api_base, cache=False if no_cache else None)
-    gateway = make_gateway(s)
-    with err_console.status(f"answering with {gateway.model} ({samples} sample{'s' if samples != 1 else ''})"):
+    with make_gateway(s) as gateway, err_console.status(
+        f"answering with {gateway.model} ({samples} sample{'s' if samples != 1 else ''})"
+    ):
         result = ask(gateway, query, documents, config, seed=seed, judge=judge)
     ans = result.answer
     if json_out:

@@ -91,9 +91,9 @@ def ask_llm_cmd(
     if temperature < 0:
         raise InputError(f"--temperature must not be negative, got {temperature:g}")
     s = settings(model=model, api_base=api_base, cache=False if no_cache else None)
-    gateway = make_gateway(s)
     req = LLMRequest.chat(prompt, system=system, temperature=temperature, max_tokens=max_tokens, seed=seed)
-    resp = gateway.complete(req)
+    with make_gateway(s) as gateway:
+        resp = gateway.complete(req)
     if json_out:
         console.print_json(json.dumps({
             "model": resp.model, "text": resp.text, "cached": resp.cached,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from geoaudit.cli._app import (
     ConcurrencyOpt,
     NoCacheOpt,
     app,
+    check_output_file,
     console,
     err_console,
     print_usage,
@@ -59,12 +60,16 @@ def simulate_cmd(
     no_cache: bool = NoCacheOpt,
     strategies_dir: Optional[Path] = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    max_cells: Optional[int] = typer.Option(
+        None, "--max-cells", help="Refuse plans with more cells than this (default 500,000: simulate.MAX_CELLS)."),
 ) -> None:
     """Run competitive simulations: does a strategy help when competitors adopt it too?
 
     For every bench item, strategy and adopter rate, the engine answers the query three ways:
     nobody adopts (base), only competitors adopt (rivals), the target and competitors adopt
-    (treated). Re-running the same command resumes the same run.
+    (treated). Re-running the same command resumes the same run. Cells whose LLM calls fail are
+    recorded and the rest go on; the exit code is then 1 and re-running retries only those. One
+    process runs a run at a time: a second identical command stops at once.
 
     Examples:
         geoaudit simulate --bench demo --strategies identity,statistics-grounded --adopters 0,0.5,1
@@ -72,10 +77,12 @@ def simulate_cmd(
             --model ollama/qwen2.5:7b --api-base http://localhost:11434
         geoaudit simulate --bench cseo/retail-00000-of-00001.parquet --k 10 --adopters 0,1
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from geoaudit.engine import EngineConfig
-    from geoaudit.simulate import SimulationConfig, parse_rates, parse_seeds
+    from geoaudit.errors import ConfigError
+    from geoaudit.simulate import MAX_CELLS, Simulation, SimulationConfig, parse_rates, parse_seeds
+
+    if max_cells is not None and max_cells < 1:
+        raise ConfigError(f"--max-cells must be at least 1, got {max_cells}")
 
     s = settings(model=model, rewrite_model=rewrite_model, api_base=api_base, concurrency=concurrency,
                  cache=False if no_cache else None, strategies_dir=strategies_dir)
@@ -87,13 +94,19 @@ def simulate_cmd(
         rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, engine=engine,
         model=s.model, rewrite_model=s.rewrite_model or "", domain=domain, answers=answers, primary=primary,
     )
-    from geoaudit.simulate import Simulation
+    with Simulation(s, config, command="geoaudit " + " ".join(sys.argv[1:]), max_cells=max_cells or MAX_CELLS) as sim:
+        _simulate(sim, config, engine, samples, json_out)
 
-    sim = Simulation(s, config, command="geoaudit " + " ".join(sys.argv[1:]))
+
+def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from geoaudit.errors import BackendError
+
     err_console.print(
-        f"run [bold]{sim.run_id}[/]: {len(sim.bench.items)} items x {len(sim.strategies)} strategies x "
-        f"{len(config.rates)} rates x {len(config.seeds)} seeds, {samples} sample(s); engine {sim.gateway.model}, "
-        f"attribution {engine.resolve_attribution(sim.gateway.model)}",
+        f"run [bold]{sim.run_id}[/]: {sim.planned_cells:,} cells = {len(sim.bench.items)} items x {len(config.seeds)} "
+        f"seeds x (1 base + {len(sim.strategies)} strategies x {len(config.rates)} rates x 2 conditions), "
+        f"{samples} sample(s) each; engine {sim.gateway.model}, attribution {engine.resolve_attribution(sim.gateway.model)}",
         highlight=False,
     )
     with Progress(
@@ -106,25 +119,34 @@ def simulate_cmd(
         def on_progress(state) -> None:  # type: ignore[no-untyped-def]
             u = sim.gateway.usage
             cost = "" if u.local_calls == u.calls else f", ${u.cost:.4f} so far"
+            failed = f", [red]{state.failed} failed[/]" if state.failed else ""
             bar.update(task, total=state.planned, completed=state.done,
-                       calls=f"{u.calls} calls, {u.cached} cached{cost}")
+                       calls=f"{u.calls} calls, {u.cached} cached{cost}{failed}")
 
         result = sim.run_sync(on_progress)
     summary = {
         "run": result.run.id, "path": str(result.run.dir), "planned_cells": result.planned_cells,
         "computed_cells": result.computed_cells, "resumed_cells": result.resumed_cells, **result.run.counts(),
+        "status": result.run.meta["status"],
     }
     if json_out:
         console.print_json(json.dumps(summary))
     else:
         console.print(
             f"run {result.run.id}: {summary['rows']} result rows ({result.computed_cells} cells computed, "
-            f"{result.resumed_cells} already done) in {result.run.dir}", highlight=False,
+            f"{result.resumed_cells} already done, {result.failed_cells} failed) in {result.run.dir}", highlight=False,
         )
         console.print(f"next: geoaudit stats {result.run.id}   |   geoaudit report {result.run.id}", highlight=False)
     print_usage(sim.gateway)
     if sim.rewrite_gateway is not sim.gateway:
         print_usage(sim.rewrite_gateway)
+    if result.failed_cells:
+        first = result.run.failed_cells()[0]["error"]
+        raise BackendError(
+            f"{result.failed_cells} of {result.planned_cells} cells failed (their LLM calls gave up; e.g. {first}); "
+            "their rows are missing, not scored",
+            hint="check --model/--api-base, then run the same command again to retry only those",
+        )
 
 
 @runs_app.command("list")
@@ -143,12 +165,13 @@ def runs_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
     if not runs:
         console.print("no runs yet; start one with `geoaudit simulate` (or `geoaudit demo`)", highlight=False)
         return
-    table = Table(title="runs")
-    for col in ("id", "status", "bench", "strategies", "model", "cells", "rows", "created"):
+    table = Table(title="runs", caption="cells: done/planned; failed: cells whose LLM calls failed (a re-run retries them)")
+    for col in ("id", "status", "bench", "strategies", "model", "cells", "failed", "rows", "created"):
         table.add_column(col, no_wrap=col in {"id", "cells"}, overflow="fold")
     for r in runs:
         table.add_row(r["id"], str(r["status"]), str(r["bench"]), ",".join(r["strategies"] or []), str(r["model"]),
-                      f"{r['cells']}/{r['planned_cells']}", str(r["rows"]), str(r["created_at"] or "")[:16])
+                      f"{r['cells']}/{r['planned_cells']}", str(r["failed_cells"] or ""), str(r["rows"]),
+                      str(r["created_at"] or "")[:16])
     console.print(table)
 
 
@@ -161,9 +184,11 @@ def runs_show_cmd(run: str = typer.Argument(..., help="Run id (or unique prefix)
     """
     from geoaudit.runs import open_run
 
-    r = open_run(settings(), run)
-    meta = r.meta
-    console.print_json(json.dumps({"id": r.id, "path": str(r.dir), **r.counts(), **meta}, default=str))
+    with open_run(settings(), run) as r:
+        meta = r.meta
+        failures = r.failed_cells()[:20]
+        console.print_json(json.dumps({"id": r.id, "path": str(r.dir), **r.counts(), **meta,
+                                       "failed_cell_errors": failures}, default=str))
 
 
 @runs_app.command("export")
@@ -179,7 +204,8 @@ def runs_export_cmd(
     """
     from geoaudit.runs import export_rows, open_run
 
-    r = open_run(settings(), run)
-    path = out or Path(f"{r.id}.{fmt}")
-    n = export_rows(r, path, fmt)
+    check_output_file(out, "--out")
+    with open_run(settings(), run) as r:
+        path = out or Path(f"{r.id}.{fmt}")
+        n = export_rows(r, path, fmt)
     console.print(f"wrote {n} rows to {path}", highlight=False)
