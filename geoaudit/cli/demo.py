@@ -66,8 +66,9 @@ def demo_cmd(
     rw = ", ".join(f"{k} {v}" for k, v in result.rewrites.items() if v)
     console.print(f"crawl: {crawl}; target rewrites: {rw or 'none'}; run {result.run_id}; {result.seconds:.0f} s",
                   highlight=False)
-    console.print("visibility of your page, should you adopt (PAWC, treated − rivals, 95% bootstrap CI, "
-                  "Wilcoxon + Holm):", highlight=False)
+    console.print("visibility of your page, should you adopt (PAWC, treated − rivals: mean Δ with its t interval, "
+                  "t-test + Holm; * = fewer queries than the size where the interval's coverage was verified):",
+                  highlight=False)
     for line in headline(result.stats):
         console.print(line, highlight=False, markup=False)
     for line in result.usage:
