@@ -403,6 +403,7 @@ def run_stats(
     family: str | None = None,
     correction: str = "holm",
     mode: str = "default",
+    estimand: str | None = None,
     by: str | None = None,
     alpha: float = 0.05,
     power: float = 0.8,
@@ -415,9 +416,10 @@ def run_stats(
 
     ``metrics`` (names or a comma-separated string; default :data:`DEFAULT_METRICS`) are tested for
     every strategy x adopter rate, in each of ``comparisons`` ("advantage", "net", or "both"), with
-    :func:`geoaudit.stats.summarize` (paired per query, bootstrap CIs, Wilcoxon + t-test, Holm/BH
-    within ``family``, ``mode="cseo"`` for C-SEO Bench's one-sided protocol) using the run's own
-    metric directions. ``by`` ("domain", "tag", "orig_rank") splits every row into groups.
+    :func:`geoaudit.stats.summarize` (paired per query; each metric's ``estimand`` - "mean", the
+    default, or "pseudomedian", C-SEO mode's - with the interval its test inverts and the other test
+    as a check; Holm/BH within ``family``; ``mode="cseo"`` for C-SEO Bench's one-sided protocol)
+    using the run's own metric directions. ``by`` ("domain", "tag", "orig_rank") splits every row into groups.
     ``delta_rank`` is reported as one metric: advantage from the stored treated-vs-rivals Δrank,
     net from the treated-vs-base Δrank (C-SEO Bench's value). When the run contains ``identity``
     its A/A rejection rate is in ``calibration``.
@@ -446,6 +448,7 @@ def run_stats(
     summary = _summarize_run(
         data, names, comparisons=comparisons, hib=hib, strategy_order=prov["strategies"], family=family,
         by=by, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode,
+        estimand=estimand,
     )
     if summary.empty:
         raise InputError(
@@ -472,9 +475,9 @@ def run_stats(
         )
     options = {
         # The family summarize used (its defaults: the whole run, or per domain in C-SEO mode).
-        "metrics": names, "comparisons": comparisons, "family": family or ("domain" if mode == "cseo" else "run"),
+        "metrics": names, "comparisons": comparisons, "family": family or ("cseo" if mode == "cseo" else "run"),
         "correction": correction, "mode": mode, "by": by, "alpha": alpha, "power": power, "n_boot": n_boot,
-        "ci": ci, "seed": seed,
+        "ci": ci, "seed": seed, "estimand": estimand or ("pseudomedian" if mode == "cseo" else "mean"),
     }
     return StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
 
@@ -722,7 +725,8 @@ def _stats_table(df: "pd.DataFrame", correction: str, *, show_group: bool = Fals
             (_e(f"{fmt_num(r['baseline_mean'])} → {fmt_num(r['treated_mean'])}"), "num"),
             (_e(fmt_num(r["estimate"], signed=True)), "num"),
             (_e(ci), "num"),
-            (_e(fmt_pct(r["rel_improvement"])), "num"),
+            # rel. is a ratio of means: shown only where the mean is the estimand the row is about.
+            (_e(fmt_pct(r["rel_improvement"]) if str(r["estimand"]) == "mean" else "–"), "num"),
             (_e(p_raw), "num"),
             (_e(p_adj), "num"),
             (_e(fmt_num(r["rank_biserial"], signed=True)), "num"),
@@ -1193,6 +1197,7 @@ def _breakdown_section(run: "Run", rows: "pd.DataFrame", st: StatsResult, primar
         try:
             b = run_stats(run, rows=rows, metrics=[primary], comparisons=["advantage"], by=by, family="group",
                           correction=o["correction"], mode="default" if o["mode"] == "default" else "cseo",
+                          estimand=o.get("estimand"),
                           alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"], ci=o["ci"], seed=o["seed"])
         except InputError:
             continue

@@ -660,6 +660,19 @@ def test_repro6_mde_uses_the_corrected_level_the_test_and_the_power_option():
     assert sps.nct.sf(crit, df, nc) == pytest.approx(0.9, abs=0.02)
 
 
+def test_vectorised_signed_rank_z_equals_scipy_ranks_with_ties_and_zeros():
+    from geoaudit.stats import _signed_rank_z
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(-3, 4, (200, 25)).astype(float)
+    y[:100] += np.round(rng.normal(0, 1, (100, 25)), 1)
+    z = _signed_rank_z(y)
+    for row, got in zip(y, z):
+        r, s = sps.rankdata(np.abs(row)), np.sign(row)
+        var = (r**2 * (s != 0)).sum() / 4
+        assert got == pytest.approx((r * s).sum() / 2 / math.sqrt(var) if var > 0 else 0.0)
+
+
 def test_mde_signed_rank_gives_the_stated_power_by_independent_simulation():
     rng = np.random.default_rng(12)
     x = rng.normal(0, 1, 30)

@@ -117,6 +117,8 @@ def test_cseo_mode_and_breakdown(small_run: Run) -> None:
         (["{run}", "--metrics", "pawc,nonsense"], "unknown metric 'nonsense'"),
         (["{run}", "--comparison", "sideways"], "unknown comparison 'sideways'"),
         (["{run}", "--correction", "bonferroni"], "unknown correction 'bonferroni'"),
+        (["{run}", "--estimand", "median"], "unknown estimand 'median'"),
+        (["{run}", "--ci", "normal"], "unknown CI method 'normal'"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(small_run: Run, args: list[str], message: str) -> None:

@@ -22,6 +22,7 @@ def report_cmd(
     family: Optional[str] = typer.Option(None, "--family", help="Correction family: run, metric, domain or group."),
     correction: str = typer.Option("holm", "--correction", help="holm or bh."),
     mode: str = typer.Option("default", "--mode", help="default or cseo (C-SEO Bench's one-sided protocol)."),
+    estimand: Optional[str] = typer.Option(None, "--estimand", help="mean (default) or pseudomedian (cseo default)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples of queries."),
     ci: str = typer.Option("t", "--ci", help="Interval for a mean: t (default), studentized, percentile or bca."),
@@ -58,7 +59,7 @@ def report_cmd(
         err_console.print(f"report: computing statistics for {r.id} …", highlight=False)
         path = write_report(
             r, target, title=title, examples=examples, metrics=metrics, comparisons=comparison, family=family,
-            correction=correction, mode=mode, alpha=alpha, power=power, n_boot=n_boot, ci=ci,
+            correction=correction, mode=mode, estimand=estimand, alpha=alpha, power=power, n_boot=n_boot, ci=ci,
         )
     finally:
         r.close()

@@ -79,7 +79,7 @@ def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
                 Text(f"{fmt_num(r['baseline_mean'])}{sep}→ {fmt_num(r['treated_mean'])}"),
                 Text(f"{fmt_num(r['estimate'], signed=True)}{sep}{fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
                      + ("" if r["ci_verified"] else "*")),
-                Text(fmt_pct(r["rel_improvement"])),
+                Text(fmt_pct(r["rel_improvement"]) if r["estimand"] == "mean" else "–"),  # a ratio of means
                 *(Text(x) for x in _p_cells(r, "holm" if holm else "bh")),
             ]
             if not narrow:
@@ -104,6 +104,10 @@ def stats_cmd(
     ),
     correction: str = typer.Option("holm", "--correction", help="holm or bh (Benjamini-Hochberg)."),
     mode: str = typer.Option("default", "--mode", help="default (two-sided) or cseo (C-SEO Bench's one-sided protocol)."),
+    estimand: Optional[str] = typer.Option(
+        None, "--estimand", help="What each test is about: mean (default) or pseudomedian (Hodges-Lehmann, "
+        "Wilcoxon; the default in cseo mode)."
+    ),
     by: Optional[str] = typer.Option(None, "--by", help="Break down by domain, tag or orig_rank."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples of queries."),
@@ -143,6 +147,7 @@ def stats_cmd(
     try:
         result = run_stats(
             r, metrics=metrics, comparisons=comparison, family=family, correction=correction, mode=mode, by=by,
+            estimand=estimand,
             alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed,
         )
     finally:
