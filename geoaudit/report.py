@@ -805,6 +805,26 @@ def _p_cells(r: Any, correction: str) -> tuple[str, str]:
     return f"{fmt_p(gain)} / {fmt_p(loss)}", f"{fmt_p(gain_adj)} / {fmt_p(loss_adj)}"
 
 
+def _at(r: Any) -> str:
+    """The adopter rate of a row, with its breakdown group when rows are split (C-SEO mode splits by domain)."""
+    group = f" ({r['by']} {r['group']})" if _grouped(r) else ""
+    return fmt_rate(r["rate"]) + group
+
+
+def _tests(k: Any) -> str:
+    return f"{int(k)} test" + ("" if int(k) == 1 else "s")
+
+
+def _grouped(r: Any) -> bool:
+    # C-SEO mode splits by domain even when the bench has none: "(none)" then is no group at all.
+    by = str(r.get("by", "all"))
+    return by != "all" and not (by == "domain" and str(r["group"]) == "(none)")
+
+
+def _in_group(r: Any) -> str:
+    return f" in {r['by']} {r['group']}" if _grouped(r) else ""
+
+
 def _reason_text(r: Any) -> str:
     """Why a row got its verdict, in plain words, from summarize's ``reason`` (empty for a clear result)."""
     reason = str(r.get("reason", ""))
@@ -835,7 +855,7 @@ def _reason_text(r: Any) -> str:
                 f"(Δ mean {fmt_num(r['mean_delta'], signed=True)}, adjusted p {other}): a few queries move a lot")
     if reason == "correction":
         return (f"p {fmt_p(min(float(r['p_value']), float(r['p_reverse'])) if not _nan(r['p_reverse']) else r['p_value'])}"
-                f" is below {r['alpha']:g} on its own but not after {corr} over the {int(r['family_size'])} tests of its "
+                f" is below {r['alpha']:g} on its own but not after {corr} over the {_tests(r['family_size'])} of its "
                 f"family ({r['family']})")
     if reason == "one_sided_blind":
         return (f"the one-sided test ({r['alternative']}) cannot see a change the other way, and the estimate "
@@ -872,24 +892,24 @@ def _strategy_verdict(rows: "pd.DataFrame", metric: str) -> tuple[str, str]:
 
     if not better.empty:
         best = better.sort_values("rate").iloc[0]
-        where = ", ".join(fmt_rate(x) for x in better["rate"])
-        also = (f" It significantly lowers it at adopter rates {', '.join(fmt_rate(x) for x in worse['rate'])}."
+        where = ", ".join(_at(x) for _, x in better.iterrows())
+        also = (f" It significantly lowers it at adopter rates {', '.join(_at(x) for _, x in worse.iterrows())}."
                 if not worse.empty else "")
         return "v-better", (
-            f"significantly raises your page's {label}: {_row_phrase(best)} {_rate_phrase(float(best['rate']))} "
-            f"(adjusted p {fmt_p(adj_p(best))}, {int(best['family_size'])} tests in its family). "
+            f"significantly raises your page's {label}{_in_group(best)}: {_row_phrase(best)} {_rate_phrase(float(best['rate']))} "
+            f"(adjusted p {fmt_p(adj_p(best))}, {_tests(best['family_size'])} in its family). "
             f"Significant at adopter rates {where}.{also}"
         )
     if not worse.empty:
         w = worse.sort_values("rate").iloc[0]
         return "v-worse", (
-            f"significantly lowers your page's {label}: {_row_phrase(w)} {_rate_phrase(float(w['rate']))} "
-            f"(adjusted p {fmt_p(adj_p(w))}, {int(w['family_size'])} tests in its family)."
+            f"significantly lowers your page's {label}{_in_group(w)}: {_row_phrase(w)} {_rate_phrase(float(w['rate']))} "
+            f"(adjusted p {fmt_p(adj_p(w))}, {_tests(w['family_size'])} in its family)."
         )
     if not mixed.empty:
         m = mixed.sort_values("rate").iloc[0]
         return "v-mixed", (
-            f"mixed evidence on your page's {label} {_rate_phrase(float(m['rate']))}: {_reason_text(m)}; "
+            f"mixed evidence on your page's {label}{_in_group(m)} {_rate_phrase(float(m['rate']))}: {_reason_text(m)}; "
             f"{_row_phrase(m)}. Neither a gain nor a loss is claimed."
         )
     if (rows["verdict"] == "no change detected").all():
@@ -903,8 +923,8 @@ def _strategy_verdict(rows: "pd.DataFrame", metric: str) -> tuple[str, str]:
     if not corrected.empty:
         x = corrected.loc[corrected["estimate"].abs().idxmax()]
         return "v-none", (
-            f"no evidence of a change in {label} after correcting for the {int(x['family_size'])} tests of its family: "
-            f"the largest-looking effect, {_row_phrase(x)} {_rate_phrase(float(x['rate']))}, has p "
+            f"no evidence of a change in {label} after correcting for the {_tests(x['family_size'])} of its family: "
+            f"the largest-looking effect, {_row_phrase(x)} {_rate_phrase(float(x['rate']))}{_in_group(x)}, has p "
             f"{fmt_p(x['p_value'])} on its own but adjusted p {fmt_p(adj_p(x))} ≥ {x['alpha']:g}."
         )
     blind = tested[tested["reason"] == "one_sided_blind"]
@@ -923,9 +943,9 @@ def _trend_sentence(rows: "pd.DataFrame") -> str:
     good = rows[rows["estimate"].notna()].sort_values("rate")
     if len(good) < 2:
         return ""
-    parts = "; ".join(f"{fmt_rate(r['rate'])}: {fmt_num(r['estimate'], signed=True)} {fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
+    parts = "; ".join(f"{_at(r)}: {fmt_num(r['estimate'], signed=True)} {fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
                       for _, r in good.iterrows())
-    if not good["significant"].any():
+    if not good["significant"].any() or good["group"].nunique() > 1:  # no trend claimed across groups
         return f"By share of competitors adopting: {parts}."
     first, last = float(good["estimate"].iloc[0]), float(good["estimate"].iloc[-1])
     trend = "stays about the same" if abs(last - first) < 1e-12 else ("shrinks" if abs(last) < abs(first) else "grows")

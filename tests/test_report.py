@@ -356,7 +356,8 @@ def test_cseo_losses_read_as_losses_with_a_90_percent_interval() -> None:
     rows = _summary({"S": list(np.random.default_rng(1).normal(-0.53, 0.4, 40))}, mode="cseo")
     cls, sentence = _strategy_verdict(rows, "pawc")
     assert cls == "v-worse" and "significantly lowers" in sentence
-    assert "pseudo-median Δ −0.5" in sentence and "90% CI" in sentence and "1 tests in its family" in sentence
+    assert "pseudo-median Δ −0.5" in sentence and "90% CI" in sentence and "1 test in its family" in sentence
+    assert "(none)" not in sentence  # C-SEO mode's domain split names no group when the bench has no domains
 
 
 def test_report_states_the_level_power_and_flags_small_samples(hostile_run: Run) -> None:
