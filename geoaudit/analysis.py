@@ -35,13 +35,20 @@ __all__ = [
     "engine_calibration",
     "run_default_metrics",
     "StatsResult",
-    "ci_includes_zero",
     "is_missing",
     "fmt_ci",
     "fmt_num",
     "fmt_p",
+    "fmt_p_cells",
+    "fmt_level",
     "fmt_pct",
+    "favourable",
     "fmt_rate",
+    "in_group",
+    "is_grouped",
+    "rate_label",
+    "reason_text",
+    "tests_label",
     "known_metrics",
     "run_stats",
     "write_stats",
@@ -99,13 +106,101 @@ def fmt_p(p: Any) -> str:
     return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
 
 
+def fmt_p_cells(r: Any, correction: str) -> tuple[str, str]:
+    """(raw p, adjusted p) as printed: one-sided runs show the gain test and the loss (reverse) test as "gain / loss"."""
+    adj = r["p_holm"] if correction == "holm" else r["p_bh"]
+    alt = str(r.get("alternative", "two-sided"))
+    if alt == "two-sided" or is_missing(r["p_reverse"]):
+        return fmt_p(r["p_value"]), fmt_p(adj)
+    gain, loss = (r["p_value"], r["p_reverse"]) if alt == "greater" else (r["p_reverse"], r["p_value"])
+    gain_adj, loss_adj = (adj, r["p_reverse_adj"]) if alt == "greater" else (r["p_reverse_adj"], adj)
+    return f"{fmt_p(gain)} / {fmt_p(loss)}", f"{fmt_p(gain_adj)} / {fmt_p(loss_adj)}"
+
+
+def fmt_level(level: Any) -> str:
+    """A confidence level as a percentage (``95%``, ``90%``), ``?%`` when unknown."""
+    return "?%" if is_missing(level) else f"{float(level):.0%}"
+
+
 def fmt_rate(rate: Any) -> str:
     """An adopter rate as a percentage of competitors (``0%``, ``50%``)."""
     return "–" if is_missing(rate) else f"{float(rate):.0%}"
 
 
-def ci_includes_zero(lo: Any, hi: Any) -> bool:
-    return is_missing(lo) or is_missing(hi) or (float(lo) <= 0 <= float(hi))
+# ============================================================================ wording of result rows
+
+
+def favourable(r: Any, value: Any) -> float:
+    """A value in the favourable orientation: positive = your page gained, whichever way the metric points."""
+    return float(value) * (1.0 if bool(r["higher_is_better"]) else -1.0)
+
+
+def rate_label(r: Any) -> str:
+    """The adopter rate of a row, with its breakdown group when rows are split (C-SEO mode splits by domain)."""
+    group = f" ({r['by']} {r['group']})" if is_grouped(r) else ""
+    return fmt_rate(r["rate"]) + group
+
+
+def tests_label(k: Any) -> str:
+    return f"{int(k)} test" + ("" if int(k) == 1 else "s")
+
+
+def is_grouped(r: Any) -> bool:
+    # C-SEO mode splits by domain even when the bench has none: "(none)" then is no group at all.
+    by = str(r.get("by", "all"))
+    return by != "all" and not (by == "domain" and str(r["group"]) == "(none)")
+
+
+def in_group(r: Any) -> str:
+    return f" in {r['by']} {r['group']}" if is_grouped(r) else ""
+
+
+def reason_text(r: Any) -> str:
+    """Why a row got its verdict, in plain words, from summarize's ``reason`` (empty for a clear result)."""
+    reason = str(r.get("reason", ""))
+    mean_est = str(r["estimand"]) == "mean"
+    adj = r["p_holm"] if str(r.get("correction", "holm")) == "holm" else r["p_bh"]
+    corr = "Holm" if str(r.get("correction", "holm")) == "holm" else "Benjamini-Hochberg"
+    if reason == "tests_disagree":
+        if mean_est:  # the mean's test decided; the ranks point the other way
+            up = favourable(r, r["estimate"]) > 0
+            return ("the mean and the rank test disagree: the mean " + ("rises" if up else "falls")
+                    + " but the Wilcoxon ranks point " + ("down" if up else "up") + " (r "
+                    + fmt_num(r["rank_biserial"], signed=True) + "): "
+                    + ("most queries lose a little while a few gain a lot" if up
+                       else "more queries gain than lose, but the losses are larger"))
+        up = favourable(r, r["mean_delta"]) < 0  # the rank test points against the mean
+        return ("the rank test and the mean disagree: the typical query " + ("gains" if up else "loses")
+                + " but the mean " + ("falls" if up else "rises") + f" (Δ mean {fmt_num(r['mean_delta'], signed=True)}): "
+                + ("a few large losses outweigh many small gains" if up else "a few large gains outweigh many small losses"))
+    if reason == "interval_disagrees":
+        return (f"the rank test is significant but the pseudo-median's interval touches 0: only {int(r['n_nonzero'])} "
+                f"of {int(r['n'])} queries changed at all")
+    if reason == "companion_only":
+        other = fmt_p(r["companion_p_adj"])
+        if mean_est:
+            return (f"the mean's change is not significant (adjusted p {fmt_p(adj)}) but the Wilcoxon rank test is "
+                    f"(adjusted p {other}): the typical query moves while the average does not clearly")
+        return (f"the rank test finds no shift of the typical query (adjusted p {fmt_p(adj)}) but the mean changes "
+                f"(Δ mean {fmt_num(r['mean_delta'], signed=True)}, adjusted p {other}): a few queries move a lot")
+    if reason == "correction":
+        return (f"p {fmt_p(min(float(r['p_value']), float(r['p_reverse'])) if not is_missing(r['p_reverse']) else r['p_value'])}"
+                f" is below {r['alpha']:g} on its own but not after {corr} over the {tests_label(r['family_size'])} of its "
+                f"family ({r['family']})")
+    if reason == "one_sided_blind":
+        return (f"the one-sided test ({r['alternative']}) cannot see a change the other way, and the estimate "
+                f"{fmt_num(r['estimate'], signed=True)} points that way")
+    if reason == "not_significant":
+        return "the interval includes 0: the data cannot tell a gain from a loss"
+    if reason == "all_zero":
+        return f"no query changed: all {int(r['n'])} paired answers gave the same value"
+    if reason == "few_queries":
+        return f"only {int(r['n'])} queries (at least 5 are needed)"
+    if reason == "few_nonzero":
+        return f"only {int(r['n_nonzero'])} of {int(r['n'])} queries changed (at least 5 non-zero pairs are needed)"
+    if reason == "constant_delta":
+        return "every query changed by exactly the same amount: no spread to test against"
+    return ""
 
 
 # ============================================================================ statistics of a run
@@ -226,21 +321,30 @@ class StatsResult:
                 else f"{len(fams)} families by {o['family']} ({', '.join(f'{k}: {v}' for k, v in list(fams.items())[:4])}"
                      f"{', …' if len(fams) > 4 else ''})"
             )
-            lines.append(f"95% CI: {first['ci_method']}; rel. = treated mean / baseline mean − 1 (GEO eq. 4, a ratio of means)")
             lines.append(
-                f"test: Wilcoxon signed-rank, {first['alternative']}, {zero}; {corr}-adjusted p within {fam_text}; "
-                f"significant when adjusted p < {o['alpha']:g}; effect r = matched-pairs rank-biserial (−1..1), "
+                f"{fmt_level(first['ci_level'])} CI: " + "; ".join(sorted(set(map(str, self.summary["ci_method"]))))
+                + "; rel. = ±(treated mean − baseline mean) / |baseline mean|, + = your page gained (GEO eq. 4, a ratio "
+                "of means), Fieller's interval, undefined when the baseline mean is within its margin of 0"
+            )
+            tests = "; ".join(f"{e}: {t}" for e, t in self.summary.drop_duplicates("estimand")[["estimand", "test"]]
+                              .itertuples(index=False))
+            lines.append(
+                f"estimand and test ({first['alternative']}): {tests}; {zero}; {corr}-adjusted p within {fam_text}; "
+                f"better / worse when adjusted p < {o['alpha']:g} and the estimate's whole interval is on that side of 0; "
+                "mixed when the mean and the rank test disagree; effect r = matched-pairs rank-biserial (−1..1), "
                 "Cohen's d_z in the exports"
             )
         if o["mode"] == "cseo":
             lines.append(
-                "C-SEO Bench mode: one-sided Wilcoxon (greater), zero differences dropped by the test as scipy's "
-                "default does, Holm within each domain"
+                "C-SEO Bench mode: one-sided Wilcoxon (greater), losses flagged by the reverse one-sided test, zero "
+                "differences dropped by the test as scipy's default does, Holm within each domain × metric × "
+                "adopter rate across strategies, SD with ddof = 0 (np.std)"
             )
         mde = self.mde_by_metric()
         if mde:
             lines.append(
-                f"smallest Δ this run detects with {o['power']:.0%} power (n={p['n_queries']}, observed spread): "
+                f"smallest change this run detects with {o['power']:.0%} power (n={p['n_queries']}, observed spread, "
+                "the row's own test at alpha / its family size): "
                 + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in mde.items())
                 + " — true effects below that are likely missed"
             )
@@ -378,17 +482,19 @@ def run_stats(
     alpha: float = 0.05,
     power: float = 0.8,
     n_boot: int = 2000,
-    ci: str = "percentile",
+    ci: str = "t",
     seed: int = 0,
     rows: pd.DataFrame | None = None,
+    estimand: str | None = None,
 ) -> StatsResult:
     """The statistics of a run: what ``geoaudit stats RUN`` prints and exports.
 
     ``metrics`` (names or a comma-separated string; default :data:`DEFAULT_METRICS`) are tested for
     every strategy x adopter rate, in each of ``comparisons`` ("advantage", "net", or "both"), with
-    :func:`geoaudit.stats.summarize` (paired per query, bootstrap CIs, Wilcoxon + t-test, Holm/BH
-    within ``family``, ``mode="cseo"`` for C-SEO Bench's one-sided protocol) using the run's own
-    metric directions. ``by`` ("domain", "tag", "orig_rank") splits every row into groups.
+    :func:`geoaudit.stats.summarize` (paired per query; each metric's ``estimand`` - "mean", the
+    default, or "pseudomedian", C-SEO mode's - with the interval its test inverts and the other test
+    as a check; Holm/BH within ``family``; ``mode="cseo"`` for C-SEO Bench's one-sided protocol)
+    using the run's own metric directions. ``by`` ("domain", "tag", "orig_rank") splits every row into groups.
     ``delta_rank`` is reported as one metric: advantage from the stored treated-vs-rivals Δrank,
     net from the treated-vs-base Δrank (C-SEO Bench's value). When the run contains ``identity``
     its A/A rejection rate is in ``calibration``.
@@ -415,6 +521,7 @@ def run_stats(
     summary = _summarize_run(
         data, names, comparisons=comparisons, hib=hib, strategy_order=prov["strategies"], family=family,
         by=by, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode,
+        estimand=estimand,
     )
     if summary.empty:
         raise InputError(
@@ -441,9 +548,9 @@ def run_stats(
         )
     options = {
         # The family summarize used (its defaults: the whole run, or per domain in C-SEO mode).
-        "metrics": names, "comparisons": comparisons, "family": family or ("domain" if mode == "cseo" else "run"),
+        "metrics": names, "comparisons": comparisons, "family": family or ("cseo" if mode == "cseo" else "run"),
         "correction": correction, "mode": mode, "by": by, "alpha": alpha, "power": power, "n_boot": n_boot,
-        "ci": ci, "seed": seed,
+        "ci": ci, "seed": seed, "estimand": estimand or ("pseudomedian" if mode == "cseo" else "mean"),
     }
     result = StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
     result.engine = engine_calibration(run, result, data)
@@ -557,8 +664,10 @@ class EngineCalibration:
 
 def _row_text(r: Mapping[str, Any]) -> str:
     return (
-        f"Δ {fmt_num(r['mean_delta'], signed=True)} {fmt_ci(r['delta_ci_low'], r['delta_ci_high'])}, "
-        f"n={int(r['n'])}, p adj. {fmt_p(r['p_holm'] if r['correction'] == 'holm' else r['p_bh'])} -> {r['verdict']}"
+        f"{r['estimand']} Δ {fmt_num(r['estimate'], signed=True)} ({fmt_level(r['ci_level'])} CI "
+        f"{fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}), n={int(r['n'])}, adjusted p "
+        f"{fmt_p(r['p_holm'] if r['correction'] == 'holm' else r['p_bh'])} in a family of {int(r['family_size'])} "
+        f"-> {r['verdict']}"
     )
 
 
@@ -613,7 +722,7 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
         cal.controls.append(Control("negative", "identity rejects nothing", "identity was not in this run", None))
     else:
         rejected = ident[ident["significant"].astype(bool)]
-        tested = int(ident["wilcoxon_p"].notna().sum())
+        tested = int(ident["p_value"].notna().sum())
         zero = int((ident["n_nonzero"] == 0).sum()) if "n_nonzero" in ident else 0
         cal.controls.append(Control(
             "negative", "identity rejects nothing after correction",

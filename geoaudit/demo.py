@@ -194,16 +194,23 @@ def run_demo(
 
 
 def headline(stats: Any, metric: str | None = None, comparison: str = "advantage") -> list[str]:
-    """One line per strategy x adopter rate for the terminal: Δ of the run's primary metric (or
-    ``metric``) with its CI and the verdict."""
+    """One line per strategy x adopter rate for the terminal: the estimate with its CI and the verdict.
+
+    ``metric`` defaults to the run's primary metric. The estimate is the metric's declared estimand
+    (mean Δ, or the pseudo-median in C-SEO mode) and the interval the one its test inverts, at the
+    level stated on the line; "*" marks an interval from fewer queries than the size where its
+    coverage was verified.
+    """
     metric = metric or stats.options["metrics"][0]
     df = stats.summary
     rows = df[(df["metric"] == metric) & (df["comparison"] == comparison)]
     lines = []
     for r in rows.itertuples():
-        ci = f"[{r.delta_ci_low:+.3f}, {r.delta_ci_high:+.3f}]" if r.delta_ci_low == r.delta_ci_low else "[n/a]"
+        ok = r.estimate_ci_low == r.estimate_ci_low
+        ci = f"{r.ci_level:.0%} CI [{r.estimate_ci_low:+.3f}, {r.estimate_ci_high:+.3f}]" if ok else "CI [n/a]"
+        what = f"Δ{metric}" if r.estimand == "mean" else f"pseudo-median Δ{metric}"
         lines.append(
-            f"  {r.strategy:<22} competitors adopting {r.rate:>4.0%}: Δ{metric} {r.mean_delta:+.3f} {ci} "
-            f"n={r.n} -> {r.verdict}"
+            f"  {r.strategy:<22} competitors adopting {r.rate:>4.0%}: {what} {r.estimate:+.3f} {ci}"
+            f"{'' if r.ci_verified else '*'} n={r.n} -> {r.verdict}"
         )
     return lines

@@ -15,24 +15,27 @@ no JavaScript, and prints.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoaudit.analysis import (
     StatsResult,
-    ci_includes_zero,
     fmt_ci,
+    fmt_level,
     fmt_num,
     fmt_p,
+    fmt_p_cells,
     fmt_pct,
     fmt_rate,
+    in_group,
     is_missing,
+    rate_label,
+    reason_text,
+    tests_label,
     run_stats,
 )
 from geoaudit.errors import InputError
@@ -68,7 +71,9 @@ def _slug(text: str) -> str:
     return s[:60] or "x"
 
 
-_VERDICT_CLASS = {"better": "v-better", "worse": "v-worse", "no evidence": "v-none", "insufficient data": "v-insuff"}
+_VERDICT_CLASS = {"better": "v-better", "worse": "v-worse", "mixed": "v-mixed", "no evidence": "v-none",
+                  "no change detected": "v-none", "insufficient data": "v-insuff"}
+_NOISE = ("no evidence", "no change detected", "insufficient data")
 
 # Okabe-Ito: distinguishable for colour-blind readers; dashes keep lines apart in grey print.
 _PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
@@ -94,8 +99,9 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def svg_delta_chart(
     series: Sequence[Mapping[str, Any]], *, title: str, y_label: str, width: int = 560, height: int = 300,
+    band_label: str = "band: 95% CI",
 ) -> str:
-    """An inline SVG line chart of Δ against the adopter rate, with a 95% CI band per series.
+    """An inline SVG line chart of Δ against the adopter rate, with a CI band per series (``band_label``).
 
     ``series``: dicts with ``name`` and ``points`` = [(rate, delta, ci_low, ci_high, significant)].
     Significant points are filled, others hollow; the zero line is dashed. All text is escaped.
@@ -172,7 +178,7 @@ def svg_delta_chart(
         out.append(f'<text x="{lx + 30}" y="{ly + 4}" class="lg">{_e(name[:17] + ("…" if len(name) > 17 else ""))}</text>')
     ly = mt + 10 + len(series) * 20 + 8
     out.append(f'<text x="{ml + pw + 14}" y="{ly}" class="ax">● significant  ○ not</text>')
-    out.append(f'<text x="{ml + pw + 14}" y="{ly + 14}" class="ax">band: 95% CI</text>')
+    out.append(f'<text x="{ml + pw + 14}" y="{ly + 14}" class="ax">{_e(band_label)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -188,6 +194,7 @@ table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #d6d6d6; padding: 3px 7px; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; } td.verdict { min-width: 13em; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .v-better { color: #08660f; font-weight: 600; } .v-worse { color: #a11; font-weight: 600; }
+.v-mixed { color: #8a5a00; font-weight: 600; }
 .v-none, .v-insuff { color: #777; } tr.noise td { color: #777; }
 .badge { display: inline-block; border-radius: 3px; padding: 0 6px; font-size: 0.85em; border: 1px solid currentColor; }
 .verdict-box { border: 2px solid #333; padding: 12px 18px; border-radius: 6px; background: #fafafa; }
@@ -233,30 +240,40 @@ def _verdict_badge(verdict: str) -> str:
 
 
 def _stats_table(df: "pd.DataFrame", correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
-    """The summary rows as an HTML table; ``omit`` drops columns constant in context (strategy, metric, comparison)."""
+    """The summary rows as an HTML table; ``omit`` drops columns constant in context (strategy, metric, comparison).
+
+    Δ, its interval and p are the row's declared estimand and its test (the mean and the t-test, or the
+    pseudo-median and the Wilcoxon test), so the verdict is about the numbers beside it.
+    """
     lead = [c for c in ("strategy", "metric", "comparison") if c not in omit]
+    first = df.iloc[0] if len(df) else None
+    est = _ESTIMAND_SHORT.get(str(first["estimand"]), "Δ") if first is not None else "Δ"
+    test = _TEST_SHORT.get(str(first["estimand"]), "test") if first is not None else "test"
+    level = fmt_level(first["ci_level"]) if first is not None else "95%"
+    one_sided = first is not None and str(first["alternative"]) != "two-sided"
+    p_head = f"p ({test}{', gain / loss' if one_sided else ''})"
+    adj_head = ("p Holm" if correction == "holm" else "p BH") + (" gain / loss" if one_sided else "")
     headers = [*lead, "adopters"] + (["group"] if show_group else []) + [
-        "n", "baseline → treated", "Δ", "95% CI", "rel.", "p (Wilcoxon)",
-        "p Holm" if correction == "holm" else "p BH", "r", "d_z", "W/T/L", "MDE", "verdict",
+        "n", "baseline → treated", est, f"{level} CI", "rel.", p_head, adj_head, "r", "d_z", "W/T/L", "MDE", "verdict",
     ]
     rows, classes = [], []
     for _, r in df.iterrows():
         cells = [(_e(r[c]), "") for c in lead] + [(_e(fmt_rate(r["rate"])), "num")]
         if show_group:
             cells.append((_e(r["group"]), ""))
-        adj = r["p_holm"] if correction == "holm" else r["p_bh"]
-        note = ""
-        if r["verdict"] == "insufficient data" and r["note"]:
-            # The last part of the note is the reason the row was not tested.
-            note = f'<div class="note">{_e(str(r["note"]).split("; ")[-1])}</div>'
+        p_raw, p_adj = fmt_p_cells(r, correction)
+        why = reason_text(r)
+        note = f'<div class="note">{_e(why)}</div>' if why else ""
+        ci = fmt_ci(r["estimate_ci_low"], r["estimate_ci_high"]) + ("" if r["ci_verified"] else " *")
         cells += [
             (_e(int(r["n"])), "num"),
             (_e(f"{fmt_num(r['baseline_mean'])} → {fmt_num(r['treated_mean'])}"), "num"),
-            (_e(fmt_num(r["mean_delta"], signed=True)), "num"),
-            (_e(fmt_ci(r["delta_ci_low"], r["delta_ci_high"])), "num"),
-            (_e(fmt_pct(r["rel_improvement"])), "num"),
-            (_e(fmt_p(r["wilcoxon_p"])), "num"),
-            (_e(fmt_p(adj)), "num"),
+            (_e(fmt_num(r["estimate"], signed=True)), "num"),
+            (_e(ci), "num"),
+            # rel. is a ratio of means: shown only where the mean is the estimand the row is about.
+            (_e(fmt_pct(r["rel_improvement"]) if str(r["estimand"]) == "mean" else "–"), "num"),
+            (_e(p_raw), "num"),
+            (_e(p_adj), "num"),
             (_e(fmt_num(r["rank_biserial"], signed=True)), "num"),
             (_e(fmt_num(r["cohens_dz"], signed=True)), "num"),
             (_e(f"{int(r['wins'])}/{int(r['ties'])}/{int(r['losses'])}") if not is_missing(r["wins"]) else "–", "num"),
@@ -264,7 +281,7 @@ def _stats_table(df: "pd.DataFrame", correction: str, *, show_group: bool = Fals
             (_verdict_badge(str(r["verdict"])) + note, "verdict"),
         ]
         rows.append(cells)
-        classes.append("noise" if r["verdict"] in ("no evidence", "insufficient data") else "")
+        classes.append("noise" if r["verdict"] in _NOISE else "")
     return _table(headers, rows, classes)
 
 
@@ -293,60 +310,96 @@ def _rate_phrase(rate: float) -> str:
     return f"when {fmt_rate(rate)} of the competitors adopt it too"
 
 
+_ESTIMAND_SHORT = {"mean": "Δ mean", "pseudomedian": "Δ pseudo-median"}
+_TEST_SHORT = {"mean": "t-test", "pseudomedian": "Wilcoxon"}
+
+
 def _row_phrase(r: Any) -> str:
-    rel = f", {fmt_pct(r['rel_improvement'])} relative" if not is_missing(r["rel_improvement"]) else ""
-    return (f"Δ {fmt_num(r['mean_delta'], signed=True)} (95% CI {fmt_num(r['delta_ci_low'], signed=True)} to "
-            f"{fmt_num(r['delta_ci_high'], signed=True)}{rel})")
+    """The declared estimate with its interval (and level), plus the relative change when the estimand is the mean."""
+    rel = ""
+    if str(r["estimand"]) == "mean" and not is_missing(r["rel_improvement"]):
+        rel = f", {fmt_pct(r['rel_improvement'])} relative"
+    what = "Δ" if str(r["estimand"]) == "mean" else "pseudo-median Δ"
+    flag = "" if r["ci_verified"] else f"; n = {int(r['n'])} is below the size where this interval's coverage was verified"
+    return (f"{what} {fmt_num(r['estimate'], signed=True)} ({fmt_level(r['ci_level'])} CI "
+            f"{fmt_num(r['estimate_ci_low'], signed=True)} to {fmt_num(r['estimate_ci_high'], signed=True)}{rel}{flag})")
 
 
-def _strategy_verdict(rows: "pd.DataFrame", metric: str, family_size: int) -> tuple[str, str]:
-    """(css class, sentence in plain words) for one strategy's rows of one metric and comparison."""
+def _strategy_verdict(rows: "pd.DataFrame", metric: str) -> tuple[str, str]:
+    """(css class, sentence in plain words) for one strategy's rows of one metric and comparison.
+
+    The sentence reports the estimand its test is about, names each row's own correction family, and
+    says why when nothing is claimed.
+    """
     label = _metric_label(metric)
     if rows.empty:
         return "v-insuff", "not tested in this run."
     better = rows[rows["verdict"] == "better"]
     worse = rows[rows["verdict"] == "worse"]
+    mixed = rows[rows["verdict"] == "mixed"]
     tested = rows[rows["status"] == "ok"]
+
+    def adj_p(r: Any) -> Any:
+        return r["p_holm"] if str(r.get("correction", "holm")) == "holm" else r["p_bh"]
+
     if not better.empty:
         best = better.sort_values("rate").iloc[0]
-        where = ", ".join(fmt_rate(x) for x in better["rate"])
-        p = best["p_holm"] if str(best.get("correction", "holm")) == "holm" else best["p_bh"]
+        where = ", ".join(rate_label(x) for _, x in better.iterrows())
+        also = (f" It significantly lowers it at adopter rates {', '.join(rate_label(x) for _, x in worse.iterrows())}."
+                if not worse.empty else "")
         return "v-better", (
-            f"significantly raises your page's {label}: {_row_phrase(best)} {_rate_phrase(float(best['rate']))} "
-            f"(adjusted p {fmt_p(p)}). Significant at adopter rates {where}."
+            f"significantly raises your page's {label}{in_group(best)}: {_row_phrase(best)} {_rate_phrase(float(best['rate']))} "
+            f"(adjusted p {fmt_p(adj_p(best))}, {tests_label(best['family_size'])} in its family). "
+            f"Significant at adopter rates {where}.{also}"
         )
     if not worse.empty:
         w = worse.sort_values("rate").iloc[0]
         return "v-worse", (
-            f"significantly lowers your page's {label}: {_row_phrase(w)} {_rate_phrase(float(w['rate']))}."
+            f"significantly lowers your page's {label}{in_group(w)}: {_row_phrase(w)} {_rate_phrase(float(w['rate']))} "
+            f"(adjusted p {fmt_p(adj_p(w))}, {tests_label(w['family_size'])} in its family)."
         )
+    if not mixed.empty:
+        m = mixed.sort_values("rate").iloc[0]
+        return "v-mixed", (
+            f"mixed evidence on your page's {label}{in_group(m)} {_rate_phrase(float(m['rate']))}: {reason_text(m)}; "
+            f"{_row_phrase(m)}. Neither a gain nor a loss is claimed."
+        )
+    if (rows["verdict"] == "no change detected").all():
+        return "v-none", (f"no change detected in {label}: at every adopter rate each paired answer gave the same "
+                          f"value ({int(rows['n'].max())} queries).")
     if tested.empty:
-        reasons = sorted({str(n) for n in rows["note"] if n})
+        reasons = sorted({reason_text(r) for _, r in rows.iterrows()} - {""})
         return "v-insuff", f"not enough data to say anything about {label} ({'; '.join(reasons[:2]) or 'too few queries'})."
     first = tested.sort_values("rate").iloc[0]
-    excl = tested[[not ci_includes_zero(a, b) for a, b in zip(tested["delta_ci_low"], tested["delta_ci_high"])]]
-    if not excl.empty:
-        x = excl.loc[excl["mean_delta"].abs().idxmax()]
+    corrected = tested[tested["reason"] == "correction"]
+    if not corrected.empty:
+        x = corrected.loc[corrected["estimate"].abs().idxmax()]
         return "v-none", (
-            f"no evidence of a change in {label} after correcting for {family_size} tests: the largest-looking "
-            f"effect, {_row_phrase(x)} {_rate_phrase(float(x['rate']))}, is not significant (adjusted p ≥ alpha)."
+            f"no evidence of a change in {label} after correcting for the {tests_label(x['family_size'])} of its family: "
+            f"the largest-looking effect, {_row_phrase(x)} {_rate_phrase(float(x['rate']))}{in_group(x)}, has p "
+            f"{fmt_p(x['p_value'])} on its own but adjusted p {fmt_p(adj_p(x))} ≥ {x['alpha']:g}."
         )
+    blind = tested[tested["reason"] == "one_sided_blind"]
+    if not blind.empty:
+        x = blind.iloc[0]
+        return "v-none", (f"no evidence of a gain in {label}; {reason_text(x)}: {_row_phrase(x)} "
+                          f"{_rate_phrase(float(x['rate']))}.")
     return "v-none", (
-        f"no evidence of a gain in {label}: every 95% CI includes 0, e.g. {_row_phrase(first)} "
+        f"no evidence of a change in {label}: every interval includes 0, e.g. {_row_phrase(first)} "
         f"{_rate_phrase(float(first['rate']))}."
     )
 
 
 def _trend_sentence(rows: "pd.DataFrame") -> str:
-    """How Δ moves with the adopter rate; a direction is claimed only when some rate is significant."""
-    good = rows[rows["mean_delta"].notna()].sort_values("rate")
+    """How the estimate moves with the adopter rate; a direction is claimed only when some rate is significant."""
+    good = rows[rows["estimate"].notna()].sort_values("rate")
     if len(good) < 2:
         return ""
-    parts = "; ".join(f"{fmt_rate(r['rate'])}: {fmt_num(r['mean_delta'], signed=True)} {fmt_ci(r['delta_ci_low'], r['delta_ci_high'])}"
+    parts = "; ".join(f"{rate_label(r)}: {fmt_num(r['estimate'], signed=True)} {fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
                       for _, r in good.iterrows())
-    if not good["significant"].any():
+    if not good["significant"].any() or good["group"].nunique() > 1:  # no trend claimed across groups
         return f"By share of competitors adopting: {parts}."
-    first, last = float(good["mean_delta"].iloc[0]), float(good["mean_delta"].iloc[-1])
+    first, last = float(good["estimate"].iloc[0]), float(good["estimate"].iloc[-1])
     trend = "stays about the same" if abs(last - first) < 1e-12 else ("shrinks" if abs(last) < abs(first) else "grows")
     return f"As more competitors adopt it, the effect {trend} ({parts})."
 
@@ -394,15 +447,13 @@ def _engine_section(st: StatsResult) -> str:
 def _verdict_section(st: StatsResult, primary: str) -> str:
     p = st.provenance
     strategies = [s for s in p["strategies"] if s != "identity"] or list(p["strategies"])
-    fams = st.family_sizes()
-    fam_n = sum(fams.values())
     items = []
     n_better = 0
     for s in strategies:
         rows = st.rows_for(s, primary, "advantage")
         if rows.empty:
             rows = st.rows_for(s, primary)
-        cls, sentence = _strategy_verdict(rows, primary, fam_n)
+        cls, sentence = _strategy_verdict(rows, primary)
         n_better += cls == "v-better"
         title = (p["strategy_info"].get(s) or {}).get("title") or s
         trend = _trend_sentence(rows)
@@ -418,20 +469,33 @@ def _verdict_section(st: StatsResult, primary: str) -> str:
     )
     out = ['<section id="verdict"><h2>Verdict</h2><div class="verdict-box">', f"<p><strong>{_e(head)}</strong></p>",
            "<ul>" + "".join(items) + "</ul>"]
+    prim = st.rows_for(metric=primary)
+    level = fmt_level(prim["ci_level"].iloc[0]) if len(prim) else "95%"
+    what = ("the mean change per query" if set(prim["estimand"]) <= {"mean"} else
+            "the pseudo-median (Hodges-Lehmann) change per query" if set(prim["estimand"]) == {"pseudomedian"}
+            else "the change per query (mean or pseudo-median, as stated)")
+    unverified = int((~prim["ci_verified"].astype(bool)).sum()) if len(prim) else 0
     out.append(
-        f'<p class="note">Tested on {_e(p["n_queries"])} queries; Δ is the change of the target page\'s metric per '
-        "query; a result counts only if its multiple-comparison-adjusted p-value is below "
-        f"{_e(st.options['alpha'])}. A 95% CI that includes 0 means the data cannot tell a gain from a loss.</p>"
+        f'<p class="note">Tested on {_e(p["n_queries"])} queries; Δ is {_e(what)} of the target page\'s metric, '
+        "and the test is the one about that Δ. A result counts only if its multiple-comparison-adjusted p-value is "
+        f"below {_e(st.options['alpha'])} and its whole {_e(level)} CI is on one side of 0; \"mixed\" means the mean "
+        f"and the rank test disagree. A {_e(level)} CI that includes 0 means the data cannot tell a gain from a loss."
+        + (f" Intervals marked * ({unverified}) come from fewer queries than the size where their coverage was "
+           "verified by simulation (benches/README.md) and may be too narrow." if unverified else "")
+        + "</p>"
     )
     out.append("</div>")
     for msg in st.calibration_messages():
         cls = "warn" if st.calibration_warning() else "note"
         out.append(f'<p class="{cls}">{_e(msg)}</p>')
-    mde = st.mde_by_metric()
-    if primary in mde:
+    if len(prim) and prim["mde"].notna().any():
+        g = prim[prim["mde"].notna()]
+        m_alpha = float(g["mde_alpha"].median())
         out.append(
-            f'<p class="note">With {_e(p["n_queries"])} queries this run detects (80% power) changes of about '
-            f"±{_e(fmt_num(mde[primary]))} in {_e(primary)}; smaller true effects are likely missed.</p>"
+            f'<p class="note">With {_e(p["n_queries"])} queries this run detects ({_e(fmt_level(st.options["power"]))} '
+            f"power, each test at alpha / its family size ≈ {_e(f'{m_alpha:.2g}')}, the level its correction needs) "
+            f"changes of about ±{_e(fmt_num(float(g['mde'].median())))} in {_e(primary)}; smaller true effects are "
+            "likely missed.</p>"
         )
     for note in st.notes:
         out.append(f'<p class="warn">{_e(note)}</p>')
@@ -440,8 +504,11 @@ def _verdict_section(st: StatsResult, primary: str) -> str:
 
 
 def _charts_section(st: StatsResult) -> str:
+    summ = st.summary
+    level = fmt_level(summ["ci_level"].iloc[0]) if len(summ) else "95%"
     out = ['<section id="charts"><h2>How the effect changes as competitors adopt</h2>',
-           '<p class="note">Mean Δ per adopter rate with its 95% bootstrap CI (band and bars). Advantage: you adopt '
+           f'<p class="note">The estimate per adopter rate (the mean Δ, or the pseudo-median where that is the '
+           f"metric's estimand) with its {_e(level)} CI (band and bars). Advantage: you adopt "
            "vs you do not, the same competitors adopting; net: against the market where nobody adopted. "
            "The grey dotted line is the A/A control (identity): its spread is pure noise.</p>"]
     for metric in st.options["metrics"]:
@@ -453,11 +520,14 @@ def _charts_section(st: StatsResult) -> str:
                 rows = rows[rows["group"] == "all"] if "group" in rows else rows
                 if rows.empty:
                     continue
-                pts = [(float(r["rate"]), r["mean_delta"], r["delta_ci_low"], r["delta_ci_high"], bool(r["significant"]))
+                pts = [(float(r["rate"]), r["estimate"], r["estimate_ci_low"], r["estimate_ci_high"], bool(r["significant"]))
                        for _, r in rows.sort_values("rate").iterrows()]
                 series.append({"name": s, "points": pts, "identity": s == "identity"})
             if series:
-                charts.append(svg_delta_chart(series, title=f"{metric} — {comparison}", y_label=f"Δ {metric}"))
+                est = st.rows_for(metric=metric)["estimand"].iloc[0]
+                charts.append(svg_delta_chart(series, title=f"{metric} — {comparison}",
+                                              y_label=f"{_ESTIMAND_SHORT.get(str(est), 'Δ')} {metric}",
+                                              band_label=f"band: {level} CI"))
         if charts:
             out.append(f"<h3>{_e(metric)}: {_e(_metric_label(metric))}</h3>")
             out.append('<div class="charts">' + "\n".join(charts) + "</div>")
@@ -639,6 +709,7 @@ def _breakdown_section(run: "Run", rows: "pd.DataFrame", st: StatsResult, primar
         try:
             b = run_stats(run, rows=rows, metrics=[primary], comparisons=["advantage"], by=by, family="group",
                           correction=o["correction"], mode="default" if o["mode"] == "default" else "cseo",
+                          estimand=o.get("estimand"),
                           alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"], ci=o["ci"], seed=o["seed"])
         except InputError:
             continue
@@ -700,15 +771,34 @@ def _methodology_section(st: StatsResult) -> str:
         ("unit of analysis", "the query: samples and seeds are averaged within a query before testing"),
     ]
     if first is not None:
+        summ = st.summary
+        estimands = "; ".join(
+            f"{m}: {'mean Δ' if e == 'mean' else 'pseudo-median Δ (Hodges-Lehmann)'}, tested by {t}"
+            for m, e, t in summ.drop_duplicates("metric")[["metric", "estimand", "test"]].itertuples(index=False)
+        )
+        n_flag = int((~summ["ci_verified"].astype(bool)).sum())
         items += [
-            ("test", f"Wilcoxon signed-rank ({first['alternative']}, zero_method {first['zero_method']}); paired t-test in the exports"),
+            ("estimand and test", (f"{estimands}; {first['alternative']}, zero_method {first['zero_method']} for the "
+                                   "Wilcoxon test; the other test (Wilcoxon for a mean, the mean's test for a "
+                                   "pseudo-median) is run as a check: \"mixed\" when the two disagree")),
             ("correction", f"{'Holm' if o['correction'] == 'holm' else 'Benjamini-Hochberg'} within family '{o['family']}' "
-                           f"({', '.join(f'{k}: {v} tests' for k, v in list(fams.items())[:6])}); alpha {o['alpha']}"),
-            ("confidence intervals", str(first["ci_method"])),
-            ("effect sizes", "matched-pairs rank-biserial r (Kerby 2014), paired Cohen's d_z"),
-            ("minimum detectable effect", f"paired t approximation at {o['power']:.0%} power: "
+                           f"({', '.join(f'{k}: {v} tests' for k, v in list(fams.items())[:6])}"
+                           f"{', …' if len(fams) > 6 else ''}); alpha {o['alpha']}"
+                           + ("; losses by the reverse one-sided test, corrected the same way" if first["alternative"] != "two-sided" else "")),
+            ("confidence intervals", f"{fmt_level(first['ci_level'])} ("
+                                     + ("1 − alpha" if first["alternative"] == "two-sided" else "1 − 2 alpha: each bound is the one-sided bound the one-sided test inverts")
+                                     + "): " + "; ".join(sorted(set(map(str, summ["ci_method"]))))
+                                     + f"; {n_flag} interval(s) from fewer queries than the size where simulated coverage held "
+                                     "(marked *, benches/README.md)"),
+            ("relative change", ("±(treated mean − baseline mean) / |baseline mean|, + = your page gained; Fieller's "
+                                 "interval; undefined when the baseline mean is within its own margin of 0")),
+            ("effect sizes", "matched-pairs rank-biserial r (Kerby 2014; zeros handled as the Wilcoxon test does), paired Cohen's d_z"),
+            ("minimum detectable effect", f"at {o['power']:.0%} power with each row's own test at alpha / its family size "
+             "(t formula for a mean, simulated signed-rank test for a pseudo-median): "
              + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in st.mde_by_metric().items())),
-            ("mode", "C-SEO Bench (one-sided, zeros dropped by the test, Holm per domain)" if o["mode"] == "cseo" else "default (two-sided)"),
+            ("mode", ("C-SEO Bench (one-sided Wilcoxon with the reverse test for losses, zeros dropped by the test, "
+                      "Holm per domain × metric × adopter rate across strategies, population SD)")
+             if o["mode"] == "cseo" else "default (two-sided)"),
         ]
     items += [
         ("calibration (A/A)", " ".join(st.calibration_messages()) or "; ".join(n for n in st.notes if "A/A" in n)
@@ -759,8 +849,10 @@ def build_report(
         _engine_section(st),
         _verdict_section(st, primary),
         _charts_section(st),
-        '<section id="results"><h2>All results</h2><p class="note">Grey rows: no evidence or insufficient data. '
-        "W/T/L = queries where the target won / tied / lost. MDE = smallest Δ detectable with 80% power.</p>"
+        '<section id="results"><h2>All results</h2><p class="note">Grey rows: no evidence, no change detected or insufficient data; "mixed": the mean and the rank test disagree. '
+        "W/T/L = queries where the target won / tied / lost. MDE = smallest Δ detectable with "
+        f"{_e(fmt_level(st.options['power']))} power by the row's own test at alpha / its family size. "
+        "* = fewer queries than the size where the interval's coverage was verified.</p>"
         + _grouped_stats_tables(st.summary, st.options["correction"], show_group=st.options.get("by") is not None) + "</section>",
     ]
     if breakdowns:

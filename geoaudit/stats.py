@@ -3,8 +3,11 @@
 The GEO paper (Aggarwal et al., KDD 2024) reports relative improvements of table means with no
 significance test; C-SEO Bench (Puerto et al., 2025) found that most such gains disappear once a
 one-sided Wilcoxon signed-rank test with Holm correction is applied. Every number produced here
-therefore comes with its uncertainty: a paired bootstrap confidence interval, two paired tests,
-effect sizes, multiple-comparison-adjusted p-values and the minimum detectable effect of the run.
+therefore comes with its uncertainty: each metric has one declared estimand (the mean delta, or the
+Hodges-Lehmann pseudo-median) reported with the interval its test inverts, so a verdict can never
+contradict the estimate and interval beside it; the other test is run as a check ("mixed" when they
+disagree); plus effect sizes, multiple-comparison-adjusted p-values within a declared family and the
+minimum detectable effect at the level the correction needs.
 
 Input: the simulation's long-format result rows, one row per answer sample, with the columns
 ``item, domain, tags, strategy, rate, seed, condition, sample, target_orig_rank`` plus one float
@@ -19,7 +22,7 @@ Two questions are answered for each strategy x rate:
 * ``"net"``: treated - base. "Where does the market end up for me when everybody plays?"
 
 The unit of analysis is the query (item): the samples and seeds of one item are averaged first, so
-each item contributes exactly one (baseline, treated) pair and the tests and the bootstrap resample
+each item contributes exactly one (baseline, treated) pair and the tests and any bootstrap resample
 independent queries, not correlated samples of the same answer.
 
 Everything is a pure function of its arguments: the same rows and seed give the same numbers.
@@ -42,9 +45,14 @@ from geoaudit.metrics import directions as metric_directions
 
 __all__ = [
     "COMPARISONS",
+    "ESTIMANDS",
+    "MEAN_CI_METHODS",
+    "CI_VERIFIED_MIN_N",
     "SUMMARY_COLUMNS",
     "CALIBRATION_COLUMNS",
+    "VERDICTS",
     "INSUFFICIENT",
+    "NO_CHANGE",
     "paired_values",
     "summarize",
     "breakdown",
@@ -52,13 +60,24 @@ __all__ = [
     "holm",
     "benjamini_hochberg",
     "bootstrap_ci",
+    "t_test_interval",
+    "bootstrap_test_interval",
+    "hodges_lehmann",
+    "walsh_interval",
+    "fieller_relative",
     "mde_paired",
+    "mde_signed_rank",
     "cohens_dz",
     "rank_biserial",
 ]
 
 COMPARISONS = ("advantage", "net")
 INSUFFICIENT = "insufficient data"
+NO_CHANGE = "no change detected"
+#: Every verdict summarize assigns (see its docstring for when).
+VERDICTS = ("better", "worse", "mixed", "no evidence", NO_CHANGE, INSUFFICIENT)
+#: What a metric's test and interval are about: the mean delta or the Hodges-Lehmann pseudo-median.
+ESTIMANDS = ("mean", "pseudomedian")
 MIN_N = 5
 # Per-item means of identical samples can differ in the last bits when they were summed in a
 # different order; such differences are noise from floating point, not a change, so they count as 0.
@@ -69,15 +88,18 @@ _UNIT = "_unit"
 
 SUMMARY_COLUMNS = [
     "strategy", "rate", "metric", "comparison", "by", "group",
-    "status", "verdict", "note",
+    "status", "verdict", "reason", "note",
     "n", "n_dropped", "baseline_mean", "treated_mean",
-    "mean_delta", "sd_delta", "delta_ci_low", "delta_ci_high",
-    "rel_improvement", "rel_ci_low", "rel_ci_high", "ci_method",
+    "estimand", "estimate", "estimate_ci_low", "estimate_ci_high", "ci_level", "ci_method", "ci_verified",
+    "mean_delta", "sd_delta", "sd_ddof", "delta_ci_low", "delta_ci_high",
+    "hl_delta", "hl_ci_low", "hl_ci_high",
+    "rel_improvement", "rel_ci_low", "rel_ci_high",
     "higher_is_better", "test", "alternative", "zero_method", "n_nonzero",
-    "wilcoxon_stat", "wilcoxon_p", "ttest_p", "cohens_dz", "rank_biserial",
+    "p_value", "p_reverse", "wilcoxon_stat", "wilcoxon_p", "ttest_p", "cohens_dz", "rank_biserial",
+    "companion_test", "companion_p", "companion_p_adj",
     "wins", "ties", "losses",
-    "family", "family_size", "p_holm", "p_bh", "correction", "alpha", "significant",
-    "mde", "power", "mode",
+    "family", "family_size", "p_holm", "p_bh", "p_reverse_adj", "correction", "alpha", "significant",
+    "mde", "mde_alpha", "power", "mode",
 ]  # fmt: skip
 
 CALIBRATION_COLUMNS = [
@@ -155,41 +177,143 @@ def cohens_dz(deltas: Sequence[float] | np.ndarray) -> float:
     return float(np.mean(d) / sd) if sd > 0 else math.nan
 
 
-def rank_biserial(deltas: Sequence[float] | np.ndarray) -> float:
-    """Matched-pairs rank-biserial correlation, r = (R+ - R-) / (R+ + R-) (Kerby 2014).
+def rank_biserial(deltas: Sequence[float] | np.ndarray, *, zero_method: str = "wilcox") -> float:
+    """Matched-pairs rank-biserial correlation, r = (R+ - R-) / (sum of the ranks) (Kerby 2014).
 
-    R+ and R- are the sums of the ranks of |d| (average ranks for ties) over the non-zero
-    differences with positive and negative sign; zero differences are left out, as in the
-    Wilcoxon signed-rank statistic. Ranges from -1 (all pairs worse) to +1 (all better); NaN when
-    every difference is zero.
+    R+ and R- are the sums of the ranks of |d| (average ranks for ties) with positive and negative
+    sign. ``zero_method`` follows the Wilcoxon test it accompanies: ``"wilcox"`` (Kerby's
+    definition) ranks only the non-zero differences; ``"pratt"`` and ``"zsplit"`` rank all of them
+    and the zeros' ranks count in the denominator only (split evenly between R+ and R- for zsplit),
+    so r has the sign of the Pratt / zsplit statistic. Ranges from -1 (all pairs worse) to +1 (all
+    better); NaN when every difference is zero.
     """
     d = np.asarray(deltas, dtype=float)
-    d = d[d != 0]
-    if d.size == 0:
+    if zero_method == "wilcox":
+        d = d[d != 0]
+    if d.size == 0 or not np.any(d != 0):
         return math.nan
     ranks = sps.rankdata(np.abs(d))
     r_plus = float(ranks[d > 0].sum())
     r_minus = float(ranks[d < 0].sum())
-    return (r_plus - r_minus) / (r_plus + r_minus)
+    return (r_plus - r_minus) / float(ranks.sum())
 
 
 def mde_paired(
-    sd: float, n: int, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided"
+    sd: float,
+    n: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    alternative: str = "two-sided",
+    *,
+    df: int | None = None,
 ) -> float:
     """Minimum detectable mean difference of a paired t-test (shift approximation, t quantiles).
 
-    ``MDE = (t_{1 - alpha/2, n-1} + t_{power, n-1}) * sd / sqrt(n)`` for a two-sided test
-    (``t_{1 - alpha, n-1}`` for a one-sided one), where sd is the standard deviation of the paired
-    differences (Cohen 1988, ch. 2; the usual sample-size formula for a one-sample / paired
-    t-test solved for the effect). The result is in the units of the metric's delta: a true
-    mean delta smaller than this is detected with probability below ``power`` at this n.
-    NaN for n < 2 or a non-finite / non-positive sd.
+    ``MDE = (t_{1 - alpha/2, df} + t_{power, df}) * sd / sqrt(n)`` for a two-sided test
+    (``t_{1 - alpha, df}`` for a one-sided one), where sd is the standard deviation of the paired
+    differences and ``df`` defaults to n - 1 (Cohen 1988, ch. 2; the usual sample-size formula for
+    a one-sample / paired t-test solved for the effect). :func:`summarize` passes the level its
+    verdict needs after the correction (alpha / family size) and the df of its t-test. The result
+    is in the units of the metric's delta: a true mean delta smaller than this is detected with
+    probability below ``power`` at this n. NaN for n < 2 or a non-finite / non-positive sd.
     """
     if n < 2 or not np.isfinite(sd) or sd <= 0:
         return math.nan
-    df = n - 1
+    df = n - 1 if df is None else max(1, int(df))
     q_alpha = 1 - alpha / 2 if alternative == "two-sided" else 1 - alpha
     return float((sps.t.ppf(q_alpha, df) + sps.t.ppf(power, df)) * sd / math.sqrt(n))
+
+
+def mde_signed_rank(
+    deltas: Sequence[float] | np.ndarray,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    alternative: str = "two-sided",
+    *,
+    n_sim: int = 200,
+    seed: int = 0,
+) -> float:
+    """Minimum detectable shift of the pseudo-median for the Wilcoxon signed-rank test, simulated.
+
+    The observed |deltas| are resampled ``n_sim`` times (seeded) with random signs - the sign-flip
+    null of the test, which keeps the zeros and the spread - and the non-zero ones are shifted by
+    delta (queries that did not change stay unchanged: LLM visibility deltas are mostly exact 0s,
+    and moving those too would make any shift look detectable). The power at delta is the share of
+    resamples whose signed-rank test (normal approximation with the tie-corrected conditional
+    variance ``sum(r^2) / 4``, zeros without sign) rejects at ``alpha``; the MDE is the smallest
+    delta with power >= ``power``, found on the same resamples for every delta (common random
+    numbers).
+    Without zeros this is the shift of the pseudo-median; with zeros, the shift of the queries that
+    change. The search starts at the t-test's MDE: a geometric grid of 6 shifts around it, then
+    twice 6 shifts inside the bracket (resolution about 2 % of the MDE), each grid ranked in one
+    vectorised pass; the result is the smallest simulated shift whose power reaches ``power``.
+    NaN for fewer than 2 values or no spread.
+    """
+    x = np.asarray(deltas, dtype=float)
+    n = x.size
+    if n < 2 or not np.ptp(x) > 0:
+        return math.nan
+    # The null the test itself uses: the observed magnitudes with random signs (zeros stay 0).
+    rng = np.random.default_rng([seed, n, 7])
+    base = np.abs(x)[rng.integers(0, n, size=(n_sim, n))] * rng.choice([-1.0, 1.0], size=(n_sim, n))
+    moves = base != 0  # queries that did not change stay unchanged under the alternative too
+    z_crit = float(sps.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+    step = -1.0 if alternative == "less" else 1.0
+
+    def powers(shifts: np.ndarray) -> np.ndarray:
+        # One sort for the whole grid: y has shape (len(shifts), n_sim, n).
+        y = base[None] + (step * shifts)[:, None, None] * moves[None]
+        z = _signed_rank_z(y.reshape(-1, n)).reshape(len(shifts), n_sim) * step
+        hit = np.abs(z) > z_crit if alternative == "two-sided" else z > z_crit
+        return np.asarray(hit.mean(axis=1), dtype=float)
+
+    # Start from the t-test's MDE (the signed-rank test's efficiency is near 1 for such data) and
+    # search a geometric grid around it, then a linear grid inside the bracket.
+    guess = mde_paired(float(np.std(x, ddof=1)), n, alpha, power, alternative)
+    lo, hi = 0.0, guess if np.isfinite(guess) and guess > 0 else float(np.ptp(x)) / math.sqrt(n)
+    for _ in range(8):
+        grid = hi * np.geomspace(1 / 4, 4, 6)
+        pw = powers(grid)
+        if pw[-1] >= power:
+            k = int(np.argmax(pw >= power))
+            lo, hi = (grid[k - 1] if k else 0.0), grid[k]
+            break
+        lo, hi = grid[-1], grid[-1] * 4
+    else:
+        return math.nan
+    # Two linear refinements of the bracket; the answer is the smallest simulated shift that reaches
+    # the power (no interpolation: the power of discrete, zero-heavy data jumps where ties form).
+    for _ in range(2):
+        grid = np.linspace(lo, hi, 7)[1:]
+        k = int(np.argmax(powers(grid) >= power))
+        lo, hi = (grid[k - 1] if k else lo), grid[k]
+    return float(hi)
+
+
+def _signed_rank_z(y: np.ndarray) -> np.ndarray:
+    """Row-wise signed-rank z: (R+ - R-) / 2 over sqrt(sum r^2 / 4), average ranks for ties.
+
+    The normal approximation of the sign-flip null given the ranks (ties and zeros included;
+    zeros get ranks but no sign, as Pratt). 0 for a row without non-zero values.
+    """
+    n = y.shape[1]
+    mag_all = np.abs(y)
+    order = np.argsort(mag_all, axis=1)
+    mag = np.take_along_axis(mag_all, order, axis=1)
+    sgn = np.sign(np.take_along_axis(y, order, axis=1))
+    # Average rank of a tie group = (first position + last position) / 2 + 1, by running max / min.
+    pos = np.arange(n)
+    first = np.ones_like(mag, dtype=bool)
+    first[:, 1:] = mag[:, 1:] != mag[:, :-1]
+    last = np.ones_like(first)
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, pos, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = (start + end) / 2 + 1
+    num = (ranks * sgn).sum(axis=1) / 2
+    var = (ranks**2 * (sgn != 0)).sum(axis=1) / 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, num / np.sqrt(var), 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +421,295 @@ def _as_arrays(samples: Any) -> list[np.ndarray]:
     if not arrays or any(a.ndim != 1 or a.size != arrays[0].size for a in arrays):
         raise InputError("bootstrap_ci needs one or more 1-D arrays of equal length")
     return arrays
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals and the tests they invert
+# --------------------------------------------------------------------------------------------
+#
+# Every interval below comes with the test it is the inversion of, computed from the same numbers
+# with the same tie conventions, so "the test rejects at alpha" and "the (1 - alpha) interval
+# excludes 0" are one statement: a verdict can never sit beside an interval that says otherwise.
+# One-sided tests at alpha pair with the two-sided (1 - 2 alpha) interval, each of whose bounds is
+# a one-sided (1 - alpha) bound.
+
+#: Interval methods for the mean; "t" is the default (see benches/README.md, "statistics: coverage").
+MEAN_CI_METHODS = ("t", "studentized", "percentile", "bca")
+
+#: Smallest n (pairs) from which benches/stats_coverage.py found each method's simulated coverage of a
+#: nominal 95 % interval to be at least 0.925 (0.95 minus about three Monte-Carlo standard errors) on
+#: every simulated shape - normal, skewed, 70 % zeros (continuous and +/-1), 90 % zeros - among the
+#: samples a verdict is printed for (>= 5 non-zero deltas); figures in benches/README.md. Below it,
+#: and on rows too small to test, ``ci_verified`` is False and the interval is flagged.
+CI_VERIFIED_MIN_N: dict[str, int] = {
+    "t": 20,  # 0.915 at n = 10 on skewed deltas
+    "studentized": 30,  # 0.714 at n = 20 with 90 % zeros (the 4 % of samples that are testable)
+    "percentile": 100,  # 0.922 at n = 50 (70 % zeros), 0.881 at n = 10 (skewed)
+    "bca": 100,  # 0.917 at n = 50 (70 % zeros)
+    "walsh": 10,  # coverage of the pseudo-median >= 0.926 from n = 10
+}
+
+
+def _ci_level(alpha: float, alternative: str) -> float:
+    return 1 - alpha if alternative == "two-sided" else 1 - 2 * alpha
+
+
+def _tail(alpha: float, alternative: str) -> float:
+    """The probability in each tail of the interval that pairs with the test at ``alpha``."""
+    return alpha / 2 if alternative == "two-sided" else alpha
+
+
+def _low_order_stat(sorted_x: np.ndarray, q: float) -> float:
+    """The inverted-CDF q-quantile: the k-th smallest value with k = ceil(q B) (at least 1).
+
+    With ``#{x <= v} / B`` as the empirical CDF, ``_low_order_stat(x, q) > v`` exactly when
+    ``#{x <= v} / B < q``: the convention that makes a bootstrap interval and its p-value dual.
+    """
+    b = sorted_x.size
+    k = max(1, math.ceil(q * b - 1e-12))
+    return float(sorted_x[k - 1])
+
+
+def t_test_interval(
+    fav: np.ndarray, *, alpha: float, alternative: str
+) -> tuple[float, float, float, float, float, int]:
+    """Paired t-test with its dual interval, degrees of freedom = non-zero pairs - 1.
+
+    ``t = mean / (sd / sqrt(n))`` (sd with ddof = 1) on the favourable deltas; p-values from
+    Student's t with ``df = max(1, n_nonzero - 1)`` instead of n - 1. With many zero deltas the
+    sample variance rests on the few pairs that changed, and the usual n - 1 makes the interval too
+    short (simulated 95 % coverage 0.910 at n = 30 with 70 % zeros, 0.866 with 90 %); with non-zero
+    pairs - 1 it holds (0.951 and 0.947; benches/README.md). Without zeros it is the
+    textbook paired t-test (Student 1908). Returns (mean, low, high, p_greater, p_less, df); the
+    interval is mean -/+ t_{1 - tail, df} * se at the level that pairs with ``alternative``.
+    """
+    n = fav.size
+    mean = float(fav.mean())
+    sd = float(fav.std(ddof=1))
+    df = max(1, int(np.count_nonzero(fav)) - 1)
+    se = sd / math.sqrt(n)
+    crit = float(sps.t.ppf(1 - _tail(alpha, alternative), df))
+    if se > 0:
+        tstat = mean / se
+        p_g, p_l = float(sps.t.sf(tstat, df)), float(sps.t.cdf(tstat, df))
+    else:
+        p_g = p_l = math.nan
+    return mean, mean - crit * se, mean + crit * se, p_g, p_l, df
+
+
+def bootstrap_test_interval(
+    fav: np.ndarray, *, alpha: float, alternative: str, method: str, n_boot: int, seed: int
+) -> tuple[float, float, float, float, float]:
+    """A bootstrap interval for the mean and the test that is its exact inversion.
+
+    Resamples are the shared seeded index matrix (:func:`_boot_index`, queries resampled).
+
+    * ``"percentile"``: bounds are inverted-CDF quantiles of the resampled means m*; the test's
+      p_greater = #{m* <= 0} / B and p_less = #{m* >= 0} / B, so the lower bound is > 0 exactly
+      when p_greater < tail (Efron & Tibshirani 1993, ch. 13 and 16).
+    * ``"studentized"`` (bootstrap-t): t* = (m* - m) / se*, bounds m - se * t*-quantiles; p_greater
+      = #{t* >= t_obs} / B (Efron & Tibshirani 1993, ch. 12.5; Hall 1992). Resamples with se* = 0
+      give t* = +/-inf (0 when m* = m), so the interval can be unbounded.
+    * ``"bca"``: percentile bounds at BCa-adjusted levels (z0 from the share of m* below m, the
+      acceleration from the jackknife; ch. 14.3); p-values invert the same adjustment.
+
+    Returns (mean, low, high, p_greater, p_less). P-values are multiples of 1 / B.
+    """
+    n = fav.size
+    mean = float(fav.mean())
+    tail = _tail(alpha, alternative)
+    idx = _boot_index(n, n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = fav[idx].mean(axis=1)
+        if method == "studentized":
+            se = float(fav.std(ddof=1)) / math.sqrt(n)
+            se_b = fav[idx].std(axis=1, ddof=1) / math.sqrt(n)
+            diff = boot - mean
+            tb = np.where(se_b > 0, diff / se_b, np.sign(diff) * np.inf)
+            tb = np.where(np.isnan(tb), 0.0, tb)
+            t_obs = mean / se if se > 0 else math.nan
+            p_g = float(np.mean(tb >= t_obs))
+            p_l = float(np.mean(tb <= t_obs))
+            s_pos, s_neg = np.sort(tb), np.sort(-tb)
+            hi_q = -_low_order_stat(s_neg, tail)  # the upper quantile, by the mirrored rule
+            lo_q = _low_order_stat(s_pos, tail)
+            return mean, mean - se * hi_q, mean - se * lo_q, p_g, p_l
+    s_pos, s_neg = np.sort(boot), np.sort(-boot)
+    share_le = float(np.mean(boot <= 0))
+    share_ge = float(np.mean(boot >= 0))
+    if method == "percentile":
+        return mean, _low_order_stat(s_pos, tail), -_low_order_stat(s_neg, tail), share_le, share_ge
+    # BCa: bounds at adjusted levels a(q) = Phi(z0 + (z0 + z_q) / (1 - acc (z0 + z_q))).
+    b = boot.size
+    prop = (np.sum(boot < mean) + 0.5 * np.sum(boot == mean)) / b
+    z0 = float(sps.norm.ppf(min(max(prop, 0.5 / b), 1 - 0.5 / b)))
+    jack = fav[_jack_index(n)].mean(axis=1)
+    d = jack.mean() - jack
+    den = 6.0 * float(np.sum(d**2)) ** 1.5
+    acc = float(np.sum(d**3)) / den if den > 0 else 0.0
+
+    def adjusted(q: float) -> float:
+        z = z0 + sps.norm.ppf(q)
+        return float(sps.norm.cdf(z0 + z / (1 - acc * z)))
+
+    def inverse(share: float) -> float:
+        # The q whose adjusted level equals ``share``: the p-value that inverts the BCa bound.
+        if share <= 0:
+            return 0.0
+        if share >= 1:
+            return 1.0
+        w = float(sps.norm.ppf(share)) - z0
+        return float(sps.norm.cdf(w / (1 + acc * w) - z0))
+
+    lo = _low_order_stat(s_pos, adjusted(tail))
+    hi = -_low_order_stat(s_neg, 1 - adjusted(1 - tail))
+    return mean, lo, hi, inverse(share_le), 1 - inverse(1 - share_ge)
+
+
+@lru_cache(maxsize=256)
+def _signed_rank_cdf(n: int) -> np.ndarray:
+    """P(W+ <= w), w = 0..n(n+1)/2, for the signed-rank statistic of n untied non-zero values.
+
+    The exact null (Wilcoxon 1945): each rank 1..n enters W+ with probability 1/2 independently;
+    built by the recursion p_k(w) = (p_{k-1}(w) + p_{k-1}(w - k)) / 2.
+    """
+    p = np.zeros(n * (n + 1) // 2 + 1)
+    p[0] = 1.0
+    top = 0
+    for k in range(1, n + 1):
+        top += k
+        p[k : top + 1] = 0.5 * (p[k : top + 1] + p[: top + 1 - k])
+        p[:k] *= 0.5
+    cdf = np.cumsum(p)
+    cdf.setflags(write=False)
+    return cdf
+
+
+def _signed_rank_crit(n: int, q: float) -> int:
+    """The largest c with P(W+ <= c) <= q under the null (-1 when even c = 0 is too likely).
+
+    Exact for n <= 300; above, the normal approximation with a continuity correction.
+    """
+    if n <= 300:
+        return int(np.searchsorted(_signed_rank_cdf(n), q * (1 + 1e-12), side="right")) - 1
+    mu = n * (n + 1) / 4
+    sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+    return math.floor(mu + sigma * float(sps.norm.ppf(q)) - 0.5)
+
+
+_WALSH_MATERIALISE_MAX_N = 1000
+
+
+def _walsh_order_stats(sorted_x: np.ndarray, ks: Sequence[int]) -> list[float]:
+    """The k-th smallest Walsh averages (x_i + x_j) / 2, i <= j, for 1-based ``ks``.
+
+    Up to 1,000 values all n(n+1)/2 averages are formed; above, each order statistic is found by
+    bisection on the value with an O(n log n) count per step (no quadratic memory).
+    """
+    n = sorted_x.size
+    if n <= _WALSH_MATERIALISE_MAX_N:
+        i, j = np.triu_indices(n)
+        walsh = np.partition((sorted_x[i] + sorted_x[j]) / 2, [k - 1 for k in ks])
+        return [float(walsh[k - 1]) for k in ks]
+    out = []
+    pos = np.arange(n)
+    for k in ks:
+        lo, hi = 2 * float(sorted_x[0]), 2 * float(sorted_x[-1])
+        for _ in range(200):  # bisection on the sum until adjacent floats
+            mid = lo + (hi - lo) / 2
+            if mid <= lo or mid >= hi:
+                break
+            count = np.maximum(0, np.searchsorted(sorted_x, mid - sorted_x, side="right") - pos).sum()
+            if count >= k:
+                hi = mid
+            else:
+                lo = mid
+        j = np.searchsorted(sorted_x, hi - sorted_x, side="right") - 1
+        ok = j >= pos
+        out.append(float(np.max(sorted_x[ok] + sorted_x[j[ok]])) / 2)
+    return out
+
+
+def hodges_lehmann(deltas: Sequence[float] | np.ndarray) -> float:
+    """Hodges-Lehmann estimate of the pseudo-median: the median of the Walsh averages.
+
+    ``median{(d_i + d_j) / 2 : i <= j}`` (Hodges & Lehmann 1963): the location estimate that goes
+    with the Wilcoxon signed-rank test (the signed-rank statistic counts the positive Walsh
+    averages, Tukey 1949). NaN for no values.
+    """
+    x = np.sort(np.asarray(deltas, dtype=float))
+    n = x.size
+    if n == 0:
+        return math.nan
+    total = n * (n + 1) // 2
+    if total % 2:
+        return _walsh_order_stats(x, [(total + 1) // 2])[0]
+    a, b = _walsh_order_stats(x, [total // 2, total // 2 + 1])
+    return (a + b) / 2
+
+
+def walsh_interval(
+    deltas: Sequence[float] | np.ndarray, *, alpha: float = 0.05, alternative: str = "two-sided"
+) -> tuple[float, float, float]:
+    """(HL estimate, low, high): the distribution-free interval for the pseudo-median.
+
+    Bounds are the (c+1)-th smallest and largest Walsh averages, c the largest value with
+    P(W+ <= c) <= tail under the exact signed-rank null for n values (Tukey 1949; Hollander &
+    Wolfe 1999, 3.3): the set of shifts the signed-rank test does not reject. Ties and zeros make
+    the test at 0 (Pratt or Wilcox handling of zeros) differ slightly from this inversion, so the
+    verdict checks the two against each other. Bounds are -inf / +inf when n is too small for the
+    level.
+    """
+    x = np.sort(np.asarray(deltas, dtype=float))
+    n = x.size
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    total = n * (n + 1) // 2
+    c = _signed_rank_crit(n, _tail(alpha, alternative))
+    est = hodges_lehmann(x)
+    if c < 0:
+        return est, -math.inf, math.inf
+    lo, hi = _walsh_order_stats(x, [c + 1, total - c])
+    return est, lo, hi
+
+
+def fieller_relative(
+    baseline: np.ndarray, treated: np.ndarray, crit: float, sign: float = 1.0
+) -> tuple[float, float, float, str]:
+    """Direction-aware relative change of the means with Fieller's interval, or why it is undefined.
+
+    ``rel = sign * (mean_t - mean_b) / |mean_b|``: positive means the target gained whichever way
+    the metric points (GEO eq. 4 when higher is better and the baseline is positive). The
+    interval solves ``(T - R B)^2 <= crit^2 Var(T - R B)`` for the ratio R = T / B of the paired
+    means, with variances and the covariance from the per-query values (Fieller 1954). It is a
+    bounded interval exactly when the baseline mean differs from 0 by more than ``crit`` standard
+    errors; otherwise the baseline is indistinguishable from 0 at this level, the ratio can be
+    arbitrarily large, and (NaN, NaN, NaN, reason) is returned instead of an astronomical number.
+    With the t-test's ``crit`` the interval excludes 0 exactly when the t interval of the mean
+    delta does (Var(T - 1 B) is the variance of the deltas).
+    """
+    n = baseline.size
+    b_mean, t_mean = float(baseline.mean()), float(treated.mean())
+    if n < 2:
+        return math.nan, math.nan, math.nan, "fewer than 2 queries"
+    vb = float(baseline.var(ddof=1)) / n
+    vt = float(treated.var(ddof=1)) / n
+    cbt = float(np.cov(baseline, treated, ddof=1)[0, 1]) / n
+    a = b_mean**2 - crit**2 * vb
+    if b_mean == 0 or a <= 0:
+        se = math.sqrt(vb)
+        return math.nan, math.nan, math.nan, (
+            f"baseline mean {b_mean:.3g} is within {crit:.2f} standard errors ({se:.2g}) of 0, so the "
+            "ratio is unbounded (Fieller)"
+        )
+    bq = t_mean * b_mean - crit**2 * cbt
+    c = t_mean**2 - crit**2 * vt
+    root = math.sqrt(max(0.0, bq * bq - a * c))
+    r_lo, r_hi = (bq - root) / a, (bq + root) / a
+    orient = sign * (1.0 if b_mean > 0 else -1.0)
+    rel = orient * (t_mean / b_mean - 1)
+    lo, hi = sorted((orient * (r_lo - 1), orient * (r_hi - 1)))
+    return rel, lo, hi, ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,108 +847,197 @@ def paired_values(
 # --------------------------------------------------------------------------------------------
 
 
+def _rank_test(fav: np.ndarray, zero_method: str, alternative: str) -> dict[str, float]:
+    """The Wilcoxon signed-rank test on favourable deltas, in the row's direction and both others.
+
+    Returns the statistic (scipy's convention for ``alternative``), the p-value for
+    ``alternative``, the one-sided p-values (NaN for two-sided rows, where they are not needed),
+    the two-sided p, and the sign of R+ - R- (the direction the ranks point).
+    """
+    out = {"stat": math.nan, "p": math.nan, "p_greater": math.nan, "p_less": math.nan, "p_two": math.nan}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fav.size <= _EXHAUSTIVE_MAX_N:
+            r_plus, r_minus, p_ge, p_le = _signed_rank_exhaustive_parts(fav, zero_method)
+            p_two = min(1.0, 2.0 * min(p_ge, p_le))
+            out.update(p_greater=p_ge, p_less=p_le, p_two=p_two)
+            out["stat"] = r_plus if alternative != "two-sided" else min(r_plus, r_minus)
+        elif alternative == "two-sided":
+            w = sps.wilcoxon(fav, zero_method=zero_method, alternative="two-sided")
+            out.update(stat=float(w.statistic), p_two=float(w.pvalue))
+        else:
+            g = sps.wilcoxon(fav, zero_method=zero_method, alternative="greater")
+            le = sps.wilcoxon(fav, zero_method=zero_method, alternative="less")
+            out.update(stat=float(g.statistic), p_greater=float(g.pvalue), p_less=float(le.pvalue))
+            out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
+    out["p"] = {"two-sided": out["p_two"], "greater": out["p_greater"], "less": out["p_less"]}[alternative]
+    return out
+
+
+def _sign(x: float) -> int:
+    return 0 if not np.isfinite(x) or x == 0 else (1 if x > 0 else -1)
+
+
 def _group_stats(
     baseline: np.ndarray,
     treated: np.ndarray,
     delta: np.ndarray,
     sign: float,
     *,
+    estimand: str,
     alternative: str,
     zero_method: str,
     n_boot: int,
     ci: str,
     seed: int,
     alpha: float,
-    power: float,
+    ddof: int,
     n_dropped: int,
 ) -> dict[str, Any]:
-    """All per-group numbers for one strategy x rate x metric x comparison (x group)."""
+    """All per-group numbers for one strategy x rate x metric x comparison (x group).
+
+    Computed on the favourable deltas (``sign * delta``, positive = the target gained) and reported
+    in the metric's own orientation; the verdict is assigned later, once the correction families
+    are known. ``_fav`` (estimate and bounds, favourable) and ``_dir`` keys are for the verdict.
+    """
     n = int(delta.size)
     fav = sign * delta
     notes: list[str] = []
     if n_dropped:
         notes.append(f"{n_dropped} item(s) dropped for NaN")
+    level = _ci_level(alpha, alternative)
     res: dict[str, Any] = {
         "n": n,
         "n_dropped": n_dropped,
         "baseline_mean": float(baseline.mean()) if n else math.nan,
         "treated_mean": float(treated.mean()) if n else math.nan,
         "mean_delta": float(delta.mean()) if n else math.nan,
-        "sd_delta": float(delta.std(ddof=1)) if n >= 2 else math.nan,
+        "sd_delta": float(delta.std(ddof=ddof)) if n > ddof else math.nan,
+        "sd_ddof": ddof,
         "wins": int((fav > 0).sum()),
         "ties": int((fav == 0).sum()),
         "losses": int((fav < 0).sum()),
         "n_nonzero": int((fav != 0).sum()),
+        "estimand": estimand,
+        "ci_level": level,
+        "_mde_sd": math.nan,
+        "_mde_df": 0,
+        "_dir": 0,
+        "_companion_dir": 0,
     }
-    b_mean = res["baseline_mean"]
-    res["rel_improvement"] = (
-        res["treated_mean"] / b_mean - 1 if n and b_mean != 0 and np.isfinite(b_mean) else math.nan
-    )
-    if n and not np.isfinite(res["rel_improvement"]):
-        notes.append("relative improvement undefined (baseline mean 0)")
-    nan_keys = ("delta_ci_low", "delta_ci_high", "rel_ci_low", "rel_ci_high", "wilcoxon_stat",
-                "wilcoxon_p", "ttest_p", "cohens_dz", "rank_biserial", "mde")  # fmt: skip
+    nan_keys = ("delta_ci_low", "delta_ci_high", "hl_delta", "hl_ci_low", "hl_ci_high", "estimate",
+                "estimate_ci_low", "estimate_ci_high", "rel_improvement", "rel_ci_low", "rel_ci_high",
+                "p_value", "p_reverse", "wilcoxon_stat", "wilcoxon_p", "ttest_p", "cohens_dz",
+                "rank_biserial", "companion_p", "_est_fav", "_lo_fav", "_hi_fav")  # fmt: skip
     res.update(dict.fromkeys(nan_keys, math.nan))
+    res["reason"] = ""
 
-    if n < MIN_N:
-        res["status"] = INSUFFICIENT
-        notes.append(f"n={n} queries < {MIN_N}")
+    def finish(status: str, reason: str, why: str = "") -> dict[str, Any]:
+        res["status"], res["reason"] = status, reason
+        if why:
+            notes.append(why)
         res["note"] = "; ".join(notes)
         return res
 
-    # Paired bootstrap over queries (same index matrix for delta, baseline and treated).
+    if n < MIN_N:
+        return finish(INSUFFICIENT, "few_queries", f"n={n} queries < {MIN_N}")
+
+    def to_raw(lo: float, hi: float) -> tuple[float, float]:
+        return (lo, hi) if sign > 0 else (-hi, -lo)
+
+    # The mean: its interval and the test that interval inverts.
+    sd1 = float(fav.std(ddof=1))
+    constant = not sd1 > _ZERO_TOL * max(1.0, abs(float(fav.mean())))
     with np.errstate(divide="ignore", invalid="ignore"):
-        idx = _boot_index(n, n_boot, seed)
-        jidx = _jack_index(n) if ci == "bca" else None
-        boot_d = delta[idx].mean(axis=1)
-        jack_d = delta[jidx].mean(axis=1) if jidx is not None else None
-        res["delta_ci_low"], res["delta_ci_high"] = _interval(
-            res["mean_delta"], boot_d, jack_d, 0.95, ci
-        )
-        if np.isfinite(res["rel_improvement"]):
-            boot_r = treated[idx].mean(axis=1) / baseline[idx].mean(axis=1) - 1
-            jack_r = (
-                treated[jidx].mean(axis=1) / baseline[jidx].mean(axis=1) - 1
-                if jidx is not None
-                else None
+        if ci == "t" or constant:
+            m, lo, hi, p_g, p_l, df = t_test_interval(fav, alpha=alpha, alternative=alternative)
+        else:
+            m, lo, hi, p_g, p_l = bootstrap_test_interval(
+                fav, alpha=alpha, alternative=alternative, method=ci, n_boot=n_boot, seed=seed
             )
-            res["rel_ci_low"], res["rel_ci_high"] = _interval(
-                res["rel_improvement"], boot_r, jack_r, 0.95, ci
-            )
-            if not np.isfinite(res["rel_ci_low"]):
-                notes.append("relative CI undefined (baseline mean 0 in some resamples)")
-    sd = res["sd_delta"]
-    res["mde"] = mde_paired(sd, n, alpha, power, alternative)
+            df = max(1, res["n_nonzero"] - 1)
+    if constant:  # every delta equal: the interval is that value; no test has variance to use
+        lo = hi = m
+        p_g = p_l = math.nan
+    res["delta_ci_low"], res["delta_ci_high"] = to_raw(lo, hi)
+    mean_p = {"two-sided": min(1.0, 2 * min(p_g, p_l)), "greater": p_g, "less": p_l}
+    res["_mde_sd"], res["_mde_df"] = sd1, df
+
+    # Relative change of the means: Fieller's interval with the t-test's critical value.
+    crit = float(sps.t.ppf(1 - _tail(alpha, alternative), df))
+    rel, rlo, rhi, why_rel = fieller_relative(baseline, treated, crit, sign)
+    res["rel_improvement"], res["rel_ci_low"], res["rel_ci_high"] = rel, rlo, rhi
+    if why_rel:
+        notes.append("relative improvement undefined: " + why_rel)
+
+    if estimand == "pseudomedian":
+        test_d = fav[fav != 0] if zero_method == "wilcox" else fav
+        if test_d.size:
+            est, hlo, hhi = walsh_interval(test_d, alpha=alpha, alternative=alternative)
+            res["hl_delta"] = sign * est
+            res["hl_ci_low"], res["hl_ci_high"] = to_raw(hlo, hhi)
+            res["_est_fav"], res["_lo_fav"], res["_hi_fav"] = est, hlo, hhi
+    else:
+        res["_est_fav"], res["_lo_fav"], res["_hi_fav"] = m, lo, hi
+    res["estimate"] = sign * res["_est_fav"]
+    res["estimate_ci_low"], res["estimate_ci_high"] = to_raw(res["_lo_fav"], res["_hi_fav"])
 
     if res["n_nonzero"] == 0:
-        res["status"] = INSUFFICIENT
-        notes.append("all deltas are zero")
-    elif not sd > _ZERO_TOL * max(1.0, abs(res["mean_delta"])):
-        # Equal deltas differing by float rounding (0.2 - 0.1 vs 0.3 - 0.2) would give t = 1e15.
-        res["status"] = INSUFFICIENT
-        notes.append("every delta has the same value (sd = 0): no variance to test against")
-    elif res["n_nonzero"] < MIN_N:
-        res["status"] = INSUFFICIENT
-        notes.append(f"only {res['n_nonzero']} non-zero deltas < {MIN_N}")
+        # Nothing moved: every estimand and its interval is exactly 0.
+        for key in ("estimate", "estimate_ci_low", "estimate_ci_high", "_est_fav", "_lo_fav", "_hi_fav"):
+            res[key] = 0.0
+        if estimand == "pseudomedian":
+            res["hl_delta"] = res["hl_ci_low"] = res["hl_ci_high"] = 0.0
+        bound = 1 - alpha ** (1 / n)
+        return finish("no change", "all_zero", (
+            f"no query changed (0 of {n}); at most {bound:.0%} of queries are likely affected "
+            f"(exact {level:.0%} upper bound, 1 - alpha^(1/n))"
+        ))
+    if constant:
+        return finish(INSUFFICIENT, "constant_delta",
+                      "every delta has the same value (sd = 0): no variance to test against")
+    if res["n_nonzero"] < MIN_N:
+        return finish(INSUFFICIENT, "few_nonzero", (
+            f"only {res['n_nonzero']} of {n} queries changed (< {MIN_N} non-zero pairs): too few to test"
+        ))
+
+    rank = _rank_test(fav, zero_method, alternative)
+    res["wilcoxon_stat"], res["wilcoxon_p"] = rank["stat"], rank["p"]
+    res["rank_biserial"] = rank_biserial(fav, zero_method=zero_method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res["ttest_p"] = float(sps.ttest_1samp(fav, 0.0, alternative=alternative).pvalue)
+    res["cohens_dz"] = cohens_dz(fav)
+    mean_dir, rank_dir = _sign(float(fav.mean())), _sign(res["rank_biserial"])
+    reverse = {"greater": "less", "less": "greater"}.get(alternative)
+    if estimand == "pseudomedian":
+        res["p_value"] = rank["p"]
+        res["p_reverse"] = rank["p_" + reverse] if reverse else math.nan
+        res["_dir"], res["_companion_dir"] = rank_dir, mean_dir
+        res["companion_p"] = mean_p["two-sided"]
     else:
-        res["status"] = "ok"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # method="auto": exact for n <= 50 without ties/zeros, otherwise exhaustive
-            # permutations for n <= 13 and the tie-corrected normal approximation above that.
-            if len(fav) <= _EXHAUSTIVE_MAX_N:
-                w_stat, w_p = signed_rank_exhaustive(fav, zero_method=zero_method, alternative=alternative)
-            else:
-                w = sps.wilcoxon(fav, zero_method=zero_method, alternative=alternative)
-                w_stat, w_p = float(w.statistic), float(w.pvalue)
-            t = sps.ttest_1samp(fav, 0.0, alternative=alternative)
-        res["wilcoxon_stat"] = float(w_stat)
-        res["wilcoxon_p"] = float(w_p)
-        res["ttest_p"] = float(t.pvalue)
-        res["cohens_dz"] = cohens_dz(fav)
-        res["rank_biserial"] = rank_biserial(fav)
-    res["note"] = "; ".join(notes)
-    return res
+        res["p_value"] = mean_p[alternative]
+        res["p_reverse"] = mean_p[reverse] if reverse else math.nan
+        res["_dir"], res["_companion_dir"] = mean_dir, rank_dir
+        res["companion_p"] = rank["p_two"]
+    return finish("ok", "")
+
+
+def _signed_rank_exhaustive_parts(d: np.ndarray, zero_method: str) -> tuple[float, float, float, float]:
+    """(R+, R-, P(null >= R+), P(null <= R+)) by enumerating the 2^m sign flips of the ranks."""
+    if zero_method == "wilcox":
+        d = d[d != 0]
+    ranks = sps.rankdata(np.abs(d))
+    nonzero = d != 0
+    offset = 0.5 * ranks[~nonzero].sum() if zero_method == "zsplit" else 0.0
+    r, signs = ranks[nonzero], d[nonzero]
+    r_plus = r[signs > 0].sum() + offset
+    r_minus = r[signs < 0].sum() + offset
+    m = len(r)
+    flips = ((np.arange(2**m)[:, None] >> np.arange(m)) & 1).astype(float)
+    null = flips @ r + offset
+    eps = 1e-9 * max(1.0, abs(r_plus))
+    return float(r_plus), float(r_minus), float(np.mean(null >= r_plus - eps)), float(np.mean(null <= r_plus + eps))
 
 
 _EXHAUSTIVE_MAX_N = 13
@@ -555,26 +1057,12 @@ def signed_rank_exhaustive(
 
     Source: Wilcoxon (1945); exact permutation null as in scipy.stats.wilcoxon / permutation_test.
     """
-    d = np.asarray(deltas, dtype=float)
-    if zero_method == "wilcox":
-        d = d[d != 0]
-    ranks = sps.rankdata(np.abs(d))
-    nonzero = d != 0
-    offset = 0.5 * ranks[~nonzero].sum() if zero_method == "zsplit" else 0.0
-    r, signs = ranks[nonzero], d[nonzero]
-    r_plus = r[signs > 0].sum() + offset
-    r_minus = r[signs < 0].sum() + offset
-    m = len(r)
-    flips = ((np.arange(2**m)[:, None] >> np.arange(m)) & 1).astype(float)
-    null = flips @ r + offset
-    eps = 1e-9 * max(1.0, abs(r_plus))
-    p_ge = float(np.mean(null >= r_plus - eps))
-    p_le = float(np.mean(null <= r_plus + eps))
+    r_plus, r_minus, p_ge, p_le = _signed_rank_exhaustive_parts(np.asarray(deltas, dtype=float), zero_method)
     if alternative == "greater":
-        return float(r_plus), p_ge
+        return r_plus, p_ge
     if alternative == "less":
-        return float(r_plus), p_le
-    return float(min(r_plus, r_minus)), min(1.0, 2.0 * min(p_ge, p_le))
+        return r_plus, p_le
+    return min(r_plus, r_minus), min(1.0, 2.0 * min(p_ge, p_le))
 
 
 def _explode_groups(pv: pd.DataFrame, by: str | None) -> pd.DataFrame:
@@ -604,6 +1092,34 @@ def _direction(metric: str, higher_is_better: Mapping[str, bool] | None) -> bool
     return bool(merged[metric])
 
 
+def _estimands(
+    metrics: Sequence[str], estimand: str | Mapping[str, str] | None, default: str
+) -> dict[str, str]:
+    given = estimand if isinstance(estimand, Mapping) else dict.fromkeys(metrics, estimand or default)
+    out = {m: str(given.get(m) or default) for m in metrics}
+    for m, e in out.items():
+        if e not in ESTIMANDS:
+            raise InputError(f"unknown estimand {e!r} for {m}; use {' or '.join(ESTIMANDS)}")
+    return out
+
+
+def _test_name(estimand: str, ci: str, zero_method: str) -> str:
+    if estimand == "pseudomedian":
+        return f"Wilcoxon signed-rank ({zero_method})"
+    if ci == "t":
+        return "paired t-test (df = non-zero pairs - 1)"
+    return f"bootstrap test of the mean (inverts the {ci} interval)"
+
+
+def _ci_name(estimand: str, ci: str, n_boot: int, seed: int) -> str:
+    if estimand == "pseudomedian":
+        return "Walsh-average interval (inverts the signed-rank test)"
+    if ci == "t":
+        return "t interval, df = non-zero pairs - 1"
+    name = {"percentile": "percentile", "bca": "BCa", "studentized": "studentized"}[ci]
+    return f"{name} bootstrap, {n_boot} resamples of queries, seed {seed}"
+
+
 def summarize(
     rows: pd.DataFrame,
     metrics: Sequence[str],
@@ -616,75 +1132,114 @@ def summarize(
     correction: str = "holm",
     alternative: str | None = None,
     zero_method: str | None = None,
+    estimand: str | Mapping[str, str] | None = None,
+    reverse_test: bool = True,
     alpha: float = 0.05,
     power: float = 0.8,
     n_boot: int = 2000,
-    ci: str = "percentile",
+    ci: str = "t",
     seed: int = 0,
     mode: str = "default",
 ) -> pd.DataFrame:
-    """Paired tests, effect sizes and bootstrap CIs per strategy x rate x metric x comparison (x group).
+    """Paired tests, estimates and intervals per strategy x rate x metric x comparison (x group).
 
-    Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised:
+    Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised. Every
+    metric has one declared **estimand** and the test, interval and verdict are about it:
 
-    * ``n`` queries (items with NaN on either side dropped, counted in ``n_dropped``),
-      ``baseline_mean``, ``treated_mean``, ``mean_delta`` = mean(treated - baseline), ``sd_delta``;
-    * ``rel_improvement`` = treated_mean / baseline_mean - 1: GEO eq. 4 computed, as the paper's
-      headline numbers are, as a ratio of means (e.g. 27.2 / 19.3 - 1 = +41 %); NaN when the
-      baseline mean is 0 (always for paired metrics under ``"net"``);
-    * 95 % confidence intervals for mean_delta and rel_improvement from a paired bootstrap that
-      resamples queries (``n_boot`` resamples, seeded, percentile or BCa; see ``ci_method``);
-    * Wilcoxon signed-rank p (the primary test) and paired t-test p on the favourable deltas
-      (``higher_is_better`` orients them, so ``"greater"`` means "the target gained");
-      ``cohens_dz`` and matched-pairs ``rank_biserial`` on the same deltas; wins / ties / losses
-      (favourable delta > 0, = 0, < 0);
-    * ``p_holm`` and ``p_bh``: the Wilcoxon p adjusted within the ``family`` (``"run"``: every
-      test in this call; ``"metric"``: within each metric x comparison, across strategies and
-      rates; ``"domain"``: within each domain, which implies ``by="domain"`` as in
-      C-SEO Bench; ``"group"``: within each breakdown group); ``significant`` = adjusted p of the
-      primary ``correction`` < ``alpha``; ``verdict`` = better / worse / no evidence / insufficient
-      data (sign taken from the rank-biserial, which agrees with the Wilcoxon statistic);
-    * ``mde``: minimum detectable mean delta at ``power`` for this n and the observed sd of the
-      deltas (paired t approximation, uncorrected alpha; :func:`mde_paired`).
+    * ``"mean"`` (default): the mean delta. Interval ``ci`` = ``"t"`` (default: t interval with
+      df = non-zero pairs - 1, which holds its level on zero-heavy deltas; see
+      ``benches/README.md``), ``"studentized"``, ``"percentile"`` or ``"bca"`` bootstrap (queries
+      resampled, ``n_boot``, ``seed``); the test is the one that interval inverts (t-test, or the
+      bootstrap test whose p-value is the share of resamples on the other side of 0).
+    * ``"pseudomedian"`` (C-SEO mode's default): the Hodges-Lehmann estimate (median of the Walsh
+      averages) with the Wilcoxon signed-rank test (``zero_method``) and the Walsh-average
+      interval. Under ``zero_method="wilcox"`` both use only the non-zero deltas, as the test does.
 
-    Zero differences: the default mode uses ``zero_method="pratt"`` (zeros - e.g. a target cited
-    in neither answer - stay in the ranking but carry no sign, so the test is not computed on a
-    silently shrunken sample); ``n_nonzero`` is reported. ``mode="cseo"`` reproduces C-SEO
-    Bench: one-sided Wilcoxon ``alternative="greater"``, ``zero_method="wilcox"`` (scipy's
-    default: zero differences are dropped by the test but kept in the mean), Holm within each
-    domain. Explicit ``alternative`` / ``zero_method`` / ``family`` arguments override the mode.
+    ``estimand`` may be one name or a mapping metric -> name. Intervals have level 1 - alpha for
+    two-sided tests and 1 - 2 alpha for one-sided ones (each bound then is the one-sided 1 - alpha
+    bound the test inverts); ``ci_level`` says which.
 
-    Degenerate groups (n < 5, all deltas zero, sd of deltas 0, fewer than 5 non-zero deltas) get
-    ``status="insufficient data"``, NaN test statistics and p-values, and a ``note`` saying why.
+    The **other** test (Wilcoxon for the mean, the mean's test for the pseudo-median) is run too,
+    as a check: ``companion_p`` (two-sided) and its adjusted ``companion_p_adj``.
+
+    **Verdict** (``verdict``; the machine-readable cause in ``reason``, the words in ``note``):
+
+    * ``"better"`` / ``"worse"``: the declared test is significant after the correction (for a
+      one-sided ``alternative`` the losses come from the reverse one-sided test, ``p_reverse``,
+      corrected in the same family, unless ``reverse_test=False``), the estimate and its whole
+      interval lie on that side of 0 (by construction of the dual interval), and the other test
+      does not point the other way. Better always means "the target gained" (``higher_is_better``
+      orients it), so for a lower-is-better metric "better" has estimate < 0.
+    * ``"mixed"``: the two tests disagree - one is significant and the other points the other way
+      (``tests_disagree``), or only the other test is significant after the same correction
+      (``companion_only``), or a significant rank test sits beside a pseudo-median whose interval
+      touches 0, e.g. when most deltas are zero (``interval_disagrees``).
+    * ``"no evidence"``: tested, not significant; ``reason`` ``correction`` when the raw p is below
+      alpha but the adjusted one is not, ``not_significant`` otherwise, ``one_sided_blind`` when
+      the estimate points against a one-sided test and no reverse test was run.
+    * ``"no change detected"``: every delta is 0 (n >= 5): every paired answer was identical.
+    * ``"insufficient data"``: n < 5 (``few_queries``), fewer than 5 non-zero deltas
+      (``few_nonzero``) or all deltas equal but not 0 (``constant_delta``); no test is run.
+
+    Other columns (:data:`SUMMARY_COLUMNS`): ``n`` queries (``n_dropped`` for NaN), means,
+    ``mean_delta`` with its interval ``delta_ci_low/high`` (method ``ci``), ``sd_delta`` (ddof in
+    ``sd_ddof``: 1, or 0 - the population SD - in C-SEO mode as the paper's ``np.std``),
+    ``hl_delta`` / ``hl_ci_low/high`` (pseudo-median rows only), ``estimate`` /
+    ``estimate_ci_low/high`` (the declared estimand's), ``ci_verified`` (n at or above the size
+    where simulated coverage held, :data:`CI_VERIFIED_MIN_N`); ``rel_improvement`` =
+    sign * (treated_mean - baseline_mean) / |baseline_mean| (positive = the target gained; GEO
+    eq. 4 as a ratio of means) with Fieller's interval, NaN with the reason in ``note`` when the
+    baseline mean is not distinguishable from 0; ``p_value`` (declared test, raw), ``p_holm``,
+    ``p_bh`` (adjusted within ``family``), ``p_reverse`` / ``p_reverse_adj``; ``wilcoxon_p`` and
+    ``ttest_p`` (Student's paired t-test, df n - 1) in ``alternative``; effect sizes
+    ``cohens_dz`` and ``rank_biserial`` (zero handling of the test); wins / ties / losses.
+
+    Families (``family``): ``"run"`` (every test of the call), ``"metric"`` (metric x comparison),
+    ``"domain"`` (each domain; implies ``by="domain"``), ``"group"`` (each breakdown group) and
+    ``"cseo"`` (domain x metric x comparison x adopter rate, across strategies: C-SEO Bench's
+    per-table correction; implies ``by="domain"``). ``family_size`` is the row's own family.
+
+    ``mde``: the smallest true change of the estimand the row's test detects with probability
+    ``power`` at ``mde_alpha`` = alpha / family_size (the level Holm and BH apply to the smallest
+    p-value; a test can succeed at a larger level when others in its family also reject): the t
+    formula with the test's df for the mean (:func:`mde_paired`), a simulation of the signed-rank
+    test for the pseudo-median (:func:`mde_signed_rank`).
+
+    ``mode="cseo"`` reproduces C-SEO Bench: one-sided Wilcoxon ``alternative="greater"`` with
+    ``zero_method="wilcox"`` (zeros dropped by the test, kept in the mean), the pseudo-median as
+    the estimand, Holm per ``family="cseo"``, population SD, and losses flagged by the reverse
+    one-sided test. Explicit arguments override the mode's defaults.
 
     ``by`` (None, "domain", "tag", "orig_rank") splits every strategy x rate into groups (see
-    :func:`breakdown`); the output's ``by``/``group`` columns say which (``"all"`` when pooled).
-    Columns: :data:`SUMMARY_COLUMNS`.
+    :func:`breakdown`); ``by``/``group`` say which (``"all"`` when pooled). Deterministic for a
+    seed; row order does not matter.
     """
     if mode not in ("default", "cseo"):
         raise InputError(f"unknown stats mode {mode!r}; use 'default' or 'cseo'")
     cseo = mode == "cseo"
     alternative = alternative or ("greater" if cseo else "two-sided")
     zero_method = zero_method or ("wilcox" if cseo else "pratt")
-    family = family or ("domain" if cseo else "run")
+    family = family or ("cseo" if cseo else "run")
     if alternative not in ("two-sided", "greater", "less"):
         raise InputError(f"unknown alternative {alternative!r}; use two-sided, greater or less")
     if zero_method not in ("wilcox", "pratt", "zsplit"):
         raise InputError(f"unknown zero_method {zero_method!r}; use wilcox, pratt or zsplit")
     if correction not in ("holm", "bh"):
         raise InputError(f"unknown correction {correction!r}; use holm or bh")
-    if ci not in ("percentile", "bca"):
-        raise InputError(f"unknown CI method {ci!r}; use percentile or bca")
-    if family not in ("run", "metric", "domain", "group"):
-        raise InputError(f"unknown family {family!r}; use run, metric, domain or group")
-    if family == "domain":
+    if ci not in MEAN_CI_METHODS:
+        raise InputError(f"unknown CI method {ci!r}; use {', '.join(MEAN_CI_METHODS)}")
+    if family not in ("run", "metric", "domain", "group", "cseo"):
+        raise InputError(f"unknown family {family!r}; use run, metric, domain, group or cseo")
+    if family in ("domain", "cseo"):
         if by not in (None, "domain"):
-            raise InputError(f"family='domain' needs by='domain', not by={by!r}")
+            raise InputError(f"family={family!r} needs by='domain', not by={by!r}")
         by = "domain"
     if not 0 < alpha < 1 or not 0 < power < 1:
         raise InputError("alpha and power must lie strictly between 0 and 1")
+    if alternative != "two-sided" and alpha >= 0.5:
+        raise InputError("a one-sided test pairs with a 1 - 2 alpha interval: alpha must be < 0.5")
     if n_boot < 100:
-        raise InputError(f"n_boot={n_boot} is too few resamples for a 95 % interval; use >= 100")
+        raise InputError(f"n_boot={n_boot} is too few resamples for an interval; use >= 100")
     metrics = list(metrics)
     comparisons = list(comparisons)
     for c in comparisons:
@@ -693,19 +1248,22 @@ def summarize(
     _check_rows(rows, metrics)
     paired_set = set(paired_metrics)
     directions = {m: _direction(m, higher_is_better) for m in metrics}
+    estimands = _estimands(metrics, estimand, "pseudomedian" if cseo else "mean")
+    ddof = 0 if cseo else 1
 
-    ci_name = "BCa" if ci == "bca" else "percentile"
-    ci_method = f"{ci_name} bootstrap, {n_boot} resamples of queries, seed {seed}"
     mode_note = (
-        "C-SEO Bench mode: one-sided Wilcoxon (greater) on favourable deltas; zero differences kept "
-        "in the mean, dropped by the test (scipy zero_method='wilcox'); Holm within each domain"
+        "C-SEO Bench mode: one-sided Wilcoxon (greater) on favourable deltas, losses by the reverse "
+        "test; zero differences kept in the mean, dropped by the test (scipy zero_method='wilcox'); "
+        "Holm within each domain x metric x comparison x adopter rate, across strategies; population SD"
         if cseo
         else ""
     )
     records: list[dict[str, Any]] = []
+    test_deltas: list[np.ndarray | None] = []  # per record, for the simulated signed-rank MDE
     for metric in metrics:
         hib = directions[metric]
         sign = 1.0 if hib else -1.0
+        est_kind = estimands[metric]
         for comparison in comparisons:
             pv = _paired(
                 rows,
@@ -721,18 +1279,20 @@ def summarize(
             ):
                 valid = g["delta"].notna()
                 gv = g[valid]
+                delta = gv["delta"].to_numpy(float)
                 res = _group_stats(
                     gv["baseline"].to_numpy(float),
                     gv["treated"].to_numpy(float),
-                    gv["delta"].to_numpy(float),
+                    delta,
                     sign,
+                    estimand=est_kind,
                     alternative=alternative,
                     zero_method=zero_method,
                     n_boot=n_boot,
                     ci=ci,
                     seed=seed,
                     alpha=alpha,
-                    power=power,
+                    ddof=ddof,
                     n_dropped=int((~valid).sum()),
                 )
                 if metric in paired_set and comparison == "advantage" and res["n"] == 0:
@@ -741,6 +1301,11 @@ def summarize(
                     )
                 if mode_note:
                     res["note"] = mode_note + ("; " + res["note"] if res["note"] else "")
+                fav = sign * delta
+                keep = est_kind == "pseudomedian" and res["status"] == "ok"
+                test_deltas.append(
+                    (fav[fav != 0] if zero_method == "wilcox" else fav) if keep else None
+                )
                 records.append(
                     {
                         "strategy": strategy,
@@ -750,47 +1315,140 @@ def summarize(
                         "by": by or "all",
                         "group": group,
                         "higher_is_better": hib,
+                        "test": _test_name(est_kind, ci, zero_method),
+                        "ci_method": _ci_name(est_kind, ci, n_boot, seed),
+                        "companion_test": _test_name(
+                            "mean" if est_kind == "pseudomedian" else "pseudomedian", ci, zero_method
+                        ),
                         **res,
                     }
                 )
     if not records:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SUMMARY_COLUMNS})
     out = pd.DataFrame.from_records(records)
-    out["ci_method"] = ci_method
-    out["test"] = "wilcoxon signed-rank"
     out["alternative"] = alternative
     out["zero_method"] = zero_method
     out["correction"] = correction
     out["alpha"] = alpha
     out["power"] = power
     out["mode"] = mode
-    if family == "run":
-        out["family"] = "run"
-    elif family == "metric":
-        out["family"] = out["metric"] + "/" + out["comparison"]
-    else:
-        out["family"] = f"{by}=" + out["group"].astype(str)
-    out["p_holm"] = np.nan
-    out["p_bh"] = np.nan
-    out["family_size"] = 0
-    for _, idx in out.groupby("family").groups.items():
-        p = out.loc[idx, "wilcoxon_p"].to_numpy(float)
-        out.loc[idx, "p_holm"] = holm(p)
-        out.loc[idx, "p_bh"] = benjamini_hochberg(p)
-        out.loc[idx, "family_size"] = int(np.isfinite(p).sum())
-    primary = out["p_holm"] if correction == "holm" else out["p_bh"]
-    out["significant"] = (primary < alpha).fillna(False).astype(bool)
-    out["verdict"] = np.select(
-        [
-            out["status"] != "ok",
-            out["significant"] & (out["rank_biserial"] > 0),
-            out["significant"] & (out["rank_biserial"] < 0),
-        ],
-        [INSUFFICIENT, "better", "worse"],
-        default="no evidence",
-    )
+    out["family"] = _family_labels(out, family, by)
+    _correct(out, correction)
+    _assign_verdicts(out, alternative=alternative, alpha=alpha, reverse_test=reverse_test)
+    _add_mde(out, test_deltas, alpha=alpha, power=power, alternative=alternative, seed=seed)
+    # Coverage was simulated for intervals of testable rows at or above a size per method.
+    used_n = np.where((out["estimand"] == "pseudomedian") & (zero_method == "wilcox"), out["n_nonzero"], out["n"])
+    min_n = out["estimand"].map(lambda e: CI_VERIFIED_MIN_N["walsh" if e == "pseudomedian" else ci])
+    out["ci_verified"] = (out["status"] != INSUFFICIENT).to_numpy() & (used_n >= min_n.to_numpy())
     out = out.sort_values(["metric", "comparison", "strategy", "rate", "group"], kind="mergesort")
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _family_labels(out: pd.DataFrame, family: str, by: str | None) -> pd.Series:
+    if family == "run":
+        return pd.Series("run", index=out.index)
+    if family == "metric":
+        return out["metric"] + "/" + out["comparison"]
+    if family == "cseo":
+        rate = out["rate"].map(lambda r: "nan" if pd.isna(r) else f"{float(r):g}")
+        return (f"{by}=" + out["group"].astype(str) + "/" + out["metric"] + "/" + out["comparison"]
+                + "/rate=" + rate)  # fmt: skip
+    return f"{by}=" + out["group"].astype(str)
+
+
+def _correct(out: pd.DataFrame, correction: str) -> None:
+    """Adjusted p-values within each family: the declared test, its reverse and the companion."""
+    adjust = holm if correction == "holm" else benjamini_hochberg
+    for col in ("p_holm", "p_bh", "p_reverse_adj", "companion_p_adj"):
+        out[col] = np.nan
+    out["family_size"] = 0
+    for idx in out.groupby("family", sort=False).groups.values():
+        p = out.loc[idx, "p_value"].to_numpy(float)
+        out.loc[idx, "p_holm"] = holm(p)
+        out.loc[idx, "p_bh"] = benjamini_hochberg(p)
+        out.loc[idx, "p_reverse_adj"] = adjust(out.loc[idx, "p_reverse"].to_numpy(float))
+        out.loc[idx, "companion_p_adj"] = adjust(out.loc[idx, "companion_p"].to_numpy(float))
+        out.loc[idx, "family_size"] = int(np.isfinite(p).sum())
+    out["family_size"] = out["family_size"].astype(int)
+
+
+def _assign_verdicts(out: pd.DataFrame, *, alternative: str, alpha: float, reverse_test: bool) -> None:
+    """Verdicts that cannot contradict the estimate and interval printed beside them.
+
+    A direction D (+1 gained, -1 lost) comes from the declared test after the correction; it
+    becomes better / worse only if the declared estimate and its whole interval lie on that side of
+    0 and the companion test does not point the other way; otherwise the row is "mixed".
+    """
+    ok = (out["status"] == "ok").to_numpy()
+    adj = (out["p_holm"] if out["correction"].iloc[0] == "holm" else out["p_bh"]).to_numpy(float)
+    rev_adj = out["p_reverse_adj"].to_numpy(float)
+    sig = ok & (adj < alpha)
+    sig_rev = ok & (rev_adj < alpha) & reverse_test
+    direction = out["_dir"].to_numpy(int)
+    if alternative == "two-sided":
+        d = np.where(sig, direction, 0)
+    elif alternative == "greater":
+        d = np.where(sig, 1, np.where(sig_rev, -1, 0))
+    else:
+        d = np.where(sig, -1, np.where(sig_rev, 1, 0))
+    est, lo, hi = (out[c].to_numpy(float) for c in ("_est_fav", "_lo_fav", "_hi_fav"))
+    with np.errstate(invalid="ignore"):
+        interval_ok = ((d > 0) & (est > 0) & (lo > 0)) | ((d < 0) & (est < 0) & (hi < 0))
+    companion_against = (d != 0) & (out["_companion_dir"].to_numpy(int) == -d)
+    companion_only = ok & (d == 0) & (out["companion_p_adj"].to_numpy(float) < alpha)
+    raw_sig = ok & ((out["p_value"].to_numpy(float) < alpha)
+                    | ((out["p_reverse"].to_numpy(float) < alpha) & reverse_test))  # fmt: skip
+    with np.errstate(invalid="ignore"):
+        against = (hi < 0) if alternative == "greater" else (lo > 0)
+    blind = ok & (not reverse_test and alternative != "two-sided") & against
+    status = out["status"].to_numpy()
+    conds = [
+        status == INSUFFICIENT,
+        status == "no change",
+        (d > 0) & interval_ok & ~companion_against,
+        (d < 0) & interval_ok & ~companion_against,
+        (d != 0) & companion_against,
+        (d != 0) & ~interval_ok,
+        blind,
+        companion_only,
+        raw_sig,
+    ]
+    out["verdict"] = np.select(conds, [INSUFFICIENT, NO_CHANGE, "better", "worse", "mixed", "mixed",
+                                       "no evidence", "mixed", "no evidence"], default="no evidence")
+    out["reason"] = np.select(
+        conds,
+        [out["reason"], "all_zero", "significant", "significant", "tests_disagree", "interval_disagrees",
+         "one_sided_blind", "companion_only", "correction"],
+        default="not_significant",
+    )
+    out["significant"] = out["verdict"].isin(["better", "worse"])
+
+
+def _add_mde(
+    out: pd.DataFrame,
+    test_deltas: Sequence[np.ndarray | None],
+    *,
+    alpha: float,
+    power: float,
+    alternative: str,
+    seed: int,
+) -> None:
+    """MDE at the level the verdict needs: alpha / family size, with the test the row uses."""
+    m = np.maximum(out["family_size"].to_numpy(int), 1)
+    out["mde_alpha"] = alpha / m
+    # Means: the t formula of mde_paired, for every row at once.
+    sd, n = out["_mde_sd"].to_numpy(float), out["n"].to_numpy(int)
+    df = np.maximum(out["_mde_df"].to_numpy(int), 1)
+    level = 1 - out["mde_alpha"].to_numpy(float) / (2 if alternative == "two-sided" else 1)
+    ok = (out["estimand"] == "mean").to_numpy() & (n >= MIN_N) & np.isfinite(sd) & (sd > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_mde = (sps.t.ppf(level, df) + sps.t.ppf(power, df)) * sd / np.sqrt(np.maximum(n, 1))
+    mde = np.where(ok, t_mde, np.nan)
+    # Pseudo-medians: the simulated signed-rank test, per row.
+    for i, (a, deltas) in enumerate(zip(out["mde_alpha"], test_deltas)):
+        if deltas is not None:
+            mde[i] = mde_signed_rank(deltas, float(a), power, alternative, seed=seed)
+    out["mde"] = mde
 
 
 def breakdown(
@@ -815,7 +1473,7 @@ def breakdown(
     if by not in ("domain", "tag", "orig_rank"):
         raise InputError(f"unknown breakdown {by!r}; use domain, tag or orig_rank")
     if kwargs.get("mode") == "cseo" and by == "domain":
-        kwargs.setdefault("family", "domain")
+        kwargs.setdefault("family", "cseo")
     kwargs.setdefault("family", "group")
     return summarize(rows, [metric], by=by, **kwargs)
 
@@ -832,8 +1490,10 @@ def calibration(
 
     The ``identity`` strategy leaves every page unchanged, so any difference between its
     conditions is sampling noise and every rejection is a false positive. For each comparison
-    (and ``"all"``), over the identity rows of ``summary_df`` with a p-value: the share with raw
-    Wilcoxon p < alpha (``rate_raw``), Holm-adjusted p < alpha and BH-adjusted p < alpha.
+    (and ``"all"``), over the identity rows of ``summary_df`` with a p-value: the share whose
+    declared test (``p_value``: the t-test, bootstrap or Wilcoxon test of each row's estimand, in
+    the run's ``alternative``; reverse tests are not counted) has raw p < alpha (``rate_raw``),
+    Holm-adjusted p < alpha and BH-adjusted p < alpha.
     ``warning`` is True when ``rate_raw`` exceeds alpha: the engine's noise is larger than the
     tests assume (e.g. samples are not independent) and gains of other strategies of that size
     should not be trusted. ``excess_p`` is a one-sided binomial test of "rate <= alpha" and
@@ -844,7 +1504,7 @@ def calibration(
     """
     if "strategy" not in summary_df.columns:
         raise InputError("calibration needs the output of geoaudit.stats.summarize")
-    aa = summary_df[(summary_df["strategy"] == strategy) & summary_df["wilcoxon_p"].notna()]
+    aa = summary_df[(summary_df["strategy"] == strategy) & summary_df["p_value"].notna()]
     if aa.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CALIBRATION_COLUMNS})
     records = []
@@ -853,7 +1513,7 @@ def calibration(
         groups.append(("all", aa))
     for comparison, g in groups:
         n = len(g)
-        k_raw = int((g["wilcoxon_p"] < alpha).sum())
+        k_raw = int((g["p_value"] < alpha).sum())
         k_holm = int((g["p_holm"] < alpha).sum())
         k_bh = int((g["p_bh"] < alpha).sum())
         rate = k_raw / n

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,14 +107,17 @@ def report_path(hostile_run: Run, tmp_path_factory: pytest.TempPathFactory) -> P
 # ----------------------------------------------------------------------------- content
 
 
-def test_report_is_one_file_with_the_verdict_first(report_path: Path) -> None:
+def test_report_is_one_file_with_the_engine_calibration_then_the_verdict_first(report_path: Path) -> None:
     from bs4 import BeautifulSoup
 
     assert report_path.name == "index.html" and sorted(p.name for p in report_path.parent.iterdir()) == ["index.html"]
     text = report_path.read_text(encoding="utf-8")
     soup = BeautifulSoup(text, "html.parser")
     sections = [s.get("id") for s in soup.find_all("section")]
-    assert sections[0] == "verdict" and "methodology" in sections and "charts" in sections
+    # How far to trust the engine comes before any strategy's verdict (issue 12).
+    assert sections[:2] == ["engine", "verdict"] and "methodology" in sections and "charts" in sections
+    engine = soup.find(id="engine").get_text(" ", strip=True)
+    assert "positive" in engine and "negative" in engine and "congestion" in engine
     assert {"strategy-identity", "strategy-rank", "strategy-statistics", "strategy-statistics-grounded"} <= set(sections)
     verdict = soup.find(id="verdict").get_text(" ", strip=True)
     # Every strategy but the A/A control gets a plain-words sentence with a CI.
@@ -156,8 +160,9 @@ def test_methodology_states_how_it_was_obtained(report_path: Path) -> None:
 
     meth = BeautifulSoup(report_path.read_text(encoding="utf-8"), "html.parser").find(id="methodology")
     text = meth.get_text(" ")
-    for needle in ("openai/fake-model", "citations", "answer-v1", "Wilcoxon signed-rank", "Holm", "family 'run'",
-                   "percentile bootstrap", "geoaudit 0.1.0", "bench.jsonl", "seeds 0", "2 sample(s)",
+    for needle in ("openai/fake-model", "citations", "answer-v1", "paired t-test (df = non-zero pairs - 1)", "Wilcoxon",
+                   "Holm", "family 'run'", "t interval, df = non-zero pairs - 1", "95% (1 − alpha)",
+                   "geoaudit 0.1.0", "bench.jsonl", "seeds 0", "2 sample(s)",
                    "A/A control (identity", "model calls", COMMAND):
         assert needle in text, needle
     assert METRICS["pawc"].formula in text and METRICS["delta_rank"].source in text
@@ -294,3 +299,84 @@ def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) 
     assert "<script" not in dom.stdout.lower()
     for bad in ("Uncaught", "Refused to"):
         assert bad not in dom.stderr, dom.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- verdict wording (issue 13)
+
+
+def _summary(deltas_by_strategy: dict[str, list[float]], **kw: object) -> Any:
+    """summarize() of strategies whose treated value is 3 + delta per query (advantage, pawc)."""
+    import math
+
+    import pandas as pd
+
+    from geoaudit.stats import summarize
+
+    recs = []
+    for s, deltas in deltas_by_strategy.items():
+        for i, d in enumerate(deltas):
+            recs.append({"item": f"q{i}", "strategy": s, "rate": 0.5, "condition": "rivals", "pawc": 3.0})
+            recs.append({"item": f"q{i}", "strategy": s, "rate": 0.5, "condition": "treated", "pawc": 3.0 + d})
+    recs += [{"item": f"q{i}", "strategy": "", "rate": math.nan, "condition": "base", "pawc": 3.0}
+             for i in range(len(next(iter(deltas_by_strategy.values()))))]
+    return summarize(pd.DataFrame(recs), ["pawc"], comparisons=["advantage"], **kw)
+
+
+def test_verdict_sentence_never_says_raises_beside_a_negative_mean() -> None:
+    from geoaudit.report import _strategy_verdict
+
+    rows = _summary({"S": [0.1] * 42 + [-2.0] * 8})
+    cls, sentence = _strategy_verdict(rows, "pawc")
+    assert cls == "v-mixed" and "raises" not in sentence
+    assert "mixed evidence" in sentence and "the mean falls" in sentence and "Δ −0.236" in sentence
+
+
+def test_no_evidence_sentence_names_the_rows_own_family_size() -> None:
+    import numpy as np
+
+    from geoaudit.report import _strategy_verdict
+
+    d = list(np.round(np.random.default_rng(2).normal(0.25, 0.5, 30), 2))  # raw p 0.03
+    rows = _summary({s: d for s in ("A", "B", "C", "D")})
+    cls, sentence = _strategy_verdict(rows[rows["strategy"] == "A"], "pawc")
+    assert cls == "v-none" and "after correcting for the 4 tests of its family" in sentence
+    assert "has p 0.030 on its own" in sentence
+
+
+def test_all_zero_deltas_read_no_change_detected() -> None:
+    from geoaudit.report import _stats_table, _strategy_verdict
+
+    rows = _summary({"S": [0.0] * 60})
+    _, sentence = _strategy_verdict(rows, "pawc")
+    assert "no change detected" in sentence and "insufficient" not in sentence and "60 queries" in sentence
+    assert "no query changed" in _stats_table(rows, "holm")
+
+
+def test_cseo_losses_read_as_losses_with_a_90_percent_interval() -> None:
+    import numpy as np
+
+    from geoaudit.report import _strategy_verdict
+
+    rows = _summary({"S": list(np.random.default_rng(1).normal(-0.53, 0.4, 40))}, mode="cseo")
+    cls, sentence = _strategy_verdict(rows, "pawc")
+    assert cls == "v-worse" and "significantly lowers" in sentence
+    assert "pseudo-median Δ −0.5" in sentence and "90% CI" in sentence and "1 test in its family" in sentence
+    assert "(none)" not in sentence  # C-SEO mode's domain split names no group when the bench has no domains
+
+
+def test_report_states_the_level_power_and_flags_small_samples(hostile_run: Run) -> None:
+    from bs4 import BeautifulSoup
+
+    from geoaudit.report import build_report
+
+    html_text = build_report(hostile_run, alpha=0.1, power=0.9, breakdowns=False, examples=0)
+    soup = BeautifulSoup(html_text, "html.parser")
+    verdict = soup.find(id="verdict").get_text(" ", strip=True)
+    assert "90% power" in verdict and "80%" not in verdict
+    assert "90% CI" in verdict and "95% CI" not in verdict
+    # 16 queries is below the size where the t interval's coverage was verified (20): marked.
+    assert "Intervals marked *" in verdict and "coverage was verified" in verdict
+    headers = [th.get_text() for th in soup.find(id="results").find_all("th")]
+    assert "90% CI" in headers and "Δ mean" in headers and "p (t-test)" in headers
+    assert any(td.get_text().endswith(" *") for td in soup.find(id="results").find_all("td"))
+    assert "band: 90% CI" in soup.find(id="charts").get_text(" ")

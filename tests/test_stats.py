@@ -256,7 +256,16 @@ def test_default_mode_equals_scipy_wilcoxon_pratt_and_ttest_rel():
     assert r["mean_delta"] == pytest.approx(d.mean())
     assert r["cohens_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
     assert r["delta_ci_low"] < d.mean() < r["delta_ci_high"]
-    assert r["mde"] == pytest.approx(stats.mde_paired(d.std(ddof=1), 40))
+    # The declared estimand is the mean: t statistic of scipy, df = non-zero pairs - 1 (zero-aware).
+    nz = int(r["n_nonzero"])
+    t_stat = sps.ttest_rel(t, b).statistic
+    assert r["estimand"] == "mean" and r["estimate"] == pytest.approx(d.mean())
+    assert r["p_value"] == pytest.approx(2 * sps.t.sf(abs(t_stat), nz - 1), rel=1e-9)
+    assert r["companion_p"] == pytest.approx(w.pvalue, rel=1e-12)
+    half = sps.t.ppf(0.975, nz - 1) * d.std(ddof=1) / math.sqrt(40)
+    assert r["delta_ci_low"] == pytest.approx(d.mean() - half) and r["delta_ci_high"] == pytest.approx(d.mean() + half)
+    assert r["mde"] == pytest.approx(stats.mde_paired(d.std(ddof=1), 40, df=nz - 1))
+    assert r["mde_alpha"] == 0.05 and r["ci_level"] == 0.95
     # One-sided on a lower-is-better metric: "greater" means the value went down.
     out = stats.summarize(_from_deltas(b, t, metric="low"), ["low"], comparisons=["advantage"],
                           higher_is_better=HIB, alternative="greater", n_boot=200)  # fmt: skip
@@ -282,8 +291,12 @@ def test_cseo_mode_equals_scipy_one_sided_wilcoxon_with_zeros_dropped():
         assert r.wilcoxon_p == pytest.approx(dropped.pvalue, rel=1e-12)  # zeros do not enter the test
         assert r.mean_delta == pytest.approx(d.mean())  # ... but they do enter the mean
         assert r.zero_method == "wilcox" and r.alternative == "greater"
-        assert r.family == f"domain={r.group}" and r.family_size == 1
+        # C-SEO's family: one domain x metric x comparison x adopter rate, across strategies.
+        assert r.family == f"domain={r.group}/m/advantage/rate=0.5" and r.family_size == 1
+        assert r.estimand == "pseudomedian" and r.p_value == r.wilcoxon_p
         assert r.p_holm == pytest.approx(r.wilcoxon_p)
+        assert r.sd_delta == pytest.approx(np.std(d)) and r.sd_ddof == 0  # the paper's np.std
+        assert r.ci_level == pytest.approx(0.90)  # pairs with the one-sided 5 % tests
         assert "C-SEO Bench mode" in r.note and "Holm within each domain" in r.note
 
 
@@ -301,11 +314,11 @@ def test_holm_family_per_domain_versus_whole_run():
     kw = {"comparisons": ["advantage"], "higher_is_better": HIB, "n_boot": 200}
     per_dom = stats.summarize(rows, ["m"], family="domain", **kw)
     for _, g in per_dom.groupby("group"):
-        assert np.allclose(g["p_holm"], stats.holm(g["wilcoxon_p"].to_numpy()))
-        assert np.allclose(g["p_bh"], stats.benjamini_hochberg(g["wilcoxon_p"].to_numpy()))
+        assert np.allclose(g["p_holm"], stats.holm(g["p_value"].to_numpy()))
+        assert np.allclose(g["p_bh"], stats.benjamini_hochberg(g["p_value"].to_numpy()))
         assert (g["family_size"] == 3).all()
     run = stats.summarize(rows, ["m"], by="domain", family="run", **kw)
-    assert np.allclose(run["p_holm"], stats.holm(run["wilcoxon_p"].to_numpy()))
+    assert np.allclose(run["p_holm"], stats.holm(run["p_value"].to_numpy()))
     assert (run["family_size"] == 6).all() and (run["family"] == "run").all()
     bh = stats.summarize(rows, ["m"], correction="bh", **kw)
     assert (bh["significant"] == (bh["p_bh"] < 0.05)).all() and (bh["correction"] == "bh").all()
@@ -322,9 +335,8 @@ def test_holm_family_per_domain_versus_whole_run():
     ("baseline", "treated", "reason"),
     [
         ([0.2, 0.3, 0.1], [0.3, 0.5, 0.4], "n=3 queries < 5"),
-        ([0.2] * 10, [0.2] * 10, "all deltas are zero"),
         ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "same value"),
-        ([0.1] * 10, [0.1] * 7 + [0.3, 0.4, 0.2], "only 3 non-zero"),
+        ([0.1] * 10, [0.1] * 7 + [0.3, 0.4, 0.2], "only 3 of 10 queries changed"),
         ([np.nan] * 8, [0.3] * 8, "n=0 queries"),
     ],
 )
@@ -335,9 +347,20 @@ def test_degenerate_groups_are_insufficient_data_with_nan_p(baseline, treated, r
     for r in out.itertuples():
         assert r.status == stats.INSUFFICIENT and r.verdict == stats.INSUFFICIENT
         assert reason in r.note
-        for col in ("wilcoxon_p", "ttest_p", "p_holm", "p_bh", "cohens_dz"):
+        for col in ("p_value", "wilcoxon_p", "ttest_p", "p_holm", "p_bh", "cohens_dz"):
             assert math.isnan(getattr(r, col))
         assert not r.significant
+
+
+@pytest.mark.parametrize("n", [5, 200])
+def test_all_zero_deltas_read_no_change_detected(n):
+    """Every paired answer identical: that is a finding ("no change"), not missing data."""
+    out = stats.summarize(_from_deltas(np.full(n, 0.2), np.full(n, 0.2)), ["m"], higher_is_better=HIB)
+    for r in out.itertuples():
+        assert r.verdict == stats.NO_CHANGE == "no change detected" and r.reason == "all_zero"
+        assert r.estimate == 0 and r.estimate_ci_low == 0 and r.estimate_ci_high == 0
+        assert math.isnan(r.p_value) and not r.significant
+        assert f"0 of {n}" in r.note and f"{1 - 0.05 ** (1 / n):.0%}" in r.note
 
 
 def test_no_treated_rows_gives_an_empty_frame_with_the_documented_columns():
@@ -419,8 +442,9 @@ def test_null_false_positive_rate_is_near_alpha_and_calibration_reports_it():
     rows = _experiments(400, 30, 0.0, seed=123)
     out = stats.summarize(rows, ["m"], comparisons=["advantage"], higher_is_better=HIB, n_boot=100)
     assert len(out) == 400 and (out["status"] == "ok").all()
-    fpr = (out["wilcoxon_p"] < 0.05).mean()
+    fpr = (out["p_value"] < 0.05).mean()  # the declared test: the zero-aware t-test of the mean
     assert 0.02 <= fpr <= 0.09
+    assert 0.02 <= (out["wilcoxon_p"] < 0.05).mean() <= 0.09
     assert 0.02 <= (out["ttest_p"] < 0.05).mean() <= 0.09
     assert out["significant"].mean() <= 0.01  # Holm over the run
     cal = stats.calibration(out, 0.05)
@@ -429,7 +453,7 @@ def test_null_false_positive_rate_is_near_alpha_and_calibration_reports_it():
     assert c["n_tests"] == 400 and c["rate_raw"] == pytest.approx(fpr)
     assert c["warning"] == (fpr > 0.05) and c["rate_holm"] <= c["rate_raw"]
     assert not c["excess_significant"]  # a rate near alpha is chance, not a broken engine
-    assert c["excess_p"] == pytest.approx(sps.binomtest(int(fpr * 400), 400, 0.05, "greater").pvalue)
+    assert c["excess_p"] == pytest.approx(sps.binomtest(round(fpr * 400), 400, 0.05, "greater").pvalue)
 
 
 def test_true_effect_is_detected_and_a_leaky_aa_control_is_flagged():
@@ -494,3 +518,259 @@ def test_exhaustive_signed_rank_equals_scipy_on_small_tied_samples() -> None:
                 assert stat == pytest.approx(ref.statistic, abs=1e-12)
                 checked += 1
     assert checked >= 30
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 13: a verdict never contradicts the numbers beside it (one regression test per repro)
+# ------------------------------------------------------------------------------------------
+
+
+def _one(deltas, metric="m", baseline=3.0, **kw):
+    """summarize() of one strategy whose treated value is baseline + delta per query (advantage)."""
+    d = np.asarray(deltas, dtype=float)
+    b = np.full(d.size, baseline) if np.ndim(baseline) == 0 else np.asarray(baseline, dtype=float)
+    kw = {"comparisons": ["advantage"], "higher_is_better": HIB, "n_boot": 500, **kw}
+    return stats.summarize(_from_deltas(b, b + d, metric=metric), [metric], **kw).iloc[0]
+
+
+@pytest.mark.parametrize("estimand", ["mean", "pseudomedian"])
+def test_repro1_no_better_beside_a_negative_mean(estimand):
+    # Most queries gain a little, a few lose a lot: the rank test says up, the mean says down.
+    r = _one([0.1] * 42 + [-2.0] * 8, estimand=estimand)
+    assert r["mean_delta"] == pytest.approx(-0.236)
+    assert r["verdict"] == "mixed" and r["reason"] == "tests_disagree"
+    assert r["estimand"] == estimand and not r["significant"]
+    if estimand == "mean":  # the interval shown is the mean's, and it is negative
+        assert r["estimate"] == r["mean_delta"] and r["estimate_ci_high"] < 0
+
+
+def test_repro2_the_sign_comes_from_the_test_that_was_run():
+    # Pratt ranks the zeros; the old rank-biserial dropped them and pointed the other way.
+    d = [1.0] * 120 + [-5.0] * 60 + [0.0] * 300
+    hl = _one(d, estimand="pseudomedian", alternative="greater")
+    assert hl["wilcoxon_p"] < 0.01 and hl["rank_biserial"] > 0  # same direction as the Pratt test
+    assert hl["verdict"] == "mixed"  # ... while the mean (-0.375) points down
+    mean = _one(d, alternative="greater")
+    assert mean["estimate"] == pytest.approx(-0.375) and mean["estimate_ci_high"] < 0
+    assert mean["verdict"] == "mixed" and mean["reason"] == "tests_disagree"
+
+
+def test_repro3_reasons_name_the_real_cause():
+    d = [-0.05] * 14 + [1.0, 1.2, 0.9, 1.5, 0.8, 1.1]
+    mean = _one(d)  # the mean and its t-test agree: a gain, with an interval above 0
+    assert mean["verdict"] == "better" and mean["estimate_ci_low"] > 0 and mean["p_value"] < 0.05
+    hl = _one(d, estimand="pseudomedian")  # the rank test sees nothing the mean sees
+    assert hl["verdict"] == "mixed" and hl["reason"] == "companion_only" and hl["wilcoxon_p"] == 1.0
+    # Correction: raw p < alpha, adjusted not; the row knows its own family size.
+    d4 = np.round(np.random.default_rng(2).normal(0.25, 0.5, 30), 2)  # t-test p = 0.03
+    rows = pd.concat([_from_deltas(np.full(30, 3.0), 3.0 + d4)
+                      .assign(strategy=lambda f, s=s: np.where(f["condition"] == "base", "", s))
+                      for s in ("A", "B", "C", "D")], ignore_index=True)  # fmt: skip
+    rows = rows.drop_duplicates(["item", "condition", "strategy"])
+    out = stats.summarize(rows, ["m"], comparisons=["advantage"], higher_is_better=HIB)
+    assert (out["family_size"] == 4).all()
+    r = out.iloc[0]
+    assert r["p_value"] < 0.05 <= r["p_holm"] and r["verdict"] == "no evidence" and r["reason"] == "correction"
+
+
+def test_repro3_cseo_mode_sees_clear_losses_with_the_reverse_test():
+    rng = np.random.default_rng(1)
+    r = _one(rng.normal(-0.53, 0.4, 40), mode="cseo")
+    assert r["p_value"] > 0.5 and r["p_reverse"] < 1e-6 and r["p_reverse_adj"] < 0.05
+    assert r["verdict"] == "worse" and r["estimate_ci_high"] < 0
+    blind = _one(rng.normal(-0.53, 0.4, 40), mode="cseo", reverse_test=False)
+    assert blind["verdict"] == "no evidence" and blind["reason"] == "one_sided_blind"
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.10])
+def test_repro3_interval_level_follows_alpha(alpha):
+    rng = np.random.default_rng(4)
+    d = rng.normal(0.2, 1.0, 40)
+    r = _one(d, alpha=alpha)
+    assert r["ci_level"] == pytest.approx(1 - alpha)
+    half = sps.t.ppf(1 - alpha / 2, 39) * d.std(ddof=1) / math.sqrt(40)
+    assert r["estimate_ci_high"] - r["estimate_ci_low"] == pytest.approx(2 * half)
+    one_sided = _one(d, alpha=alpha, alternative="greater")
+    assert one_sided["ci_level"] == pytest.approx(1 - 2 * alpha)
+
+
+def test_repro4_cseo_families_population_sd_and_reverse_flags():
+    """C-SEO corrects per domain x metric x adoption rate, across methods (strategies)."""
+    rng = np.random.default_rng(8)
+    recs = []
+    for i in range(40):
+        dom = "retail" if i % 2 else "books"
+        b = rng.uniform()
+        recs.append(_row(f"q{i}", "base", "", math.nan, 0, 0, domain=dom, m=b, low=b))
+        for s, shift in (("S1", 0.4), ("S2", 0.0), ("S3", -0.4)):
+            for rate in (0.1, 1.0):
+                recs.append(_row(f"q{i}", "rivals", s, rate, 0, 0, domain=dom, m=b, low=b))
+                t = b + rng.normal(shift, 0.3)
+                recs.append(_row(f"q{i}", "treated", s, rate, 0, 0, domain=dom, m=t, low=t))
+    out = stats.summarize(pd.DataFrame(recs), ["m", "low"], higher_is_better=HIB, mode="cseo")
+    assert (out["family_size"] == 3).all()  # the three strategies: 2 domains x 2 metrics x 2 cmp x 2 rates
+    assert out["family"].nunique() == 2 * 2 * 2 * 2
+    for _, g in out.groupby("family"):
+        assert np.allclose(g["p_holm"], stats.holm(g["p_value"].to_numpy()))
+        assert np.allclose(g["p_reverse_adj"], stats.holm(g["p_reverse"].to_numpy()))
+    adv = out[out["comparison"] == "advantage"]
+    s3 = adv[adv["strategy"] == "S3"]
+    assert (s3[s3["metric"] == "m"]["verdict"] == "worse").all()  # losses are flagged red
+    assert (s3[s3["metric"] == "low"]["verdict"] == "better").all()  # lower is better: a loss of value is a gain
+    assert (out["sd_ddof"] == 0).all()
+
+
+def test_repro5_relative_improvement_is_direction_aware_and_undefined_near_zero():
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 0.02, 30)
+    # One baseline of 30 at 0.01, the rest 0: the ratio is not a number anyone should read.
+    b = np.r_[0.01, np.zeros(29)]
+    r = _one(0.1 + noise, baseline=b)
+    assert math.isnan(r["rel_improvement"]) and math.isnan(r["rel_ci_low"])
+    assert "relative improvement undefined" in r["note"] and "Fieller" in r["note"]
+    # An improved lower-is-better metric reads as a positive relative improvement.
+    low = _one(-0.5 + noise, metric="low", baseline=2.0)
+    assert low["verdict"] == "better" and low["rel_improvement"] == pytest.approx(0.5 / 2.0, abs=0.01)
+    assert 0 < low["rel_ci_low"] < low["rel_improvement"] < low["rel_ci_high"]
+    # A negative baseline does not flip the sign: the value went up, higher is better.
+    neg = _one(0.5 + noise, baseline=-2.0)
+    assert neg["rel_improvement"] == pytest.approx(0.5 / 2.0, abs=0.01) and neg["verdict"] == "better"
+    # Many zero baselines but a mean clearly above 0: the interval exists (no NaN from resamples).
+    b = np.r_[np.zeros(6), np.full(4, 0.5)]
+    r = _one(0.1 + noise[:10] * 5, baseline=b)
+    assert np.isfinite(r["rel_ci_low"]) and np.isfinite(r["rel_ci_high"])
+
+
+def test_repro6_mde_uses_the_corrected_level_the_test_and_the_power_option():
+    rng = np.random.default_rng(6)
+    frames = []
+    for k in range(10):  # a family of 10 tests at n = 30
+        b = rng.uniform(0, 1, 30)
+        f = _from_deltas(b, b + rng.normal(0, 0.3, 30)).assign(rate=(k + 1) / 100)
+        frames.append(f[f["condition"] != "base"])
+    rows = pd.concat(frames, ignore_index=True)
+    out = stats.summarize(rows, ["m"], comparisons=["advantage"], higher_is_better=HIB, power=0.9)
+    r = out.iloc[0]
+    assert r["family_size"] == 10 and r["mde_alpha"] == pytest.approx(0.005) and r["power"] == 0.9
+    df = int(r["n_nonzero"]) - 1
+    assert r["mde"] == pytest.approx(stats.mde_paired(r["sd_delta"], 30, 0.005, 0.9, df=df))
+    # Power at the printed MDE, by the noncentral t at the level Holm applies first: about 0.9.
+    crit = sps.t.ppf(1 - 0.005 / 2, df)
+    nc = r["mde"] * math.sqrt(30) / r["sd_delta"]
+    assert sps.nct.sf(crit, df, nc) == pytest.approx(0.9, abs=0.02)
+
+
+def test_vectorised_signed_rank_z_equals_scipy_ranks_with_ties_and_zeros():
+    from geoaudit.stats import _signed_rank_z
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(-3, 4, (200, 25)).astype(float)
+    y[:100] += np.round(rng.normal(0, 1, (100, 25)), 1)
+    z = _signed_rank_z(y)
+    for row, got in zip(y, z):
+        r, s = sps.rankdata(np.abs(row)), np.sign(row)
+        var = (r**2 * (s != 0)).sum() / 4
+        assert got == pytest.approx((r * s).sum() / 2 / math.sqrt(var) if var > 0 else 0.0)
+
+
+def test_mde_signed_rank_gives_the_stated_power_by_independent_simulation():
+    rng = np.random.default_rng(12)
+    x = rng.normal(0, 1, 30)
+    mde = stats.mde_signed_rank(x, 0.01, 0.8, n_sim=400, seed=0)
+    hits = 0
+    for _ in range(300):
+        y = np.abs(rng.choice(x, 30)) * rng.choice([-1, 1], 30) + mde
+        hits += sps.wilcoxon(y).pvalue < 0.01
+    assert 0.7 <= hits / 300 <= 0.9
+    # Zero-heavy, discrete deltas: the queries that did not change stay at 0 under the alternative.
+    z = np.r_[np.zeros(36), rng.choice([-1.0, -0.5, 0.5, 1.0], 24)]
+    mde = stats.mde_signed_rank(z, 0.05, 0.8, alternative="greater", seed=3)
+    hits = 0
+    for _ in range(300):
+        y = np.abs(rng.choice(z, 60)) * rng.choice([-1, 1], 60)
+        y = y + mde * (y != 0)
+        hits += sps.wilcoxon(y, zero_method="pratt", alternative="greater").pvalue < 0.05
+    assert 0.7 <= hits / 300 <= 0.9
+
+
+def test_repro7_small_intervals_are_flagged_and_pseudomedian_interval_inverts_the_test():
+    rng = np.random.default_rng(9)
+    small, large = _one(rng.normal(0.3, 1, 12)), _one(rng.normal(0.3, 1, 40))
+    assert not small["ci_verified"] and large["ci_verified"]
+    assert stats.CI_VERIFIED_MIN_N["t"] <= 40
+    # Walsh interval: the shifts the exact signed-rank test does not reject.
+    x = np.round(rng.normal(0.4, 1, 11), 3)
+    est, lo, hi = stats.walsh_interval(x, alpha=0.05)
+    for theta, inside in ((lo - 1e-6, False), (lo + 1e-6, True), (hi - 1e-6, True), (hi + 1e-6, False)):
+        assert (sps.wilcoxon(x - theta).pvalue >= 0.05) == inside
+    i, j = np.triu_indices(11)
+    assert est == np.median((x[i] + x[j]) / 2)
+
+
+# ------------------------------------------------------------------------------------------
+# Property: verdict, estimate, interval and tests never contradict each other
+# ------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+_values = st.one_of(
+    st.sampled_from([0.0, 0.0, 0.0, 0.5, -0.5, 1.0, -1.0, 2.0]),  # LLM metrics: zero-heavy, discrete
+    st.floats(-3, 3, allow_nan=False).map(lambda v: round(v, 2)),
+)
+
+
+@st.composite
+def _paired_runs(draw):
+    n = draw(st.integers(5, 28))
+    n_strat = draw(st.integers(1, 3))
+    base = np.array(draw(st.lists(st.floats(0, 5).map(lambda v: round(v, 2)), min_size=n, max_size=n)))
+    shift = draw(st.sampled_from([0.0, 0.3, -0.3, 1.0]))
+    frames = []
+    for k in range(n_strat):
+        d = np.array(draw(st.lists(_values, min_size=n, max_size=n))) + shift * (k == 0)
+        f = _from_deltas(base, base + d).assign(low=lambda f: f["m"])
+        f.loc[f["condition"] != "base", "strategy"] = f"S{k}"
+        frames.append(f if k == 0 else f[f["condition"] != "base"])
+    return pd.concat(frames, ignore_index=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=_paired_runs(),
+    estimand=st.sampled_from(["mean", "pseudomedian"]),
+    alternative=st.sampled_from(["two-sided", "greater", "less"]),
+    zero_method=st.sampled_from(["pratt", "wilcox"]),
+    ci=st.sampled_from(["t", "percentile"]),
+    alpha=st.sampled_from([0.05, 0.2]),
+)
+def test_property_verdicts_never_contradict_the_numbers(rows, estimand, alternative, zero_method, ci, alpha):
+    out = stats.summarize(rows, ["m", "low"], higher_is_better=HIB, estimand=estimand, alternative=alternative,
+                          zero_method=zero_method, ci=ci, alpha=alpha, n_boot=200)  # fmt: skip
+    for r in out.itertuples():
+        s = 1.0 if r.higher_is_better else -1.0  # to the favourable orientation: > 0 = the target gained
+        est = s * r.estimate
+        lo, hi = sorted((s * r.estimate_ci_low, s * r.estimate_ci_high))
+        adj = r.p_holm
+        assert r.verdict in stats.VERDICTS
+        assert r.significant == (r.verdict in ("better", "worse"))
+        assert r.ci_level == pytest.approx(1 - alpha if alternative == "two-sided" else 1 - 2 * alpha)
+        if r.verdict == "better":
+            assert est > 0 and lo > 0
+            assert (adj if alternative != "less" else r.p_reverse_adj) < alpha
+        if r.verdict == "worse":
+            assert est < 0 and hi < 0
+            assert (adj if alternative != "greater" else r.p_reverse_adj) < alpha
+        if r.verdict in ("better", "worse"):  # the other test never points the other way
+            other = s * r.mean_delta if estimand == "pseudomedian" else r.rank_biserial  # r is favourable
+            assert other * (1 if r.verdict == "better" else -1) >= 0
+        if r.verdict == "no evidence":
+            assert not adj < alpha and not r.p_reverse_adj < alpha and not r.companion_p_adj < alpha
+        if r.verdict == "no change detected":
+            assert r.n_nonzero == 0 and r.estimate == 0
+        if r.verdict == "insufficient data":
+            assert math.isnan(r.p_value)
+        if r.status == "ok" and (ci == "t" or estimand == "pseudomedian") and np.isfinite(lo) and np.isfinite(hi):
+            assert lo - 1e-9 <= est <= hi + 1e-9
+        if np.isfinite(r.rel_improvement):  # the relative change has the sign of the favourable mean
+            assert np.sign(r.rel_improvement) == np.sign(s * r.mean_delta)

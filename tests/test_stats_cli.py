@@ -42,9 +42,9 @@ def test_table_says_what_is_signal_and_what_is_noise(small_run: Run) -> None:
     assert all("better" not in ln and "worse" not in ln for ln in lines if ln.strip().startswith("identity"))
     assert "rank raises pawc" in out
     # How it was obtained, the A/A calibration and the MDE are printed under the table.
-    for needle in ("16 queries", "openai/fake-model", "attribution citations", "percentile bootstrap, 300 resamples",
-                   "Wilcoxon signed-rank, two-sided", "Holm-adjusted p within the whole run", "A/A control (identity",
-                   "smallest Δ this run detects"):
+    for needle in ("16 queries", "openai/fake-model", "attribution citations", "95% CI: t interval, df = non-zero pairs - 1",
+                   "mean: paired t-test", "Holm-adjusted p within the whole run", "A/A control (identity",
+                   "smallest change this run detects with 80% power"):
         assert needle in out, needle
     # A narrow terminal stacks cells instead of cutting numbers off.
     narrow = _stats(small_run, small_run.id, "--n-boot", "300", "--metrics", "pawc", columns=80)
@@ -96,8 +96,13 @@ def test_cseo_mode_and_breakdown(small_run: Run) -> None:
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     summary = data["summary"]
-    assert {r["family"] for r in summary} == {"domain=food", "domain=home"}
+    # C-SEO Bench's families: one per domain x metric x comparison x adopter rate, across strategies.
+    assert {r["family"] for r in summary} == {f"domain={d}/delta_rank/{c}/rate={r}" for d in ("food", "home")
+                                              for c in ("advantage", "net") for r in ("0", "1")}
+    assert all(r["family_size"] <= 2 for r in summary)  # identity and rank
     assert {r["alternative"] for r in summary} == {"greater"} and {r["zero_method"] for r in summary} == {"wilcox"}
+    assert {r["estimand"] for r in summary} == {"pseudomedian"} and {r["sd_ddof"] for r in summary} == {0}
+    assert {r["ci_level"] for r in summary} == {0.9}  # each bound: the one-sided 95 % bound of its test
     assert any("C-SEO Bench mode" in line for line in data["method"])
     by = _stats(small_run, small_run.id, "--by", "orig_rank", "--metrics", "pawc", "--comparison", "advantage",
                 "--n-boot", "200")
@@ -112,6 +117,8 @@ def test_cseo_mode_and_breakdown(small_run: Run) -> None:
         (["{run}", "--metrics", "pawc,nonsense"], "unknown metric 'nonsense'"),
         (["{run}", "--comparison", "sideways"], "unknown comparison 'sideways'"),
         (["{run}", "--correction", "bonferroni"], "unknown correction 'bonferroni'"),
+        (["{run}", "--estimand", "median"], "unknown estimand 'median'"),
+        (["{run}", "--ci", "normal"], "unknown CI method 'normal'"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(small_run: Run, args: list[str], message: str) -> None:

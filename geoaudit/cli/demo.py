@@ -72,8 +72,9 @@ def demo_cmd(
         for line in result.stats.engine.lines():
             console.print(f"  {line}", highlight=False, markup=False)
     primary = result.stats.options["metrics"][0]
-    console.print(f"visibility of your page, should you adopt ({primary}, treated − rivals, 95% bootstrap CI, "
-                  "Wilcoxon + Holm):", highlight=False)
+    console.print(f"visibility of your page, should you adopt ({primary}, treated − rivals: mean Δ with its t "
+                  "interval, t-test + Holm; * = fewer queries than the size where the interval's coverage was "
+                  "verified):", highlight=False)
     for line in headline(result.stats):
         console.print(line, highlight=False, markup=False)
     for line in result.usage:

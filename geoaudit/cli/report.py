@@ -22,16 +22,18 @@ def report_cmd(
     family: Optional[str] = typer.Option(None, "--family", help="Correction family: run, metric, domain or group."),
     correction: str = typer.Option("holm", "--correction", help="holm or bh."),
     mode: str = typer.Option("default", "--mode", help="default or cseo (C-SEO Bench's one-sided protocol)."),
+    estimand: Optional[str] = typer.Option(None, "--estimand", help="mean (default) or pseudomedian (cseo default)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples of queries."),
-    ci: str = typer.Option("percentile", "--ci", help="Bootstrap interval: percentile or bca."),
+    ci: str = typer.Option("t", "--ci", help="Interval for a mean: t (default), studentized, percentile or bca."),
+    power: float = typer.Option(0.8, "--power", help="Power for the minimum detectable effect (MDE)."),
     examples: int = typer.Option(2, "--examples", help="Rewrites (with example answers) shown per strategy."),
 ) -> None:
     """Write a self-contained HTML report of a run: verdict, charts, rewrites, methodology.
 
     One file (index.html) that opens from disk, needs no network and no JavaScript, and prints.
     It leads with the verdict (which strategies significantly raise your page's visibility, by how
-    much, with 95% CIs), charts the effect against the share of competitors adopting, shows each
+    much, with (1 − alpha) CIs), charts the effect against the share of competitors adopting, shows each
     rewrite beside the original with fabrication flags and example answers, and ends with the
     methodology. Page and answer text is escaped; a strict Content-Security-Policy blocks scripts.
 
@@ -57,7 +59,7 @@ def report_cmd(
         err_console.print(f"report: computing statistics for {r.id} …", highlight=False)
         path = write_report(
             r, target, title=title, examples=examples, metrics=metrics, comparisons=comparison, family=family,
-            correction=correction, mode=mode, alpha=alpha, n_boot=n_boot, ci=ci,
+            correction=correction, mode=mode, estimand=estimand, alpha=alpha, power=power, n_boot=n_boot, ci=ci,
         )
     finally:
         r.close()
