@@ -34,7 +34,6 @@ How it behaves:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import gzip
 import hashlib
 import ipaddress
@@ -55,6 +54,7 @@ from urllib.parse import urldefrag, urlsplit, urlunsplit
 import httpx
 
 from geoaudit._async import run_sync
+from geoaudit._http import retry_after
 from geoaudit.config import Settings
 from geoaudit.documents import Document, decode_html, extract_html, looks_binary, now_iso
 from geoaudit.errors import InputError
@@ -464,21 +464,6 @@ class _Response:
     url: str = ""
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
 def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
@@ -809,7 +794,7 @@ class _Crawler:
                     resp.error = f"HTTP {resp.status} after {attempt} attempts"
                 return resp, attempt
             wait = self.o.backoff * (2 ** (attempt - 1))
-            after = _retry_after(resp.headers.get("retry-after")) if resp.status in (429, 503) else None
+            after = retry_after(resp.headers.get("retry-after")) if resp.status in (429, 503) else None
             if after is not None:
                 if after > self.o.max_retry_after:
                     resp.error = f"HTTP {resp.status}: Retry-After {after:.0f}s exceeds the {self.o.max_retry_after:.0f}s cap"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geoaudit._async import run_sync
+from geoaudit._http import retry_after
 from geoaudit.config import EMBEDDED_MODEL, Settings
 from geoaudit.errors import BackendError, ConfigError, UnknownModelError
 from geoaudit.store import Migration, Transaction, connect
@@ -311,11 +312,7 @@ def _retry_after(exc: Any) -> float | None:
     headers = getattr(resp, "headers", None)
     if headers is None:
         return None
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after(headers.get("retry-after") if hasattr(headers, "get") else None)
 
 
 class LiteLLMBackend:

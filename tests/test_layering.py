@@ -12,7 +12,7 @@ from pathlib import Path
 import geoaudit
 
 LAYERS: list[set[str]] = [
-    {"errors", "config", "_async", "resources", "documents", "store", "llm", "embedded", "guards", "testing", "__init__"},
+    {"errors", "config", "_async", "_http", "resources", "documents", "store", "llm", "embedded", "guards", "testing", "__init__"},
     {"crawl"},
     {"strategies"},
     {"rewrite"},
