@@ -253,11 +253,41 @@ def read_url_file(path: Path | str) -> list[str]:
     return urls
 
 
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # is_global is False for private, loopback, link-local (incl. 169.254.169.254 metadata),
-    # CGNAT, documentation, reserved and unspecified ranges.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: last 32 bits are IPv4
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use NAT64: never public
+_IPV4_COMPAT = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible form (RFC 4291 2.5.5.1)
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT IPv4-translated (RFC 2765)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, for the forms a host reaches via IPv4."""
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:  # 2002:AABB:CCDD::/48
+        return ip.sixtofour
+    if ip in _NAT64 or ip in _IPV4_COMPAT or ip in _IPV4_TRANSLATED:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a crawl may connect to ``ip`` without ``allow_private``.
+
+    ``is_global`` (IANA special-purpose registries) excludes private, loopback, link-local
+    (including 169.254.169.254, the cloud metadata address), CGNAT, documentation, reserved and
+    unspecified ranges; multicast is excluded too. IPv6 forms that carry an IPv4 address
+    (IPv4-mapped ``::ffff:0:0/96``, IPv4-compatible ``::/96``, IPv4-translated
+    ``::ffff:0:0:0/96``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) are judged by that IPv4 address, since the packet ends up there; local-use NAT64
+    ``64:ff9b:1::/48`` and Teredo ``2001::/32`` (either end can be anything) are refused outright.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL or ip.teredo is not None:
+            return False
+        v4 = _embedded_ipv4(ip)
+        if v4 is not None:
+            if int(ip) <= 1:  # "::" and "::1" are themselves, not IPv4-compatible addresses
+                return False
+            ip = v4
     return ip.is_global and not ip.is_multicast
 
 
@@ -274,7 +304,7 @@ async def check_public_host(host: str, port: int) -> str | None:
             return f"dns: cannot resolve {host} ({exc})"
         infos = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in resolved]
     for ip in infos:
-        if not _is_public(ip):
+        if not is_public_address(ip):
             return f"refused private address: {host} resolves to {ip} (use --allow-private to allow)"
     return None
 

@@ -285,6 +285,36 @@ def test_ssrf_guard_refuses_private_addresses(site: Site, settings: Settings) ->
     assert asyncio.run(check_public_host("93.184.216.34", 80)) is None
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254 (cloud metadata)
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b:1::808:808",  # local-use NAT64 prefix: never public
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2002:0a00:0001::1",  # 6to4 of 10.0.0.1
+        "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+    ],
+)
+def test_ssrf_guard_sees_ipv4_inside_ipv6(host: str) -> None:
+    import asyncio
+
+    assert asyncio.run(check_public_host(host, 80)) is not None
+
+
+def test_ssrf_guard_allows_public_ipv4_inside_ipv6() -> None:
+    import ipaddress
+
+    from geoaudit.crawl import is_public_address
+
+    for host in ("64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1111"):
+        assert is_public_address(ipaddress.ip_address(host)), host
+
+
 def test_ssrf_guard_rechecks_every_redirect_hop(settings: Settings) -> None:
     # A "public" server (a mock transport: nothing leaves the process) redirecting to loopback.
     seen: list[str] = []
