@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoaudit.documents import Document, document_id, read_jsonl
+from geoaudit.documents import Document, document_id, jsonl_records, read_jsonl
 from geoaudit.errors import FetchError, InputError
 
 if TYPE_CHECKING:
@@ -251,29 +251,16 @@ def detect_format(path: Path) -> tuple[str, Path]:
 
 
 def _first_row(path: Path) -> dict[str, Any]:
-    try:
-        for lineno, row in _records(path):
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno}: a bench row must be a JSON object")
-            return row
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a UTF-8 text file (expected JSONL or .parquet)") from None
+    for lineno, row in _records(path):  # a binary file fails here as "not UTF-8 text"
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{lineno}: a bench row must be a JSON object")
+        return row
     raise InputError(f"{path} is empty")
 
 
 def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, record) for each non-blank line of a JSONL file."""
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    """(line number, record) for each non-blank line of a JSONL file (see :func:`jsonl_records`)."""
+    return jsonl_records(path)
 
 
 def _name_of(path: Path) -> str:

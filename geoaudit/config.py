@@ -14,6 +14,7 @@ The data directory defaults to the user's data dir (platformdirs) and is overrid
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -108,6 +109,8 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
             return value
         if typ is float or text == "float":
             value = float(raw)
+            if not math.isfinite(value):  # "nan"/"inf" parse as floats but break timeouts and backoff
+                raise ValueError(f"must be a finite number, got {raw!r}")
             if value < 0:
                 raise ValueError("must not be negative")
             return value

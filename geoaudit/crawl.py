@@ -114,8 +114,10 @@ class CrawlOptions:
 
     def __post_init__(self) -> None:
         for name in ("delay", "timeout", "backoff", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise InputError(f"crawl option {name} must not be negative")
+            value = getattr(self, name)
+            # NaN compares false with everything, so `value < 0` alone let --delay nan through (a hang).
+            if not 0 <= value < float("inf"):
+                raise InputError(f"crawl option {name} must be a finite number of seconds, not negative, got {value}")
         for name in ("per_host", "concurrency", "max_bytes"):
             if getattr(self, name) < 1:
                 raise InputError(f"crawl option {name} must be at least 1")

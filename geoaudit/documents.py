@@ -104,25 +104,49 @@ class Document:
         )
 
 
-def read_jsonl(path: Path | str) -> list[Document]:
-    """Read documents from a JSONL file (one Document record per line).
+def jsonl_records(path: Path | str) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` for each non-blank line of a UTF-8 JSONL file (a BOM is allowed).
 
     Raises:
-        InputError: the file is missing, empty, or a line is not a document record.
+        InputError: the file is missing or unreadable, a line is not UTF-8, or not valid JSON
+            (the message names the file and line).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    docs = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line)",
+                    hint="save the file as UTF-8",
+                ) from None
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            docs.append(Document.from_dict(data, source=f"{path}:{lineno}"))
+            except RecursionError:
+                raise InputError(f"{path}:{lineno}: JSON nested too deeply") from None
+
+
+def read_jsonl(path: Path | str) -> list[Document]:
+    """Read documents from a JSONL file (one Document record per line).
+
+    Raises:
+        InputError: the file is missing, empty, not UTF-8, or a line is not a document record.
+    """
+    path = Path(path)
+    docs = []
+    for lineno, data in jsonl_records(path):
+        docs.append(Document.from_dict(data, source=f"{path}:{lineno}"))
     if not docs:
         raise InputError(f"{path} holds no documents")
     return docs

@@ -84,6 +84,22 @@ def test_geo_bench_bad_files(tmp_path: Path) -> None:
         load_bench("nope-not-here")
 
 
+def test_non_utf8_jsonl_is_an_input_error_naming_the_line(tmp_path: Path) -> None:
+    # Was "internal error: UnicodeDecodeError" from a later line than the format probe reads.
+    good = (FIXTURES / "geo-bench.jsonl").read_text(encoding="utf-8").splitlines()
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(good[0].encode() + b"\n" + good[1].replace("a", "\u00e9").encode("latin-1") + b"\n")
+    with pytest.raises(InputError, match=r"latin.jsonl:2: not UTF-8"):
+        load_bench(latin)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(InputError, match=r"binary.jsonl:1: not UTF-8"):
+        load_bench(binary)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(good).encode())
+    assert len(load_bench(bom, k=1)) == len(load_bench(FIXTURES / "geo-bench.jsonl", k=1))
+
+
 # ------------------------------------------------------------------------------------------ C-SEO Bench
 
 
