@@ -168,3 +168,26 @@ def test_non_utf8_document_file_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "docs.jsonl"
     bad.write_bytes(b'{"text": "caf\xe9"}\n')
     assert "docs.jsonl:1: not UTF-8" in one_error_line(cli("crawl", str(bad)), 2)
+
+
+def test_user_text_is_not_read_as_rich_markup(tmp_path: Path) -> None:
+    # A strategy title "[/oops]" made `strategies list` fail with a rich MarkupError.
+    d = tmp_path / "strategies"
+    d.mkdir()
+    (d / "odd.toml").write_text(
+        'name = "odd"\ntitle = "Odd [/oops] [bold]title"\ndescription = "Has [/] markup [red]."\n'
+        'kind = "rule"\nversion = "1"\n[origin]\npaper = "mine [/x]"\nmethod = "m"\n',
+        encoding="utf-8",
+    )
+    listed = cli("strategies", "list", "--strategies-dir", str(d))
+    assert listed.exit_code == 0, listed.output
+    assert "[/oops]" in listed.stdout
+    shown = cli("strategies", "show", "odd", "--strategies-dir", str(d))
+    assert shown.exit_code == 0, shown.output
+    assert "Odd [/oops] [bold]title" in shown.stdout and "Has [/] markup [red]." in shown.stdout
+    page = tmp_path / "p.md"
+    page.write_text(PAGE)
+    out = tmp_path / "[/oops].jsonl"
+    wrote = cli("crawl", str(page), "--out", str(out))
+    assert wrote.exit_code == 0, wrote.output
+    assert "[/oops].jsonl" in wrote.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from geoaudit.cli._app import app, check_output_file, console, err_console, settings
 from geoaudit.errors import FetchError, InputError
@@ -113,7 +114,7 @@ def crawl_command(
         raise FetchError(f"no page could be fetched ({result.counts['failed']} failed; reasons above)")
     if out is not None:
         n = write_jsonl(out, documents)
-        console.print(f"wrote {n} documents to {out}")
+        console.print(f"wrote {n} documents to {escape(str(out))}")
 
 
 def _crawl_with_progress(crawl: Any, seeds: list[str], cfg: Any, options: Any) -> Any:
@@ -133,12 +134,14 @@ def _crawl_with_progress(crawl: Any, seeds: list[str], cfg: Any, options: Any) -
 
         def on_progress(p: Any) -> None:
             last = p.last.url if p.last else ""
-            bar.update(task, completed=p.done, total=p.done + p.queued, queued=p.queued, errors=p.errors, last=last[-60:])
+            # The URL goes into a markup template: a page can link to "http://x/[/oops]".
+            bar.update(task, completed=p.done, total=p.done + p.queued, queued=p.queued, errors=p.errors,
+                       last=escape(last[-60:]))
 
         result = crawl(seeds, settings=cfg, options=options, progress=on_progress)
     for w in result.warnings:
         if "IGNORED" not in w:  # already said loudly above
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if result.resumed:
         err_console.print(f"resumed unfinished crawl job {result.job_id}")
     return result
@@ -162,7 +165,7 @@ def _summary(result: Any, n_local: int) -> None:
             if not reasons:
                 table.add_row(outcome, "", "0")
             for reason, n in reasons.items():
-                table.add_row(outcome, reason, str(n))
+                table.add_row(outcome, escape(reason), str(n))  # reasons quote servers and URLs
     console.print(table)
     if result is not None:
         console.print(f"[dim]crawl job {result.job_id}; documents are in the store (geoaudit.db in the data dir)[/]")
