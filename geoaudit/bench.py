@@ -13,8 +13,9 @@ A bench is what ``geoaudit simulate`` runs on. Four kinds of input load into the
   :data:`CSEO_CONTEXT_DOCS` documents in file order; the target comes from a
   ``selected_docs.json`` next to the file when present, else it is drawn per query with the seed.
 * ``geoaudit-jsonl``: geoaudit's own JSONL, one row per item with the documents inline.
-* ``geoaudit-dir``: a directory with ``queries.jsonl`` (candidates are URLs or page paths) plus
-  the pages, so a site owner can bench their own page against competitors' pages.
+* ``geoaudit-dir``: a directory with ``queries.jsonl`` (candidates are URLs or paths of pages
+  inside the directory) plus the pages, so a site owner can bench their own page against
+  competitors' pages.
 
 ``"demo"`` names the bench shipped with geoaudit; other bare names are looked up in
 ``<data dir>/benches/`` (where ``geoaudit bench fetch`` puts downloads).
@@ -540,16 +541,32 @@ def _load_own_dir(queries: Path, *, seed: int, domain: str | None) -> _Loaded:
 
 
 def _is_local(candidate: str) -> bool:
-    return not re.match(r"^[a-z][a-z0-9+.-]*://", candidate, re.I) or candidate.startswith("file://")
+    return not re.match(r"^[a-z][a-z0-9+.-]*://", candidate, re.I) or candidate.lower().startswith("file://")
 
 
 def _local_path(root: Path, candidate: str) -> Path:
-    if candidate.startswith("file://"):
+    """The page file a local candidate names, which must lie inside the bench folder.
+
+    A bench folder is data someone may hand you: its candidates go to the LLM and into the report,
+    so ``/etc/passwd``, ``../secret.txt``, ``file:///...`` or a symlink out of the folder are refused.
+
+    Raises:
+        InputError: the candidate resolves (symlinks followed) outside ``root``.
+    """
+    if candidate.lower().startswith("file://"):
         from urllib.parse import unquote, urlparse
 
-        return Path(unquote(urlparse(candidate).path))
-    path = Path(candidate).expanduser()
-    return path if path.is_absolute() else root / path
+        path = Path(unquote(urlparse(candidate).path))
+    else:
+        path = Path(candidate)  # no expanduser: "~" would reach outside the folder too
+        path = path if path.is_absolute() else root / path
+    inside = root.resolve()
+    if not path.resolve().is_relative_to(inside):
+        raise InputError(
+            f"{root}: candidate {candidate!r} is outside the bench folder",
+            hint="candidate pages must be files inside the folder (e.g. pages/mine.html)",
+        )
+    return path
 
 
 def _file_url(root: Path, candidate: str) -> str:

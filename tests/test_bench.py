@@ -218,6 +218,22 @@ def test_own_directory_extracts_pages(tmp_path: Path) -> None:
     assert roof1.documents[1].id == roof2.documents[0].id  # the same page in two items is one document
 
 
+@pytest.mark.parametrize("escape", ["/abs", "../outside.txt", "file:///abs", "pages/link.html", "FILE:///abs"])
+def test_own_directory_candidates_must_stay_inside_the_folder(tmp_path: Path, escape: str) -> None:
+    # A bench folder is data from someone else: its candidates went to the LLM and into the report,
+    # whatever local file they named.
+    secret = tmp_path / "outside.txt"
+    secret.write_text("SECRET token=hunter2, the contents of a file outside the bench folder\n")
+    site = tmp_path / "bench"
+    shutil.copytree(FIXTURES / "site" / "pages", site / "pages")
+    (site / "pages" / "link.html").symlink_to(secret)
+    candidate = escape.replace("/abs", str(secret))
+    row = {"id": "x", "query": "q", "candidates": ["pages/mine.html", "pages/rival-a.html", candidate], "target": 0}
+    (site / "queries.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match="outside the bench folder"):
+        load_bench(site, k=3)
+
+
 def test_own_directory_with_documents_jsonl(tmp_path: Path) -> None:
     site = tmp_path / "mybench"
     site.mkdir()
