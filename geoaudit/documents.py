@@ -195,7 +195,9 @@ INPUT_SUFFIXES = HTML_SUFFIXES + TEXT_SUFFIXES + JSONL_SUFFIXES
 #: Outgoing links kept per document (a link farm should not bloat the store).
 MAX_LINKS = 2000
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-_CHARSET_RE = _re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", _re.I)
+# Bounded inside the tag: an unclosed "<meta" must not be rescanned up to "charset" from each start.
+_CHARSET_RE = _re.compile(rb"""<meta[^>]{1,500}charset\s{0,8}=\s{0,8}["']?\s{0,8}([A-Za-z0-9_.:-]+)""", _re.I)
+_MD_HEADING_RE = _re.compile(r"^(#{1,6})(\s.+)$")
 _GLOB_CHARS = set("*?[")
 
 
@@ -486,12 +488,23 @@ def extract_html(
     )
 
 
+def _heading_text(rest: str) -> str:
+    """The text of an ATX heading from what follows its #s: without closing #s and blanks.
+
+    Written out because the lazy regex it replaces (``\\s+(.+?)\\s*#*\\s*$``) took cubic time
+    on a long line of blanks; it gives the same results (at least one character is kept).
+    """
+    body = rest.lstrip() or rest[-1]
+    kept = body.rstrip().rstrip("#").rstrip() or body[0]
+    return kept.strip()
+
+
 def _markdown_title_and_headings(text: str) -> tuple[str, list[dict[str, Any]]]:
     headings = []
     for line in text.splitlines():
-        match = _re.match(r"^(#{1,6})\s+(.+?)\s*#*\s*$", line)
+        match = _MD_HEADING_RE.match(line)
         if match:
-            headings.append({"level": len(match.group(1)), "text": match.group(2).strip()})
+            headings.append({"level": len(match.group(1)), "text": _heading_text(match.group(2))})
     if headings:
         return headings[0]["text"], headings
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
