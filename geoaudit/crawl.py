@@ -34,7 +34,6 @@ How it behaves:
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import ipaddress
 import json
@@ -42,6 +41,7 @@ import re
 import socket
 import sqlite3
 import time
+import zlib
 import urllib.robotparser
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -66,6 +66,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SITEMAP_MAX_DEPTH = 3
 SITEMAP_MAX_URLS = 50_000
+#: Largest sitemap read, compressed or not: the sitemaps.org limit for one file (50 MiB uncompressed).
+SITEMAP_MAX_BYTES = 52_428_800
 
 
 # ------------------------------------------------------------------------------------------------
@@ -872,19 +874,21 @@ class _Crawler:
 # ------------------------------------------------------------------------------------------------
 
 
-def parse_sitemap(data: bytes, source: str) -> tuple[list[str], list[str]]:
+def parse_sitemap(data: bytes, source: str, *, max_bytes: int = SITEMAP_MAX_BYTES) -> tuple[list[str], list[str]]:
     """``(page_urls, child_sitemaps)`` from a sitemap or sitemap index (gzip allowed).
 
+    A gzip body is decompressed in chunks and given up past ``max_bytes`` (a 300 KB gzip bomb
+    once grew to 671 MB in memory).
+
     Raises:
-        InputError: the data is not an XML sitemap.
+        InputError: the data is not an XML sitemap, not valid gzip, or larger than ``max_bytes``.
     """
     from lxml import etree
 
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"sitemap {source} is not valid gzip: {exc}") from None
+        data = gunzip_capped(data, max_bytes, f"sitemap {source}")
+    if len(data) > max_bytes:
+        raise InputError(f"sitemap {source} is larger than {max_bytes:,} bytes")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=False)
     try:
         root = etree.fromstring(data.strip(), parser=parser)
@@ -896,6 +900,36 @@ def parse_sitemap(data: bytes, source: str) -> tuple[list[str], list[str]]:
     locs = [(el.text or "").strip() for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == "loc"]
     locs = [u for u in locs if u]
     return (locs, []) if tag == "urlset" else ([], locs)
+
+
+def gunzip_capped(data: bytes, max_bytes: int, what: str) -> bytes:
+    """Decompress gzip ``data`` (several members allowed) without ever holding more than ``max_bytes``.
+
+    Raises:
+        InputError: not valid gzip, truncated, or more than ``max_bytes`` once decompressed.
+    """
+    out = bytearray()
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while not inflater.eof:
+                # max_length bounds each step, so a bomb is caught within one chunk of the cap.
+                out += inflater.decompress(pending, 1 << 16)
+                if len(out) > max_bytes:
+                    raise InputError(f"{what} is larger than {max_bytes:,} bytes once decompressed")
+                pending = inflater.unconsumed_tail
+                if not pending and not inflater.eof:
+                    out += inflater.flush()
+                    if not inflater.eof:
+                        raise InputError(f"{what} is not valid gzip: the stream is truncated")
+        except zlib.error as exc:
+            raise InputError(f"{what} is not valid gzip: {exc}") from None
+        rest = inflater.unused_data
+        if rest.strip(b"\x00") == b"":  # trailing padding after the last member
+            break
+    return bytes(out)
 
 
 async def _expand_sitemaps(crawler: _Crawler, sitemaps: Sequence[str], warnings: list[str]) -> list[str]:

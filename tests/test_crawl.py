@@ -371,6 +371,24 @@ def test_seed_and_input_validation(tmp_path: Path, site: Site) -> None:
     assert parse_sitemap(gzip.compress(b"<urlset><url><loc>http://x.org/a</loc></url></urlset>"), "s") == (["http://x.org/a"], [])
 
 
+def test_gzip_sitemap_bomb_is_cut_without_inflating_it() -> None:
+    import tracemalloc
+
+    bomb = gzip.compress(b"<urlset>" + b" " * 20_000_000, 9)  # ~20 KB on the wire
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="larger than 1,000,000 bytes once decompressed"):
+            parse_sitemap(bomb, "s", max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000  # it held about the cap, never the 20 MB
+    two = gzip.compress(b"<urlset><url><loc>http://x.org/a</loc></url>") + gzip.compress(b"</urlset>")
+    assert parse_sitemap(two, "s") == (["http://x.org/a"], [])
+    with pytest.raises(InputError, match="truncated"):
+        parse_sitemap(gzip.compress(b"<urlset></urlset>")[:-12], "s")
+
+
 # ---- CLI -----------------------------------------------------------------------------------------
 
 
