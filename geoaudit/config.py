@@ -24,6 +24,7 @@ from typing import Any, get_type_hints
 from geoaudit.errors import ConfigError
 
 EMBEDDED_MODEL = "local/smollm2"
+DEFAULT_USER_AGENT = "geoaudit/0.1 (+https://github.com/geoaudit/geoaudit)"
 ENV_PREFIX = "GEOAUDIT_"
 
 
@@ -58,7 +59,7 @@ class Settings:
     cache: bool = True
     #: Extra directory of user strategy files.
     strategies_dir: Path | None = None
-    user_agent: str = "geoaudit/0.1 (+https://github.com/geoaudit/geoaudit)"
+    user_agent: str = DEFAULT_USER_AGENT
     debug: bool = False
 
     def __post_init__(self) -> None:

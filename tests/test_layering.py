@@ -13,6 +13,7 @@ import geoaudit
 
 LAYERS: list[set[str]] = [
     {"errors", "config", "_async", "_http", "resources", "documents", "store", "llm", "embedded", "guards", "testing", "__init__"},
+    {"fetch"},
     {"crawl"},
     {"strategies"},
     {"rewrite"},
