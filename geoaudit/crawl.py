@@ -113,7 +113,8 @@ class CrawlOptions:
     #: Retries after the first attempt on 429/5xx and connection errors.
     retries: int = 3
     backoff: float = 0.5
-    #: A Retry-After longer than this fails the page instead of stalling the crawl.
+    #: A Retry-After longer than this fails the page (a robots.txt Crawl-delay longer than this skips
+    #: the host's pages) instead of stalling the crawl.
     max_retry_after: float = 120.0
     #: False = forget an unfinished job with the same inputs and start over.
     resume: bool = True
@@ -832,6 +833,73 @@ async def acrawl(
         await fetcher.aclose()
         state.close()
         store.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# URLs and local files together (what `geoaudit crawl URL_OR_PATH...` does)
+# ------------------------------------------------------------------------------------------------
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}://")
+
+
+def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(urls, local_paths)``: ``scheme://...`` or ``http:``/``https:`` is a URL (validated later,
+    so a wrong scheme gets a clear message); everything else is a local path."""
+    urls, paths = [], []
+    for item in items:
+        (urls if _SCHEME_RE.match(item) or item.lower().startswith(("http:", "https:")) else paths).append(item)
+    return urls, paths
+
+
+@dataclass
+class IngestResult:
+    """Local drafts loaded and pages crawled, all now in the document store."""
+
+    local: list[Document]
+    crawled: CrawlResult | None
+
+    @property
+    def documents(self) -> list[Document]:
+        return self.local + (self.crawled.documents if self.crawled else [])
+
+
+def ingest(
+    inputs: Sequence[str],
+    *,
+    settings: Settings,
+    options: CrawlOptions | None = None,
+    url_file: Path | str | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Load local drafts and crawl URLs into the document store, as ``geoaudit crawl`` does.
+
+    ``inputs`` mixes http(s) URLs and local ``.html``/``.md``/``.txt``/``.jsonl`` files,
+    directories and globs (see :func:`split_inputs`, :func:`~geoaudit.documents.load_inputs`);
+    ``url_file`` adds URLs from a file (:func:`read_url_file`), ``options.sitemaps`` adds sitemaps.
+    Every input is validated before any request is sent or anything is stored.
+
+    Raises:
+        InputError: nothing to do, an invalid URL or URL file, or an unusable local file.
+    """
+    from geoaudit.documents import load_inputs
+
+    o = options or CrawlOptions()
+    urls, paths = split_inputs(list(inputs))
+    seeds = [validate_url(u) for u in urls]
+    if url_file is not None:
+        seeds += read_url_file(url_file)
+    if not seeds and not paths and not o.sitemaps:
+        raise InputError("nothing to crawl", hint="give URLs, local files, --file urls.txt or --sitemap URL")
+    local = load_inputs(paths) if paths else []
+    crawled = crawl(seeds, settings=settings, options=o, progress=progress) if seeds or o.sitemaps else None
+    if local:
+        settings.ensure_data_dir()
+        store = DocumentStore(settings.store_path)
+        try:
+            store.put_many(local)
+        finally:
+            store.close()
+    return IngestResult(local, crawled)
 
 
 def crawl(

@@ -552,6 +552,36 @@ def test_too_many_robots_redirects_mean_no_robots_txt(site: Site, settings: Sett
     assert site.count("/robots.txt") == 1 and site.count("/robots.txt-5") == 1 and site.count("/robots.txt-6") == 0
 
 
+def test_ingest_loads_drafts_and_crawls_urls_from_python(tmp_path: Path, site: Site, settings: Settings) -> None:
+    # What `geoaudit crawl ./drafts URL` does, without the CLI (it used to live in cli/crawl.py).
+    from geoaudit.crawl import ingest, split_inputs
+
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    (drafts / "d.md").write_text("# Draft\n\nNot published yet.\n", encoding="utf-8")
+    assert split_inputs([str(drafts), "https://x.org/", "HTTP://y.org", "ftp://z.org/f", "notes:a.md"]) == (
+        ["https://x.org/", "HTTP://y.org", "ftp://z.org/f"], [str(drafts), "notes:a.md"])
+    result = ingest([str(drafts), f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
+    assert [d.title for d in result.local] == ["Draft"] and result.crawled is not None
+    assert sorted(d.title for d in result.documents) == ["Draft", "Page /a"]
+    stored = DocumentStore(settings.store_path)
+    assert {d.title for d in stored.find("")} >= {"Draft", "Page /a"}
+    hits = len(site.hits)
+    with pytest.raises(InputError, match="unsupported URL scheme"):
+        ingest([str(drafts), f"{site.base}/b", "ftp://x.org/f"], settings=settings, options=CrawlOptions(**FAST))
+    assert len(site.hits) == hits  # validated before any request
+
+
+def test_huge_crawl_delay_skips_instead_of_stalling(site: Site, settings: Settings) -> None:
+    site.respond = lambda path, headers: (  # type: ignore[method-assign]
+        (200, {"Content-Type": "text/plain"}, b"User-agent: *\nCrawl-delay: 86400\n", 0)
+        if path == "/robots.txt" else (200, HTML, page("A"), 0)
+    )
+    result = crawl([f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
+    assert result.records[0].outcome == "skipped" and "Crawl-delay 86400s exceeds" in result.records[0].reason
+    assert site.count("/a") == 0
+
+
 # ---- CLI -----------------------------------------------------------------------------------------
 
 
