@@ -881,7 +881,9 @@ def _diff_html(original: str, rewritten: str, limit: int = 6000) -> tuple[str, s
     left: list[str] = []
     right: list[str] = []
     nl = nr = 0
-    for op, text in word_diff(original or "", rewritten or ""):
+    # Only the shown prefix is diffed: a word diff is quadratic in the worst case (one repeated
+    # word), and a hostile page must not stall the report.
+    for op, text in word_diff((original or "")[: limit + 200], (rewritten or "")[: limit + 200]):
         if op in ("equal", "delete") and nl < limit:
             piece = text[: limit - nl]
             nl += len(piece)
