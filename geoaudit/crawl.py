@@ -845,7 +845,8 @@ _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}://")
 def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:
     """``(urls, local_paths)``: ``scheme://...`` or ``http:``/``https:`` is a URL (validated later,
     so a wrong scheme gets a clear message); everything else is a local path."""
-    urls, paths = [], []
+    urls: list[str] = []
+    paths: list[str] = []
     for item in items:
         (urls if _SCHEME_RE.match(item) or item.lower().startswith(("http:", "https:")) else paths).append(item)
     return urls, paths

@@ -317,7 +317,7 @@ def is_refusal(output: str, original: str = "") -> bool:
     """Refusal: a refusal phrase ("I can't help", "I'm sorry", "As an AI", ...) in the first 300 characters
     of the output that the original does not contain itself (so a page quoting "I'm sorry" is fine)."""
     m = _REFUSAL_RE.search(output[:300])
-    return bool(m) and m.group(0).lower() not in original.lower()
+    return m is not None and m.group(0).lower() not in original.lower()
 
 
 def echoes_prompt(output: str, instructions: Iterable[str], original: str = "") -> bool:
