@@ -561,7 +561,11 @@ def _local_path(root: Path, candidate: str) -> Path:
         path = Path(candidate)  # no expanduser: "~" would reach outside the folder too
         path = path if path.is_absolute() else root / path
     inside = root.resolve()
-    if not path.resolve().is_relative_to(inside):
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a symlink loop
+        raise InputError(f"{root}: candidate {candidate!r} is not a usable path ({exc})") from None
+    if not resolved.is_relative_to(inside):
         raise InputError(
             f"{root}: candidate {candidate!r} is outside the bench folder",
             hint="candidate pages must be files inside the folder (e.g. pages/mine.html)",
@@ -576,11 +580,18 @@ def _file_url(root: Path, candidate: str) -> str:
     return _local_path(root, candidate).resolve().as_uri()
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system is no file either
+        return False
+
+
 def _load_pages(root: Path, paths: list[Path]) -> dict[str, Document]:
     """Extract the candidate pages with the crawler's file loader; keyed by their file:// URL."""
     from geoaudit.documents import load_inputs
 
-    missing = [p for p in paths if not p.is_file()]
+    missing = [p for p in paths if not _is_file(p)]
     if missing:
         raise InputError(f"{root}: candidate page {missing[0]} does not exist")
     unique = list(dict.fromkeys(p.resolve() for p in paths))

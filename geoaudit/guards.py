@@ -14,6 +14,7 @@ would cost more than their budget. A report says so in ``notes`` when either hap
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,8 +24,8 @@ from typing import Any
 #: (and the report's ``notes`` say so). 100,000 characters is about 15,000 words: longer than
 #: nearly any article, short enough that the guards of one rewrite stay well under a second.
 GUARD_MAX_CHARS = 100_000
-#: Work (difflib's inner-loop steps, about 10 million a second) one exact word diff may cost.
-WORD_CHANGE_BUDGET = 5_000_000
+#: Work (difflib's inner-loop steps, a few million a second) one word-change figure may cost.
+WORD_CHANGE_BUDGET = 3_000_000
 #: (original sentence, rewrite window) pairs one exact survival computation may compare.
 SURVIVAL_MAX_PAIRS = 2_000_000
 
@@ -121,43 +122,54 @@ def _survival(original: str, rewritten: str, threshold: float) -> tuple[float, i
 def word_change(original: str, rewritten: str) -> float:
     """Share of words changed: 1 - difflib ratio over the two word sequences (0 = identical).
 
-    difflib's ratio is 2M / (len(a) + len(b)), M the words its matching blocks share. Its cost
-    grows with the product of how often each word occurs on both sides (quadratic for a text of one
-    repeated word); when that product exceeds :data:`WORD_CHANGE_BUDGET`, both sequences are cut
-    into the same number of position-aligned windows so that all windows together fit the budget,
-    and M is summed over the window pairs (see :func:`word_change_windows`).
+    difflib's ratio is 2M / (len(a) + len(b)), M the words its matching blocks share. Its work
+    grows fast on repetitive text (cubic when one word repeats between short matches), so it is
+    counted as it runs; past :data:`WORD_CHANGE_BUDGET` the sequences are cut into position-aligned
+    windows (4, 16, 64, ... until all of them together fit the budget) and M is summed over the
+    window pairs. Within the budget, which ordinary pages are, the figure is difflib's exact one.
     """
     return _word_change(original, rewritten)[0]
 
 
-def _word_change(original: str, rewritten: str) -> tuple[float, int]:
-    """:func:`word_change` and the number of windows it used."""
-    import difflib
+class _OverBudget(Exception):
+    pass
 
+
+def _matched_words(a: Sequence[str], b: Sequence[str], budget: list[float]) -> int:
+    """Words in difflib's matching blocks of ``a`` and ``b``, charging its work to ``budget[0]``."""
+    import difflib
+    from collections import Counter
+
+    in_b = Counter(b)  # len(b2j[w]): difflib's inner loop visits at most these (there is no junk)
+
+    class Counting(difflib.SequenceMatcher[str]):
+        def find_longest_match(self, alo: int = 0, ahi: int | None = None, blo: int = 0, bhi: int | None = None) -> Any:
+            ahi = len(a) if ahi is None else ahi
+            budget[0] -= (ahi - alo) + sum(in_b[w] for w in a[alo:ahi])
+            if budget[0] < 0:
+                raise _OverBudget
+            return super().find_longest_match(alo, ahi, blo, bhi)
+
+    return sum(block.size for block in Counting(a=a, b=b, autojunk=False).get_matching_blocks())
+
+
+def _word_change(original: str, rewritten: str) -> tuple[float, int]:
+    """:func:`word_change` and the number of windows it used (1 = exact)."""
     a, b = [w.lower() for w in words(original)], [w.lower() for w in words(rewritten)]
     if not a and not b:
         return 0.0, 1
-    k = word_change_windows(a, b)
-    matched = 0
-    for i in range(k):
-        wa = a[len(a) * i // k: len(a) * (i + 1) // k]
-        wb = b[len(b) * i // k: len(b) * (i + 1) // k]
-        sm = difflib.SequenceMatcher(a=wa, b=wb, autojunk=False)
-        matched += sum(block.size for block in sm.get_matching_blocks())
-    return 1.0 - 2.0 * matched / (len(a) + len(b)), k
-
-
-def word_change_windows(a: Sequence[str], b: Sequence[str]) -> int:
-    """How many aligned windows :func:`word_change` uses: 1 (exact) unless the cost estimate
-    E = sum over words w of count_a(w) * count_b(w) exceeds :data:`WORD_CHANGE_BUDGET`. k windows
-    cost about E / k^2 each, E / k together, so k = ceil(E / budget) (at most one word a window)."""
-    from collections import Counter
-
-    ca, cb = Counter(a), Counter(b)
-    cost = sum(n * cb[w] for w, n in ca.items())
-    if cost <= WORD_CHANGE_BUDGET:
-        return 1
-    return max(1, min(-(-cost // WORD_CHANGE_BUDGET), len(a), len(b)))
+    k, most = 1, max(len(a), len(b))
+    while True:
+        # One-word windows cost about len(a) + len(b) and are never cut short: this ends.
+        budget: list[float] = [WORD_CHANGE_BUDGET if k < most else math.inf]
+        try:
+            matched = sum(
+                _matched_words(a[len(a) * i // k: len(a) * (i + 1) // k], b[len(b) * i // k: len(b) * (i + 1) // k], budget)
+                for i in range(k)
+            )
+            return 1.0 - 2.0 * matched / (len(a) + len(b)), k
+        except _OverBudget:
+            k = min(4 * k, most)
 
 
 # --------------------------------------------------------------------------- fabrication flags
@@ -431,6 +443,5 @@ __all__ = [
     "sentences",
     "urls",
     "word_change",
-    "word_change_windows",
     "words",
 ]

@@ -38,12 +38,15 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from geoaudit.errors import GeoauditError
 
 # ------------------------------------------------------------------------------------------ profiles
 
+# Hypothesis keeps its files (failing-example patches) out of the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "geoaudit-hypothesis")
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
     "ci", max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=_SLOW_OK
@@ -223,7 +226,8 @@ def test_bench_jsonl_loaders_raise_only_project_errors(rows: list[Any], junk: by
 
 candidate = st.one_of(hostile_text, st.sampled_from([
     "pages/a.html", "pages/b.md", "../outside.txt", "/etc/hostname", "file:///etc/hostname", "pages/link.html",
-    "https://x.example/a", "pages", "~/x", "pages/../../outside.txt", "PAGES/A.HTML", "",
+    "https://x.example/a", "pages", "~/x", "pages/../../outside.txt", "PAGES/A.HTML", "", "a" * 300,
+    "pages/" + "b/" * 2000 + "x", "pages/a.html\x00.txt",
 ]))
 
 
@@ -366,6 +370,12 @@ def test_guards_never_raise_and_report_is_json(original: str, rewritten: str, lo
     data = report.to_dict()
     json.dumps(data, allow_nan=False)
     assert 0.0 <= report.sentence_survival <= 1.0 and -1e-9 <= report.word_change <= 1.0 + 1e-9
+    if len(original) + len(rewritten) < 2_000:  # within the budget the figure is difflib's own
+        import difflib
+
+        a, b = [w.lower() for w in guards.words(original)], [w.lower() for w in guards.words(rewritten)]
+        exact = 0.0 if not a and not b else 1.0 - difflib.SequenceMatcher(a=a, b=b, autojunk=False).ratio()
+        assert guards.word_change(original, rewritten) == pytest.approx(exact)
     flags = guards.fabrication_flags(original, rewritten)
     assert set(flags) == {"numbers", "quotes", "sources", "urls"}
     assert all(isinstance(x, str) for v in flags.values() for x in v)
