@@ -586,6 +586,8 @@ class _Scheduler:
             page = await self.fetch_page(url, depth, released)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
+        except InputError as exc:  # a URL the fetcher cannot use (e.g. an invalid host name)
+            page = PageResult(FetchRecord(url, "failed", exc.message, depth=depth))
         except Exception as exc:  # a bug must not stop the crawl; record it like any failure
             page = PageResult(FetchRecord(url, "failed", f"internal error: {type(exc).__name__}: {exc}", depth=depth))
         rec, doc = page.record, page.document

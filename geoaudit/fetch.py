@@ -265,6 +265,8 @@ class FetchedResponse:
     truncated: bool = False
     #: Why the fetch failed (None when a final response arrived, whatever its status).
     error: str | None = None
+    #: ``refused`` (a private address), ``network`` (DNS, connection, timeout), ``http`` (429/5xx
+    #: after retries, Retry-After too long) or ``redirect`` (loop, too many, bad Location).
     error_kind: ErrorKind | None = None
     #: Why it was not attempted: robots.txt disallows it (or could not be read and so disallows all).
     skipped: str | None = None
@@ -451,8 +453,8 @@ class Fetcher:
         while True:
             out.final_url = current
             refused = await self._check(current)
-            if refused:
-                out.error, out.error_kind = refused, "refused"
+            if refused:  # a private address, or a name that does not resolve
+                out.error, out.error_kind = refused, "refused" if refused.startswith("refused") else "network"
                 return out
             if robots and self.options.respect_robots:
                 verdict = await self.robots_verdict(current, ua)
@@ -644,7 +646,11 @@ class _Response:
 
 
 def _check_url(url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        raise InputError(f"cannot fetch {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"cannot fetch {url!r}: only absolute http(s) URLs are fetched")
 
