@@ -23,11 +23,14 @@ from geoaudit.errors import ConfigError
 # --------------------------------------------------------------------------- citations
 
 
-_NUM = r"\d{1,6}(?:\s*[-\u2013\u2014]\s*\d{1,6})?"
-_PREFIX = r"(?:(?:source|src|doc|document|ref)\s*#?\s*)?"
+# Possessive repeats (*+): a giving-back never helps these patterns, and without them an answer
+# with "[source" and a long run of spaces was rescanned quadratically (issue 11).
+_NUM = r"\d{1,6}(?:\s*+[-\u2013\u2014]\s*+\d{1,6})?"
+_PREFIX = r"(?:(?:source|src|doc|document|ref)\s*+#?\s*+)?"
+_PREFIX_RE = re.compile("^" + _PREFIX, re.IGNORECASE)
 #: One bracketed citation group: [1], [1, 2], [1-3], [1–3], [1; 4], [Source 2].
 CITATION_RE = re.compile(
-    r"\[\s*" + _PREFIX + r"(" + _NUM + r"(?:\s*[,;]\s*" + _PREFIX + _NUM + r")*)\s*\]", re.IGNORECASE
+    r"\[\s*+" + _PREFIX + r"(" + _NUM + r"(?:\s*+[,;]\s*+" + _PREFIX + _NUM + r")*+)\s*+\]", re.IGNORECASE
 )
 _MAX_RANGE = 20  # a "range" wider than this is not a citation range but junk like [1-400]
 
@@ -41,8 +44,8 @@ def parse_citation_group(inner: str, n_sources: int) -> tuple[list[int], list[st
     """
     valid: list[int] = []
     bad: list[str] = []
-    for part in re.split(r"\s*[,;]\s*", inner.strip()):
-        part = re.sub(_PREFIX, "", part, flags=re.IGNORECASE).strip()
+    for part in re.split(r"(?<!\s)\s*+[,;]\s*", inner.strip()):
+        part = _PREFIX_RE.sub("", part).strip()
         m = re.fullmatch(r"(\d+)\s*[-\u2013\u2014]\s*(\d+)", part)
         if m:
             lo, hi = sorted((int(m.group(1)), int(m.group(2))))
@@ -76,7 +79,7 @@ def find_citations(text: str, n_sources: int) -> tuple[list[int], list[str]]:
 def strip_citations(text: str) -> str:
     """``text`` without citation groups, with the spaces they leave tidied."""
     out = CITATION_RE.sub("", text)
-    out = re.sub(r"\s+([.,;:!?])", r"\1", out)
+    out = re.sub(r"(?<!\s)\s++([.,;:!?])", r"\1", out)
     return re.sub(r"[ \t]{2,}", " ", out).strip()
 
 
@@ -88,11 +91,13 @@ _ABBREVIATIONS = frozenset(
     "jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt rev hon".split()
 )
 _BOUNDARY_RE = re.compile(
-    r"[.!?\u2026]+[\"'\u201d\u2019)\]]*"  # end punctuation, closing quotes/brackets
-    r"((?:\s*" + CITATION_RE.pattern + r")*)"  # citations written after the period stay with it
+    # end punctuation (from the start of its run: linear on "......"), closing quotes/brackets
+    r"(?<![.!?\u2026])[.!?\u2026]++[\"'\u201d\u2019)\]]*+"
+    r"((?:\s*+" + CITATION_RE.pattern + r"){0,16})"  # citations written after the period stay with it
     r"\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u00c0-\u024f])",  # next sentence starts with a capital or digit
     re.IGNORECASE,
 )
+_PUNCT_RE = re.compile(r"[.!?\u2026]++[\"'\u201d\u2019)\]]*+")
 _LIST_MARK_RE = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*\u2022+]\s+|\d{1,3}[.)]\s+|[a-z][.)]\s+(?=[A-Z]))")
 _WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
 
@@ -106,7 +111,7 @@ def _is_abbreviation(before: str, punct: str) -> bool:
         return True
     if re.fullmatch(r"[A-Za-z]", token):  # an initial: "J. Smith"
         return True
-    return bool(re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", token))  # "U.S", "e.g" without last dot
+    return bool(re.fullmatch(r"(?:[A-Za-z]\.)++[A-Za-z]", token))  # "U.S", "e.g" without last dot
 
 
 def _split_block(block: str) -> list[str]:
@@ -118,7 +123,7 @@ def _split_block(block: str) -> list[str]:
         nxt = block[m.end(): m.end() + 2].lstrip("\"'\u201c\u2018([")
         if not nxt or not (nxt[0].isupper() or nxt[0].isdigit()):
             continue
-        punct_end = m.start() + len(re.match(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*", block[m.start():]).group(0))
+        punct_end = _PUNCT_RE.match(block, m.start()).end()  # type: ignore[union-attr]  # no copy of the rest
         if _is_abbreviation(block[start: m.start()], block[m.start(): punct_end]):
             continue
         cut = m.end()
@@ -138,7 +143,7 @@ def _blocks(text: str) -> list[str]:
         line = _LIST_MARK_RE.sub("", line).replace("**", "").replace("__", "").strip()
         if not line:
             continue
-        if blocks and line[0].islower() and not re.search(r"[.!?:\]]$", blocks[-1]):
+        if blocks and line[0].islower() and not blocks[-1].endswith((".", "!", "?", ":", "]")):
             blocks[-1] += " " + line
         else:
             blocks.append(line)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from geoaudit.citations import AnswerSample, Sentence, make_sample
+from geoaudit.citations import AnswerSample, make_sample
 from geoaudit.documents import Document
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway, LLMRequest, LLMResponse, run_sync
@@ -116,8 +116,8 @@ class EngineConfig:
             raise ConfigError(f"overlap_threshold must be between 0 and 1, got {self.overlap_threshold}")
         if self.samples < 1:
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must not be negative, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN, which compares false
+            raise ConfigError(f"temperature must be a finite number, not negative, got {self.temperature}")
         if self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.source_budget_chars is not None and self.source_budget_chars < 1:

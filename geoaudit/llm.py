@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geoaudit._async import run_sync
+from geoaudit._http import retry_after
 from geoaudit.config import EMBEDDED_MODEL, Settings
 from geoaudit.errors import BackendError, ConfigError, UnknownModelError
 from geoaudit.store import Migration, Transaction, connect
@@ -383,11 +383,22 @@ def _retry_after(exc: Any) -> float | None:
     headers = getattr(resp, "headers", None)
     if headers is None:
         return None
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after(headers.get("retry-after") if hasattr(headers, "get") else None)
+
+
+def _strip_litellm_prefixes(msg: str) -> str:
+    """litellm prefixes "litellm.X: X: OpenAIException - "; the class is already in the message."""
+    while True:
+        head, sep, rest = msg.partition(": ")
+        name = head[len("litellm."):] if head.startswith("litellm.") else head
+        if sep and name.isidentifier():
+            msg = rest
+            continue
+        head, sep, rest = msg.partition(" - ")
+        if sep and head.endswith("Exception") and head.isidentifier():
+            msg = rest
+            continue
+        return msg
 
 
 class LiteLLMBackend:
@@ -488,9 +499,7 @@ class LiteLLMBackend:
         name = type(exc).__name__
         status = getattr(exc, "status_code", None)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-        # litellm prefixes "litellm.X: X: OpenAIException - "; the class is already in the message.
-        while (shorter := re.sub(r"^(litellm\.\w+: |\w+: |\w+Exception - )", "", msg)) != msg:
-            msg = shorter
+        msg = _strip_litellm_prefixes(msg)
         msg = msg.strip() or name
         msg = msg[:300]
         if name in {"Timeout", "APITimeoutError"} or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):

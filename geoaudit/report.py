@@ -535,22 +535,37 @@ def _charts_section(st: StatsResult) -> str:
     return "\n".join(out)
 
 
-def _diff_html(original: str, rewritten: str, limit: int = 6000) -> tuple[str, str]:
-    """(left, right) escaped HTML: the original with deletions marked, the rewrite with insertions marked."""
-    from geoaudit.rewrite import word_diff
+def _word_tokens(text: str) -> list[str]:
+    """Words with the whitespace after them, so joining the tokens gives the text back (after its leading blanks)."""
+    return re.findall(r"\S+\s*", text)
 
+
+def _diff_html(original: str, rewritten: str, limit: int = 6000) -> tuple[str, str]:
+    """(left, right) escaped HTML: the original with deletions marked, the rewrite with insertions marked.
+
+    Words are compared without their whitespace; each side is written with its own text, so the
+    original's spacing survives on the left. Only the shown prefix (``limit`` characters and a
+    little more) is compared: a word diff is quadratic or worse on repetitive text, and a hostile
+    page must not stall the report.
+    """
+    import difflib
+
+    a = _word_tokens((original or "")[: limit + 200])
+    b = _word_tokens((rewritten or "")[: limit + 200])
+    sm = difflib.SequenceMatcher(a=[w.strip() for w in a], b=[w.strip() for w in b], autojunk=False)
     left: list[str] = []
     right: list[str] = []
     nl = nr = 0
-    for op, text in word_diff(original or "", rewritten or ""):
-        if op in ("equal", "delete") and nl < limit:
-            piece = text[: limit - nl]
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        old, new = "".join(a[i1:i2]), "".join(b[j1:j2])
+        if old and nl < limit:
+            piece = old[: limit - nl]
             nl += len(piece)
-            left.append(_e(piece) if op == "equal" else f"<del>{_e(piece)}</del>")
-        if op in ("equal", "insert") and nr < limit:
-            piece = text[: limit - nr]
+            left.append(_e(piece) if tag == "equal" else f"<del>{_e(piece)}</del>")
+        if new and nr < limit:
+            piece = new[: limit - nr]
             nr += len(piece)
-            right.append(_e(piece) if op == "equal" else f"<ins>{_e(piece)}</ins>")
+            right.append(_e(piece) if tag == "equal" else f"<ins>{_e(piece)}</ins>")
     if len(original or "") > limit:
         left.append(f'<span class="note"> … ({len(original) - limit:,} more characters)</span>')
     if len(rewritten or "") > limit:

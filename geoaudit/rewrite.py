@@ -881,8 +881,8 @@ def _text_to_html(text: str) -> str:
 
     for line in text.split("\n"):
         stripped = line.strip()
-        heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
-        bullet = re.match(r"^(?:[-*+]|\d+[.)])\s+(.*)$", stripped)
+        heading = re.match(r"^(#{1,6})\s++(.*)$", stripped)
+        bullet = re.match(r"^(?:[-*+]|\d+[.)])\s++(.*)$", stripped)
         if bullet:
             items.append(bullet.group(1))
             continue

@@ -52,14 +52,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from geoaudit.bench import Bench, BenchItem, load_bench
 from geoaudit.config import Settings
 from geoaudit.documents import Document, now_iso
 from geoaudit.engine import Answer, EngineConfig, agenerate
-from geoaudit.errors import BackendError, ConfigError, InputError
+from geoaudit.errors import BackendError, ConfigError
 from geoaudit.llm import Gateway
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
 from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite

@@ -112,6 +112,11 @@ def test_settings_strategies_dir_is_used(tmp_path: Path) -> None:
         (lambda t: t.replace('paper = "mine"\n', ""), "origin.paper"),
         (lambda t: t + "\n[constraints]\nmin_length_ratio = \"low\"\n", "constraints.min_length_ratio"),
         (lambda t: t + "\n[constraints]\nforbid_new = [\"lies\"]\n", "constraints.forbid_new"),
+        # TOML has nan and inf: a NaN ratio made every length check pass silently.
+        (lambda t: t + "\n[constraints]\nmin_length_ratio = nan\n", "constraints.min_length_ratio"),
+        (lambda t: t + "\n[constraints]\nmax_length_ratio = nan\n", "constraints.min_length_ratio"),
+        (lambda t: t + "\n[constraints]\nmax_length_ratio = inf\n", "constraints.min_length_ratio"),
+        (lambda t: t.replace('kind = "llm-rewrite"', 'kind = "llm-rewrite"\ntemperature = nan'), "temperature"),
         (lambda t: t.replace('kind = "llm-rewrite"', 'kind = "llm-rewrite"\ngrounded = "yes"'), "grounded"),
         (lambda t: t.replace('kind = "llm-rewrite"', 'kind = "llm-rewrite"\ncolour = "red"'), "colour"),
         (lambda t: t.replace('name = "my-style"', 'name = "My Style"'), "name"),

@@ -26,6 +26,18 @@ _RULE_LINE = re.compile(r"^[ \t]*(allow|disallow)[ \t]*:", re.I | re.M)
 _LLMS_LINE = re.compile(r"^[ \t]*(llms(?:[-_. ]?txt)?|llm)[ \t]*:.*$", re.I | re.M)
 
 
+def _agent_prefix(value: str) -> tuple[str, str] | None:
+    """``("googlebot", " noindex")`` for ``"googlebot: noindex"``; None without a ``name:`` prefix.
+
+    String methods, not a regex: header values are untrusted, and a pattern with two unbounded
+    blank runs around the colon can be made to backtrack (issue 11)."""
+    head, sep, rest = value.partition(":")
+    name = head.strip()
+    if not sep or not name or not name.isascii() or not all(c.isalnum() or c in "_-" for c in name):
+        return None
+    return name, rest
+
+
 @dataclass(frozen=True)
 class RobotsTxt:
     """A site's robots.txt as a crawler would take it."""
@@ -195,10 +207,10 @@ def robots_directives(html: str | None, headers: list[str], agent_tokens: set[st
     out: list[tuple[str, str, str]] = []
     for value in headers:
         scope = "all"
-        m = re.match(r"\s*([A-Za-z0-9_-]+)\s*:\s*(.*)$", value)
+        m = _agent_prefix(value)
         # "googlebot: noindex" names an agent; "unavailable_after: ..." is a directive, not an agent.
-        if m and m.group(1).lower() in names:
-            scope, value = m.group(1), m.group(2)
+        if m and m[0].lower() in names:
+            scope, value = m
         for d in sorted(_directives(value)):
             out.append((d, scope, f"X-Robots-Tag: {value.strip()[:120]}"))
     if html:

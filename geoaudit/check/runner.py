@@ -59,6 +59,12 @@ _OFFLINE_SKIPS = (
 )
 
 
+def _is_user_agent_line(line: str) -> bool:
+    """A robots.txt ``User-agent:`` line (case-insensitive, blanks allowed around the colon)."""
+    head, sep, _ = line.partition(":")
+    return bool(sep) and head.strip().lower() == "user-agent"
+
+
 def _is_url(target: str) -> bool:
     return bool(_SCHEME.match(target)) and not re.match(r"^[A-Za-z]:[\\/]", target)  # C:\ is a path
 
@@ -188,7 +194,7 @@ class _Runner:
         if resp.status != 200 or resp.media_type in HTML_TYPES:
             return None
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
-        if not re.search(r"^\s*user-agent\s*:", text, re.I | re.M):
+        if not any(_is_user_agent_line(line) for line in text.splitlines()):
             return None
         root = _origin(robots_url) + "/robots.txt"
         return finding("robots.below-root", "warning",
