@@ -334,6 +334,32 @@ def test_the_same_audit_resumes_its_run_without_a_model_call(scripted: Any, web:
     assert again.recommendation is not None and again.recommendation.strategy == result.recommendation.strategy
 
 
+def test_failed_cells_are_reported_and_the_same_audit_retries_only_those(web: Web, tmp_path: Path) -> None:
+    from geoaudit.testing import Reply
+
+    down = {"on": True}
+
+    def flaky(req: dict[str, Any]) -> Any:
+        if down["on"] and QUERIES[1] in last_user_message(req):
+            return Reply(status=500)
+        return engine(req)
+
+    options = AuditOptions(strategies=("identity", "rank"), rates=(0.0, 1.0), budget="quick", check=False, **FAST)  # type: ignore[arg-type]
+    with FakeOpenAIServer(flaky) as server:
+        settings = fake_settings(server, tmp_path / "home")
+        first = audit(web.page, QUERIES, web.rivals, settings=settings, options=options, out_dir=tmp_path / "out")
+        assert first.failed_cells > 0 and first.run_status == "failed" and first.report is not None
+        assert "Incomplete" in soup_of(first.report).find(id="summary").get_text(" ", strip=True)
+        down["on"] = False
+        seen = len(server.requests)
+        again = audit(web.page, QUERIES, web.rivals, settings=settings, options=options, out_dir=tmp_path / "out")
+        new = server.requests[seen:]
+    assert again.run_id == first.run_id and again.failed_cells == 0 and again.run_status == "complete"
+    assert again.computed_cells == first.failed_cells and again.resumed_cells == first.planned_cells - first.failed_cells
+    # Only the failed query's cells were asked again.
+    assert new and all(QUERIES[1] in last_user_message(r) for r in new)
+
+
 def test_dry_run_fetches_and_plans_without_a_model_call(web: Web, tmp_path: Path) -> None:
     with FakeOpenAIServer(engine) as server:
         settings = fake_settings(server, tmp_path / "home")
@@ -384,6 +410,42 @@ def test_a_numeric_budget_picks_the_largest_rung_that_fits(web: Web, tmp_path: P
         assert server.requests == []
 
 
+def test_local_files_audit_offline_and_a_markdown_draft_skips_the_web_checks(tmp_path: Path) -> None:
+    page = tmp_path / "draft.md"
+    page.write_text("# Electric kettles\n\nA 3 kW kettle boils one litre of water in about 94 seconds. It switches "
+                    "itself off at the boil.\n", encoding="utf-8")
+    (tmp_path / "rivals").mkdir()
+    (tmp_path / "rivals" / "a.html").write_bytes(RIVAL_A)
+    (tmp_path / "rivals" / "c.html").write_bytes(RIVAL_C)
+    (tmp_path / "empty.html").write_bytes(SPA)
+    listing = tmp_path / "competitors.txt"
+    listing.write_text("# my rivals\nrivals/a.html\nrivals/c.html\nempty.html\nmissing.html\n", encoding="utf-8")
+    from geoaudit.audit import read_competitors_file
+
+    with FakeOpenAIServer(engine) as server:
+        settings = fake_settings(server, tmp_path / "home")
+        result = audit(str(page), QUERIES, read_competitors_file(listing), settings=settings, out_dir=tmp_path / "out",
+                       options=AuditOptions(strategies=("identity", "key-facts"), rates=(0.0, 1.0), budget="quick"))
+    reasons = {Path(c.spec).name: c.reason for c in result.plan.competitors if not c.used}
+    assert set(reasons) == {"empty.html", "missing.html"}
+    assert "no main text" in reasons["empty.html"] and "neither an http(s) URL nor an existing file" in reasons["missing.html"]
+    assert result.simulated and len(result.plan.used_competitors) == 2
+    assert result.check is None and "markdown draft" in result.check_note
+    assert "markdown draft" in soup_of(result.report).find(id="readiness").get_text(" ", strip=True)
+
+
+def test_cli_dry_run_json_is_the_plan(web: Web, tmp_path: Path) -> None:
+    from geoaudit.cli import app
+
+    r = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "audit", web.page, "-q", QUERIES[0], "-c", web.rivals[0],
+                                 "-c", web.unreachable, "--allow-private", "--delay", "0", "--timeout", "2", "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert plan["problem"] == "" and plan["bench"]
+    assert plan["model"] == "local/smollm2" and plan["cost"] == 0.0 and plan["total_calls"] > 0
+    assert [c["used"] for c in plan["competitors"]] == [True, False]
+
+
 # ------------------------------------------------------------------------------------ when the page itself fails
 
 
@@ -411,6 +473,9 @@ def test_a_page_that_extracts_to_nothing_still_gets_a_report_and_exit_code_1(web
         (("audit", "not-a-page", "-q", "q", "-c", "https://example.org/r"), "neither an http(s) URL nor an existing file"),
         (("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--strategies", "nope"), "unknown strategy"),
         (("audit", "https://example.org/p", "-q", "q", "--competitors", "missing.txt"), "no such competitors file"),
+        # Checked before anything is fetched (example.org is never contacted).
+        (("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--model", "gpt"), "not a litellm model string"),
+        (("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--k", "1"), "k must be at least 2"),
     ],
 )
 def test_bad_input_is_one_error_line_with_exit_code_2(args: tuple[str, ...], needle: str) -> None:

@@ -249,6 +249,8 @@ class AuditResult:
 
     plan: AuditPlan
     check: "CheckReport | None" = None
+    #: Why the readiness checks did not run (switched off, a markdown draft), when ``check`` is None.
+    check_note: str = ""
     run_id: str | None = None
     run_dir: Path | None = None
     run_status: str = ""

@@ -25,7 +25,7 @@ from geoaudit.config import EMBEDDED_MODEL, Settings
 from geoaudit.documents import Document, atomic_write_text
 from geoaudit.engine import EngineConfig, is_embedded, load_answer_prompt
 from geoaudit.errors import ConfigError, InputError
-from geoaudit.llm import import_litellm
+from geoaudit.llm import Gateway, import_litellm
 from geoaudit.options import AUDIT_BUDGETS, AUDIT_LLM_STRATEGIES, AUDIT_RUNGS, AuditOptions
 from geoaudit.rewrite import DEFAULT_CHUNK_CHARS, plan_chunks
 from geoaudit.simulate import planned_cell_count
@@ -84,6 +84,17 @@ def choose_strategies(settings: Settings, model: str, names: Sequence[str]) -> l
     if names:
         return registry.resolve(list(names))
     return default_strategies(registry, model)
+
+
+def check_models(settings: Settings, models: Sequence[str]) -> None:
+    """Fail now, before any fetch, on a model no backend can route (no call is made).
+
+    Raises:
+        UnknownModelError / ConfigError: see :meth:`geoaudit.llm.Gateway.check_model`.
+    """
+    for m in dict.fromkeys(models):
+        with Gateway(settings.replace(model=m, cache=False)) as gw:
+            gw.check_model()
 
 
 def bench_rows(queries: Sequence[str], page: Document, competitors: Sequence[Document], page_url: str,
@@ -226,6 +237,7 @@ def plan_audit(
     model, rewrite_model = resolve_model(settings)
     embedded = is_embedded(model)
     strategies = choose_strategies(settings, model, o.strategies)
+    check_models(settings, [model] + ([rewrite_model] if any(s.needs_model for s in strategies) else []))
     answers = o.answers if o.answers != "auto" else ("base" if embedded else "all")
     if answers == "base" and not embedded:
         raise ConfigError("answers=base needs the embedded model, whose readings carry the verdict",

@@ -71,7 +71,7 @@ def _summary(r: AuditResult) -> str:
         items.append(f"<li><strong>AI readiness:</strong> {c['error']} error(s), {c['warning']} warning(s) on your page "
                      f"and its site{': ' + _e(top) if top else ''}. <a href=\"#readiness\">Details</a>.</li>")
     else:
-        items.append("<li><strong>AI readiness:</strong> not checked in this audit.</li>")
+        items.append(f"<li><strong>AI readiness:</strong> not checked ({_e(r.check_note or 'the checks did not run')}).</li>")
     if not r.simulated:
         items.append(f'<li><strong>Simulation:</strong> <span class="v-worse">not run</span>: {_e(r.stats_problem or plan.problem)}</li>')
     else:
@@ -125,8 +125,8 @@ def _inputs(r: AuditResult) -> str:
 
 def _readiness(r: AuditResult) -> str:
     if r.check is None:
-        return ('<section id="readiness"><h2>AI readiness of your page</h2><p class="note">Not checked (the audit ran '
-                "with the checks switched off).</p></section>")
+        return ('<section id="readiness"><h2>AI readiness of your page</h2><p class="note">Not checked: '
+                f"{_e(r.check_note or 'the checks did not run')}.</p></section>")
     order = {"error": 0, "warning": 1, "info": 2}
     found = sorted((f for f in r.check.findings if f.severity != "pass"), key=lambda f: order.get(f.severity, 3))
     rows = [[(_severity_badge(f.severity), ""), (f"<code>{_e(f.id)}</code>", ""),

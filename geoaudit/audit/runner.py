@@ -12,7 +12,7 @@ from geoaudit.audit.model import AuditPlan, AuditResult, Stage
 from geoaudit.audit.plan import engine_config, plan_audit
 from geoaudit.check import CheckOptions, CheckReport, check
 from geoaudit.config import Settings
-from geoaudit.documents import now_iso
+from geoaudit.documents import HTML_SUFFIXES, now_iso
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.options import AuditOptions
 from geoaudit.simulate import Simulation, SimulationConfig
@@ -89,7 +89,11 @@ def audit(
     plan = plan_audit(page, queries, competitors, settings=settings, options=o, progress=progress)
     check_cost(plan, o.max_cost)
     result = AuditResult(plan=plan, command=command or "", generated_at=now_iso())
-    if o.check:
+    if not o.check:
+        result.check_note = "the audit ran with the checks switched off"
+    elif plan.page.kind == "file" and Path(plan.page.spec).suffix.lower() not in HTML_SUFFIXES:
+        result.check_note = "the readiness checks read web pages and .html files; this page is a text or markdown draft"
+    else:
         result.check = _check_page(plan, settings, o, progress)
     if plan.runnable:
         _simulate(result, settings, o, progress, command)
