@@ -161,7 +161,7 @@ def engine(req: dict[str, Any]) -> str:
         return prompt.rsplit("Text:", 1)[-1].strip() + FABRICATED
     rng = random.Random(f"{req.get('seed')}|{prompt}")
     blocks = re.split(r"^Source \[(\d+)\]:", prompt, flags=re.M)[1:]
-    texts = {int(n): body for n, body in zip(blocks[::2], blocks[1::2])}
+    texts = {int(n): body for n, body in zip(blocks[::2], blocks[1::2], strict=True)}
     score = {n: rng.random() + (2.0 if "Independent tests" in body else 0.0) + (0.3 if n == 1 else 0.0) for n, body in texts.items()}
     order = sorted(texts, key=lambda n: -score[n])[: rng.randint(1, 3)]
     return " ".join(f"Kettles boil water quickly, point {j} [{n}]." for j, n in enumerate(order))
@@ -565,9 +565,17 @@ def test_recommend_prefers_an_established_gain_and_never_a_significant_loss() ->
                     "rank": [(0.5, "better")], "identity": [(0.0, "no evidence")]})
     rec, why = recommend(stats, {}, rewrites, strategies, "selection")  # type: ignore[arg-type]
     assert rec is not None and rec.strategy == "key-facts" and rec.established and "significantly raised" in why
-    # Without it, the best positive estimate is a candidate, and says it is not established.
+    # Without it, a positive estimate alone is not enough: the candidate must help on more queries than it hurts.
     del rewrites["key-facts"]
-    rec, why = recommend(stats, {}, rewrites, strategies, "selection")  # type: ignore[arg-type]
+    from geoaudit.audit import QueryEffect
+
+    def effects(*directions: str) -> list[QueryEffect]:
+        return [QueryEffect(f"q{i}", f"query {i}", {0.0: 0.1}, d) for i, d in enumerate(directions)]
+
+    rec, why = recommend(stats, {"llms-txt-structure": effects("higher", "lower")}, rewrites, strategies, "selection")  # type: ignore[arg-type]
+    assert rec is None and "helping on no more queries than it hurt" in why
+    rec, why = recommend(stats, {"llms-txt-structure": effects("higher", "lower", "higher")}, rewrites, strategies,  # type: ignore[arg-type]
+                         "selection")
     assert rec is not None and rec.strategy == "llms-txt-structure" and not rec.established and "not a proven" in why
     # A rewrite that failed the guards for every query is not a candidate; nothing positive: nothing recommended.
     rewrites["llms-txt-structure"] = [_rewrite("llms-txt-structure", "failed")]

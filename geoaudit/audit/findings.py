@@ -107,12 +107,13 @@ def recommend(
     which moves a page without rewriting it) and produced at least one usable rewrite of it.
     Ranked by: a significant gain and no significant loss in the run's statistics ("established"),
     then the mean of the advantage estimates over the adopter rates (the per-query means when there
-    are no statistics). A strategy with a significant loss, or a best estimate that is not a gain,
-    is never recommended.
+    are no statistics). A strategy with a significant loss is never recommended; one without an
+    established gain only when its estimate is a gain and it helped on more queries than it hurt.
     """
     higher = directions().get(primary, True)
     label = metric_label(primary)
     scored: list[tuple[bool, float, Strategy]] = []
+    rejected: list[tuple[float, Strategy]] = []
     harmful: list[str] = []
     for s in strategies:
         if not s.changes_text or s.name == "identity":
@@ -137,10 +138,17 @@ def recommend(
         if worse:
             harmful.append(s.name)
             continue
-        scored.append((established, est, s))
+        helped = sum(1 for e in effects.get(s.name, []) if e.direction == "higher")
+        hurt = sum(1 for e in effects.get(s.name, []) if e.direction == "lower")
+        # Without a verdict, a candidate must at least help on more queries than it hurts.
+        if established or (est > TOLERANCE and helped > hurt):
+            scored.append((established, est, s))
+        else:
+            rejected.append((est, s))
     scored.sort(key=lambda x: (not x[0], -x[1]))
-    if not scored or not (scored[0][0] or scored[0][1] > TOLERANCE):
-        best = f" (largest estimate: {scored[0][2].name}, {scored[0][1]:+.3f})" if scored else ""
+    if not scored:
+        top = max(rejected, key=lambda x: x[0]) if rejected else None
+        best = f" (largest estimate: {top[1].name}, {top[0]:+.3g}, helping on no more queries than it hurt)" if top else ""
         hurt = f" {', '.join(harmful)} significantly lowered it." if harmful else ""
         return None, (f"No rewrite is recommended: no content strategy raised your page's {label} in this audit{best}."
                       f"{hurt} Keep the page as it is, or add queries and competitors for a more sensitive audit.")
@@ -149,8 +157,9 @@ def recommend(
         why = (f"{s.name} significantly raised your page's {label} against the competitors (adjusted for every test "
                "of the audit) and lowered it significantly at no adopter rate.")
     else:
-        why = (f"{s.name} has the largest estimated gain in your page's {label} ({est:+.3f} on average over the adopter "
-               "rates), but the statistics do not establish it: treat it as the best candidate, not a proven improvement.")
+        why = (f"{s.name} has the largest estimated gain in your page's {label} ({est:+.3g} on average over the adopter "
+               "rates) and helped on more queries than it hurt, but the statistics do not establish it: treat it as the "
+               "best candidate, not a proven improvement.")
     rec = Recommendation(s.name, s.title, established, why, est, tuple(rewrites.get(s.name, [])),
                          tuple(effects.get(s.name, [])))
     return rec, why

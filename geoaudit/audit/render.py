@@ -96,6 +96,11 @@ def _summary(r: AuditResult) -> str:
             items.append(f'<li class="warn"><strong>Engine:</strong> the engine did not pass {len(st.engine.failed())} of its '
                          f"controls in this audit (with {n} quer{'y' if n == 1 else 'ies'} a control can fail for lack of "
                          'power alone): read every verdict below as unreliable (<a href="#engine">calibration</a>).</li>')
+        n_queries = int(st.provenance.get("n_queries") or 0) if st is not None else len(plan.queries)
+        if n_queries < 5:
+            items.append(f'<li class="warn"><strong>Too few queries for a verdict:</strong> with {n_queries} no test can '
+                         "reach one (at least 5 queries whose result changed are needed); the numbers describe this audit. "
+                         "Add the questions your page should answer with more --query options.</li>")
         if r.failed_cells:
             items.append(f'<li class="warn"><strong>Incomplete:</strong> {r.failed_cells} of {r.planned_cells} cells failed '
                          f"(e.g. {_e(r.failed_example)}); run the same command again to retry only those.</li>")
@@ -103,7 +108,7 @@ def _summary(r: AuditResult) -> str:
         '<section id="summary"><h2>Summary</h2><div class="verdict-box"><ul>' + "".join(items) + "</ul>"
         f'<p class="note">The engine here is simulated ({_e(plan.model)} answering from the pages you gave), not ChatGPT, '
         "Perplexity or Google: the numbers say how this engine responds to your page and to each rewrite. In C-SEO Bench "
-        "(Puerto et al., 2025) most content-rewriting strategies were ineffective on real answer engines and ranking higher "
+        "(Puerto et al., 2025) most content-rewriting strategies were largely ineffective and moving up in the ranking "
         "mattered more; read any gain below with that in mind.</p></div></section>"
     )
 
@@ -187,7 +192,7 @@ def _strategies(r: AuditResult) -> str:
             title = (st.provenance["strategy_info"].get(s) or {}).get("title") or s
             items.append(f'<li><strong class="{cls}">{_e(s)}</strong> <span class="note">({_e(title)})</span>: '
                          f"{_e(sentence)}{' ' + _e(trend) if trend else ''}</li>")
-        if series:
+        if any(not is_missing(pt[1]) for x in series for pt in x["points"]):
             level = st.rows_for(metric=primary)["ci_level"].iloc[0]
             out.append('<div class="charts">' + svg_delta_chart(
                 series, title=f"{primary}: what adopting gains your page", y_label=f"Δ {primary} (treated − rivals)",
@@ -206,7 +211,8 @@ def _strategies(r: AuditResult) -> str:
                 ranks = f"{e.rank_before or '–'} → {e.rank_after or '–'}"
                 rows_html.append([(_e(s), ""), (_e(_query_label(e.query)), ""), *_delta_cells(e, rates),
                                   (f'<span class="{cls}">{_e(word)}</span>', ""), (_e(ranks), "num")])
-        out.append("<details><summary>Per query, every strategy</summary><p class=\"note\">Descriptive: the mean Δ per "
+        few = st is None or int(st.provenance.get("n_queries") or 0) < 5  # then these numbers are all there is
+        out.append(f"<details{' open' if few else ''}><summary>Per query, every strategy</summary><p class=\"note\">Descriptive: the mean Δ per "
                    "query over seeds and samples (no test per query). Retrieval rank: your page's position among the "
                    "sources the BM25 retriever showed the engine (– = not shown), before and with the strategy, nobody "
                    "else adopting.</p>" + html_table(head, rows_html) + "</details>")
