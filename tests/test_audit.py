@@ -299,6 +299,7 @@ def test_report_is_inert_self_contained_html(scripted: Any) -> None:
     assert not re.search(r"""(src|href)=["']?https?://""", html)
 
 
+@pytest.mark.browser
 def test_report_opens_in_headless_chromium(scripted: Any, tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
     if not chromium:
