@@ -531,10 +531,18 @@ def run_stats(
     cal = calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
     notes = []
     if "identity" in prov["strategies"] and cal.empty:
-        notes.append(
-            "A/A control (identity): no testable rows (every identity delta is zero or too few), so the "
-            "tests' false-positive rate could not be checked on this run"
-        )
+        ident = summary[summary["strategy"] == "identity"]
+        if len(ident) and (ident["n_nonzero"] == 0).all():
+            notes.append(
+                "A/A control (identity): every identity delta is exactly 0 - the same input gave the same reading, "
+                "so no test could reject falsely here; the false-positive rate on noisy (sampled) metrics is "
+                "checked when answers are sampled in every condition"
+            )
+        else:
+            notes.append(
+                "A/A control (identity): no testable rows (too few non-zero deltas), so the tests' false-positive "
+                "rate could not be checked on this run"
+            )
     for strategy, (failed, total) in _target_rewrite_failures(run).items():
         if failed:
             notes.append(
@@ -553,7 +561,16 @@ def run_stats(
         "ci": ci, "seed": seed, "estimand": estimand or ("pseudomedian" if mode == "cseo" else "mean"),
     }
     result = StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
-    result.engine = engine_calibration(run, result, data)
+    # The controls are read on the run's declared primary metric, whatever metrics were asked for.
+    primary = str(meta.get("primary") or names[0])
+    controls = summary
+    if primary not in set(summary["metric"]) and primary in known_metrics() and {"rank", "identity"} & set(prov["strategies"]):
+        controls = _summarize_run(
+            data[data["strategy"].isin(["", "rank", "identity"])], [primary], comparisons=list(COMPARISONS), hib=hib,
+            strategy_order=prov["strategies"], family=family, by=None, correction=correction, alpha=alpha,
+            power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode, estimand=estimand,
+        )
+    result.engine = engine_calibration(run, result, data, controls=controls, primary=primary)
     return result
 
 
@@ -671,7 +688,10 @@ def _row_text(r: Mapping[str, Any]) -> str:
     )
 
 
-def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> EngineCalibration:
+def engine_calibration(
+    run: Run, stats: StatsResult, rows: pd.DataFrame, *, controls: pd.DataFrame | None = None,
+    primary: str | None = None,
+) -> EngineCalibration:
     """Read the engine's calibration off a run: answer support, selection mass and the three controls.
 
     * positive control: ``rank`` (the target moved to the top of the sources) at 0 % adopters must
@@ -685,7 +705,7 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
 
     meta = run.meta
     prov = stats.provenance
-    primary = str(stats.options["metrics"][0])
+    primary = primary or str(meta.get("primary") or stats.options["metrics"][0])
     cal = EngineCalibration(
         model=str(prov.get("model", "?")), stages=list(meta.get("stages") or []), primary=primary,
         attribution=str(prov.get("attribution", "?")),
@@ -706,7 +726,7 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
     if "selection_mass" in base and base["selection_mass"].notna().any():
         cal.selection_mass = float(base["selection_mass"].mean())
 
-    summary = stats.summary
+    summary = stats.summary if controls is None else controls
     strategies = set(prov.get("strategies") or [])
     pos = summary[(summary["strategy"] == "rank") & (summary["metric"] == primary)
                   & (summary["comparison"] == "advantage") & (summary["rate"] == 0.0)]

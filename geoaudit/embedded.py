@@ -368,8 +368,17 @@ def _close_all() -> None:
         _models.clear()
 
 
+#: Set by geoaudit's test suite for tests not marked ``embedded``: loading the model is then an
+#: error, so a test that forgot its fake fails instead of silently running the real model.
+FORBID_ENV = "GEOAUDIT_FORBID_EMBEDDED"
+
+
 def load(name: str) -> _Pool:
     """Load (once per process) the embedded model ``name``: a pool of :func:`default_contexts` contexts."""
+    if os.environ.get(FORBID_ENV):
+        raise RuntimeError(
+            f"the embedded model was loaded where {FORBID_ENV} forbids it (a test without the `embedded` marker)"
+        )
     path = model_path(name)
     with _models_lock:
         pool = _models.get(str(path))

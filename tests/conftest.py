@@ -12,6 +12,16 @@ from geoaudit.testing import FakeOpenAIServer, fake_settings
 
 
 @pytest.fixture(autouse=True)
+def _embedded_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that loads the real embedded model must say so (``@pytest.mark.embedded``): otherwise
+    loading it fails, here and in any subprocess the test starts (the variable is inherited)."""
+    if request.node.get_closest_marker("embedded") is None:
+        monkeypatch.setenv("GEOAUDIT_FORBID_EMBEDDED", "1")
+    else:
+        monkeypatch.delenv("GEOAUDIT_FORBID_EMBEDDED", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "geoaudit-home"
     monkeypatch.setenv("GEOAUDIT_HOME", str(home))

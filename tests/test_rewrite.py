@@ -505,3 +505,29 @@ def test_same_model_name_on_another_endpoint_is_not_a_store_hit(tmp_path) -> Non
         assert len(two.requests) == 1 and first.text != second.text
         again = rewrite(Gateway(fake_settings(two, tmp_path / "h2")), strategy, doc, store=store)
         assert again.text == second.text and len(two.requests) == 1
+
+
+def test_rewrite_documents_is_the_notebook_path_behind_the_command(tmp_path: Path) -> None:
+    """What `geoaudit rewrite` does, from Python: files in, guarded results out, no model for rule strategies."""
+    from geoaudit.config import Settings
+    from geoaudit.errors import InputError
+    from geoaudit.rewrite import output_format, rewrite_documents
+
+    page = tmp_path / "page.md"
+    page.write_text("# Solar panels\n\nA typical home system costs 12,000 dollars. Panels last 25 years.\n"
+                    "Installers recommend a south-facing roof.\n", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "home", model="nope/unreachable")  # never contacted
+    batch = rewrite_documents(settings, ["answer-first", "identity"], inputs=[page], query="solar panel cost")
+    assert batch.model is None and batch.usage is None
+    assert {r.strategy for r in batch.results} == {"answer-first", "identity"}
+    assert all(r.status in ("ok", "unchanged") and r.implementation == "transform" for r in batch.results)
+    assert "deterministic transforms" in batch.provenance() and "solar panel cost" in batch.provenance()
+    (doc, res), = [p for p in batch.pairs() if p[1].strategy == "answer-first"]
+    assert doc.text != res.text and "12,000" in res.text
+    with pytest.raises(InputError, match="needs the target query"):
+        rewrite_documents(settings, ["answer-first"], inputs=[page])
+    with pytest.raises(InputError, match="no documents"):
+        rewrite_documents(settings, ["identity"])
+    assert output_format("out.htm") == "html" and output_format(None) == "jsonl" and output_format("x.md") == "md"
+    with pytest.raises(InputError):
+        output_format("x.md", "pdf")
