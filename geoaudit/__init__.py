@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "summarize": "stats", "run_stats": "analysis", "StatsResult": "analysis",
     "build_report": "report", "write_report": "report",
     "run_demo": "demo",
+    # your own page against your competitors (geoaudit audit)
+    "audit": "audit", "plan_audit": "audit", "AuditOptions": "audit",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -79,6 +81,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from geoaudit.analysis import StatsResult, run_stats
+    from geoaudit.audit import AuditOptions, audit, plan_audit
     from geoaudit.ask import aask, ask
     from geoaudit.bench import load_bench
     from geoaudit.config import Settings, load_settings

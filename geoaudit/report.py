@@ -47,7 +47,11 @@ if TYPE_CHECKING:
     from geoaudit.engine import Answer
     from geoaudit.runs import Run
 
-__all__ = ["CSP", "build_report", "svg_delta_chart", "write_report"]
+__all__ = [
+    "CSP", "REPORT_CSS", "answer_html", "build_report", "diff_html", "engine_section", "escape", "fabrications",
+    "flag_text", "html_table", "metric_label", "stats_table", "strategy_verdict", "svg_delta_chart", "trend_sentence",
+    "verdict_badge", "write_report",
+]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -897,3 +901,26 @@ def write_report(run: "Run", out_dir: Path | str, **kwargs: Any) -> Path:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory", hint="pass a directory for the report, e.g. -o reports/my-run/")
     return atomic_write_text(out / "index.html", build_report(run, **kwargs))
+
+
+# ============================================================================ shared building blocks
+
+# Public names for the pieces other reports reuse (the audit report, geoaudit.audit): one escaping,
+# one style sheet, one diff, one answer view and one verdict wording for every report geoaudit writes.
+REPORT_CSS = _CSS
+escape = _e
+html_table = _table
+verdict_badge = _verdict_badge
+stats_table = _stats_table
+metric_label = _metric_label
+strategy_verdict = _strategy_verdict
+trend_sentence = _trend_sentence
+engine_section = _engine_section
+diff_html = _diff_html
+fabrications = _fabrications
+answer_html = _answer_html
+
+
+def flag_text(kind: str) -> str:
+    """A fabrication category in words (numbers, quotations, named sources, URLs)."""
+    return _FLAG_TEXT.get(kind, kind)

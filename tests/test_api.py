@@ -27,6 +27,7 @@ PUBLIC = {
     "load_bench", "SimulationConfig", "Simulation", "simulate",
     "Run", "open_run", "list_runs", "summarize", "run_stats", "StatsResult",
     "build_report", "write_report", "run_demo",
+    "audit", "plan_audit", "AuditOptions",
 }
 
 
@@ -36,7 +37,8 @@ def test_the_public_names_are_pinned() -> None:
 
 
 def test_every_public_name_is_the_entry_point_not_a_module() -> None:
-    import geoaudit.crawl  # noqa: F401  (importing the stage's module must not shadow its function)
+    import geoaudit.audit  # noqa: F401  (importing the stage's module must not shadow its function)
+    import geoaudit.crawl  # noqa: F401
     import geoaudit.simulate  # noqa: F401
 
     for name in PUBLIC - {"__version__"}:
@@ -44,6 +46,7 @@ def test_every_public_name_is_the_entry_point_not_a_module() -> None:
         assert not isinstance(value, types.ModuleType), name
     assert callable(geoaudit.crawl) and geoaudit.crawl.__module__ == "geoaudit.crawl"
     assert geoaudit.simulate.__module__ == "geoaudit.simulate"
+    assert callable(geoaudit.audit) and geoaudit.audit.__module__ == "geoaudit.audit.runner"
     assert issubclass(geoaudit.InputError, geoaudit.GeoauditError)
     with pytest.raises(AttributeError):
         geoaudit.no_such_name  # noqa: B018

@@ -53,14 +53,23 @@ from geoaudit.check.model import (
     StructuredFacts,
     severity_at_least,
 )
-from geoaudit.check.render import render_html, render_json, render_junit, render_sarif, summary_rows, to_sarif
+from geoaudit.check.render import (
+    SEVERITY_CSS,
+    html_sections,
+    render_html,
+    render_json,
+    render_junit,
+    render_sarif,
+    summary_rows,
+    to_sarif,
+)
 from geoaudit.check.rules import RULES, Rule
 from geoaudit.check.runner import acheck, check, check_file, check_html
 
 __all__ = [
-    "Agent", "AgentList", "AgentResult", "BROWSER_USER_AGENT", "CheckOptions", "CheckReport", "Finding",
+    "Agent", "AgentList", "AgentResult", "BROWSER_USER_AGENT", "SEVERITY_CSS", "CheckOptions", "CheckReport", "Finding",
     "LlmsTxt", "PageCheck", "PageFacts", "RULES", "Rule", "SEVERITIES", "Severity", "SiteCheck", "Skipped",
-    "StructuredFacts", "acheck", "check", "check_file", "check_html", "load_agents", "parse_llms_txt",
+    "StructuredFacts", "acheck", "check", "check_file", "check_html", "html_sections", "load_agents", "parse_llms_txt",
     "render_html", "render_json", "render_junit", "render_sarif", "severity_at_least", "shipped_agents_path",
     "summary_rows", "to_sarif",
 ]
