@@ -614,7 +614,12 @@ class Gateway:
 
     def key(self, request: LLMRequest) -> str:
         model = self.resolve_model(request)
-        return cache_key(request, model, None if model.startswith("local/") else self.settings.api_base)
+        if model.startswith(IN_PROCESS_PREFIX):
+            from geoaudit.embedded import identity
+
+            # In place of an endpoint: what determines the in-process model's numbers.
+            return cache_key(request, model, identity(model.split("/", 1)[1]))
+        return cache_key(request, model, self.settings.api_base)
 
     @property
     def api_base(self) -> str | None:
