@@ -314,6 +314,32 @@ def test_a_redirect_does_not_take_an_agent_where_robots_txt_keeps_it_out(setting
     assert site.agents_seen("/members/x") == [] and sum("GPTBot" in ua for ua in site.agents_seen("/go")) == 1
 
 
+def test_one_request_at_a_time_per_host_even_with_no_delay(settings: Settings) -> None:
+    # The fetch as each agent runs concurrently; on a slow site they must still queue per host.
+    import time
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def slow(ua: str) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return 200, HTML, article()
+
+    site = Site("127.0.0.2", {"/page": slow})
+    try:
+        r = check([f"{site.base}/page"], settings=settings, options=CheckOptions(allow_private=True, delay=0.0))
+    finally:
+        site.close()
+    fetched = [a for a in r.pages[0].agents if a.fetch != "not-fetched"]
+    assert len(fetched) >= 5 and len(site.agents_seen("/page")) == len(fetched) + 1
+    assert state["most"] == 1
+
+
 def test_rate_limited_agent_is_inconclusive_not_blocked(report: CheckReport) -> None:
     busy = page(report, "/busy")
     agents = {a.token: a for a in busy.agents}

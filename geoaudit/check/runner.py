@@ -50,6 +50,7 @@ from geoaudit.fetch import (
     IPAddress,
     RequestEvent,
     Resolver,
+    host_key,
     is_public_address,
 )
 
@@ -94,6 +95,7 @@ class _Runner:
         self._robots: dict[str, asyncio.Task[RobotsTxt]] = {}
         self.sites: dict[str, asyncio.Task[SiteCheck]] = {}
         self._below_root: dict[str, asyncio.Task[Finding | None]] = {}
+        self._in_flight: dict[str, asyncio.Lock] = {}
         self.warnings: list[str] = []
 
     # -- site level ---------------------------------------------------------------------------
@@ -119,9 +121,13 @@ class _Runner:
         self, url: str, *, user_agent: str | None = None, agent: str | None = None, max_bytes: int | None = None, text_only: bool = False
     ) -> FetchedResponse:
         """One request through the shared fetcher: sent as ``user_agent`` (default geoaudit's), allowed
-        only where robots.txt allows geoaudit and, when given, the AI ``agent`` it poses as."""
-        return await self.fetcher.fetch(url, user_agent=user_agent, headers=HEADERS, max_bytes=max_bytes, text_only=text_only,
-                                        robots_as=(self.ua,) if agent is None else (self.ua, agent))
+        only where robots.txt allows geoaudit and, when given, the AI ``agent`` it poses as.
+
+        The fetcher spaces a host's request starts ``delay`` apart; check also keeps its promise of
+        one request in flight per host (the fetch as every agent would otherwise overlap on a slow site)."""
+        async with self._in_flight.setdefault(host_key(url), asyncio.Lock()):
+            return await self.fetcher.fetch(url, user_agent=user_agent, headers=HEADERS, max_bytes=max_bytes, text_only=text_only,
+                                            robots_as=(self.ua,) if agent is None else (self.ua, agent))
 
     def may_fetch(self, robots: RobotsTxt, url: str, token: str | None = None) -> bool:
         """geoaudit's own rule: a request is sent only when robots.txt allows geoaudit (and the agent it poses as)."""
