@@ -53,6 +53,7 @@ from geoaudit.fetch import (
     host_key,
     is_public_address,
 )
+from geoaudit.tokens import words
 
 ProgressFn = Callable[[int, int, str], None]
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -334,7 +335,8 @@ class _Runner:
 
 
 def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
+    """Distinct lower-cased words (:func:`geoaudit.tokens.words`, the tokenizer the metrics use)."""
+    return {w.lower() for w in words(text)}
 
 
 def _compare(baseline: FetchedResponse, base_words: set[str], resp: FetchedResponse) -> tuple[str, str]:
