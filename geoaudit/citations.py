@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from geoaudit.errors import ConfigError
+from geoaudit.tokens import content_words, words
 
 # --------------------------------------------------------------------------- citations
 
@@ -99,7 +100,6 @@ _BOUNDARY_RE = re.compile(
 )
 _PUNCT_RE = re.compile(r"[.!?\u2026]++[\"'\u201d\u2019)\]]*+")
 _LIST_MARK_RE = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*\u2022+]\s+|\d{1,3}[.)]\s+|[a-z][.)]\s+(?=[A-Z]))")
-_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
 
 
 def _is_abbreviation(before: str, punct: str) -> bool:
@@ -162,37 +162,19 @@ def split_sentences(text: str) -> list[str]:
     out: list[str] = []
     for block in _blocks(text):
         for piece in _split_block(block):
-            if out and not _WORD_RE.search(strip_citations(piece)):
+            if out and not words(strip_citations(piece)):
                 out[-1] = f"{out[-1]} {piece}"
             else:
                 out.append(piece)
     return out
 
 
-def words(text: str, min_chars: int = 1) -> list[str]:
-    """Words of ``text`` (letters/digits, inner apostrophes and hyphens) of at least ``min_chars``."""
-    return [w for w in _WORD_RE.findall(text) if len(w) >= min_chars]
-
-
 # --------------------------------------------------------------------------- attribution
-
-_STOPWORDS = frozenset(
-    """the and for are but not you all any can had her was one our out has his how its may new now
-    who did get him let she too use that with have this will your from they know want been good much
-    some time very when come here just like long make many more only over such take than them well
-    were what also into most other their there these those which would about after could every first
-    where while being both does each should through under until because between however""".split()
-)
-
-
-def content_tokens(text: str) -> set[str]:
-    """Lowercased words of 3+ characters without common English function words (overlap attribution)."""
-    return {w for w in (t.lower() for t in words(text, 3)) if w not in _STOPWORDS}
 
 
 def overlap_scores(sentence: str, source_tokens: Sequence[set[str]]) -> list[float]:
     """Share of the sentence's content words found in each source: |T_s ∩ T_c| / |T_s| (0 if T_s empty)."""
-    tokens = content_tokens(strip_citations(sentence))
+    tokens = content_words(strip_citations(sentence))
     if not tokens:
         return [0.0] * len(source_tokens)
     return [len(tokens & src) / len(tokens) for src in source_tokens]
@@ -254,13 +236,13 @@ def attribute(
     """
     if mode not in ("citations", "overlap", "hybrid"):
         raise ConfigError(f"attribution mode must be resolved (citations/overlap/hybrid), got {mode!r}")
-    src_tokens = [content_tokens(t) for t in shown_texts]
+    src_tokens = [content_words(t) for t in shown_texts]
     out = []
     for s in sentences:
         cites: list[int] = []
         how = "none"
         scores = overlap_scores(s.text, src_tokens)
-        support = max(scores) if scores and content_tokens(strip_citations(s.text)) else None
+        support = max(scores) if scores and content_words(strip_citations(s.text)) else None
         if mode in ("citations", "hybrid") and s.explicit:
             cites, how = list(s.explicit), "explicit"
         elif mode in ("overlap", "hybrid"):

@@ -11,7 +11,7 @@ Library use (``geoaudit check`` fetches one page as several user agents this way
     page.status, page.final_url, page.headers, page.body, page.redirects, page.error, page.skipped
 
 The public surface is :class:`FetchOptions`, :class:`Fetcher` (``fetch``, ``robots_allows``,
-``robots_verdict``, ``aclose``), :class:`FetchedResponse`, :class:`RequestEvent`,
+``robots_verdict``, ``robots_txt``, ``aclose``), :class:`FetchedResponse`, :class:`RequestEvent`,
 :func:`check_public_host` and :func:`is_public_address`. Every request, each redirect hop and each
 robots.txt fetch included, goes through the same rules:
 
@@ -45,7 +45,7 @@ import ipaddress
 import math
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urldefrag, urlsplit, urlunsplit
@@ -312,6 +312,8 @@ def host_key(url: str) -> str:
 
 @dataclass
 class _Robots:
+    #: The fetch of robots.txt the rules come from (callers that report on the file read it).
+    response: FetchedResponse
     parser: Any = None  # protego.Protego
     #: Why every URL of the host is disallowed (robots.txt unreachable, or refused), else None.
     note: str | None = None
@@ -425,6 +427,7 @@ class Fetcher:
         text_only: bool = False,
         max_bytes: int | None = None,
         robots: bool = True,
+        robots_as: Sequence[str] | None = None,
         retries: int | None = None,
         max_redirects: int | None = None,
     ) -> FetchedResponse:
@@ -440,6 +443,9 @@ class Fetcher:
             max_bytes: body cap for this fetch (default ``options.max_bytes``).
             robots: False fetches even what robots.txt disallows (robots.txt itself; a sitemap
                 the user named).
+            robots_as: the user agents robots.txt must allow, every one of them, on every hop
+                (default: ``user_agent`` alone). ``geoaudit check`` sends a browser's User-Agent
+                under geoaudit's own rules, and an AI agent's under both geoaudit's and that agent's.
             retries, max_redirects: per-fetch overrides of the options.
 
         Raises:
@@ -457,10 +463,11 @@ class Fetcher:
                 out.error, out.error_kind = refused, "refused" if refused.startswith("refused") else "network"
                 return out
             if robots and self.options.respect_robots:
-                verdict = await self.robots_verdict(current, ua)
-                if verdict:
-                    out.skipped = verdict
-                    return out
+                for agent in robots_as or (ua,):
+                    verdict = await self.robots_verdict(current, agent)
+                    if verdict:
+                        out.skipped = verdict if robots_as is None else f"{verdict} (as {agent})"
+                        return out
             hop_headers = {**(headers or {}), **((conditional or {}) if current == url else {})}
             resp, attempts = await self._request_with_retries(
                 current, hop_headers, ua=ua, max_bytes=max_bytes or self.options.max_bytes,
@@ -496,6 +503,11 @@ class Fetcher:
     async def robots_allows(self, url: str, user_agent: str | None = None) -> bool:
         """Whether robots.txt lets ``user_agent`` (default: the fetcher's) fetch ``url``."""
         return await self.robots_verdict(url, user_agent) is None
+
+    async def robots_txt(self, url: str) -> FetchedResponse:
+        """The fetch of ``url``'s host's robots.txt that every fetch of the host obeys (one per
+        host, made on first need), for callers that report on the file itself (``geoaudit check``)."""
+        return (await self._robots(self._host(url), url)).response
 
     async def robots_verdict(self, url: str, user_agent: str | None = None) -> str | None:
         """Why robots.txt forbids ``url`` to ``user_agent`` (None when allowed); reads robots.txt once per host."""
@@ -559,18 +571,18 @@ class Fetcher:
         )
         status = resp.status or 0
         if resp.error_kind == "refused":
-            return _Robots(note=resp.error)
+            return _Robots(resp, note=resp.error)
         if resp.error_kind == "redirect":  # RFC 9309 2.3.1.2: too many redirects = unavailable = allow all
-            return _Robots()
+            return _Robots(resp)
         if resp.error or status >= 500:
-            return _Robots(note=f"robots.txt unreachable: {resp.error or 'HTTP ' + str(status)} (RFC 9309: treated as disallow all)")
+            return _Robots(resp, note=f"robots.txt unreachable: {resp.error or 'HTTP ' + str(status)} (RFC 9309: treated as disallow all)")
         if status != 200:  # 4xx: no robots.txt, everything is allowed
-            return _Robots()
+            return _Robots(resp)
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
         try:
-            return _Robots(parser=Protego.parse(text))
+            return _Robots(resp, parser=Protego.parse(text))
         except Exception:  # a parser bug on hostile input must not stop the crawl; treat as no rules
-            return _Robots()
+            return _Robots(resp)
 
     async def _request_with_retries(
         self, url: str, headers: dict[str, str], *, ua: str, max_bytes: int, text_only: bool, retries: int
@@ -671,11 +683,14 @@ def normalize_url(url: str) -> str:
 
 
 __all__ = [
+    "HTML_TYPES",
     "FetchOptions",
     "FetchedResponse",
     "Fetcher",
+    "IPAddress",
     "RequestEvent",
     "ROBOTS_MAX_BYTES",
+    "Resolver",
     "check_public_host",
     "host_key",
     "is_public_address",

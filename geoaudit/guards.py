@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from geoaudit.tokens import content_tokens, words
+
 #: Characters of each text (original and rewrite) :func:`check` reads; the rest is not checked
 #: (and the report's ``notes`` say so). 100,000 characters is about 15,000 words: longer than
 #: nearly any article, short enough that the guards of one rewrite stay well under a second.
@@ -29,40 +31,11 @@ WORD_CHANGE_BUDGET = 3_000_000
 #: (original sentence, rewrite window) pairs one exact survival computation may compare.
 SURVIVAL_MAX_PAIRS = 2_000_000
 
-_WORD_RE = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _SENT_SPLIT_RE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
-STOPWORDS = frozenset(
-    """a an and are as at be been being but by can could did do does for from had has have he her his
-    how i if in into is it its itself me more most my no not of on or our out over own she so some such
-    than that the their them then there these they this those through to too under up very was we were
-    what when where which while who whom why will with would you your also just may might must shall
-    should about after again against all any because before below between both during each few further
-    here once only other same until""".split()
-)
 
 
-# --------------------------------------------------------------------------- tokens and sentences
-
-
-def words(text: str) -> list[str]:
-    """Word tokens: runs of letters/digits (with an optional apostrophe suffix), as written."""
-    return _WORD_RE.findall(text)
-
-
-def content_tokens(text: str) -> set[str]:
-    """Content tokens: lower-cased words that are numbers, or longer than 2 characters and not stopwords,
-    crudely stemmed by dropping a plural "s" and truncating to 6 characters (truncation stemming), so
-    "installation"/"installing" and "cost"/"costs" match."""
-    out = set()
-    for w in words(text):
-        lw = w.lower().replace("’", "'").split("'")[0]
-        if lw.isdigit():
-            out.add(lw)
-        elif len(lw) > 2 and lw not in STOPWORDS:
-            if len(lw) > 3 and lw.endswith("s") and not lw.endswith("ss"):
-                lw = lw[:-1]
-            out.add(lw[:6])
-    return out
+# --------------------------------------------------------------------------- sentences
+# Words and content tokens are geoaudit.tokens' (the tokenizer attribution and the metrics use).
 
 
 def sentences(text: str) -> list[str]:
@@ -222,7 +195,8 @@ def new_numbers(original: str, rewritten: str) -> list[str]:
 
 
 def _squash(text: str) -> str:
-    return " ".join(w.lower() for w in words(text))
+    # Hyphen parts one by one, so a quote that writes "state of the art" for "state-of-the-art" is not new.
+    return " ".join(part for w in words(text) for part in w.lower().split("-"))
 
 
 def new_quotes(original: str, rewritten: str) -> list[str]:

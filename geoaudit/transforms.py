@@ -618,7 +618,7 @@ def _int(name: str, default: int, lo: int, hi: int, help: str) -> Param:
 
 register(Transform("identity", "1", identity, changes_text=False))
 register(Transform(
-    "answer-first", "1", answer_first, uses_query=True,
+    "answer-first", "2", answer_first, uses_query=True,
     params=(_int("sentences", 2, 1, 10, "how many of the page's sentences the summary repeats"),),
 ))
 register(Transform(
@@ -629,11 +629,11 @@ register(Transform(
     ),
 ))
 register(Transform(
-    "llms-txt-structure", "1", llms_txt_structure,
+    "llms-txt-structure", "2", llms_txt_structure,
     params=(Param("summary", str, "central", "which sentence becomes the > summary", choices=("central", "first")),),
 ))
 register(Transform(
-    "keyword-stuffing", "1", keyword_stuffing, uses_query=True,
+    "keyword-stuffing", "2", keyword_stuffing, uses_query=True,
     params=(
         _int("sentences", 3, 1, 20, "how many sentences get keywords"),
         _int("max_insertions", 10, 1, 100, "most keywords inserted in all (GEO: at most 10)"),

@@ -138,3 +138,20 @@ def test_sentence_survival_on_a_long_document_is_estimated_on_a_sample() -> None
     report = G.check(doc, doc)
     assert report.sentence_survival == 1.0 and any("evenly spaced" in n for n in report.notes)
     assert 0.45 <= G.sentence_survival(doc, " ".join(sents[:1_500])) <= 0.55
+
+
+def test_guards_read_words_as_the_metrics_and_attribution_do() -> None:
+    # One tokenizer (geoaudit.tokens). The guards' own used to know only ASCII letters: a rewrite
+    # in Japanese was "empty output" (a failure), "Größe" was two words, and a guard's word count
+    # disagreed with the metrics' on the same text.
+    from geoaudit.metrics import sentence_word_counts
+
+    assert not G.is_empty("これは日本語の文章です。")
+    assert G.check("Der Wasserkocher ist schnell.", "これは日本語の文章です。").failure != "empty output"
+    assert G.length_ratio("Die Größe zählt.", "Die Größe zählt sehr.") == pytest.approx(4 / 3)
+    text = "State-of-the-art kettles don't boil faster; ça dépend, says Zoë."
+    assert len(G.words(text)) == sentence_word_counts([text], "paper")[0] == 9
+    # Hyphenated compounds are one word, but a quote that drops the hyphens is still no invention,
+    # and a compound's parts still match the same words written apart.
+    assert G.new_quotes("a state-of-the-art kettle", 'It is "state of the art kettle" now.') == []
+    assert G.sentence_survival("Long-term savings are large.", "Savings over the long term are large.") == 1.0

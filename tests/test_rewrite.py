@@ -282,21 +282,21 @@ def test_rule_strategy_needs_no_model_and_records_its_transform(tmp_path: Path, 
     assert r.status == "ok", r.reason
     assert r.text.startswith("# Solar power at home\n\n> Installation costs fell sharply.\n\n---\n\n")
     assert r.text.endswith(doc.text.split("\n", 1)[1].strip("\n"))  # the page follows, unchanged
-    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@1", "", "transform answer-first@1")
+    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@2", "", "transform answer-first@2")
     assert r.guards["failure"] is None and r.guards["flag_count"] == 0 and r.guards["length_ratio"] > 1.0
     row = sqlite3.connect(tmp_path / "store.db").execute(
         "SELECT implementation, transform, model, status FROM rewrites WHERE key=?", (r.key,)
     ).fetchone()
-    assert row == ("transform", "answer-first@1", "", "ok")
+    assert row == ("transform", "answer-first@2", "", "ok")
     again = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
     assert again.cached and again.text == r.text and again.implementation == "transform"
     # The query is part of the key (query-aware); the model and seed are not (they change nothing).
     assert rewrite(None, strategy, doc, query="How long do panels last?", store=store).key != r.key
     assert rewrite(None, strategy, doc, query="How much do installation costs fall?", seed=9).key == r.key
     meta = r.as_document(doc).metadata["rewrite"]
-    assert meta["implementation"] == "transform" and meta["transform"] == "answer-first@1"
-    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "md")
-    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "html")
+    assert meta["implementation"] == "transform" and meta["transform"] == "answer-first@2"
+    assert "deterministic transform answer-first@2 (no model)" in render_results([(doc, r)], "md")
+    assert "deterministic transform answer-first@2 (no model)" in render_results([(doc, r)], "html")
 
 
 def test_rule_strategy_goes_through_the_same_guards(tmp_path: Path, doc: Document) -> None:
@@ -364,9 +364,9 @@ def test_cli_shows_deterministic_strategies() -> None:
         "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"}
     r = run_cli(["strategies", "show", "answer-first"])
     assert r.exit_code == 0, r.output
-    assert "answer-first@1" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
+    assert "answer-first@2" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
     data = json.loads(run_cli(["strategies", "show", "keyword-stuffing-rule", "--json"]).output)
-    assert data["transform"] == "keyword-stuffing@1" and data["params"]["max_insertions"] == 10 and data["query_aware"]
+    assert data["transform"] == "keyword-stuffing@2" and data["params"]["max_insertions"] == 10 and data["query_aware"]
 
 
 def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> None:
@@ -380,7 +380,7 @@ def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> No
            "--model", "openai/nothing-here", "--api-base", "http://127.0.0.1:9"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "transform answer-first@1" in proc.stdout and "no model" in proc.stdout
+    assert "transform answer-first@2" in proc.stdout and "no model" in proc.stdout
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [x["metadata"]["rewrite"]["implementation"] for x in recs] == ["transform", "transform"]
     assert recs[0]["metadata"]["rewrite"]["status"] == "ok"

@@ -186,7 +186,7 @@ sentences = 3
 def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> None:
     s = load_strategies([write(tmp_path, RULE)]).get("my-lead")
     assert s.kind == "rule" and s.transform == "answer-first" and s.parameters == {"sentences": 3}
-    assert s.changes_text and not s.needs_model and s.rule_transform.label == "answer-first@1"
+    assert s.changes_text and not s.needs_model and s.rule_transform.label == "answer-first@2"
     # Parameters a file leaves out take the transform's default, so the hash covers the effective values.
     d = tmp_path / "stuff"
     d.mkdir()
