@@ -38,7 +38,7 @@ ORDERS = ("given", "retrieved", "shuffled")
 #: predicts the query), selection (which source the model would cite first, given all of them in
 #: display order) and answer (sampled answers, with attribution: what the answer absorbs).
 STAGES = ("relevance", "selection", "answer")
-DEFAULT_READINGS_VERSION = "readings-v1"
+DEFAULT_READINGS_VERSION = "readings-v2"
 ATTRIBUTIONS = ("auto", "citations", "overlap", "hybrid")
 DEFAULT_PROMPT_VERSION = "auto"
 #: ``auto`` resolves to these: small embedded models need a worked example to produce cited answers.
@@ -197,12 +197,13 @@ class AnswerPrompt:
     example_user: str = ""
     example_assistant: str = ""
 
-    def messages(self, user: str) -> tuple[tuple[str, str], ...]:
-        """The chat turns of one answer request: system, worked example, then ``user``."""
+    def messages(self, user: str, *, example: bool = True) -> tuple[tuple[str, str], ...]:
+        """The chat turns of one answer request: system, worked example (unless ``example`` is
+        False), then ``user``."""
         turns: list[tuple[str, str]] = []
         if self.system:
             turns.append(("system", self.system))
-        if self.example_user and self.example_assistant:
+        if example and self.example_user and self.example_assistant:
             turns += [("user", self.example_user), ("assistant", self.example_assistant)]
         turns.append(("user", user))
         return tuple(turns)
@@ -452,6 +453,8 @@ class ReadingsPrompt:
     relevance_context: str
     relevance_continuation: str
     description: str = ""
+    #: Whether the selection reading keeps the answer prompt's worked example turn.
+    selection_example: bool = True
 
 
 @lru_cache(maxsize=8)
@@ -525,7 +528,7 @@ def selection_request(
     """
     rp = load_readings_prompt(config.readings_version)
     user, _, _ = build_prompt(query, sources, config)
-    turns = load_answer_prompt(config.prompt_version).messages(user)
+    turns = load_answer_prompt(config.prompt_version).messages(user, example=rp.selection_example)
     prefill = ""
     if is_embedded(model):
         prefill = rp.selection_prefill

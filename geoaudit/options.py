@@ -21,17 +21,18 @@ class DemoOptions:
         strategies: identity (the negative control), rank (the positive control: C-SEO Bench's
             "best SEO", the one lever that works), then content strategies that cannot invent
             anything (deterministic and extractive), so they measure the strategy rather than a
-            small model's failed rewrites.
+            small model's failed rewrites: GEO's keyword-stuffing baseline (which moves query
+            likelihood), an answer-first summary and an llms.txt-style layout.
         rates: adopter rates (0 and 1: enough for the congestion control).
         source_budget: characters of each source shown to the engine.
         max_tokens: length cap of the engine's sampled answers.
     """
 
     items: int = 30
-    strategies: tuple[str, ...] = ("identity", "rank", "answer-first", "key-facts", "llms-txt-structure")
+    strategies: tuple[str, ...] = ("identity", "rank", "keyword-stuffing-rule", "answer-first", "llms-txt-structure")
     rates: tuple[float, ...] = (0.0, 1.0)
-    source_budget: int = 500
-    max_tokens: int = 100
+    source_budget: int = 350
+    max_tokens: int = 80
 
 
 DEMO = DemoOptions()
