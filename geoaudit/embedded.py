@@ -121,9 +121,17 @@ def _models_dir() -> Path:
     return Path(platformdirs.user_cache_dir("geoaudit", appauthor=False)) / "models"
 
 
+_reencode_lock = threading.Lock()
+
+
 def runtime_path(name: str) -> Path:
     """The GGUF file llama.cpp loads for ``name``: the shipped file, or its re-encoding
     (:func:`compute_type`), made once (about a second) and kept beside the data directory."""
+    with _reencode_lock:  # the first calls of a run arrive together, from several worker threads
+        return _runtime_path(name)
+
+
+def _runtime_path(name: str) -> Path:
     source = model_path(name)
     compute = compute_type(name)
     if compute == "shipped":
@@ -136,7 +144,7 @@ def runtime_path(name: str) -> Path:
     from llama_cpp._utils import suppress_stdout_stderr
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = COMPUTE_TYPES[compute]
     params.allow_requantize = True
