@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoaudit.analysis import (
+    RunData,
     StatsResult,
+    breakdown_summary,
     fmt_ci,
     fmt_level,
     fmt_num,
@@ -602,13 +604,10 @@ def _answer_html(ans: "Answer", target_pos: int | None, label: str, sample: int 
     )
 
 
-def _example_answers(run: "Run", rows: "pd.DataFrame", strategy: str, item: str) -> str:
-    r = rows[rows["item"] == item]
-    base = r[(r["condition"] == "base")].sort_values(["seed", "sample"])
-    treated = r[(r["condition"] == "treated") & (r["strategy"] == strategy)].sort_values(["rate", "seed", "sample"])
-    if base.empty or treated.empty:
+def _example_answers(run: "Run", data: RunData, strategy: str, item: str) -> str:
+    b, t = data.example_row(item), data.example_row(item, strategy)
+    if b is None or t is None:
         return ""
-    b, t = base.iloc[0], treated.iloc[0]
     out = []
     for row, label in ((b, "Before: nobody adopted"),
                        (t, f"After: your page adopted {strategy} (competitors adopting: {fmt_rate(t['rate'])})")):
@@ -628,10 +627,14 @@ def _example_answers(run: "Run", rows: "pd.DataFrame", strategy: str, item: str)
             f'<div class="pair">{"".join(out)}</div>')
 
 
-def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrites: list[dict[str, Any]], strategy: str, examples: int) -> str:
+def _strategy_section(
+    run: "Run", st: StatsResult, data: RunData, counts: Sequence[Mapping[str, Any]], strategy: str, examples: int
+) -> str:
     info = st.provenance["strategy_info"].get(strategy) or {}
-    recs = [r for r in rewrites if r["strategy"] == strategy]
-    targets = [r for r in recs if r["is_target"]]
+    # Rewrite records are read per strategy, texts only for the examples shown: a large run stores
+    # one per page x strategy x query.
+    recs = [c for c in counts if c["strategy"] == strategy]
+    targets = run.rewrites(strategy, targets_only=True, texts=False) if recs else []
     out = [f'<section id="strategy-{_slug(strategy)}"><h2>Strategy: {_e(strategy)}</h2>',
            f'<p class="sub">{_e(info.get("title", ""))} · {_e(info.get("origin", ""))} · kind {_e(info.get("kind", "?"))}, '
            f'version {_e(info.get("version", "?"))}, prompt {_e(info.get("prompt_hash", "?"))}</p>']
@@ -647,10 +650,12 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
     elif strategy == "identity":
         pass  # nothing to diff: the example answer below shows what pure sampling noise looks like
     elif recs:
-        status = Counter((("your page" if r["is_target"] else "competitors"), r["status"]) for r in recs)
+        status: Counter[tuple[str, str]] = Counter()
+        for c in recs:
+            status[("your page" if c["is_target"] else "competitors"), c["status"]] += int(c["n"])
         status_txt = "; ".join(f"{who}: {n} {st_}" for (who, st_), n in sorted(status.items()))
         out.append(f"<p><strong>Rewrites:</strong> {_e(status_txt)}.</p>")
-        failed = Counter(str(r["reason"]) for r in recs if r["status"] == "failed")
+        failed = Counter(str(r["reason"]) for r in run.rewrites(strategy, status="failed", texts=False))
         if failed:
             out.append("<p><strong>Failed rewrites</strong> (the original text was used instead):</p><ul>"
                        + "".join(f"<li>{_e(reason)} — {n}×</li>" for reason, n in failed.most_common(8)) + "</ul>")
@@ -674,7 +679,7 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
                 continue
             seen.add(rec["item"])
             shown += 1
-            left, right = _diff_html(rec["original"], rec["rewritten"])
+            left, right = _diff_html(*run.rewrite_texts(rec["doc_id"], strategy, rec["item"]))
             fab = _fabrications(rec)
             g = rec.get("guards") or {}
             stat_line = (f"status {rec['status']}" + (f" ({rec['reason']})" if rec["reason"] else "")
@@ -686,39 +691,35 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
                            + "".join(f"<li>{_e(_FLAG_TEXT.get(k, k))}: {_e(', '.join(v[:8]))}</li>" for k, v in fab.items())
                            + "</ul></div>")
             out.append(f'<div class="diff"><div><h4>Original</h4>{left}</div><div><h4>Rewritten ({_e(strategy)})</h4>{right}</div></div>')
-            out.append(_example_answers(run, rows, strategy, str(rec["item"])))
+            out.append(_example_answers(run, data, strategy, str(rec["item"])))
         if not targets:
             out.append('<p class="note">No rewrite of your page is stored for this strategy.</p>')
     if info.get("kind") == "rank" or strategy == "identity" or not recs:
-        items = sorted(set(rows.loc[(rows["strategy"] == strategy) & (rows["condition"] == "treated"), "item"]))
-        for item in items[:max(1, examples)]:
-            out.append(_example_answers(run, rows, strategy, str(item)))
+        for item in data.treated_items(strategy)[:max(1, examples)]:
+            out.append(_example_answers(run, data, strategy, str(item)))
     out.append("</section>")
     return "\n".join(out)
 
 
-def _breakdown_section(run: "Run", rows: "pd.DataFrame", st: StatsResult, primary: str) -> str:
+def _breakdown_section(data: RunData, st: StatsResult, primary: str) -> str:
     parts = []
     p = st.provenance
     for by, title in (("domain", "By domain (GEO's per-domain analysis)"),
                       ("orig_rank", "By the target's original position among the sources (GEO Table 2)")):
         col = "domain" if by == "domain" else "target_orig_rank"
-        if rows[col].nunique(dropna=True) < 2:
+        if data.n_distinct[col] < 2:
             continue
         o = st.options
         try:
-            b = run_stats(run, rows=rows, metrics=[primary], comparisons=["advantage"], by=by, family="group",
-                          correction=o["correction"], mode="default" if o["mode"] == "default" else "cseo",
-                          estimand=o.get("estimand"),
-                          alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"], ci=o["ci"], seed=o["seed"])
+            summary = breakdown_summary(st, primary, by, data)
         except InputError:
             continue
-        df = b.summary[b.summary["strategy"] != "identity"] if len(p["strategies"]) > 1 else b.summary
+        df = summary[summary["strategy"] != "identity"] if len(p["strategies"]) > 1 else summary
         # The unilateral case (fewest competitors adopting), as GEO's per-domain and per-rank tables.
         df = df[df["rate"] == df["rate"].min()] if len(df) else df
         parts.append(f"<h3>{_e(title)}</h3>")
         if df.empty or (df["status"] != "ok").all():
-            parts.append(f'<p class="note">Too few queries per group to test ({_e(rows[col].nunique())} groups for '
+            parts.append(f'<p class="note">Too few queries per group to test ({_e(data.n_distinct[col])} groups for '
                          f'{_e(p["n_queries"])} queries; at least 5 queries with non-zero Δ per group are needed).</p>')
             continue
         parts.append(f'<p class="note">{_e(primary)}, advantage, {_e(fmt_rate(df["rate"].min()))} of competitors '
@@ -831,11 +832,12 @@ def build_report(
     per-domain and per-original-rank tables of the primary (first) metric when the run has more
     than one domain / rank.
     """
-    rows = run.rows()
-    st = stats or run_stats(run, rows=rows, **stats_options)
+    st = stats or run_stats(run, **stats_options)
     primary = st.options["metrics"][0]
     p = st.provenance
-    rewrites = run.rewrites()
+    # The per-unit means the statistics were computed from; a StatsResult made elsewhere is re-read.
+    data = st.data if st.data is not None and st.data.run is run else RunData.for_metrics(run, st.options["metrics"])
+    counts = run.rewrite_counts()
     heading = title or f"Does rewriting make your page more visible? — {p['bench_name']}"
     body = [
         f"<header><h1>{_e(heading)}</h1>",
@@ -856,9 +858,9 @@ def build_report(
         + _grouped_stats_tables(st.summary, st.options["correction"], show_group=st.options.get("by") is not None) + "</section>",
     ]
     if breakdowns:
-        body.append(_breakdown_section(run, rows, st, primary))
+        body.append(_breakdown_section(data, st, primary))
     for s in p["strategies"]:
-        body.append(_strategy_section(run, st, rows, rewrites, s, examples))
+        body.append(_strategy_section(run, st, data, counts, s, examples))
     body.append(_methodology_section(st))
     version = (p.get("versions") or {}).get("geoaudit", "?")
     body.append(f'<footer class="note"><p>Generated by geoaudit {_e(version)} from run {_e(p["run_id"])}. '

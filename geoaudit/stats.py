@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -54,6 +55,10 @@ __all__ = [
     "INSUFFICIENT",
     "NO_CHANGE",
     "paired_values",
+    "UnitMeans",
+    "unit_means",
+    "mode_rank",
+    "normalise_rate",
     "summarize",
     "breakdown",
     "calibration",
@@ -733,10 +738,10 @@ def _check_rows(rows: pd.DataFrame, metrics: Iterable[str]) -> None:
         )
 
 
-def _prepared(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _prepared(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     cols = [c for c in ("item", "domain", "tags", "strategy", "rate", "condition",
-                        "target_orig_rank", metric) if c in rows.columns]  # fmt: skip
-    df = rows[cols].copy()
+                        "target_orig_rank", *metrics) if c in rows.columns]  # fmt: skip
+    df = rows[list(dict.fromkeys(cols))].copy()
     for col, default in (("domain", ""), ("tags", "")):
         if col not in df.columns:
             df[col] = default
@@ -746,56 +751,121 @@ def _prepared(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     df["item"] = df["item"].astype(str)
     df["strategy"] = df["strategy"].fillna("").astype(str)
     # Float rates from one store are identical, but rounding makes the join immune to 0.1+0.2 noise.
-    df["rate"] = pd.to_numeric(df["rate"], errors="coerce").round(9)
-    df[metric] = pd.to_numeric(df[metric], errors="coerce")
+    df["rate"] = normalise_rate(df["rate"])
+    for metric in metrics:
+        df[metric] = pd.to_numeric(df[metric], errors="coerce")
     return df
 
 
+def normalise_rate(rate: pd.Series) -> pd.Series:
+    """Adopter rates as the tests group them: numeric (NaN for the base condition), rounded to 1e-9."""
+    return pd.to_numeric(rate, errors="coerce").round(9)
+
+
+def _unit_keys(by_rank: bool) -> list[str]:
+    return ["item", "target_orig_rank"] if by_rank else ["item"]
+
+
+@dataclass(frozen=True)
+class UnitMeans:
+    """Result rows reduced to what every test here starts from: one mean per unit and condition.
+
+    The unit is the item (query), or (item, target_orig_rank) when ``by_rank``. Samples and seeds
+    are averaged within a unit first (NaN samples skipped), so each unit contributes one value per
+    condition x strategy x rate. :func:`unit_means` builds this from long rows; a run store can
+    build the same from SQL aggregates without its rows ever reaching pandas
+    (:func:`geoaudit.analysis.RunData`), and :func:`summarize` accepts either.
+
+    Attributes:
+        means: the "rivals" and "treated" conditions: columns ``condition, strategy, rate,
+            item[, target_orig_rank]`` and one per metric, sorted by those keys (NaN last), as
+            ``DataFrame.groupby(sort=True)`` orders them.
+        base: the "base" condition (stored once, shared by every strategy x rate): columns
+            ``item[, target_orig_rank]`` and the metrics, sorted.
+        items: indexed by item: ``domain`` and ``tags`` of the item's first row ("" when
+            missing), and ``target_orig_rank``, its most common original rank (the smallest of
+            equally common ones).
+        metrics: the metric columns.
+        by_rank: whether the unit is (item, target_orig_rank).
+    """
+
+    means: pd.DataFrame
+    base: pd.DataFrame
+    items: pd.DataFrame
+    metrics: tuple[str, ...]
+    by_rank: bool = False
+
+
+def mode_rank(counts: pd.DataFrame) -> pd.Series:
+    """Each item's most common ``target_orig_rank``, the smallest of equally common ones.
+
+    ``counts``: columns item, target_orig_rank (no NaN) and n, the rows with that rank. This is
+    ``Series.mode().iloc[0]`` per item (the mode sorts its values), without a Python call per item.
+    """
+    best = counts.sort_values(["item", "n", "target_orig_rank"], ascending=[True, False, True], kind="mergesort")
+    best = best.drop_duplicates("item")
+    return pd.Series(best["target_orig_rank"].to_numpy(), index=pd.Index(best["item"].to_numpy(), name="item"),
+                     name="target_orig_rank")
+
+
+def unit_means(rows: pd.DataFrame, metrics: Sequence[str], *, by_rank: bool = False) -> UnitMeans:
+    """The per-unit means of long result rows (one row per answer sample): see :class:`UnitMeans`.
+
+    Raises:
+        InputError: rows lack a column, or carry an unknown condition.
+    """
+    metrics = list(dict.fromkeys(metrics))
+    _check_rows(rows, metrics)
+    df = _prepared(rows, metrics)
+    unit = _unit_keys(by_rank)
+    # Descriptive columns: first value seen per item (they describe the query, not the sample).
+    items = df.drop_duplicates("item").set_index("item")[["domain", "tags", "target_orig_rank"]]
+    if not by_rank:
+        # The item's most common original rank (it only varies if sources are shuffled per seed).
+        ranked = df.dropna(subset=["target_orig_rank"])
+        counts = ranked.groupby(["item", "target_orig_rank"], sort=True).size().rename("n").reset_index()
+        items["target_orig_rank"] = mode_rank(counts).reindex(items.index)
+    cond = df["condition"]
+    # pandas' grouped mean sums each group in row order (compensated): the same numbers as one
+    # groupby per condition, which is how they were computed before.
+    means = (df[cond.isin(["rivals", "treated"])]
+             .groupby(["condition", "strategy", "rate", *unit], dropna=False, sort=True)[metrics].mean()
+             .reset_index())  # fmt: skip
+    base = df[cond == "base"].groupby(unit, dropna=False, sort=True)[metrics].mean().reset_index()
+    return UnitMeans(means=means, base=base, items=items, metrics=tuple(metrics), by_rank=by_rank)
+
+
 def _paired(
-    rows: pd.DataFrame,
+    units: UnitMeans,
     metric: str,
     comparison: str,
     *,
     higher_is_better: bool,
     paired_metric: bool,
-    by_rank: bool = False,
 ) -> pd.DataFrame:
-    """Per-unit (baseline, treated) pairs; the unit is the item, or (item, rank) when ``by_rank``."""
+    """Per-unit (baseline, treated) pairs; the unit is the item, or (item, rank) when ``units.by_rank``."""
     if comparison not in COMPARISONS:
         raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
-    df = _prepared(rows, metric)
-    unit = ["item", "target_orig_rank"] if by_rank else ["item"]
-    # Descriptive columns: first value seen per item (they describe the query, not the sample).
-    info = df.drop_duplicates("item").set_index("item")[["domain", "tags", "target_orig_rank"]]
-    if not by_rank:
-        # The item's most common original rank (it only varies if sources are shuffled per seed).
-        mode_rank = (
-            df.dropna(subset=["target_orig_rank"])
-            .groupby("item")["target_orig_rank"]
-            .agg(lambda s: s.mode().iloc[0])
-        )
-        info["target_orig_rank"] = mode_rank.reindex(info.index)
-
-    treated = df[df["condition"] == "treated"]
+    unit = _unit_keys(units.by_rank)
     keys = ["strategy", "rate", *unit]
-    # Samples and seeds are averaged within a unit first (pandas mean skips NaN samples).
-    t_mean = treated.groupby(keys, dropna=False, sort=True)[metric].mean().rename("treated")
-    out = t_mean.reset_index()
+    means = units.means
+    cond = means["condition"]
+    out = (means.loc[cond == "treated", [*keys, metric]].rename(columns={metric: "treated"})
+           .reset_index(drop=True))  # fmt: skip
     if comparison == "advantage":
-        rivals = df[df["condition"] == "rivals"]
-        b_mean = rivals.groupby(keys, dropna=False)[metric].mean().rename("baseline").reset_index()
-        out = out.merge(b_mean, on=keys, how="left")
+        baseline = means.loc[cond == "rivals", [*keys, metric]].rename(columns={metric: "baseline"})
+        out = out.merge(baseline, on=keys, how="left")
     elif paired_metric:
         # The metric already is a difference against the base answer: the base side is 0 by definition.
         out["baseline"] = np.where(out["treated"].notna(), 0.0, np.nan)
     else:
-        base = df[df["condition"] == "base"]
-        b_mean = base.groupby(unit, dropna=False)[metric].mean().rename("baseline").reset_index()
-        out = out.merge(b_mean, on=unit, how="left")
+        baseline = units.base[[*unit, metric]].rename(columns={metric: "baseline"})
+        out = out.merge(baseline, on=unit, how="left")
 
+    info = units.items
     out["domain"] = out["item"].map(info["domain"]).fillna("")
     out["tags"] = out["item"].map(info["tags"]).fillna("")
-    if not by_rank:
+    if not units.by_rank:
         out["target_orig_rank"] = out["item"].map(info["target_orig_rank"])
     delta = out["treated"] - out["baseline"]
     delta = delta.where(delta.abs() > _ZERO_TOL, 0.0).where(delta.notna())
@@ -837,8 +907,11 @@ def paired_values(
     favourable.
     """
     _check_rows(rows, [metric])
+    if comparison not in COMPARISONS:
+        raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
     return _paired(
-        rows, metric, comparison, higher_is_better=higher_is_better, paired_metric=paired_metric
+        unit_means(rows, [metric]), metric, comparison, higher_is_better=higher_is_better,
+        paired_metric=paired_metric,
     )
 
 
@@ -1121,7 +1194,7 @@ def _ci_name(estimand: str, ci: str, n_boot: int, seed: int) -> str:
 
 
 def summarize(
-    rows: pd.DataFrame,
+    rows: pd.DataFrame | UnitMeans,
     metrics: Sequence[str],
     *,
     comparisons: Sequence[str] = COMPARISONS,
@@ -1143,8 +1216,10 @@ def summarize(
 ) -> pd.DataFrame:
     """Paired tests, estimates and intervals per strategy x rate x metric x comparison (x group).
 
-    Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised. Every
-    metric has one declared **estimand** and the test, interval and verdict are about it:
+    Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised. ``rows``
+    are the long result rows, or their per-unit means (:class:`UnitMeans`, per (item, original
+    rank) for ``by="orig_rank"``): the numbers are the same. Every metric has one declared
+    **estimand** and the test, interval and verdict are about it:
 
     * ``"mean"`` (default): the mean delta. Interval ``ci`` = ``"t"`` (default: t interval with
       df = non-zero pairs - 1, which holds its level on zero-heavy deltas; see
@@ -1245,7 +1320,7 @@ def summarize(
     for c in comparisons:
         if c not in COMPARISONS:
             raise InputError(f"unknown comparison {c!r}; use one of {', '.join(COMPARISONS)}")
-    _check_rows(rows, metrics)
+    units = _units(rows, metrics, by_rank=by == "orig_rank")
     paired_set = set(paired_metrics)
     directions = {m: _direction(m, higher_is_better) for m in metrics}
     estimands = _estimands(metrics, estimand, "pseudomedian" if cseo else "mean")
@@ -1265,14 +1340,7 @@ def summarize(
         sign = 1.0 if hib else -1.0
         est_kind = estimands[metric]
         for comparison in comparisons:
-            pv = _paired(
-                rows,
-                metric,
-                comparison,
-                higher_is_better=hib,
-                paired_metric=metric in paired_set,
-                by_rank=by == "orig_rank",
-            )
+            pv = _paired(units, metric, comparison, higher_is_better=hib, paired_metric=metric in paired_set)
             pv = _explode_groups(pv, by)
             for (strategy, rate, group), g in pv.groupby(
                 ["strategy", "rate", "group"], dropna=False, sort=True
@@ -1342,6 +1410,18 @@ def summarize(
     out["ci_verified"] = (out["status"] != INSUFFICIENT).to_numpy() & (used_n >= min_n.to_numpy())
     out = out.sort_values(["metric", "comparison", "strategy", "rate", "group"], kind="mergesort")
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _units(rows: pd.DataFrame | UnitMeans, metrics: Sequence[str], *, by_rank: bool) -> UnitMeans:
+    if not isinstance(rows, UnitMeans):
+        return unit_means(rows, metrics, by_rank=by_rank)
+    missing = [m for m in metrics if m not in rows.metrics]
+    if missing:
+        raise InputError(f"unit means lack metric(s) {', '.join(missing)}; available: {', '.join(rows.metrics)}")
+    if rows.by_rank != by_rank:
+        raise InputError("a breakdown by orig_rank needs unit means per (item, original rank): "
+                         "unit_means(rows, metrics, by_rank=True)")
+    return rows
 
 
 def _family_labels(out: pd.DataFrame, family: str, by: str | None) -> pd.Series:
