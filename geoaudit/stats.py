@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special as spc
 from scipy import stats as sps
 
 from geoaudit.errors import InputError
@@ -112,6 +113,40 @@ CALIBRATION_COLUMNS = [
     "n_rejected_holm", "rate_holm", "n_rejected_bh", "rate_bh", "alpha",
     "excess_p", "warning", "excess_significant", "message",
 ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Distribution functions
+# --------------------------------------------------------------------------------------------
+#
+# The special functions scipy.stats' t and normal distributions evaluate (their _ppf / _cdf / _sf
+# for 0 < q < 1 and df > 0), called directly: the same numbers without the distribution
+# machinery's per-call cost, which dominated a summary of hundreds of tests.
+
+
+def _t_ppf(q: Any, df: Any) -> Any:
+    """Student's t quantile: ``scipy.stats.t.ppf(q, df)``."""
+    return spc.stdtrit(df, q)
+
+
+def _t_cdf(x: Any, df: Any) -> Any:
+    """``scipy.stats.t.cdf(x, df)``."""
+    return spc.stdtr(df, x)
+
+
+def _t_sf(x: Any, df: Any) -> Any:
+    """``scipy.stats.t.sf(x, df)``."""
+    return spc.stdtr(df, -x)
+
+
+def _norm_ppf(q: Any) -> Any:
+    """``scipy.stats.norm.ppf(q)``."""
+    return spc.ndtri(q)
+
+
+def _norm_cdf(x: Any) -> Any:
+    """``scipy.stats.norm.cdf(x)``."""
+    return spc.ndtr(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +232,7 @@ def rank_biserial(deltas: Sequence[float] | np.ndarray, *, zero_method: str = "w
         d = d[d != 0]
     if d.size == 0 or not np.any(d != 0):
         return math.nan
-    ranks = sps.rankdata(np.abs(d))
+    ranks = _average_ranks(np.abs(d))[0]
     r_plus = float(ranks[d > 0].sum())
     r_minus = float(ranks[d < 0].sum())
     return (r_plus - r_minus) / float(ranks.sum())
@@ -226,7 +261,7 @@ def mde_paired(
         return math.nan
     df = n - 1 if df is None else max(1, int(df))
     q_alpha = 1 - alpha / 2 if alternative == "two-sided" else 1 - alpha
-    return float((sps.t.ppf(q_alpha, df) + sps.t.ppf(power, df)) * sd / math.sqrt(n))
+    return float((_t_ppf(q_alpha, df) + _t_ppf(power, df)) * sd / math.sqrt(n))
 
 
 def mde_signed_rank(
@@ -259,16 +294,14 @@ def mde_signed_rank(
     if n < 2 or not np.ptp(x) > 0:
         return math.nan
     # The null the test itself uses: the observed magnitudes with random signs (zeros stay 0).
-    rng = np.random.default_rng([seed, n, 7])
-    base = np.abs(x)[rng.integers(0, n, size=(n_sim, n))] * rng.choice([-1.0, 1.0], size=(n_sim, n))
-    moves = base != 0  # queries that did not change stay unchanged under the alternative too
-    z_crit = float(sps.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+    idx, flips = _mde_draws(n, n_sim, seed)
+    mags, which = np.unique(np.abs(x), return_inverse=True)
+    counts = _sign_counts(which.reshape(-1)[idx], flips, mags.size)
+    z_crit = float(_norm_ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
     step = -1.0 if alternative == "less" else 1.0
 
     def powers(shifts: np.ndarray) -> np.ndarray:
-        # One sort for the whole grid: y has shape (len(shifts), n_sim, n).
-        y = base[None] + (step * shifts)[:, None, None] * moves[None]
-        z = _signed_rank_z(y.reshape(-1, n)).reshape(len(shifts), n_sim) * step
+        z = np.stack([_signed_rank_z_counts(mags, counts, step * s) for s in shifts]) * step
         hit = np.abs(z) > z_crit if alternative == "two-sided" else z > z_crit
         return np.asarray(hit.mean(axis=1), dtype=float)
 
@@ -293,6 +326,59 @@ def mde_signed_rank(
         k = int(np.argmax(powers(grid) >= power))
         lo, hi = (grid[k - 1] if k else lo), grid[k]
     return float(hi)
+
+
+@lru_cache(maxsize=16)
+def _mde_draws(n: int, n_sim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The resampled positions and random signs of :func:`mde_signed_rank`, shared by every row of size n."""
+    rng = np.random.default_rng([seed, n, 7])
+    idx = rng.integers(0, n, size=(n_sim, n))
+    flips = rng.choice([-1.0, 1.0], size=(n_sim, n))
+    idx.setflags(write=False)
+    flips.setflags(write=False)
+    return idx, flips
+
+
+def _sign_counts(which: np.ndarray, flips: np.ndarray, k: int) -> np.ndarray:
+    """(2k, n_sim) counts of each magnitude drawn with a - sign (first k rows) and a + sign, per resample."""
+    n_sim = which.shape[0]
+    # Laid out category-major: (2k, n_sim), so a category's counts over the resamples are contiguous.
+    cell = (which + k * (flips > 0)) * n_sim + np.arange(n_sim)[:, None]
+    return np.bincount(cell.reshape(-1), minlength=n_sim * 2 * k).reshape(2 * k, n_sim).astype(float)
+
+
+def _signed_rank_z_counts(mags: np.ndarray, counts: np.ndarray, shift: float) -> np.ndarray:
+    """:func:`_signed_rank_z` of every resample after ``shift``, from counts instead of the values.
+
+    A resample is a multiset of the observed magnitudes ``mags`` (sorted, unique) with signs; its
+    values after the shift are ``-m + shift`` and ``m + shift`` (0 stays 0: it does not move).
+    Ranks depend only on how many values fall in each category, so the categories are ordered once
+    per shift and every resample's ranks follow from cumulative counts: O(resamples x categories)
+    instead of sorting every resample. The ranks are half-integers and every sum is exact, so z is
+    the number :func:`_signed_rank_z` gives on the values, to the bit.
+    """
+    moves = mags != 0
+    y = np.concatenate([np.where(moves, -mags + shift, 0.0), np.where(moves, mags + shift, 0.0)])
+    mag = np.abs(y)
+    order = np.argsort(mag, kind="stable")
+    sorted_mag = mag[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = sorted_mag[1:] != sorted_mag[:-1]
+    sgn = np.sign(y)[order]
+    c = counts[order]  # (categories in rank order, n_sim)
+    if first.all():
+        # Average rank of a category's values: those before it plus (count + 1) / 2.
+        rank = np.cumsum(c, axis=0) - (c - 1) / 2
+    else:  # tie groups: categories with equal |value| share their ranks
+        starts = np.flatnonzero(first)
+        size = np.add.reduceat(c, starts, axis=0)
+        rank = np.repeat(np.cumsum(size, axis=0) - (size - 1) / 2, np.diff(np.append(starts, order.size)), axis=0)
+    rc = rank * c
+    # Sums of exact half-integer products: any order (here a matrix-vector product) gives the same number.
+    num = (sgn @ rc) / 2
+    var = ((sgn != 0).astype(float) @ (rank * rc)) / 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 0, num / np.sqrt(var), 0.0)
 
 
 def _signed_rank_z(y: np.ndarray) -> np.ndarray:
@@ -355,7 +441,7 @@ def _interval(
         # Bias correction z0 from the share of replicates below the estimate (ties count half).
         prop = (np.sum(boot < theta) + 0.5 * np.sum(boot == theta)) / b
         prop = min(max(prop, 0.5 / b), 1 - 0.5 / b)
-        z0 = sps.norm.ppf(prop)
+        z0 = _norm_ppf(prop)
         accel = 0.0
         if jack is not None and np.all(np.isfinite(jack)):
             diff = jack.mean() - jack
@@ -363,8 +449,8 @@ def _interval(
             accel = float(np.sum(diff**3) / den) if den > 0 else 0.0
         qs = []
         for q in (lo_q, hi_q):
-            z = sps.norm.ppf(q)
-            qs.append(float(sps.norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))))
+            z = _norm_ppf(q)
+            qs.append(float(_norm_cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))))
         lo_q, hi_q = qs
     lo, hi = np.quantile(boot, [lo_q, hi_q])
     return float(lo), float(hi)
@@ -493,10 +579,10 @@ def t_test_interval(
     sd = float(fav.std(ddof=1))
     df = max(1, int(np.count_nonzero(fav)) - 1)
     se = sd / math.sqrt(n)
-    crit = float(sps.t.ppf(1 - _tail(alpha, alternative), df))
+    crit = float(_t_ppf(1 - _tail(alpha, alternative), df))
     if se > 0:
         tstat = mean / se
-        p_g, p_l = float(sps.t.sf(tstat, df)), float(sps.t.cdf(tstat, df))
+        p_g, p_l = float(_t_sf(tstat, df)), float(_t_cdf(tstat, df))
     else:
         p_g = p_l = math.nan
     return mean, mean - crit * se, mean + crit * se, p_g, p_l, df
@@ -547,15 +633,15 @@ def bootstrap_test_interval(
     # BCa: bounds at adjusted levels a(q) = Phi(z0 + (z0 + z_q) / (1 - acc (z0 + z_q))).
     b = boot.size
     prop = (np.sum(boot < mean) + 0.5 * np.sum(boot == mean)) / b
-    z0 = float(sps.norm.ppf(min(max(prop, 0.5 / b), 1 - 0.5 / b)))
+    z0 = float(_norm_ppf(min(max(prop, 0.5 / b), 1 - 0.5 / b)))
     jack = fav[_jack_index(n)].mean(axis=1)
     d = jack.mean() - jack
     den = 6.0 * float(np.sum(d**2)) ** 1.5
     acc = float(np.sum(d**3)) / den if den > 0 else 0.0
 
     def adjusted(q: float) -> float:
-        z = z0 + sps.norm.ppf(q)
-        return float(sps.norm.cdf(z0 + z / (1 - acc * z)))
+        z = z0 + _norm_ppf(q)
+        return float(_norm_cdf(z0 + z / (1 - acc * z)))
 
     def inverse(share: float) -> float:
         # The q whose adjusted level equals ``share``: the p-value that inverts the BCa bound.
@@ -563,8 +649,8 @@ def bootstrap_test_interval(
             return 0.0
         if share >= 1:
             return 1.0
-        w = float(sps.norm.ppf(share)) - z0
-        return float(sps.norm.cdf(w / (1 + acc * w) - z0))
+        w = float(_norm_ppf(share)) - z0
+        return float(_norm_cdf(w / (1 + acc * w) - z0))
 
     lo = _low_order_stat(s_pos, adjusted(tail))
     hi = -_low_order_stat(s_neg, 1 - adjusted(1 - tail))
@@ -599,10 +685,23 @@ def _signed_rank_crit(n: int, q: float) -> int:
         return int(np.searchsorted(_signed_rank_cdf(n), q * (1 + 1e-12), side="right")) - 1
     mu = n * (n + 1) / 4
     sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
-    return math.floor(mu + sigma * float(sps.norm.ppf(q)) - 0.5)
+    return math.floor(mu + sigma * float(_norm_ppf(q)) - 0.5)
 
 
 _WALSH_MATERIALISE_MAX_N = 1000
+
+
+@lru_cache(maxsize=8)
+def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
+
+
+def _hl_ks(total: int) -> list[int]:
+    """The 1-based positions of the median of ``total`` Walsh averages (two when ``total`` is even)."""
+    return [(total + 1) // 2] if total % 2 else [total // 2, total // 2 + 1]
 
 
 def _walsh_order_stats(sorted_x: np.ndarray, ks: Sequence[int]) -> list[float]:
@@ -613,7 +712,7 @@ def _walsh_order_stats(sorted_x: np.ndarray, ks: Sequence[int]) -> list[float]:
     """
     n = sorted_x.size
     if n <= _WALSH_MATERIALISE_MAX_N:
-        i, j = np.triu_indices(n)
+        i, j = _triu(n)
         walsh = np.partition((sorted_x[i] + sorted_x[j]) / 2, [k - 1 for k in ks])
         return [float(walsh[k - 1]) for k in ks]
     out = []
@@ -646,11 +745,8 @@ def hodges_lehmann(deltas: Sequence[float] | np.ndarray) -> float:
     n = x.size
     if n == 0:
         return math.nan
-    total = n * (n + 1) // 2
-    if total % 2:
-        return _walsh_order_stats(x, [(total + 1) // 2])[0]
-    a, b = _walsh_order_stats(x, [total // 2, total // 2 + 1])
-    return (a + b) / 2
+    mid = _walsh_order_stats(x, _hl_ks(n * (n + 1) // 2))
+    return mid[0] if len(mid) == 1 else (mid[0] + mid[1]) / 2
 
 
 def walsh_interval(
@@ -671,10 +767,13 @@ def walsh_interval(
         return math.nan, math.nan, math.nan
     total = n * (n + 1) // 2
     c = _signed_rank_crit(n, _tail(alpha, alternative))
-    est = hodges_lehmann(x)
+    mid = _hl_ks(total)
+    # The estimate and both bounds from one selection over the Walsh averages.
+    stats_ = _walsh_order_stats(x, mid + ([c + 1, total - c] if c >= 0 else []))
+    est = stats_[0] if len(mid) == 1 else (stats_[0] + stats_[1]) / 2
     if c < 0:
         return est, -math.inf, math.inf
-    lo, hi = _walsh_order_stats(x, [c + 1, total - c])
+    lo, hi = stats_[len(mid):]
     return est, lo, hi
 
 
@@ -784,7 +883,7 @@ class UnitMeans:
             ``item[, target_orig_rank]`` and the metrics, sorted.
         items: indexed by item: ``domain`` and ``tags`` of the item's first row ("" when
             missing), and ``target_orig_rank``, its most common original rank (the smallest of
-            equally common ones).
+            equally common ones; with ``by_rank`` the units carry their own).
         metrics: the metric columns.
         by_rank: whether the unit is (item, target_orig_rank).
     """
@@ -820,11 +919,11 @@ def unit_means(rows: pd.DataFrame, metrics: Sequence[str], *, by_rank: bool = Fa
     unit = _unit_keys(by_rank)
     # Descriptive columns: first value seen per item (they describe the query, not the sample).
     items = df.drop_duplicates("item").set_index("item")[["domain", "tags", "target_orig_rank"]]
-    if not by_rank:
-        # The item's most common original rank (it only varies if sources are shuffled per seed).
-        ranked = df.dropna(subset=["target_orig_rank"])
-        counts = ranked.groupby(["item", "target_orig_rank"], sort=True).size().rename("n").reset_index()
-        items["target_orig_rank"] = mode_rank(counts).reindex(items.index)
+    # The item's most common original rank (it only varies if sources are shuffled per seed); with
+    # by_rank each unit carries its own.
+    ranked = df.dropna(subset=["target_orig_rank"])
+    counts = ranked.groupby(["item", "target_orig_rank"], sort=True).size().rename("n").reset_index()
+    items["target_orig_rank"] = mode_rank(counts).reindex(items.index)
     cond = df["condition"]
     # pandas' grouped mean sums each group in row order (compensated): the same numbers as one
     # groupby per condition, which is how they were computed before.
@@ -920,21 +1019,84 @@ def paired_values(
 # --------------------------------------------------------------------------------------------
 
 
+def _average_ranks(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(average ranks of ``a``, tie-group sizes in sorted order): ``scipy.stats.rankdata(a)`` and its ties.
+
+    Ties share the mean of their 1-based positions, ``start + (size + 1) / 2``: half-integers, exact in
+    floating point, so sums of ranks are exact whatever their order.
+    """
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    first = np.ones(s.size, dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, s.size))
+    ranks = np.empty(s.size)
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
+    return ranks, sizes
+
+
+def _signed_rank_normal(fav: np.ndarray, zero_method: str) -> tuple[float, float, float] | None:
+    """(R+, R-, z) of the signed-rank test's normal approximation, as ``scipy.stats.wilcoxon`` computes them.
+
+    Ranks of |d| (over the non-zero d for ``wilcox``); ``E[R+] = c (c + 1) / 4`` and
+    ``Var = (c (c + 1) (2c + 1) - sum(t^3 - t) / 2) / 24`` over the c ranked values with tie-group
+    sizes t; Pratt removes the zeros' share from both (Cureton 1967) and leaves their group out of
+    the tie correction; zsplit gives half of the zeros' ranks to each side. Every term is an integer
+    or a half-integer until the square root, so this is scipy's number to the bit. None when scipy
+    would compute the exact null instead (at most 50 values, no zeros, no ties): the caller asks scipy.
+    """
+    n_zero = int(np.count_nonzero(fav == 0))
+    d = fav[fav != 0] if zero_method == "wilcox" else fav
+    ranks, sizes = _average_ranks(np.abs(d))
+    if fav.size <= 50 and n_zero == 0 and not (sizes > 1).any():
+        return None
+    r_plus = float(ranks[d > 0].sum())
+    r_minus = float(ranks[d < 0].sum())
+    if zero_method == "zsplit":
+        half = float(ranks[d == 0].sum()) / 2
+        r_plus, r_minus = r_plus + half, r_minus + half
+    count = float(d.size)
+    mean = count * (count + 1.0) * 0.25
+    var24 = count * (count + 1.0) * (2.0 * count + 1.0)
+    t = sizes.astype(float)
+    if zero_method == "pratt" and n_zero:
+        nz = float(n_zero)
+        mean -= nz * (nz + 1.0) * 0.25
+        var24 -= nz * (nz + 1.0) * (2.0 * nz + 1.0)
+        t = t[1:]  # the zeros' group (|d| = 0 sorts first) has no sign: no tie correction
+    se = math.sqrt((var24 - float(np.sum(t**3 - t)) / 2) / 24)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = float(np.float64(r_plus - mean) / np.float64(se))
+    return r_plus, r_minus, z
+
+
 def _rank_test(fav: np.ndarray, zero_method: str, alternative: str) -> dict[str, float]:
     """The Wilcoxon signed-rank test on favourable deltas, in the row's direction and both others.
 
     Returns the statistic (scipy's convention for ``alternative``), the p-value for
     ``alternative``, the one-sided p-values (NaN for two-sided rows, where they are not needed),
-    the two-sided p, and the sign of R+ - R- (the direction the ranks point).
+    the two-sided p, and the sign of R+ - R- (the direction the ranks point). The test is
+    ``scipy.stats.wilcoxon`` (method "auto", no continuity correction): enumerated here for at most
+    13 values, its normal approximation computed here (:func:`_signed_rank_normal`) where scipy
+    uses it, scipy itself for its exact null.
     """
     out = {"stat": math.nan, "p": math.nan, "p_greater": math.nan, "p_less": math.nan, "p_two": math.nan}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        normal = _signed_rank_normal(fav, zero_method) if fav.size > _EXHAUSTIVE_MAX_N else None
         if fav.size <= _EXHAUSTIVE_MAX_N:
             r_plus, r_minus, p_ge, p_le = _signed_rank_exhaustive_parts(fav, zero_method)
             p_two = min(1.0, 2.0 * min(p_ge, p_le))
             out.update(p_greater=p_ge, p_less=p_le, p_two=p_two)
             out["stat"] = r_plus if alternative != "two-sided" else min(r_plus, r_minus)
+        elif normal is not None:
+            r_plus, r_minus, z = normal
+            if alternative == "two-sided":
+                out.update(stat=min(r_plus, r_minus), p_two=float(2 * _norm_cdf(-abs(z))))
+            else:
+                out.update(stat=r_plus, p_greater=float(_norm_cdf(-z)), p_less=float(_norm_cdf(z)))
+                out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
         elif alternative == "two-sided":
             w = sps.wilcoxon(fav, zero_method=zero_method, alternative="two-sided")
             out.update(stat=float(w.statistic), p_two=float(w.pvalue))
@@ -945,6 +1107,26 @@ def _rank_test(fav: np.ndarray, zero_method: str, alternative: str) -> dict[str,
             out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
     out["p"] = {"two-sided": out["p_two"], "greater": out["p_greater"], "less": out["p_less"]}[alternative]
     return out
+
+
+def _ttest_p(a: np.ndarray, alternative: str) -> float:
+    """``scipy.stats.ttest_1samp(a, 0.0, alternative=alternative).pvalue``, in scipy's arithmetic.
+
+    t = mean / sqrt(var / n), var = mean of squared deviations x n / (n - 1), df = n - 1.
+    """
+    n = a.size
+    mean = np.mean(a)
+    v = np.mean((a - np.mean(a, keepdims=True)) ** 2)
+    nf = np.float64(n)
+    v = v * (nf / (nf - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.divide(mean, np.sqrt(v / n))
+    df = np.float64(n - 1)
+    if alternative == "less":
+        return float(_t_cdf(t, df))
+    if alternative == "greater":
+        return float(_t_sf(t, df))
+    return float(2 * _t_sf(np.abs(t), df))
 
 
 def _sign(x: float) -> int:
@@ -1037,7 +1219,7 @@ def _group_stats(
     res["_mde_sd"], res["_mde_df"] = sd1, df
 
     # Relative change of the means: Fieller's interval with the t-test's critical value.
-    crit = float(sps.t.ppf(1 - _tail(alpha, alternative), df))
+    crit = float(_t_ppf(1 - _tail(alpha, alternative), df))
     rel, rlo, rhi, why_rel = fieller_relative(baseline, treated, crit, sign)
     res["rel_improvement"], res["rel_ci_low"], res["rel_ci_high"] = rel, rlo, rhi
     if why_rel:
@@ -1077,9 +1259,7 @@ def _group_stats(
     rank = _rank_test(fav, zero_method, alternative)
     res["wilcoxon_stat"], res["wilcoxon_p"] = rank["stat"], rank["p"]
     res["rank_biserial"] = rank_biserial(fav, zero_method=zero_method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res["ttest_p"] = float(sps.ttest_1samp(fav, 0.0, alternative=alternative).pvalue)
+    res["ttest_p"] = _ttest_p(fav, alternative)
     res["cohens_dz"] = cohens_dz(fav)
     mean_dir, rank_dir = _sign(float(fav.mean())), _sign(res["rank_biserial"])
     reverse = {"greater": "less", "less": "greater"}.get(alternative)
@@ -1100,7 +1280,7 @@ def _signed_rank_exhaustive_parts(d: np.ndarray, zero_method: str) -> tuple[floa
     """(R+, R-, P(null >= R+), P(null <= R+)) by enumerating the 2^m sign flips of the ranks."""
     if zero_method == "wilcox":
         d = d[d != 0]
-    ranks = sps.rankdata(np.abs(d))
+    ranks = _average_ranks(np.abs(d))[0]
     nonzero = d != 0
     offset = 0.5 * ranks[~nonzero].sum() if zero_method == "zsplit" else 0.0
     r, signs = ranks[nonzero], d[nonzero]
@@ -1342,15 +1522,14 @@ def summarize(
         for comparison in comparisons:
             pv = _paired(units, metric, comparison, higher_is_better=hib, paired_metric=metric in paired_set)
             pv = _explode_groups(pv, by)
-            for (strategy, rate, group), g in pv.groupby(
-                ["strategy", "rate", "group"], dropna=False, sort=True
-            ):
-                valid = g["delta"].notna()
-                gv = g[valid]
-                delta = gv["delta"].to_numpy(float)
+            cols = {c: pv[c].to_numpy(float) for c in ("baseline", "treated", "delta")}
+            for (strategy, rate, group), idx in _group_positions(pv, ["strategy", "rate", "group"]):
+                d_all = cols["delta"][idx]
+                valid = ~np.isnan(d_all)
+                delta = d_all[valid]
                 res = _group_stats(
-                    gv["baseline"].to_numpy(float),
-                    gv["treated"].to_numpy(float),
+                    cols["baseline"][idx][valid],
+                    cols["treated"][idx][valid],
                     delta,
                     sign,
                     estimand=est_kind,
@@ -1410,6 +1589,21 @@ def summarize(
     out["ci_verified"] = (out["status"] != INSUFFICIENT).to_numpy() & (used_n >= min_n.to_numpy())
     out = out.sort_values(["metric", "comparison", "strategy", "rate", "group"], kind="mergesort")
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _group_positions(df: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    """``df.groupby(keys, dropna=False, sort=True)`` as (key, row positions) pairs, positions in row order.
+
+    The same groups, in the same order and with the same rows as iterating the groupby, without
+    building a DataFrame per group (which cost more than the statistics of a group).
+    """
+    if df.empty:
+        return []
+    codes = df.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(int(codes.max()) + 2))
+    firsts = df[keys].iloc[order[bounds[:-1]]]
+    return [(tuple(k), order[a:b]) for k, a, b in zip(firsts.itertuples(index=False, name=None), bounds[:-1], bounds[1:])]
 
 
 def _units(rows: pd.DataFrame | UnitMeans, metrics: Sequence[str], *, by_rank: bool) -> UnitMeans:
@@ -1522,7 +1716,7 @@ def _add_mde(
     level = 1 - out["mde_alpha"].to_numpy(float) / (2 if alternative == "two-sided" else 1)
     ok = (out["estimand"] == "mean").to_numpy() & (n >= MIN_N) & np.isfinite(sd) & (sd > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_mde = (sps.t.ppf(level, df) + sps.t.ppf(power, df)) * sd / np.sqrt(np.maximum(n, 1))
+        t_mde = (_t_ppf(level, df) + _t_ppf(power, df)) * sd / np.sqrt(np.maximum(n, 1))
     mde = np.where(ok, t_mde, np.nan)
     # Pseudo-medians: the simulated signed-rank test, per row.
     for i, (a, deltas) in enumerate(zip(out["mde_alpha"], test_deltas)):
