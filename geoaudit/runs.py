@@ -410,7 +410,9 @@ class Run:
         collapse to about a hundred thousand units. ``conditions`` keeps only those conditions.
         Groups come in no particular order.
         """
-        keyed = ", ".join(_quoted(self._result_column(k)) for k in keys)
+        # The item first: the sort compares keys left to right, and items tell most rows apart.
+        ordered = sorted(keys, key=lambda k: k != "item")
+        keyed = ", ".join(_quoted(self._result_column(k)) for k in ordered)
         avgs = "".join(f", AVG({_quoted(self._result_column(m))}) AS {_quoted(m)}" for m in metrics)
         where, params = "", ()
         if conditions is not None:

@@ -33,14 +33,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special as spc
-from scipy import stats as sps
 
 from geoaudit.errors import InputError
 from geoaudit.metrics import directions as metric_directions
@@ -147,6 +146,26 @@ def _norm_ppf(q: Any) -> Any:
 def _norm_cdf(x: Any) -> Any:
     """``scipy.stats.norm.cdf(x)``."""
     return spc.ndtr(x)
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported when first needed: it takes longer to import than a large run's tests take."""
+    from scipy import stats
+
+    return stats
+
+
+def _binom_p_greater(k: int, n: int, p: float) -> float:
+    """``scipy.stats.binomtest(k, n, p, alternative="greater").pvalue`` = P(X >= k), X ~ Binomial(n, p).
+
+    The special function scipy's binomial survival function evaluates (Boost's), when this scipy
+    has it under that name; scipy.stats otherwise.
+    """
+    try:
+        from scipy.special._ufuncs import _binom_sf
+    except ImportError:  # pragma: no cover - another scipy
+        return float(_scipy_stats().binomtest(k, n, p, alternative="greater").pvalue)
+    return 1.0 if k <= 0 else float(_binom_sf(k - 1, n, p))
 
 
 # --------------------------------------------------------------------------------------------
@@ -893,6 +912,8 @@ class UnitMeans:
     items: pd.DataFrame
     metrics: tuple[str, ...]
     by_rank: bool = False
+    #: How treated units pair with rivals and base units: the same for every metric, computed once.
+    _plan: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def mode_rank(counts: pd.DataFrame) -> pd.Series:
@@ -934,6 +955,43 @@ def unit_means(rows: pd.DataFrame, metrics: Sequence[str], *, by_rank: bool = Fa
     return UnitMeans(means=means, base=base, items=items, metrics=tuple(metrics), by_rank=by_rank)
 
 
+def _pairing(units: UnitMeans) -> dict[str, Any]:
+    """Each treated unit's row, its rivals row and base row (-1: none) and its description, computed once."""
+    if units._plan:
+        return units._plan
+    unit = _unit_keys(units.by_rank)
+    keys = ["strategy", "rate", *unit]
+    means = units.means
+    cond = means["condition"].to_numpy()
+    t_pos, r_pos = np.flatnonzero(cond == "treated"), np.flatnonzero(cond == "rivals")
+    frame = means.iloc[t_pos][keys].reset_index(drop=True)
+    # Left merges keep the treated order and match NaN keys with NaN, as the per-metric merges did.
+    rivals = means.iloc[r_pos][keys].assign(_pos=r_pos)
+    adv = frame.merge(rivals, on=keys, how="left")["_pos"].fillna(-1).to_numpy(int)
+    base = units.base[unit].assign(_pos=np.arange(len(units.base)))
+    net = frame.merge(base, on=unit, how="left")["_pos"].fillna(-1).to_numpy(int)
+    info = units.items
+    at = info.index.get_indexer(frame["item"])
+    found = at >= 0
+    for col, missing in (("domain", ""), ("tags", "")):
+        values = info[col].to_numpy(object)
+        frame[col] = np.where(found, values[np.maximum(at, 0)] if len(values) else missing, missing)
+        frame[col] = frame[col].fillna(missing)
+    if not units.by_rank:
+        ranks = info["target_orig_rank"]
+        frame["target_orig_rank"] = ranks.iloc[np.maximum(at, 0)].to_numpy() if len(ranks) else np.nan
+        if not found.all():
+            frame["target_orig_rank"] = frame["target_orig_rank"].where(found)
+    units._plan.update(t_pos=t_pos, adv=adv, net=net, frame=frame)
+    return units._plan
+
+
+def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``values[pos]`` with NaN where ``pos`` is -1."""
+    out = values[np.maximum(pos, 0)] if len(values) else np.full(pos.size, np.nan)
+    return np.where(pos >= 0, out, np.nan)
+
+
 def _paired(
     units: UnitMeans,
     metric: str,
@@ -945,29 +1003,21 @@ def _paired(
     """Per-unit (baseline, treated) pairs; the unit is the item, or (item, rank) when ``units.by_rank``."""
     if comparison not in COMPARISONS:
         raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
-    unit = _unit_keys(units.by_rank)
-    keys = ["strategy", "rate", *unit]
-    means = units.means
-    cond = means["condition"]
-    out = (means.loc[cond == "treated", [*keys, metric]].rename(columns={metric: "treated"})
-           .reset_index(drop=True))  # fmt: skip
+    plan = _pairing(units)
+    values = units.means[metric].to_numpy(float)
+    treated = values[plan["t_pos"]]
     if comparison == "advantage":
-        baseline = means.loc[cond == "rivals", [*keys, metric]].rename(columns={metric: "baseline"})
-        out = out.merge(baseline, on=keys, how="left")
+        baseline = _take(values, plan["adv"])
     elif paired_metric:
         # The metric already is a difference against the base answer: the base side is 0 by definition.
-        out["baseline"] = np.where(out["treated"].notna(), 0.0, np.nan)
+        baseline = np.where(~np.isnan(treated), 0.0, np.nan)
     else:
-        baseline = units.base[[*unit, metric]].rename(columns={metric: "baseline"})
-        out = out.merge(baseline, on=unit, how="left")
-
-    info = units.items
-    out["domain"] = out["item"].map(info["domain"]).fillna("")
-    out["tags"] = out["item"].map(info["tags"]).fillna("")
-    if not units.by_rank:
-        out["target_orig_rank"] = out["item"].map(info["target_orig_rank"])
-    delta = out["treated"] - out["baseline"]
-    delta = delta.where(delta.abs() > _ZERO_TOL, 0.0).where(delta.notna())
+        baseline = _take(units.base[metric].to_numpy(float), plan["net"])
+    out = plan["frame"].copy()
+    out["baseline"], out["treated"] = baseline, treated
+    with np.errstate(invalid="ignore"):
+        delta = treated - baseline
+        delta = np.where(np.isnan(delta), np.nan, np.where(np.abs(delta) > _ZERO_TOL, delta, 0.0))
     out["delta"] = delta
     out["favourable"] = delta if higher_is_better else -delta
     cols = ["item", "domain", "tags", "strategy", "rate", "target_orig_rank",
@@ -1098,11 +1148,11 @@ def _rank_test(fav: np.ndarray, zero_method: str, alternative: str) -> dict[str,
                 out.update(stat=r_plus, p_greater=float(_norm_cdf(-z)), p_less=float(_norm_cdf(z)))
                 out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
         elif alternative == "two-sided":
-            w = sps.wilcoxon(fav, zero_method=zero_method, alternative="two-sided")
+            w = _scipy_stats().wilcoxon(fav, zero_method=zero_method, alternative="two-sided")
             out.update(stat=float(w.statistic), p_two=float(w.pvalue))
         else:
-            g = sps.wilcoxon(fav, zero_method=zero_method, alternative="greater")
-            le = sps.wilcoxon(fav, zero_method=zero_method, alternative="less")
+            g = _scipy_stats().wilcoxon(fav, zero_method=zero_method, alternative="greater")
+            le = _scipy_stats().wilcoxon(fav, zero_method=zero_method, alternative="less")
             out.update(stat=float(g.statistic), p_greater=float(g.pvalue), p_less=float(le.pvalue))
             out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
     out["p"] = {"two-sided": out["p_two"], "greater": out["p_greater"], "less": out["p_less"]}[alternative]
@@ -1792,7 +1842,7 @@ def calibration(
         k_bh = int((g["p_bh"] < alpha).sum())
         rate = k_raw / n
         warn = rate > alpha
-        excess = float(sps.binomtest(k_raw, n, alpha, alternative="greater").pvalue)
+        excess = _binom_p_greater(k_raw, n, alpha)
         head = (
             f"A/A control ({strategy}, {comparison}): {k_raw}/{n} tests reject at alpha={alpha:g} "
             f"({rate:.1%}); "

@@ -35,6 +35,13 @@ def _deltas(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
     return rng.choice([-1.0, 0.0, 0.0, 1.0, 0.5, -0.25, 1 / 3, -1 / 3], n)
 
 
+def test_binomial_tail_is_scipys_binomtest() -> None:
+    for n in (1, 2, 7, 30, 64, 384, 2000):
+        for p in (0.01, 0.05, 0.1):
+            for k in range(0, n + 1, max(1, n // 50)):
+                assert stats._binom_p_greater(k, n, p) == sps.binomtest(k, n, p, alternative="greater").pvalue
+
+
 def test_special_functions_are_scipys_distributions() -> None:
     rng = np.random.default_rng(0)
     q, df, x = rng.random(5000), rng.integers(1, 3000, 5000).astype(float), rng.normal(0, 4, 5000)
