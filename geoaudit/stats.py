@@ -316,11 +316,14 @@ def mde_signed_rank(
     idx, flips = _mde_draws(n, n_sim, seed)
     mags, which = np.unique(np.abs(x), return_inverse=True)
     counts = _sign_counts(which.reshape(-1)[idx], flips, mags.size)
+    # Resamples in column blocks of about 256 kB: the per-shift passes then run in cache.
+    width = max(8, min(n_sim, 32768 // (2 * mags.size)))
+    blocks = [np.ascontiguousarray(counts[:, i : i + width]) for i in range(0, n_sim, width)]
     z_crit = float(_norm_ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
     step = -1.0 if alternative == "less" else 1.0
 
     def powers(shifts: np.ndarray) -> np.ndarray:
-        z = np.stack([_signed_rank_z_counts(mags, counts, step * s) for s in shifts]) * step
+        z = np.stack([_signed_rank_z_counts(mags, blocks, step * s) for s in shifts]) * step
         hit = np.abs(z) > z_crit if alternative == "two-sided" else z > z_crit
         return np.asarray(hit.mean(axis=1), dtype=float)
 
@@ -366,15 +369,16 @@ def _sign_counts(which: np.ndarray, flips: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(cell.reshape(-1), minlength=n_sim * 2 * k).reshape(2 * k, n_sim).astype(float)
 
 
-def _signed_rank_z_counts(mags: np.ndarray, counts: np.ndarray, shift: float) -> np.ndarray:
+def _signed_rank_z_counts(mags: np.ndarray, blocks: Sequence[np.ndarray], shift: float) -> np.ndarray:
     """:func:`_signed_rank_z` of every resample after ``shift``, from counts instead of the values.
 
     A resample is a multiset of the observed magnitudes ``mags`` (sorted, unique) with signs; its
     values after the shift are ``-m + shift`` and ``m + shift`` (0 stays 0: it does not move).
     Ranks depend only on how many values fall in each category, so the categories are ordered once
     per shift and every resample's ranks follow from cumulative counts: O(resamples x categories)
-    instead of sorting every resample. The ranks are half-integers and every sum is exact, so z is
-    the number :func:`_signed_rank_z` gives on the values, to the bit.
+    instead of sorting every resample. ``blocks``: the (2k, resamples) counts of
+    :func:`_sign_counts`, split into column blocks. The ranks are half-integers and every sum is
+    exact, so z is the number :func:`_signed_rank_z` gives on the values, to the bit.
     """
     moves = mags != 0
     y = np.concatenate([np.where(moves, -mags + shift, 0.0), np.where(moves, mags + shift, 0.0)])
@@ -384,20 +388,26 @@ def _signed_rank_z_counts(mags: np.ndarray, counts: np.ndarray, shift: float) ->
     first = np.ones(order.size, dtype=bool)
     first[1:] = sorted_mag[1:] != sorted_mag[:-1]
     sgn = np.sign(y)[order]
-    c = counts[order]  # (categories in rank order, n_sim)
-    if first.all():
-        # Average rank of a category's values: those before it plus (count + 1) / 2.
-        rank = np.cumsum(c, axis=0) - (c - 1) / 2
-    else:  # tie groups: categories with equal |value| share their ranks
-        starts = np.flatnonzero(first)
-        size = np.add.reduceat(c, starts, axis=0)
-        rank = np.repeat(np.cumsum(size, axis=0) - (size - 1) / 2, np.diff(np.append(starts, order.size)), axis=0)
-    rc = rank * c
-    # Sums of exact half-integer products: any order (here a matrix-vector product) gives the same number.
-    num = (sgn @ rc) / 2
-    var = ((sgn != 0).astype(float) @ (rank * rc)) / 4
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(var > 0, num / np.sqrt(var), 0.0)
+    signed = (sgn != 0).astype(float)
+    # Tie groups: categories with equal |value| share their ranks.
+    starts = None if first.all() else np.flatnonzero(first)
+    sizes = None if starts is None else np.diff(np.append(starts, order.size))
+    out = []
+    for counts in blocks:
+        c = counts[order]  # (categories in rank order, resamples)
+        if starts is None:
+            # Average rank of a category's values: those before it plus (count + 1) / 2.
+            rank = np.cumsum(c, axis=0) - (c - 1) / 2
+        else:
+            size = np.add.reduceat(c, starts, axis=0)
+            rank = np.repeat(np.cumsum(size, axis=0) - (size - 1) / 2, sizes, axis=0)
+        rc = rank * c
+        # Sums of exact half-integer products: any order (here a matrix-vector product) gives the same number.
+        num = (sgn @ rc) / 2
+        var = (signed @ (rank * rc)) / 4
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(var > 0, num / np.sqrt(var), 0.0))
+    return np.concatenate(out)
 
 
 def _signed_rank_z(y: np.ndarray) -> np.ndarray:
@@ -683,16 +693,38 @@ def _signed_rank_cdf(n: int) -> np.ndarray:
     The exact null (Wilcoxon 1945): each rank 1..n enters W+ with probability 1/2 independently;
     built by the recursion p_k(w) = (p_{k-1}(w) + p_{k-1}(w - k)) / 2.
     """
-    p = np.zeros(n * (n + 1) // 2 + 1)
-    p[0] = 1.0
-    top = 0
-    for k in range(1, n + 1):
-        top += k
-        p[k : top + 1] = 0.5 * (p[k : top + 1] + p[: top + 1 - k])
+    # The recursion passes through every smaller n on its way: continue from the last one computed
+    # (tests of many sizes each needed their own O(n^3) pass).
+    state = _NULL_RECURSION
+    if n > _EXACT_NULL_MAX_N or state.k > n:
+        state.reset(max(n, _EXACT_NULL_MAX_N))
+    p = state.p
+    for k in range(state.k + 1, n + 1):
+        state.top += k
+        p[k : state.top + 1] = 0.5 * (p[k : state.top + 1] + p[: state.top + 1 - k])
         p[:k] *= 0.5
-    cdf = np.cumsum(p)
+    state.k = n
+    cdf = np.cumsum(p[: n * (n + 1) // 2 + 1])
     cdf.setflags(write=False)
     return cdf
+
+
+_EXACT_NULL_MAX_N = 300
+
+
+class _Recursion:
+    """Where the signed-rank null's recursion stands: p_k over w = 0..top, in an array sized for the largest n."""
+
+    def __init__(self) -> None:
+        self.reset(_EXACT_NULL_MAX_N)
+
+    def reset(self, n_max: int) -> None:
+        self.p = np.zeros(n_max * (n_max + 1) // 2 + 1)
+        self.p[0] = 1.0
+        self.k = self.top = 0
+
+
+_NULL_RECURSION = _Recursion()
 
 
 def _signed_rank_crit(n: int, q: float) -> int:
@@ -700,7 +732,7 @@ def _signed_rank_crit(n: int, q: float) -> int:
 
     Exact for n <= 300; above, the normal approximation with a continuity correction.
     """
-    if n <= 300:
+    if n <= _EXACT_NULL_MAX_N:
         return int(np.searchsorted(_signed_rank_cdf(n), q * (1 + 1e-12), side="right")) - 1
     mu = n * (n + 1) / 4
     sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
@@ -1380,8 +1412,9 @@ def _explode_groups(pv: pd.DataFrame, by: str | None) -> pd.DataFrame:
         return pv.assign(group=tags).explode("group")
     if by == "orig_rank":
         ranks = pv["target_orig_rank"]
-        label = ranks.map(lambda r: str(int(r)) if pd.notna(r) else "(unknown)")
-        return pv.assign(group=label)
+        # One label per distinct rank, not a Python call per row.
+        label = ranks.map({r: str(int(r)) for r in ranks.dropna().unique()}).astype(object)
+        return pv.assign(group=label.where(ranks.notna(), "(unknown)"))
     raise InputError(f"unknown breakdown {by!r}; use domain, tag or orig_rank")
 
 

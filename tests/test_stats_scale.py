@@ -147,7 +147,9 @@ def test_signed_rank_z_from_counts_equals_ranking_every_resample() -> None:
         # Shifts that make values tie with others and land exactly on 0, and ordinary ones.
         for shift in (0.0, 0.125, -0.25, 1 / 3, float(mags[len(mags) // 2]), 0.3712):
             expected = stats._signed_rank_z(base + shift * (base != 0))
-            assert np.array_equal(stats._signed_rank_z_counts(mags, counts, shift), expected), (it, shift)
+            assert np.array_equal(stats._signed_rank_z_counts(mags, [counts], shift), expected), (it, shift)
+            blocks = [np.ascontiguousarray(counts[:, i : i + 8]) for i in range(0, 50, 8)]
+            assert np.array_equal(stats._signed_rank_z_counts(mags, blocks, shift), expected), (it, shift)
 
 
 def test_walsh_estimate_and_bounds_from_one_selection_equal_sorting_all_averages() -> None:
@@ -163,6 +165,22 @@ def test_walsh_estimate_and_bounds_from_one_selection_equal_sorting_all_averages
         est, lo, hi = stats.walsh_interval(x, alpha=0.05)
         assert est == hl == stats.hodges_lehmann(x)
         assert (lo, hi) == ((walsh[c], walsh[total - c - 1]) if c >= 0 else (-math.inf, math.inf))
+
+
+def test_exact_signed_rank_null_continued_from_smaller_n_equals_a_fresh_recursion() -> None:
+    def fresh(n: int) -> np.ndarray:
+        p = np.zeros(n * (n + 1) // 2 + 1)
+        p[0] = 1.0
+        top = 0
+        for k in range(1, n + 1):
+            top += k
+            p[k : top + 1] = 0.5 * (p[k : top + 1] + p[: top + 1 - k])
+            p[:k] *= 0.5
+        return np.cumsum(p)
+
+    for n in (0, 1, 12, 40, 7, 300, 299, 301, 64):  # up, down (a restart), past the largest exact n
+        stats._signed_rank_cdf.cache_clear()
+        assert np.array_equal(stats._signed_rank_cdf(n), fresh(n)), n
 
 
 def test_group_positions_are_the_groupby_groups_in_order() -> None:
