@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from geoaudit.documents import atomic_path
@@ -251,7 +250,7 @@ class RunData:
     @classmethod
     def from_rows(
         cls, run: Run | None, rows: pd.DataFrame, metrics: Sequence[str], optional: Sequence[str] = ()
-    ) -> "RunData":
+    ) -> RunData:
         """From long rows (``Run.rows()`` or a caller's frame): the pandas path. ``optional`` metrics
         are read when the rows have them."""
         metrics = [*metrics, *(m for m in optional if m in rows.columns)]
@@ -269,7 +268,7 @@ class RunData:
         )
 
     @classmethod
-    def load(cls, run: Run, metrics: Sequence[str], optional: Sequence[str] = ()) -> "RunData":
+    def load(cls, run: Run, metrics: Sequence[str], optional: Sequence[str] = ()) -> RunData:
         """From the run store's SQL aggregates (falls back to reading the needed columns when they cannot
         be exact). ``optional`` metrics are read when the store has them."""
         columns = run.result_columns()
@@ -306,7 +305,7 @@ class RunData:
         return data
 
     @classmethod
-    def for_metrics(cls, run: Run, metrics: Sequence[str]) -> "RunData":
+    def for_metrics(cls, run: Run, metrics: Sequence[str]) -> RunData:
         """:meth:`load` with the stored metrics behind ``metrics`` (delta_rank is two columns)."""
         return cls.load(run, _underlying(metrics, COMPARISONS))
 
@@ -462,7 +461,7 @@ class StatsResult:
     #: How far this engine can be trusted, from the run's own controls (:func:`engine_calibration`).
     engine: "EngineCalibration | None" = None
     #: What the numbers were computed from (per-unit means; the report's breakdowns reuse them).
-    data: "RunData | None" = field(default=None, repr=False, compare=False)
+    data: RunData | None = field(default=None, repr=False, compare=False)
 
     # -- reading
     def rows_for(self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None) -> pd.DataFrame:
@@ -926,11 +925,12 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
     base = rows[rows["condition"] == "base"]
     sentences: list[Sentence] = []
     ids = [a for a in base["answer_id"].dropna().unique()] if "answer_id" in base else []
+    samples = run.answer_samples([str(a) for a in ids])
     for answer_id in ids:
-        ans = run.answer(str(answer_id))
-        if ans is not None:
-            cal.answers += len(ans.samples)
-            for sample in ans.samples:
+        found = samples.get(str(answer_id))
+        if found is not None:
+            cal.answers += len(found)
+            for sample in found:
                 sentences += sample.sentences
     if sentences:
         shares = support_shares(sentences)

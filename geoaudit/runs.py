@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from geoaudit.citations import AnswerSample
 from geoaudit.config import Settings
 from geoaudit.documents import atomic_path, now_iso
 from geoaudit.engine import Answer
@@ -414,7 +415,7 @@ class Run:
         ordered = sorted(keys, key=lambda k: k != "item")
         keyed = ", ".join(_quoted(self._result_column(k)) for k in ordered)
         avgs = "".join(f", AVG({_quoted(self._result_column(m))}) AS {_quoted(m)}" for m in metrics)
-        where, params = "", ()
+        where, params = "", tuple[str, ...]()
         if conditions is not None:
             where = f" WHERE condition IN ({', '.join('?' * len(conditions))})"
             params = tuple(conditions)
@@ -454,6 +455,23 @@ class Run:
     def answer(self, answer_id: str) -> Answer | None:
         row = self.conn.execute("SELECT answer FROM answers WHERE answer_id=?", (answer_id,)).fetchone()
         return Answer.from_dict(json.loads(row[0])) if row else None
+
+    def answer_samples(self, answer_ids: Sequence[str]) -> dict[str, list[AnswerSample]]:
+        """The sampled answers (parsed, attributed) of the stored answers ``answer_ids``, by id.
+
+        Only the samples are built, not the rest of each answer (sources, configuration, readings):
+        the engine calibration reads every base answer of a run, thousands in a large one.
+        """
+        out: dict[str, list[AnswerSample]] = {}
+        ids = list(dict.fromkeys(answer_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = self.conn.execute(
+                f"SELECT answer_id, answer FROM answers WHERE answer_id IN ({', '.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for answer_id, text in rows:
+                out[str(answer_id)] = [AnswerSample.from_dict(smp) for smp in json.loads(text)["samples"]]
+        return out
 
     def rewrites(
         self, strategy: str | None = None, *, targets_only: bool = False, status: str | None = None,

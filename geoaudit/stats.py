@@ -162,7 +162,7 @@ def _binom_p_greater(k: int, n: int, p: float) -> float:
     has it under that name; scipy.stats otherwise.
     """
     try:
-        from scipy.special._ufuncs import _binom_sf
+        from scipy.special._ufuncs import _binom_sf  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - another scipy
         return float(_scipy_stats().binomtest(k, n, p, alternative="greater").pvalue)
     return 1.0 if k <= 0 else float(_binom_sf(k - 1, n, p))
@@ -390,12 +390,13 @@ def _signed_rank_z_counts(mags: np.ndarray, blocks: Sequence[np.ndarray], shift:
     sgn = np.sign(y)[order]
     signed = (sgn != 0).astype(float)
     # Tie groups: categories with equal |value| share their ranks.
-    starts = None if first.all() else np.flatnonzero(first)
-    sizes = None if starts is None else np.diff(np.append(starts, order.size))
+    tied = not first.all()
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, order.size))
     out = []
     for counts in blocks:
         c = counts[order]  # (categories in rank order, resamples)
-        if starts is None:
+        if not tied:
             # Average rank of a category's values: those before it plus (count + 1) / 2.
             rank = np.cumsum(c, axis=0) - (c - 1) / 2
         else:

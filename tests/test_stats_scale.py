@@ -11,7 +11,9 @@ Timings live in ``benches/perf/bench_stats_scale.py``.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,8 @@ from scipy import stats as sps
 
 from geoaudit import stats
 from geoaudit.runs import Run
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _deltas(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
@@ -227,4 +231,19 @@ def test_sql_unit_means_match_pandas_means_of_the_rows(tmp_path) -> None:
                     assert x[col].astype(str).tolist() == y[col].astype(str).tolist()
         assert a.items.sort_index().astype(str).equals(b.items.sort_index().astype(str))
     assert loaded.n_rows == len(rows) and loaded.n_queries == 12 and loaded.n_distinct == from_rows.n_distinct
+    run.close()
+
+
+def test_answer_samples_are_the_stored_answers_samples(tmp_path) -> None:
+    from test_stats_pinned import restore
+
+    run = restore("b", tmp_path)
+    ids = list(run.rows()["answer_id"].unique())
+    got = run.answer_samples(ids + ["a-missing"])
+    stored = [a for a in ids if run.answer(a) is not None]
+    assert stored and sorted(got) == sorted(stored)
+    for a in stored:
+        answer = run.answer(a)
+        assert answer is not None
+        assert [s.to_dict() for s in got[a]] == [s.to_dict() for s in answer.samples]
     run.close()

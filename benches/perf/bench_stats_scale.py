@@ -127,8 +127,9 @@ def make_seed_run(home: Path) -> Path:
 # ----------------------------------------------------------------------------- growing it
 
 
-def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int) -> Path:
-    """Copy the seed run to ``dest`` with ``queries`` queries, ``seeds`` seeds and ``samples`` samples."""
+def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int, strategies: int = len(STRATEGIES)) -> Path:
+    """Copy the seed run to ``dest`` with ``queries`` queries, ``seeds`` seeds and ``samples`` samples,
+    keeping the first ``strategies`` strategies of the seed run (identity and rank come first)."""
     if (dest / "run.db").is_file():
         return dest
     t0 = time.perf_counter()
@@ -138,6 +139,8 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int) -> 
     shutil.copy(seed_dir / "run.db", tmp / "run.db")
     con = sqlite3.connect(tmp / "run.db")
     src = pd.read_sql_query("SELECT * FROM results", con)
+    kept = list(STRATEGIES[:strategies])
+    src = src[src["strategy"].isin(["", *kept])].reset_index(drop=True)
     cols = list(src.columns)
     src["_rate"] = src["rate"].fillna(-1.0)
     keys = ["item", "strategy", "_rate", "condition"]
@@ -171,6 +174,7 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int) -> 
     answers = dict(con.execute("SELECT answer_id, answer FROM answers").fetchall())
     base_answers = out.loc[base, "answer_id"].drop_duplicates()
     rewrites = pd.read_sql_query("SELECT * FROM rewrites", con)
+    rewrites = rewrites[rewrites["strategy"].isin(kept)]
     rw_parts = []
     for j, new in enumerate(new_ids):
         r = rewrites[rewrites["item"] == src_items[j % len(src_items)]].copy()
@@ -198,11 +202,13 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int) -> 
         )
         meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
         meta["config"]["seeds"] = list(range(seeds))
+        meta["config"]["strategies"] = kept
         meta["config"]["engine"]["samples"] = samples
         meta["engine"]["samples"] = samples
         meta["bench"]["items"] = queries
         meta["planned_cells"] = len(cells)
-        meta["command"] = f"grown by bench_stats_scale from {seed_dir.name}: {queries} queries x {seeds} seeds x {samples} samples"
+        meta["command"] = (f"grown by bench_stats_scale from {seed_dir.name}: {queries} queries x {len(kept)} strategies "
+                           f"x {seeds} seeds x {samples} samples")
         for key in ("config", "engine", "bench", "planned_cells", "command"):
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(meta[key])))
     con.execute("VACUUM")
@@ -232,6 +238,8 @@ def main() -> None:
     ap.add_argument("--queries", default="100,1000", help="comma-separated query counts (100 -> ~10^5 rows)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--strategies", type=int, default=len(STRATEGIES), help="keep the first N (identity, rank first)")
+    ap.add_argument("--args", default="", help="extra options for both commands, e.g. '--mode cseo'")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temporary directory)")
     ap.add_argument("--code", type=Path, default=REPO, help="checkout whose geoaudit the timed commands run")
@@ -245,14 +253,18 @@ def main() -> None:
     env = {**os.environ, "GEOAUDIT_HOME": str(home), "PYTHONPATH": str(args.code.resolve()),
            "COLUMNS": "160"}
     print(f"code: {args.code.resolve()} (git {_git_head(args.code)}); load average {os.getloadavg()[0]:.2f}")
+    print(f"shape: {args.strategies} strategies x {len(RATES)} rates x {args.seeds} seeds x {args.samples} samples; "
+          f"extra options: {args.args or 'none'}")
     print("| rows | queries | command | wall s (min-max of runs) | peak RSS MB (max) |")
     print("|---|---|---|---|---|")
     for q in (int(x) for x in args.queries.split(",")):
-        run_dir = grow(seed_dir, home / "runs" / f"run-scale-q{q}", q, args.seeds, args.samples)
+        name = f"run-scale-q{q}-s{args.strategies}-x{args.seeds}-m{args.samples}"
+        run_dir = grow(seed_dir, home / "runs" / name, q, args.seeds, args.samples, args.strategies)
         n_rows = sqlite3.connect(run_dir / "run.db").execute("SELECT COUNT(*) FROM results").fetchone()[0]
         commands = {
-            "stats": [sys.executable, "-m", "geoaudit", "stats", run_dir.name],
-            "report": [sys.executable, "-m", "geoaudit", "report", run_dir.name, "-o", str(work / "reports" / run_dir.name)],
+            "stats": [sys.executable, "-m", "geoaudit", "stats", run_dir.name, *args.args.split()],
+            "report": [sys.executable, "-m", "geoaudit", "report", run_dir.name, "-o", str(work / "reports" / run_dir.name),
+                       *args.args.split()],
         }
         for name, cmd in commands.items():
             if args.only and name != args.only:
