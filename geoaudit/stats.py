@@ -316,8 +316,8 @@ def mde_signed_rank(
     idx, flips = _mde_draws(n, n_sim, seed)
     mags, which = np.unique(np.abs(x), return_inverse=True)
     counts = _sign_counts(which.reshape(-1)[idx], flips, mags.size)
-    # Resamples in column blocks of about 256 kB: the per-shift passes then run in cache.
-    width = max(8, min(n_sim, 32768 // (2 * mags.size)))
+    # Resamples in column blocks of about 1 MB: the per-shift passes then run in cache.
+    width = max(8, min(n_sim, 131072 // (2 * mags.size)))
     blocks = [np.ascontiguousarray(counts[:, i : i + width]) for i in range(0, n_sim, width)]
     z_crit = float(_norm_ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
     step = -1.0 if alternative == "less" else 1.0
