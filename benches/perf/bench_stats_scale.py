@@ -222,10 +222,11 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int, str
 # ----------------------------------------------------------------------------- timing
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MB, stderr tail) of one command, by /usr/bin/time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], env=env,
+        # cwd matters: `python -m` puts it first on sys.path, ahead of PYTHONPATH.
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], env=env, cwd=cwd,
                               capture_output=True, text=True)
         wall, rss_kb = tf.read().split()[-2:]
     if done.returncode != 0:
@@ -271,7 +272,7 @@ def main() -> None:
                 continue
             walls, rss = [], []
             for _ in range(args.repeat):
-                w, m, _err = timed(cmd, env)
+                w, m, _err = timed(cmd, env, args.code.resolve())
                 walls.append(w)
                 rss.append(m)
             print(f"| {n_rows:,} | {q:,} | {name} | {min(walls):.1f}-{max(walls):.1f} ({', '.join(f'{w:.1f}' for w in walls)}) "
