@@ -513,12 +513,14 @@ def _charts_section(st: StatsResult) -> str:
            f"metric's estimand) with its {_e(level)} CI (band and bars). Advantage: you adopt "
            "vs you do not, the same competitors adopting; net: against the market where nobody adopted. "
            "The grey dotted line is the A/A control (identity): its spread is pure noise.</p>"]
+    # One pass over the summary instead of a filter per strategy x metric x comparison.
+    by_key = {k: g for k, g in summ.groupby(["strategy", "metric", "comparison"], sort=False)} if len(summ) else {}
     for metric in st.options["metrics"]:
         charts = []
         for comparison in st.options["comparisons"]:
             series = []
             for s in st.provenance["strategies"]:
-                rows = st.rows_for(s, metric, comparison)
+                rows = by_key.get((s, metric, comparison), summ.iloc[0:0])
                 rows = rows[rows["group"] == "all"] if "group" in rows else rows
                 if rows.empty:
                     continue
