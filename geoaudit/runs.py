@@ -421,7 +421,16 @@ class Run:
             params = tuple(conditions)
         # NOT INDEXED: the primary key's order does not give these groups, and walking the table in
         # index order costs a random read per row; a plain scan and a sort is several times faster.
-        return self._frame(f"SELECT {keyed}, COUNT(*) AS n{avgs} FROM results NOT INDEXED{where} GROUP BY {keyed}", params)
+        # A 128 MB cache lets SQLite sort a million rows in memory (the default 2 MB spills to
+        # temporary files): a fifth less time, for this query only.
+        (cache,) = self.conn.execute("PRAGMA cache_size").fetchone()
+        self.conn.execute("PRAGMA cache_size = -131072")
+        try:
+            return self._frame(
+                f"SELECT {keyed}, COUNT(*) AS n{avgs} FROM results NOT INDEXED{where} GROUP BY {keyed}", params
+            )
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
     def first_row(self, item: str, condition: str, order: Sequence[str], strategy: str | None = None) -> dict[str, Any] | None:
         """The first result row of ``item`` in ``condition`` (and ``strategy``) by ``order``, or None."""
