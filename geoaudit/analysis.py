@@ -24,7 +24,7 @@ import pandas as pd
 from geoaudit.documents import atomic_path
 from geoaudit.errors import InputError
 from geoaudit.metrics import ROW_METRICS, directions
-from geoaudit.runs import ROW_ORDER, Run
+from geoaudit.runs import Run
 from geoaudit.stats import COMPARISONS, UnitMeans, calibration, mode_rank, normalise_rate, summarize, unit_means
 
 __all__ = [
@@ -263,7 +263,7 @@ class RunData:
             domains=sorted({str(d) for d in rows["domain"].dropna().unique()}) if "domain" in rows else [],
             n_distinct={"domain": distinct("domain"), "target_orig_rank": distinct("target_orig_rank")},
             first_answer_id=(str(rows["answer_id"].iloc[0]) if len(rows) and "answer_id" in rows
-                             and not is_missing_id(rows["answer_id"].iloc[0]) else None),
+                             and not _missing_id(rows["answer_id"].iloc[0]) else None),
             base_rows=rows, rows=rows,
         )
 
@@ -282,18 +282,16 @@ class RunData:
             raise InputError(
                 f"unknown condition value(s) {sorted(map(str, conditions))}; expected base, rivals or treated"
             )
-        extra = [c for c in ("selection_mass",) if c in columns]
-        base_rows = run._frame(  # few: one row per item x seed x sample
-            f"SELECT item, strategy, rate, seed, condition, sample, answer_id{''.join(', ' + c for c in extra)} "
-            f"FROM results NOT INDEXED WHERE condition = 'base' ORDER BY {ROW_ORDER}"
-        )
-        first = run.conn.execute(f"SELECT answer_id FROM results ORDER BY {ROW_ORDER} LIMIT 1").fetchone()
+        # Few: one row per item x seed x sample.
+        base_rows = run.rows(["item", "condition", "answer_id", *(c for c in ("selection_mass",) if c in columns)],
+                             condition="base")
+        first = run.first_row()
         data = cls(
             run, metrics, n_rows=int(fine["n"].sum()) if len(fine) else 0,
             n_queries=int(fine["item"].nunique()),
             domains=sorted({str(d) for d in fine["domain"].dropna().unique()}),
             n_distinct={c: int(fine[c].nunique(dropna=True)) for c in ("domain", "target_orig_rank")},
-            first_answer_id=None if first is None or first[0] is None else str(first[0]),
+            first_answer_id=None if first is None or first["answer_id"] is None else str(first["answer_id"]),
             base_rows=base_rows, fine=_prepared_fine(fine, metrics),
         )
         try:
@@ -359,7 +357,7 @@ class RunData:
         items = described.drop_duplicates("item").set_index("item")[["domain", "tags"]].copy()
         for item in described.loc[described["item"].duplicated(), "item"].unique():
             # The item's rows disagree on its description: the first row's, as Run.rows() orders them.
-            row = _first_row_any(run, str(item))
+            row = run.first_row(str(item)) or {}
             items.loc[item, ["domain", "tags"]] = [str(row.get("domain") or ""), str(row.get("tags") or "")]
         ranked = fine.dropna(subset=["target_orig_rank"])
         counts = ranked.groupby(["item", "target_orig_rank"], sort=True)["n"].sum().reset_index()
@@ -367,13 +365,8 @@ class RunData:
         return UnitMeans(means=means, base=base, items=items, metrics=tuple(metrics), by_rank=by_rank)
 
 
-def is_missing_id(x: Any) -> bool:
+def _missing_id(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def _first_row_any(run: Run, item: str) -> dict[str, Any]:
-    row = run.conn.execute(f"SELECT domain, tags FROM results WHERE item = ? ORDER BY {ROW_ORDER} LIMIT 1", (item,)).fetchone()
-    return dict(row) if row is not None else {}
 
 
 def _prepared_fine(fine: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:

@@ -384,15 +384,20 @@ class Run:
             )
 
     # -- reading
-    def rows(self, columns: Sequence[str] | None = None) -> Any:
+    def rows(self, columns: Sequence[str] | None = None, *, condition: str | None = None) -> Any:
         """All result rows as a pandas DataFrame (one per answer sample; base rows have strategy "" and rate NaN).
 
-        ``columns``: read only these (a million rows of every column take gigabytes; statistics need a few).
+        ``columns``: read only these (a million rows of every column take gigabytes; statistics need a
+        few). ``condition``: only the rows of that condition (still in row order).
         """
         import pandas as pd
 
         cols = "*" if columns is None else ", ".join(_quoted(self._result_column(c)) for c in columns)
-        df = pd.read_sql_query(f"SELECT {cols} FROM results ORDER BY {ROW_ORDER}", self.conn)
+        if condition is None:
+            df = pd.read_sql_query(f"SELECT {cols} FROM results ORDER BY {ROW_ORDER}", self.conn)
+        else:  # a scan and a sort of the few matching rows beats walking the whole key in order
+            df = self._frame(f"SELECT {cols} FROM results NOT INDEXED WHERE condition = ? ORDER BY {ROW_ORDER}",
+                             (condition,))
         if "rate" in df:
             df["rate"] = df["rate"].astype(float)
         return df
@@ -432,12 +437,19 @@ class Run:
         finally:
             self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
-    def first_row(self, item: str, condition: str, order: Sequence[str], strategy: str | None = None) -> dict[str, Any] | None:
-        """The first result row of ``item`` in ``condition`` (and ``strategy``) by ``order``, or None."""
-        where = "item = ? AND condition = ?" + (" AND strategy = ?" if strategy is not None else "")
-        params = (item, condition) + ((strategy,) if strategy is not None else ())
-        by = ", ".join(_quoted(self._result_column(c)) for c in order)
-        row = self.conn.execute(f"SELECT * FROM results WHERE {where} ORDER BY {by} LIMIT 1", params).fetchone()
+    def first_row(
+        self, item: str | None = None, condition: str | None = None, order: Sequence[str] | None = None,
+        strategy: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The first result row (of ``item``, in ``condition``, of ``strategy``) by ``order`` (default: row order), or None."""
+        conds, params = [], []
+        for col, value in (("item", item), ("condition", condition), ("strategy", strategy)):
+            if value is not None:
+                conds.append(f"{col} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        by = ROW_ORDER if order is None else ", ".join(_quoted(self._result_column(c)) for c in order)
+        row = self.conn.execute(f"SELECT * FROM results{where} ORDER BY {by} LIMIT 1", params).fetchone()
         return dict(row) if row is not None else None
 
     def _result_column(self, name: str) -> str:

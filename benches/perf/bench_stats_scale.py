@@ -94,7 +94,7 @@ def responder(req: dict) -> str:
     if "Source [1]:" not in prompt:
         return "This page explains the topic clearly. " + prompt.rsplit("Text:", 1)[-1].strip()
     rng = random.Random(f"{req.get('seed')}|{prompt}")
-    blocks = re.split(r"^Source \[(\d+)\]:", prompt, flags=re.M)[1:]
+    blocks = re.split(r"^Source \[(\d+)\]:", prompt, flags=re.MULTILINE)[1:]
     texts = {int(n): body for n, body in zip(blocks[::2], blocks[1::2])}
     score = {n: rng.random() + (0.4 if "clearly" in body else 0.0) + (0.8 if n == 1 else 0.0)
              for n, body in texts.items()}
@@ -226,7 +226,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float,
     """(wall seconds, peak RSS in MB, stderr tail) of one command, by /usr/bin/time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         # cwd matters: `python -m` puts it first on sys.path, ahead of PYTHONPATH.
-        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], env=env, cwd=cwd,
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], env=env, cwd=cwd, check=False,
                               capture_output=True, text=True)
         wall, rss_kb = tf.read().split()[-2:]
     if done.returncode != 0:
