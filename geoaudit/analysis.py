@@ -406,7 +406,8 @@ def run_default_metrics(meta: Mapping[str, Any]) -> list[str]:
     if "selection" in stages:
         out.append("selection")
     if "relevance" in stages:
-        out.append("relevance")
+        scope = (meta.get("engine") or {}).get("relevance_scope", "all")
+        out.append("relevance" if scope == "all" else "query_loglik")
     if "answer" in stages and meta.get("answers", "all") == "all":
         out += ["pawc", "cited", "delta_rank"]
     return list(dict.fromkeys(m for m in out if m != "auto"))

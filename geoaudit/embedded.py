@@ -369,16 +369,18 @@ _CHATML = (
 
 
 def default_contexts() -> int:
-    """How many single-threaded llama.cpp contexts serve the embedded model: one per core.
+    """How many single-threaded llama.cpp contexts serve the embedded model: one per two cores.
 
-    Independent contexts on separate cores scale with no contention between OpenMP workers (two
-    threads in one context collapsed to ~130 tokens/s as soon as Python needed a core), and the
-    weights are memory-mapped once. ``GEOAUDIT_LOCAL_CONTEXTS`` overrides.
+    Measured on a 2-vCPU machine (benches/README.md, "embedded model"): two contexts evaluating at
+    once each ran at half the speed of one (prompt tokens/s summed to the same ~310) and generation
+    slowed 3x (15 -> 44 ms/token); a second thread in one context bought nothing either. The model
+    is bound by what the two vCPUs share, so on small machines one context does as much work with
+    less contention; larger machines get one per pair of cores. ``GEOAUDIT_LOCAL_CONTEXTS`` overrides.
     """
     env = os.environ.get("GEOAUDIT_LOCAL_CONTEXTS")
     if env and env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 class _Pool:

@@ -269,8 +269,9 @@ def _reading_metrics(answer: Answer, target_pos: int | None) -> dict[str, float 
     if r.selection is not None:
         out["selection"] = r.selection[target_pos] if target_pos is not None else 0.0
         out["selection_mass"] = r.selection_mass
-    if r.relevance is not None and r.query_loglik is not None:
+    if r.relevance is not None:
         out["relevance"] = r.relevance[target_pos] if target_pos is not None else 0.0
+    if r.query_loglik is not None:
         out["query_loglik"] = r.query_loglik[target_pos] if target_pos is not None else None
     return out
 
@@ -395,7 +396,8 @@ class Simulation:
         if self.config.answers == "base" and not base:
             # Answers only where the engine is calibrated (the base condition); readings everywhere.
             engine = replace(engine, stages=tuple(x for x in self.stages if x != "answer") or ("selection",))
-        return await agenerate(self.gateway, item.query, sources, engine, seed=seed)
+        target = shown.index(item.target) if item.target in shown else None
+        return await agenerate(self.gateway, item.query, sources, engine, seed=seed, target=target)
 
     async def _base_answer(self, item: BenchItem, seed: int) -> tuple[Answer, list[int]]:
         key = (item.id, seed)
