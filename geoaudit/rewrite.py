@@ -55,7 +55,6 @@ from geoaudit.transforms import Transform
 DEFAULT_CHUNK_CHARS = 2400
 #: Strategies that restructure the whole text (keep_structure = false) see up to this many characters.
 WHOLE_DOC_CHARS = 9000
-STATUSES = ("ok", "failed", "unchanged")
 #: What produced a rewrite's text (``RewriteResult.implementation``).
 IMPLEMENTATIONS = ("llm", "transform", "none")
 

@@ -1703,15 +1703,16 @@ def _units(rows: pd.DataFrame | UnitMeans, metrics: Sequence[str], *, by_rank: b
 
 
 def _family_labels(out: pd.DataFrame, family: str, by: str | None) -> pd.Series:
+    # Without a breakdown the one group is "all" (not "None=all").
+    group = (f"{by}=" if by else "") + out["group"].astype(str)
     if family == "run":
         return pd.Series("run", index=out.index)
     if family == "metric":
         return out["metric"] + "/" + out["comparison"]
     if family == "cseo":
         rate = out["rate"].map(lambda r: "nan" if pd.isna(r) else f"{float(r):g}")
-        return (f"{by}=" + out["group"].astype(str) + "/" + out["metric"] + "/" + out["comparison"]
-                + "/rate=" + rate)  # fmt: skip
-    return f"{by}=" + out["group"].astype(str)
+        return group + "/" + out["metric"] + "/" + out["comparison"] + "/rate=" + rate
+    return group
 
 
 def _correct(out: pd.DataFrame, correction: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_simulate import citing_responder, write_bench
 
 from geoaudit.config import Settings
 from geoaudit.engine import EngineConfig
@@ -16,9 +17,6 @@ from geoaudit.errors import InputError
 from geoaudit.runs import export_rows, open_run
 from geoaudit.simulate import Simulation, SimulationConfig
 from geoaudit.testing import FakeOpenAIServer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_simulate import citing_responder, write_bench  # noqa: E402
 
 
 def small_config(bench: Path, **kw: object) -> SimulationConfig:
@@ -306,8 +304,9 @@ def test_a_simulation_closes_what_it_opened_and_frees_the_run(
 def test_every_endpoint_fault_fails_cells_never_scores_them(
     fault: str, fake_llm_settings: Settings, fake_server: FakeOpenAIServer, small_bench: Path
 ) -> None:
-    from geoaudit.testing import last_user_message
     from test_llm_faults import FAULT_REPLIES
+
+    from geoaudit.testing import last_user_message
 
     fake_server.responder = lambda req: (
         FAULT_REPLIES[fault] if "bikes 1" in last_user_message(req) else citing_responder(req)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -324,6 +323,11 @@ def test_holm_family_per_domain_versus_whole_run():
     assert (bh["significant"] == (bh["p_bh"] < 0.05)).all() and (bh["correction"] == "bh").all()
     s1 = bh[bh["strategy"] == "S1"].iloc[0]
     assert s1["significant"] and s1["verdict"] == "better"
+    # family="group" without a breakdown: one family named for the one group, "all".
+    grouped = stats.summarize(rows, ["m"], family="group", **kw)
+    assert (grouped["family"] == "all").all() and (grouped["family_size"] == 3).all()
+    by_domain = stats.summarize(rows, ["m"], family="group", by="domain", **kw)
+    assert set(by_domain["family"]) == {"domain=a", "domain=b"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -480,7 +484,9 @@ def test_results_are_deterministic_for_a_seed(pairing_rows):
     assert (a["ci_method"] == "BCa bootstrap, 300 resamples of queries, seed 4").all()
 
 
-def test_full_size_run_summarises_in_a_few_seconds():
+def test_full_size_run_gives_a_result_for_every_test():
+    # Its speed is measured in benches/perf/bench_stats_scale.py, not bounded here (a loaded CI
+    # machine is not a benchmark).
     rng = np.random.default_rng(0)
     metrics = [f"m{k}" for k in range(10)]
     items = [f"q{i}" for i in range(50)]
@@ -494,11 +500,9 @@ def test_full_size_run_summarises_in_a_few_seconds():
     rows = pd.concat(frames, ignore_index=True)
     for m in metrics:
         rows[m] = rng.beta(2, 5, size=len(rows))
-    start = time.perf_counter()
     out = stats.summarize(rows, metrics, higher_is_better=dict.fromkeys(metrics, True))
-    elapsed = time.perf_counter() - start
     assert len(out) == 15 * 4 * 10 * 2 and (out["status"] == "ok").all()
-    assert elapsed < 15, f"summarize took {elapsed:.1f} s"
+    assert out["n"].eq(50).all() and out["p_holm"].between(0, 1).all()
 
 
 def test_exhaustive_signed_rank_equals_scipy_on_small_tied_samples() -> None:

@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_report import build_run, write_hostile_bench
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_report import build_run, write_hostile_bench  # noqa: E402
-
-from geoaudit.runs import Run  # noqa: E402
+from geoaudit.runs import Run
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +72,22 @@ def test_json_csv_parquet_exports_agree_with_independent_numbers(small_run: Run,
 
     # Independently: Δrank's advantage is the stored treated-vs-rivals Δrank, per query, tested by scipy.
     rows = small_run.rows()
-    t = rows[(rows.strategy == "rank") & (rows.rate == 1.0) & (rows.condition == "treated")]
-    per_item = t.groupby("item")["delta_rank_adv"].mean()
-    got = summary[(summary.strategy == "rank") & (summary.rate == 1.0) & (summary.metric == "delta_rank")
-                  & (summary.comparison == "advantage")].iloc[0]
-    assert got["n"] == len(per_item) == 16
-    assert got["treated_mean"] == pytest.approx(per_item.mean()) and got["baseline_mean"] == 0
-    if got["status"] == "ok":
-        assert got["wilcoxon_p"] == pytest.approx(sps.wilcoxon(per_item.to_numpy(), zero_method="pratt").pvalue)
+    for rate in (0.0, 1.0):
+        t = rows[(rows.strategy == "rank") & (rows.rate == rate) & (rows.condition == "treated")]
+        per_item = t.groupby("item")["delta_rank_adv"].mean()
+        got = summary[(summary.strategy == "rank") & (summary.rate == rate) & (summary.metric == "delta_rank")
+                      & (summary.comparison == "advantage")].iloc[0]
+        assert got["n"] == len(per_item) == 16
+        assert got["treated_mean"] == pytest.approx(per_item.mean()) and got["baseline_mean"] == 0
+        nonzero = int((per_item != 0).sum())
+        if nonzero < 5:  # too few queries moved for any test: said, not tested
+            assert got["status"] == "insufficient data" and pd.isna(got["wilcoxon_p"])
+        else:
+            assert got["status"] == "ok"
+            assert got["wilcoxon_p"] == pytest.approx(sps.wilcoxon(per_item.to_numpy(), zero_method="pratt").pvalue)
+    # At 0 % adopters rank moves the target up in most queries: that row is tested.
+    assert summary[(summary.strategy == "rank") & (summary.rate == 0.0) & (summary.metric == "delta_rank")
+                   & (summary.comparison == "advantage")].iloc[0]["status"] == "ok"
     # pawc net: treated minus base per query.
     base = rows[rows.condition == "base"].groupby("item")["pawc"].mean()
     treated = rows[(rows.strategy == "rank") & (rows.rate == 0.0) & (rows.condition == "treated")].groupby("item")["pawc"].mean()

@@ -191,7 +191,6 @@ def test_report_is_the_pinned_html(pinned_runs: dict[str, Run]) -> None:
 
 
 def _simulate(name: str, work: Path) -> Run:
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_report import COMMAND, noisy_responder, write_hostile_bench
 
     from geoaudit.engine import EngineConfig

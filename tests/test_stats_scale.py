@@ -11,9 +11,7 @@ Timings live in ``benches/perf/bench_stats_scale.py``.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,8 +20,6 @@ from scipy import stats as sps
 
 from geoaudit import stats
 from geoaudit.runs import Run
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _deltas(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:

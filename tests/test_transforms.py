@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from geoaudit import guards as G
 from geoaudit.bench import load_bench
-from geoaudit.documents import Document
+from geoaudit.documents import Document, content_hash
 from geoaudit.rewrite import rewrite
 from geoaudit.strategies import load_strategies
 from geoaudit.transforms import bm25_scores, parse_page, query_keywords
@@ -217,7 +217,14 @@ def test_odd_pages_do_not_break_a_transform(name: str, kind: str) -> None:
     # Through the rewrite path the guards decide; an odd page never raises.
     doc = Document.create("https://example.com/odd", text, title="Solar Power at Home | Sunny Site")
     res = rewrite(None, REG.get(name), doc, query=QUERY)
-    assert res.status in {"ok", "unchanged", "failed"} and res.implementation == "transform"
+    assert res.implementation == "transform" and res.model == ""
+    # The record tells the truth about the text it carries: a failure or "unchanged" serves the page
+    # as it was, with a reason; "ok" serves the transform's output.
+    if res.status == "ok":
+        assert res.text == out and res.rewritten_hash == content_hash(out)
+    else:
+        assert res.status in {"unchanged", "failed"} and res.reason
+        assert res.text == doc.text and res.rewritten_hash == doc.content_hash
 
 
 def test_huge_page() -> None:
