@@ -953,7 +953,7 @@ class Gateway:
             return slots.setdefault(model, Slots(capacity(model.split("/", 1)[1])))
         sem = self._semaphores.get(loop)
         if sem is None:
-            sem = self._semaphores[loop] = Slots(self.slots if model == self.model else self.settings.concurrency)
+            sem = self._semaphores[loop] = Slots(self.slots)
         return sem
 
     # -- the call

@@ -102,7 +102,8 @@ class SimulationConfig:
     #: they calibrate the engine (attributable and unsupported shares) at a fraction of the cost.
     answers: str = "all"
     #: Endpoints of the engine and rewrite models (None: litellm's default, or in-process). Part of
-    #: the run id: the same model name on another server is another model.
+    #: the run id: the same model name on another server is another model. With replicas, the first
+    #: endpoint (replicas of one model are the same model; the list is in the run's meta).
     api_base: str | None = None
     rewrite_api_base: str | None = None
 
