@@ -46,11 +46,14 @@ class WorkerDied(Exception):
 class _Worker:
     def __init__(self, factory: Callable[[], Any], on_message: Callable[[_Worker, Any], None]) -> None:
         env = dict(os.environ)
-        # The child must import the same geoaudit as the parent (a worktree, an editable install).
+        # The child must import the same geoaudit as the parent (a worktree, an editable install),
+        # also when the parent's working directory holds another checkout: ``-m`` puts the working
+        # directory first on sys.path, so the child starts in the directory this package is in.
         here = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "geoaudit.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            cwd=here,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._out = Connection(os.dup(self.proc.stdin.fileno()), readable=False)

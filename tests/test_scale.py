@@ -269,6 +269,17 @@ def test_worker_processes_make_the_calls_and_a_killed_worker_loses_nothing(tmp_p
             assert all(cached.is_cached(r) for r in reqs)
 
 
+def test_workers_import_this_geoaudit_even_from_a_directory_holding_another(
+    fake_server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "checkout" / "geoaudit"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('an older checkout')\n")
+    monkeypatch.chdir(decoy.parent)  # `python -m` would put this directory first on sys.path
+    with Gateway(fake_settings(fake_server, tmp_path / "home", workers=2, retries=0)) as gw:
+        assert gw.complete(LLMRequest.chat("hello")).text == "ok"
+
+
 # ----------------------------------------------------------------------------- the simulation's schedule
 
 
