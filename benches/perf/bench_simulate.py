@@ -63,7 +63,7 @@ def run(settings: Settings, cfg: SimulationConfig) -> tuple[float, int, str]:
 
 def sequential_call_time(settings: Settings, n: int = 20) -> float:
     """Seconds per call when calls go one at a time (fresh prompts of an answer's size, no cache)."""
-    gw = Gateway(settings.replace(concurrency=1, cache=False))
+    gw = Gateway(settings.replace(concurrency=1, cache=False, workers=1))
     gw.complete(LLMRequest.chat("warm-up", seed=-2))
     prompt = " ".join(random.Random(2).choice(WORDS) for _ in range(600))
     t0 = time.perf_counter()
@@ -86,11 +86,12 @@ def fake_mode(args: argparse.Namespace, home: Path, bench: Path) -> None:
         if args.demo:
             from geoaudit.strategies import load_strategies
 
-            n = len(load_strategies(settings=settings).resolve(["all"]))
+            spelled = tuple(x.strip() for x in args.strategies.split(",") if x.strip())
+            n = len(load_strategies(settings=settings).resolve(list(spelled)))
             # Spelled as the CLI spells it (same run id): the re-run below goes through the CLI.
-            cfg = SimulationConfig(bench="demo", strategies=("all",), rates=RATES, limit=args.items,
+            cfg = SimulationConfig(bench="demo", strategies=spelled, rates=RATES, limit=args.items,
                                    engine=EngineConfig(samples=1, max_tokens=160))
-            what = f"demo: {args.items} items x {n} strategies (all) x {len(RATES)} rates"
+            what = f"demo: {args.items} items x {n} strategies ({args.strategies[:40]}) x {len(RATES)} rates"
         else:
             cfg = SimulationConfig(bench=str(bench), strategies=STRATEGIES, rates=RATES,
                                    engine=EngineConfig(samples=1, max_tokens=120))
@@ -99,7 +100,7 @@ def fake_mode(args: argparse.Namespace, home: Path, bench: Path) -> None:
         per_call = sequential_call_time(settings)
         rerun = None
         if args.demo:
-            cmd = [sys.executable, "-m", "geoaudit", "simulate", "--bench", "demo", "--strategies", "all",
+            cmd = [sys.executable, "-m", "geoaudit", "simulate", "--bench", "demo", "--strategies", args.strategies,
                    "--adopters", "0,0.5,1", "--limit", str(args.items), "--model", "openai/bench", "--api-base", url,
                    "--json"]
             env = {**os.environ, "GEOAUDIT_HOME": str(home / "concurrent")}
@@ -155,6 +156,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=None, help="items (default 10 with --demo, else 50)")
     ap.add_argument("--demo", action="store_true", help="issue 16's workload: demo items x every strategy")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--strategies", default="all", help="with --demo: strategies, as for `geoaudit simulate`")
     ap.add_argument("--latency", type=float, default=0.5)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--words", type=int, default=120)
