@@ -29,6 +29,7 @@ import atexit
 import itertools
 import os
 import pickle
+import queue
 import subprocess
 import sys
 import threading
@@ -41,6 +42,9 @@ from typing import Any
 
 class WorkerDied(Exception):
     """The worker process running a call ended before it answered."""
+
+
+_CLOSE = object()  # tells a writer thread to close its pipe
 
 
 class _Worker:
@@ -64,15 +68,34 @@ class _Worker:
         self.alive = True
         #: Set when the worker has built its backend and run its ``warm()`` (e.g. imported litellm).
         self.ready = False
-        self._send_lock = threading.Lock()
         self._on_message = on_message
+        # Messages go out through a thread: a full pipe (the worker busy, its reader waiting for the
+        # GIL) must block that thread, never the event loop that queued the call.
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name=f"geoaudit-worker-out-{self.proc.pid}", daemon=True)
+        self._writer.start()
         self.send(factory)
         self._reader = threading.Thread(target=self._read, name=f"geoaudit-worker-{self.proc.pid}", daemon=True)
         self._reader.start()
 
     def send(self, message: Any) -> None:
-        with self._send_lock:
-            self._out.send(message)
+        if not self.alive:
+            raise OSError("the worker process has ended")
+        self._outbox.put(message)
+
+    def _write(self) -> None:
+        while True:
+            message = self._outbox.get()
+            if message is _CLOSE:
+                break
+            try:
+                self._out.send(message)
+            except (OSError, ValueError):
+                break  # the worker died: its reader sees EOF and fails the calls it had
+        try:
+            self._out.close()  # EOF on the worker's stdin: it cancels its calls and exits
+        except OSError:
+            pass
 
     def _read(self) -> None:
         while True:
@@ -88,10 +111,8 @@ class _Worker:
 
     def close(self, timeout: float = 5.0) -> None:
         self.alive = False
-        try:
-            self._out.close()  # EOF on the worker's stdin: it cancels its calls and exits
-        except OSError:
-            pass
+        self._outbox.put(_CLOSE)
+        self._writer.join(timeout)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -252,13 +273,26 @@ async def _serve(backend: Any, inp: Connection, out: Connection) -> None:
     tasks: dict[int, asyncio.Task[Any]] = {}
     ended = asyncio.Event()
 
+    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def write() -> None:  # replies leave through this thread: a full pipe never blocks the loop
+        while True:
+            message = outbox.get()
+            if message is _CLOSE:
+                return
+            try:
+                out.send(message)
+            except (OSError, ValueError):
+                loop.call_soon_threadsafe(ended.set)  # the parent is gone
+                return
+            except Exception as exc:  # a result that does not pickle
+                out.send((message[0], False, RuntimeError(f"unpicklable result: {type(exc).__name__}: {exc}")))
+
+    writer = threading.Thread(target=write, name="geoaudit-worker-writer", daemon=True)
+    writer.start()
+
     def reply(call_id: int, ok: bool, payload: Any) -> None:
-        try:
-            out.send((call_id, ok, payload))
-        except (OSError, ValueError):
-            ended.set()  # the parent is gone
-        except Exception as exc:  # a result that does not pickle
-            out.send((call_id, False, RuntimeError(f"unpicklable result: {type(exc).__name__}: {exc}")))
+        outbox.put((call_id, ok, payload))
 
     async def run(call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
@@ -298,6 +332,8 @@ async def _serve(backend: Any, inp: Connection, out: Connection) -> None:
     for task in list(tasks.values()):
         task.cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
+    outbox.put(_CLOSE)
+    writer.join(5)
 
 
 def main() -> None:

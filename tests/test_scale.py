@@ -250,9 +250,11 @@ def test_worker_processes_make_the_calls_and_a_killed_worker_loses_nothing(tmp_p
                 calls = asyncio.ensure_future(gw.amap(reqs))
                 while len(server.requests) < 8:  # both workers are up, all slots in flight
                     await asyncio.sleep(0.02)
-                pids = gw.backend.pool.pids  # type: ignore[attr-defined]
-                assert len(pids) == 2 and os.getpid() not in pids
-                os.kill(pids[0], signal.SIGKILL)  # a worker dies with calls in flight
+                pool = gw.backend.pool  # type: ignore[attr-defined]
+                assert len(pool.pids) == 2 and os.getpid() not in pool.pids
+                busy = max(pool._workers, key=lambda w: len(w.pending))
+                assert busy.pending
+                os.kill(busy.proc.pid, signal.SIGKILL)  # a worker dies with calls in flight
                 await asyncio.sleep(0.2)
                 gate.set()
                 return [r.text for r in await calls]
