@@ -113,7 +113,10 @@ def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) 
     err_console.print(
         f"run [bold]{sim.run_id}[/]: {sim.planned_cells:,} cells = {len(sim.bench.items)} items x {len(config.seeds)} "
         f"seeds x (1 base + {len(sim.strategies)} strategies x {len(config.rates)} rates x 2 conditions), "
-        f"{samples} sample(s) each; engine {sim.gateway.model}, attribution {engine.resolve_attribution(sim.gateway.model)}",
+        f"{samples} sample(s) each; engine {sim.gateway.model}, attribution {engine.resolve_attribution(sim.gateway.model)}"
+        + (f"; {len(sim.gateway.endpoints.deployments)} endpoints (litellm Router), {sim.gateway.slots} slots"
+           if sim.gateway.endpoints.routed else "")
+        + (f"; {sim.settings.workers} worker processes" if sim.settings.workers > 1 else ""),
         highlight=False,
     )
     with Progress(
