@@ -549,7 +549,7 @@ class Endpoints:
 
     def for_workers(self, workers: int) -> "Endpoints":
         """The share of one of ``workers`` processes: each runs its own Router, so per-deployment
-        limits (``max_parallel_requests``, ``rpm``, ``tpm``) are divided among them."""
+        rate limits (``rpm``, ``tpm``, a ``max_parallel_requests`` given by a caller) are divided."""
         if workers <= 1:
             return self
         limits = ("max_parallel_requests", "rpm", "tpm")
@@ -636,7 +636,10 @@ def resolve_endpoints(settings: Settings, model: str) -> Endpoints:
                 base = params.pop("api_base", None)
                 if base is not None:
                     _check_url(str(base), f"router file {settings.router_file}: api_base")
-                slots = params.get("max_parallel_requests") or settings.concurrency
+                # The endpoint's slots: the gateway keeps at most their sum in flight and the Router
+                # balances. Not passed on as litellm's own limit, which answers a 429 instead of
+                # waiting (counted and retried by the gateway: slots wasted on nothing).
+                slots = params.pop("max_parallel_requests", None) or settings.concurrency
                 if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
                     raise ConfigError(f"router file {settings.router_file}: max_parallel_requests must be a whole "
                                       f"number of at least 1, got {slots!r}")

@@ -177,7 +177,7 @@ def test_router_files_yaml_and_toml(tmp_path: Path) -> None:
     yaml_file.write_text(textwrap.dedent("""\
         model_list:
           - model_name: hosted_vllm/qwen
-            litellm_params: {model: hosted_vllm/qwen, api_base: "http://127.0.0.1:9001/v1", max_parallel_requests: 32}
+            litellm_params: {model: hosted_vllm/qwen, api_base: "http://127.0.0.1:9001/v1", max_parallel_requests: 32, rpm: 600}
           - model_name: hosted_vllm/qwen
             litellm_params: {model: hosted_vllm/qwen, api_base: "http://127.0.0.1:9002/v1", max_parallel_requests: 16}
         router_settings: {cooldown_time: 5}
@@ -187,8 +187,11 @@ def test_router_files_yaml_and_toml(tmp_path: Path) -> None:
     kwargs = ep.router_kwargs()
     # Unequal replicas are drawn in proportion to their slots; the gateway alone retries.
     assert kwargs["routing_strategy"] == "simple-shuffle" and kwargs["num_retries"] == 0 and kwargs["cooldown_time"] == 5
-    assert [m["litellm_params"]["weight"] for m in ep.model_list(None)] == [32, 16]
-    assert ep.for_workers(2).deployments[0].params["max_parallel_requests"] == 16
+    model_list = ep.model_list(None)
+    assert [m["litellm_params"].get("weight") for m in model_list] == [None, 16]  # the first has its rpm
+    # Slots are the gateway's; litellm's own limit would answer 429 instead of waiting.
+    assert not any("max_parallel_requests" in m["litellm_params"] for m in model_list)
+    assert ep.for_workers(2).deployments[0].params["rpm"] == 300  # each worker's Router gets its share
     # A model the file does not list keeps its usual endpoint.
     assert not resolve_endpoints(Settings(data_dir=tmp_path, router_file=yaml_file), "openai/gpt-4o-mini").routed
 
