@@ -15,6 +15,9 @@ without a guard, such as ``python -m geoaudit``):
 
 * parent -> worker: ``factory`` first (a picklable callable that builds the backend in the
   worker), then ``("call", id, method, args, kwargs)`` and ``("cancel", id)``;
+* the frames are ``multiprocessing.connection``'s (a 4-byte length, then the pickle): the parent
+  uses its ``Connection`` on threads (it may run many event loops, one after the other), the
+  worker reads and writes them with its one event loop's pipe transports, without threads;
 * worker -> parent: ``("ready",)`` once the backend is built and warm, then ``(id, True, result)``
   or ``(id, False, exception)``.
 
@@ -30,6 +33,7 @@ import itertools
 import os
 import pickle
 import queue
+import struct
 import subprocess
 import sys
 import threading
@@ -103,7 +107,7 @@ class _Worker:
                 message = self._in.recv()
             except (EOFError, OSError):
                 break
-            except Exception as exc:  # an answer that cannot be unpickled: fail that one call only
+            except Exception as exc:  # an answer that cannot be unpickled: its call times out  # noqa: BLE001
                 message = ("undecodable", exc)
             self._on_message(self, message)
         self.alive = False
@@ -264,52 +268,81 @@ def _picklable_error(exc: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
-    except Exception:
+    except Exception:  # noqa: BLE001  # any failure to round-trip: send the text instead
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-async def _serve(backend: Any, inp: Connection, out: Connection) -> None:
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> Any:
+    (size,) = struct.unpack("!i", _read_exactly(fd, 4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", _read_exactly(fd, 8))
+    return pickle.loads(_read_exactly(fd, size))
+
+
+def _frame(message: Any) -> bytes:
+    """``message`` as :class:`multiprocessing.connection.Connection` frames it (the parent reads it so)."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) > 0x7FFFFFFF:
+        return struct.pack("!i", -1) + struct.pack("!Q", len(data)) + data
+    return struct.pack("!i", len(data)) + data
+
+
+async def _serve(backend: Any, inp_fd: int, out_fd: int) -> None:
+    """The worker's loop: reads calls from ``inp_fd`` and writes answers to ``out_fd`` through the
+    event loop's own pipe transports, so no thread waits for the GIL between a call and its answer
+    (with threads, each hand-over could wait a switch interval, 5 ms, behind litellm's work)."""
     loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(inp_fd, "rb", buffering=0))
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0))
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
     tasks: dict[int, asyncio.Task[Any]] = {}
-    ended = asyncio.Event()
-
-    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def write() -> None:  # replies leave through this thread: a full pipe never blocks the loop
-        while True:
-            message = outbox.get()
-            if message is _CLOSE:
-                return
-            try:
-                out.send(message)
-            except (OSError, ValueError):
-                loop.call_soon_threadsafe(ended.set)  # the parent is gone
-                return
-            except Exception as exc:  # a result that does not pickle
-                out.send((message[0], False, RuntimeError(f"unpicklable result: {type(exc).__name__}: {exc}")))
-
-    writer = threading.Thread(target=write, name="geoaudit-worker-writer", daemon=True)
-    writer.start()
 
     def reply(call_id: int, ok: bool, payload: Any) -> None:
-        outbox.put((call_id, ok, payload))
+        if transport.is_closing():
+            return
+        try:
+            frame = _frame((call_id, ok, payload))
+        except Exception as exc:  # a result that does not pickle  # noqa: BLE001
+            frame = _frame((call_id, False, RuntimeError(f"unpicklable result: {type(exc).__name__}: {exc}")))
+        writer.write(frame)
 
     async def run(call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             result = await getattr(backend, method)(*args, **kwargs)
         except asyncio.CancelledError:
             return
-        except BaseException as exc:  # every failure goes back to the caller, as in-process
+        except BaseException as exc:  # every failure goes back to the caller, as in-process  # noqa: BLE001
             reply(call_id, False, _picklable_error(exc))
         else:
             reply(call_id, True, result)
         finally:
             tasks.pop(call_id, None)
+        try:
+            await writer.drain()  # the parent reads on a thread of its own: this waits only on a full pipe
+        except (ConnectionError, OSError):
+            pass
 
-    def dispatch(message: Any) -> None:
-        if message is None:
-            ended.set()
-            return
+    while True:
+        try:
+            (size,) = struct.unpack("!i", await reader.readexactly(4))
+            if size == -1:
+                (size,) = struct.unpack("!Q", await reader.readexactly(8))
+            message = pickle.loads(await reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            break  # the parent closed the pool, or died
         if message[0] == "call":
             _, call_id, method, args, kwargs = message
             tasks[call_id] = loop.create_task(run(call_id, method, args, kwargs))
@@ -317,40 +350,26 @@ async def _serve(backend: Any, inp: Connection, out: Connection) -> None:
             task = tasks.get(message[1])
             if task is not None:
                 task.cancel()
-
-    def read() -> None:
-        while True:
-            try:
-                message = inp.recv()
-            except (EOFError, OSError):
-                break
-            loop.call_soon_threadsafe(dispatch, message)
-        loop.call_soon_threadsafe(dispatch, None)
-
-    threading.Thread(target=read, name="geoaudit-worker-reader", daemon=True).start()
-    await ended.wait()
     for task in list(tasks.values()):
         task.cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
-    outbox.put(_CLOSE)
-    writer.join(5)
+    transport.close()
 
 
 def main() -> None:
     """The worker process: ``python -m geoaudit.workers`` (started by :class:`WorkerPool`)."""
-    inp = Connection(0, writable=False)
-    out = Connection(os.dup(1), readable=False)
+    out_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the message stream
     try:
-        factory = inp.recv()
+        factory = _read_frame(0)  # exactly one frame: the event loop takes the pipe over from here
     except (EOFError, OSError):
         return
     backend = factory()
     warm = getattr(backend, "warm", None)
     if callable(warm):
         warm()
-    out.send(("ready",))
-    asyncio.run(_serve(backend, inp, out))
+    os.write(out_fd, _frame(("ready",)))
+    asyncio.run(_serve(backend, 0, out_fd))
 
 
 __all__ = ["WorkerDied", "WorkerPool"]

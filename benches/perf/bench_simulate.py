@@ -82,7 +82,7 @@ def fake_mode(args: argparse.Namespace, home: Path, bench: Path) -> None:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         settings = Settings(model="openai/bench", api_base=url, api_key="x", data_dir=home / "concurrent",
-                            concurrency=args.concurrency, retries=0, workers=args.workers)
+                            concurrency=args.client_slots or args.concurrency, retries=0, workers=args.workers)
         if args.demo:
             from geoaudit.strategies import load_strategies
 
@@ -118,7 +118,7 @@ def fake_mode(args: argparse.Namespace, home: Path, bench: Path) -> None:
     ideal = calls * args.latency / args.concurrency
     seq = per_call * calls
     print(f"workload: {what}, 1 sample; {calls} LLM calls (rewrites + answers), latency {args.latency * 1000:.0f} ms, "
-          f"{args.concurrency} slots, workers {args.workers}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"{args.concurrency} slots at the server, {args.client_slots or args.concurrency} in the gateway, workers {args.workers}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"wall {wall:7.2f} s | ideal (latency sum / slots) {ideal:6.2f} s -> {ideal / wall:5.1%} of ideal (target >= 90%)")
     print(f"sequential, one call at a time: {per_call * 1000:.0f} ms per call x {calls} calls = {seq:.1f} s "
           f"-> {seq / wall:5.1f}x faster (target >= 30x)")
@@ -158,7 +158,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--strategies", default="all", help="with --demo: strategies, as for `geoaudit simulate`")
     ap.add_argument("--latency", type=float, default=0.5)
-    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--concurrency", type=int, default=32, help="requests the server serves at once (the ideal's slots)")
+    ap.add_argument("--client-slots", type=int, default=None,
+                    help="the gateway's --concurrency (default: the server's); a few more keep a short queue at the server")
     ap.add_argument("--words", type=int, default=120)
     ap.add_argument("--embedded", action="store_true")
     args = ap.parse_args()
