@@ -15,18 +15,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from geoaudit.documents import atomic_path
 from geoaudit.errors import InputError
 from geoaudit.metrics import ROW_METRICS, directions
 from geoaudit.runs import Run
-from geoaudit.stats import COMPARISONS, calibration, summarize
+from geoaudit.stats import COMPARISONS, UnitMeans, calibration, mode_rank, normalise_rate, summarize, unit_means
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -35,6 +34,8 @@ __all__ = [
     "engine_calibration",
     "run_default_metrics",
     "StatsResult",
+    "RunData",
+    "breakdown_summary",
     "is_missing",
     "fmt_ci",
     "fmt_num",
@@ -203,6 +204,189 @@ def reason_text(r: Any) -> str:
     return ""
 
 
+# ============================================================================ what the statistics read
+
+
+class _NeedRows(Exception):
+    """SQL aggregates cannot reproduce the pandas grouping exactly (rates equal only after rounding)."""
+
+
+#: The keys of the one aggregate query :meth:`RunData.load` runs: every unit at every level the
+#: statistics need (item, item x original rank) and each item's description.
+_FINE_KEYS = ["condition", "strategy", "rate", "item", "target_orig_rank", "domain", "tags"]
+_PAIRED_CONDITIONS = ("rivals", "treated")
+
+
+class RunData:
+    """What the statistics and the report read from a run: per-unit means, not its rows.
+
+    :meth:`load` asks SQLite for one aggregate (mean of each metric per condition x strategy x rate x
+    item x original rank x domain x tags), so the million rows of a large run never reach pandas;
+    :meth:`from_rows` does the same from a rows DataFrame. Either way :meth:`units` gives the
+    :class:`geoaudit.stats.UnitMeans` the tests start from, with the numbers pandas computes from
+    the rows (SQLite may sum a unit's samples in another order: the last bit of a mean can differ).
+
+    Attributes:
+        metrics: the metric columns read.
+        n_rows: result rows; n_queries: distinct items; domains: distinct domains (sorted).
+        n_distinct: distinct non-null values of ``domain`` and ``target_orig_rank`` over all rows.
+        first_answer_id: the answer of the first row in :meth:`Run.rows` order.
+        base_rows: the base condition's rows (condition, answer_id, selection_mass), in row order.
+    """
+
+    def __init__(
+        self, run: Run | None, metrics: Sequence[str], *, n_rows: int, n_queries: int, domains: list[str],
+        n_distinct: dict[str, int], first_answer_id: str | None, base_rows: pd.DataFrame,
+        rows: pd.DataFrame | None = None, fine: pd.DataFrame | None = None,
+    ) -> None:
+        self.run = run
+        self.metrics = tuple(dict.fromkeys(metrics))
+        self.n_rows, self.n_queries, self.domains = n_rows, n_queries, domains
+        self.n_distinct, self.first_answer_id, self.base_rows = n_distinct, first_answer_id, base_rows
+        self._rows, self._fine = rows, fine
+        self._units: dict[bool, UnitMeans] = {}
+
+    # -- building
+    @classmethod
+    def from_rows(
+        cls, run: Run | None, rows: pd.DataFrame, metrics: Sequence[str], optional: Sequence[str] = ()
+    ) -> RunData:
+        """From long rows (``Run.rows()`` or a caller's frame): the pandas path. ``optional`` metrics
+        are read when the rows have them."""
+        metrics = [*metrics, *(m for m in optional if m in rows.columns)]
+
+        def distinct(col: str) -> int:
+            return int(rows[col].nunique(dropna=True)) if col in rows else 0
+
+        return cls(
+            run, metrics, n_rows=len(rows), n_queries=int(rows["item"].nunique()) if len(rows) else 0,
+            domains=sorted({str(d) for d in rows["domain"].dropna().unique()}) if "domain" in rows else [],
+            n_distinct={"domain": distinct("domain"), "target_orig_rank": distinct("target_orig_rank")},
+            first_answer_id=(str(rows["answer_id"].iloc[0]) if len(rows) and "answer_id" in rows
+                             and not _missing_id(rows["answer_id"].iloc[0]) else None),
+            base_rows=rows, rows=rows,
+        )
+
+    @classmethod
+    def load(cls, run: Run, metrics: Sequence[str], optional: Sequence[str] = ()) -> RunData:
+        """From the run store's SQL aggregates (falls back to reading the needed columns when they cannot
+        be exact). ``optional`` metrics are read when the store has them."""
+        columns = run.result_columns()
+        metrics = list(dict.fromkeys([*metrics, *(m for m in optional if m in columns)]))
+        missing = [c for c in (*_FINE_KEYS, *metrics) if c not in columns]
+        if missing:
+            raise InputError(f"result rows lack column(s) {', '.join(missing)}; available: {', '.join(columns)}")
+        fine = run.group_means(_FINE_KEYS, metrics)
+        conditions = set(fine["condition"].dropna().unique()) - {"base", "rivals", "treated"}
+        if conditions:
+            raise InputError(
+                f"unknown condition value(s) {sorted(map(str, conditions))}; expected base, rivals or treated"
+            )
+        # Few: one row per item x seed x sample.
+        base_rows = run.rows(["item", "condition", "answer_id", *(c for c in ("selection_mass",) if c in columns)],
+                             condition="base")
+        first = run.first_row()
+        data = cls(
+            run, metrics, n_rows=int(fine["n"].sum()) if len(fine) else 0,
+            n_queries=int(fine["item"].nunique()),
+            domains=sorted({str(d) for d in fine["domain"].dropna().unique()}),
+            n_distinct={c: int(fine[c].nunique(dropna=True)) for c in ("domain", "target_orig_rank")},
+            first_answer_id=None if first is None or first["answer_id"] is None else str(first["answer_id"]),
+            base_rows=base_rows, fine=_prepared_fine(fine, metrics),
+        )
+        try:
+            data.units(False)
+        except _NeedRows:
+            rows = run.rows(["item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample",
+                             "target_orig_rank", *metrics])
+            data._rows, data._fine = rows, None
+        return data
+
+    @classmethod
+    def for_metrics(cls, run: Run, metrics: Sequence[str]) -> RunData:
+        """:meth:`load` with the stored metrics behind ``metrics`` (delta_rank is two columns)."""
+        return cls.load(run, _underlying(metrics, COMPARISONS))
+
+    # -- reading
+    def units(self, by_rank: bool = False) -> UnitMeans:
+        """Unit means per item, or per (item, original rank) with ``by_rank``."""
+        if by_rank not in self._units:
+            if self._rows is not None:
+                self._units[by_rank] = unit_means(self._rows, self.metrics, by_rank=by_rank)
+            else:
+                self._units[by_rank] = self._units_from_fine(by_rank)
+        return self._units[by_rank]
+
+    def treated_items(self, strategy: str) -> list[str]:
+        """The items with a treated row of ``strategy``, sorted."""
+        means = self.units().means
+        hit = (means["condition"] == "treated") & (means["strategy"] == strategy)
+        return sorted(set(means.loc[hit, "item"]))
+
+    def example_row(self, item: str, strategy: str | None = None) -> Mapping[str, Any] | None:
+        """The first base row of ``item`` by (seed, sample), or its first treated row of ``strategy`` by (rate, seed, sample)."""
+        condition, order = ("base", ["seed", "sample"]) if strategy is None else ("treated", ["rate", "seed", "sample"])
+        if self._rows is None and self.run is not None:
+            return self.run.first_row(item, condition, order, strategy)
+        rows = self._rows if self._rows is not None else pd.DataFrame()
+        r = rows[rows["item"] == item]
+        hit = r["condition"] == condition
+        if strategy is not None:
+            hit &= r["strategy"] == strategy
+        r = r[hit].sort_values(order)
+        return None if r.empty else r.iloc[0]
+
+    def _units_from_fine(self, by_rank: bool) -> UnitMeans:
+        assert self._fine is not None and self.run is not None
+        fine, metrics, run = self._fine, list(self.metrics), self.run
+        unit = ["item", "target_orig_rank"] if by_rank else ["item"]
+        keys = ["condition", "strategy", "rate", *unit]
+
+        def exact(part: pd.DataFrame, keys: list[str], conditions: tuple[str, ...]) -> pd.DataFrame:
+            # One aggregate group per unit is the unit's mean; a unit split over several groups (its
+            # original rank, domain or tags vary) needs its own aggregate.
+            if part.duplicated(keys).any():
+                part = _prepared_fine(run.group_means(keys, metrics, conditions=conditions), metrics)
+                if part.duplicated(keys).any():
+                    raise _NeedRows
+            return part.sort_values(keys, na_position="last", kind="mergesort")[[*keys, *metrics]].reset_index(drop=True)
+
+        means = exact(fine[fine["condition"].isin(_PAIRED_CONDITIONS)], keys, _PAIRED_CONDITIONS)
+        base = exact(fine[fine["condition"] == "base"], unit, ("base",))
+        described = fine.drop_duplicates(["item", "domain", "tags"])
+        items = described.drop_duplicates("item").set_index("item")[["domain", "tags"]].copy()
+        for item in described.loc[described["item"].duplicated(), "item"].unique():
+            # The item's rows disagree on its description: the first row's, as Run.rows() orders them.
+            row = run.first_row(str(item)) or {}
+            items.loc[item, ["domain", "tags"]] = [str(row.get("domain") or ""), str(row.get("tags") or "")]
+        ranked = fine.dropna(subset=["target_orig_rank"])
+        counts = ranked.groupby(["item", "target_orig_rank"], sort=True)["n"].sum().reset_index()
+        items["target_orig_rank"] = mode_rank(counts).reindex(items.index)
+        return UnitMeans(means=means, base=base, items=items, metrics=tuple(metrics), by_rank=by_rank)
+
+
+def _missing_id(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _prepared_fine(fine: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """SQL aggregates typed as :func:`geoaudit.stats.unit_means` types the rows."""
+    out = fine.copy()
+    out["item"] = out["item"].astype(str)
+    if "strategy" in out:
+        out["strategy"] = out["strategy"].fillna("").astype(str)
+    if "rate" in out:
+        out["rate"] = normalise_rate(out["rate"])
+    for col in ("domain", "tags"):
+        if col in out:
+            out[col] = out[col].fillna("").astype(str)
+    if "target_orig_rank" in out:
+        out["target_orig_rank"] = pd.to_numeric(out["target_orig_rank"], errors="coerce")
+    for m in metrics:
+        out[m] = pd.to_numeric(out[m], errors="coerce").astype(float)
+    return out
+
+
 # ============================================================================ statistics of a run
 
 
@@ -222,7 +406,8 @@ def run_default_metrics(meta: Mapping[str, Any]) -> list[str]:
     if "selection" in stages:
         out.append("selection")
     if "relevance" in stages:
-        out.append("relevance")
+        scope = (meta.get("engine") or {}).get("relevance_scope", "all")
+        out.append("relevance" if scope == "all" else "query_loglik")
     if "answer" in stages and meta.get("answers", "all") == "all":
         out += ["pawc", "cited", "delta_rank"]
     return list(dict.fromkeys(m for m in out if m != "auto"))
@@ -269,6 +454,8 @@ class StatsResult:
     notes: list[str] = field(default_factory=list)
     #: How far this engine can be trusted, from the run's own controls (:func:`engine_calibration`).
     engine: "EngineCalibration | None" = None
+    #: What the numbers were computed from (per-unit means; the report's breakdowns reuse them).
+    data: RunData | None = field(default=None, repr=False, compare=False)
 
     # -- reading
     def rows_for(self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None) -> pd.DataFrame:
@@ -382,15 +569,15 @@ def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records", double_precision=10))
 
 
-def _provenance(run: Run, rows: pd.DataFrame) -> dict[str, Any]:
+def _provenance(run: Run, data: RunData) -> dict[str, Any]:
     meta = run.meta
     cfg = meta.get("config") or {}
     engine = meta.get("engine") or cfg.get("engine") or {}
     bench = meta.get("bench") or {}
     prompt_version = engine.get("prompt_version")
-    if len(rows) and "answer_id" in rows:
+    if data.n_rows and data.first_answer_id is not None:
         # The engine may resolve "auto" per model; the answers record the version actually used.
-        ans = run.answer(str(rows["answer_id"].iloc[0]))
+        ans = run.answer(data.first_answer_id)
         if ans is not None and ans.prompt_version:
             prompt_version = ans.prompt_version if prompt_version in (None, ans.prompt_version) else f"{prompt_version} → {ans.prompt_version}"
     return {
@@ -414,14 +601,14 @@ def _provenance(run: Run, rows: pd.DataFrame) -> dict[str, Any]:
         "rates": list(cfg.get("rates") or []),
         "strategies": list(cfg.get("strategies") or []),
         "strategy_info": meta.get("strategies") or {},
-        "n_queries": int(rows["item"].nunique()) if len(rows) else 0,
+        "n_queries": data.n_queries,
         "bench_name": bench.get("name", cfg.get("bench", "?")),
         "bench_source": bench.get("source", cfg.get("bench", "?")),
         "bench_format": bench.get("format", "?"),
         "bench_items": bench.get("items"),
         "bench_skipped": bench.get("skipped") or [],
         "bench_notes": bench.get("notes") or [],
-        "domains": sorted({str(d) for d in rows["domain"].dropna().unique()}) if "domain" in rows else [],
+        "domains": data.domains,
         "versions": meta.get("versions") or {},
         "command": meta.get("command", ""),
         "created_at": meta.get("created_at"),
@@ -431,11 +618,8 @@ def _provenance(run: Run, rows: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _summarize_run(
-    rows: pd.DataFrame, metrics: Sequence[str], *, comparisons: Sequence[str], hib: Mapping[str, bool],
-    strategy_order: Sequence[str], **kw: Any,
-) -> pd.DataFrame:
-    """summarize() with delta_rank as one metric in both comparisons, corrected in one family."""
+def _underlying(metrics: Sequence[str], comparisons: Sequence[str]) -> list[str]:
+    """The stored metrics behind ``metrics``: delta_rank is delta_rank (net) and delta_rank_adv (advantage)."""
     underlying: list[str] = []
     for m in metrics:
         if m == "delta_rank":
@@ -445,13 +629,24 @@ def _summarize_run(
                 underlying.append(_ADV)
         else:
             underlying.append(m)
-    data = rows
+    return underlying
+
+
+def _summarize_run(
+    data: RunData, metrics: Sequence[str], *, comparisons: Sequence[str], hib: Mapping[str, bool],
+    strategy_order: Sequence[str], by: str | None = None, **kw: Any,
+) -> pd.DataFrame:
+    """summarize() with delta_rank as one metric in both comparisons, corrected in one family."""
+    underlying = _underlying(metrics, comparisons)
+    units = data.units(by_rank=by == "orig_rank")
     if _ADV in underlying:
         # delta_rank_adv is already "treated vs rivals": as an ordinary metric whose rivals value is 0,
         # summarize's advantage comparison yields exactly it (base rows stay NaN: no net comparison).
-        data = rows.copy()
-        data[_ADV] = np.where(data["condition"] == "rivals", 0.0, data[_ADV])
-    out = summarize(data, underlying, comparisons=comparisons, higher_is_better=hib, paired_metrics=["delta_rank"], **kw)
+        means = units.means.copy()
+        means.loc[means["condition"] == "rivals", _ADV] = 0.0
+        units = replace(units, means=means)
+    out = summarize(units, underlying, comparisons=comparisons, higher_is_better=hib, paired_metrics=["delta_rank"],
+                    by=by, **kw)
     # Drop the undefined halves (Δrank vs rivals rows / the adv metric vs base): they have no p-value
     # and so never counted in any correction family.
     undefined = ((out["metric"] == "delta_rank") & (out["comparison"] == "advantage")) | (
@@ -512,8 +707,11 @@ def run_stats(
     if not comparisons:
         raise InputError("no comparison given", hint="use advantage, net or both")
     names = _parse_metrics(metrics, run_default_metrics(run.meta))
-    data = run.rows() if rows is None else rows
-    if data.empty:
+    # What the summary tests, and what the report's breakdowns (the first metric's advantage) may.
+    needed = _underlying(names, comparisons)
+    optional = [m for m in _underlying(names[:1], ["advantage"]) if m not in needed]
+    data = RunData.load(run, needed, optional) if rows is None else RunData.from_rows(run, rows, needed, optional)
+    if not data.n_rows:
         raise InputError(f"run {run.id} has no result rows yet", hint=f"run or resume its simulation first (see `geoaudit runs show {run.id}`)")
     meta = run.meta
     hib = {**directions(), **(meta.get("higher_is_better") or {})}
@@ -531,10 +729,18 @@ def run_stats(
     cal = calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
     notes = []
     if "identity" in prov["strategies"] and cal.empty:
-        notes.append(
-            "A/A control (identity): no testable rows (every identity delta is zero or too few), so the "
-            "tests' false-positive rate could not be checked on this run"
-        )
+        ident = summary[summary["strategy"] == "identity"]
+        if len(ident) and (ident["n_nonzero"] == 0).all():
+            notes.append(
+                "A/A control (identity): every identity delta is exactly 0 - the same input gave the same reading, "
+                "so no test could reject falsely here; the false-positive rate on noisy (sampled) metrics is "
+                "checked when answers are sampled in every condition"
+            )
+        else:
+            notes.append(
+                "A/A control (identity): no testable rows (too few non-zero deltas), so the tests' false-positive "
+                "rate could not be checked on this run"
+            )
     for strategy, (failed, total) in _target_rewrite_failures(run).items():
         if failed:
             notes.append(
@@ -553,17 +759,56 @@ def run_stats(
         "ci": ci, "seed": seed, "estimand": estimand or ("pseudomedian" if mode == "cseo" else "mean"),
     }
     result = StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
-    result.engine = engine_calibration(run, result, data)
+    # The controls are read on the run's declared primary metric, whatever metrics were asked for.
+    primary = str(meta.get("primary") or names[0])
+    controls = summary
+    if primary not in set(summary["metric"]) and primary in known_metrics() and {"rank", "identity"} & set(prov["strategies"]):
+        primary_data = RunData.load(run, _underlying([primary], list(COMPARISONS))) if rows is None else (
+            RunData.from_rows(run, rows, _underlying([primary], list(COMPARISONS))))
+        controls = _summarize_run(
+            primary_data, [primary], comparisons=list(COMPARISONS), hib=hib, strategy_order=prov["strategies"],
+            family=family, by=None, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed,
+            mode=mode, estimand=estimand,
+        )
+    result.engine = engine_calibration(run, result, data.base_rows, controls=controls, primary=primary)
+    result.data = data
     return result
+
+
+def breakdown_summary(result: StatsResult, metric: str, by: str, data: RunData | None = None) -> pd.DataFrame:
+    """``metric``'s advantage rows split ``by`` domain or orig_rank, each group its own correction family,
+    with the options of ``result``, from ``data`` (default: what ``result`` was computed from). The
+    same rows as ``run_stats(run, metrics=[metric], comparisons=["advantage"], by=by, family="group",
+    ...)`` without reading the run again: what the report's breakdowns show.
+
+    Raises:
+        InputError: nothing to compare (as :func:`run_stats`).
+    """
+    o = result.options
+    data = data or result.data
+    if data is None:
+        raise InputError("this StatsResult carries no run data; compute it with run_stats")
+    out = _summarize_run(
+        data, [metric], comparisons=["advantage"], hib=_run_directions(data.run), strategy_order=result.provenance["strategies"],
+        family="group", by=by, correction=o["correction"], alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"],
+        ci=o["ci"], seed=o["seed"], mode="default" if o["mode"] == "default" else "cseo", estimand=o.get("estimand"),
+    )
+    if out.empty:
+        raise InputError(f"run {result.run_id} has no treated rows to compare yet")
+    return out
+
+
+def _run_directions(run: Run | None) -> dict[str, bool]:
+    return {**directions(), **((run.meta.get("higher_is_better") if run is not None else None) or {})}
 
 
 def _target_rewrite_failures(run: Run) -> dict[str, tuple[int, int]]:
     """Per strategy: (failed, total) rewrites of the target pages stored with the run."""
     out: dict[str, tuple[int, int]] = {}
-    for rec in run.rewrites():
+    for rec in run.rewrite_counts():
         if rec["is_target"]:
             failed, total = out.get(rec["strategy"], (0, 0))
-            out[rec["strategy"]] = (failed + (rec["status"] == "failed"), total + 1)
+            out[rec["strategy"]] = (failed + rec["n"] * (rec["status"] == "failed"), total + rec["n"])
     return out
 
 
@@ -671,7 +916,10 @@ def _row_text(r: Mapping[str, Any]) -> str:
     )
 
 
-def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> EngineCalibration:
+def engine_calibration(
+    run: Run, stats: StatsResult, rows: pd.DataFrame, *, controls: pd.DataFrame | None = None,
+    primary: str | None = None,
+) -> EngineCalibration:
     """Read the engine's calibration off a run: answer support, selection mass and the three controls.
 
     * positive control: ``rank`` (the target moved to the top of the sources) at 0 % adopters must
@@ -685,7 +933,7 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
 
     meta = run.meta
     prov = stats.provenance
-    primary = str(stats.options["metrics"][0])
+    primary = primary or str(meta.get("primary") or stats.options["metrics"][0])
     cal = EngineCalibration(
         model=str(prov.get("model", "?")), stages=list(meta.get("stages") or []), primary=primary,
         attribution=str(prov.get("attribution", "?")),
@@ -693,11 +941,12 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
     base = rows[rows["condition"] == "base"]
     sentences: list[Sentence] = []
     ids = [a for a in base["answer_id"].dropna().unique()] if "answer_id" in base else []
+    samples = run.answer_samples([str(a) for a in ids])
     for answer_id in ids:
-        ans = run.answer(str(answer_id))
-        if ans is not None:
-            cal.answers += len(ans.samples)
-            for sample in ans.samples:
+        found = samples.get(str(answer_id))
+        if found is not None:
+            cal.answers += len(found)
+            for sample in found:
                 sentences += sample.sentences
     if sentences:
         shares = support_shares(sentences)
@@ -706,7 +955,7 @@ def engine_calibration(run: Run, stats: StatsResult, rows: pd.DataFrame) -> Engi
     if "selection_mass" in base and base["selection_mass"].notna().any():
         cal.selection_mass = float(base["selection_mass"].mean())
 
-    summary = stats.summary
+    summary = stats.summary if controls is None else controls
     strategies = set(prov.get("strategies") or [])
     pos = summary[(summary["strategy"] == "rank") & (summary["metric"] == primary)
                   & (summary["comparison"] == "advantage") & (summary["rate"] == 0.0)]

@@ -13,8 +13,9 @@ A bench is what ``geoaudit simulate`` runs on. Four kinds of input load into the
   :data:`CSEO_CONTEXT_DOCS` documents in file order; the target comes from a
   ``selected_docs.json`` next to the file when present, else it is drawn per query with the seed.
 * ``geoaudit-jsonl``: geoaudit's own JSONL, one row per item with the documents inline.
-* ``geoaudit-dir``: a directory with ``queries.jsonl`` (candidates are URLs or page paths) plus
-  the pages, so a site owner can bench their own page against competitors' pages.
+* ``geoaudit-dir``: a directory with ``queries.jsonl`` (candidates are URLs or paths of pages
+  inside the directory) plus the pages, so a site owner can bench their own page against
+  competitors' pages.
 
 ``"demo"`` names the bench shipped with geoaudit; other bare names are looked up in
 ``<data dir>/benches/`` (where ``geoaudit bench fetch`` puts downloads).
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoaudit.documents import Document, atomic_path, document_id, read_jsonl
+from geoaudit.documents import Document, atomic_path, document_id, jsonl_records, read_jsonl
 from geoaudit.errors import FetchError, InputError
 
 if TYPE_CHECKING:
@@ -273,29 +274,16 @@ def detect_format(path: Path) -> tuple[str, Path]:
 
 
 def _first_row(path: Path) -> dict[str, Any]:
-    try:
-        for lineno, row in _records(path):
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno}: a bench row must be a JSON object")
-            return row
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a UTF-8 text file (expected JSONL or .parquet)") from None
+    for lineno, row in _records(path):  # a binary file fails here as "not UTF-8 text"
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{lineno}: a bench row must be a JSON object")
+        return row
     raise InputError(f"{path} is empty")
 
 
 def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, record) for each non-blank line of a JSONL file."""
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    """(line number, record) for each non-blank line of a JSONL file (see :func:`jsonl_records`)."""
+    return jsonl_records(path)
 
 
 def _name_of(path: Path) -> str:
@@ -575,16 +563,36 @@ def _load_own_dir(queries: Path, *, seed: int, domain: str | None, cache: Path |
 
 
 def _is_local(candidate: str) -> bool:
-    return not re.match(r"^[a-z][a-z0-9+.-]*://", candidate, re.I) or candidate.startswith("file://")
+    return not re.match(r"^[a-z][a-z0-9+.-]*://", candidate, re.I) or candidate.lower().startswith("file://")
 
 
 def _local_path(root: Path, candidate: str) -> Path:
-    if candidate.startswith("file://"):
+    """The page file a local candidate names, which must lie inside the bench folder.
+
+    A bench folder is data someone may hand you: its candidates go to the LLM and into the report,
+    so ``/etc/passwd``, ``../secret.txt``, ``file:///...`` or a symlink out of the folder are refused.
+
+    Raises:
+        InputError: the candidate resolves (symlinks followed) outside ``root``.
+    """
+    if candidate.lower().startswith("file://"):
         from urllib.parse import unquote, urlparse
 
-        return Path(unquote(urlparse(candidate).path))
-    path = Path(candidate).expanduser()
-    return path if path.is_absolute() else root / path
+        path = Path(unquote(urlparse(candidate).path))
+    else:
+        path = Path(candidate)  # no expanduser: "~" would reach outside the folder too
+        path = path if path.is_absolute() else root / path
+    inside = root.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a symlink loop
+        raise InputError(f"{root}: candidate {candidate!r} is not a usable path ({exc})") from None
+    if not resolved.is_relative_to(inside):
+        raise InputError(
+            f"{root}: candidate {candidate!r} is outside the bench folder",
+            hint="candidate pages must be files inside the folder (e.g. pages/mine.html)",
+        )
+    return path
 
 
 def _file_url(root: Path, candidate: str) -> str:
@@ -592,6 +600,13 @@ def _file_url(root: Path, candidate: str) -> str:
     if not _is_local(candidate):
         return candidate
     return _local_path(root, candidate).resolve().as_uri()
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system is no file either
+        return False
 
 
 def _load_pages(root: Path, paths: list[Path], cache: Path | None = None) -> dict[str, Document]:
@@ -604,7 +619,7 @@ def _load_pages(root: Path, paths: list[Path], cache: Path | None = None) -> dic
     """
     from geoaudit.documents import load_inputs
 
-    missing = [p for p in paths if not p.is_file()]
+    missing = [p for p in paths if not _is_file(p)]
     if missing:
         raise InputError(f"{root}: candidate page {missing[0]} does not exist")
     unique = list(dict.fromkeys(p.resolve() for p in paths))

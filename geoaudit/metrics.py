@@ -42,7 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from geoaudit.citations import AnswerSample, Sentence, words
+from geoaudit.citations import AnswerSample, Sentence
+from geoaudit.tokens import words
 
 #: The two readings of GEO's impression metrics (see the module docstring).
 PAWC_VARIANTS = ("paper", "code")

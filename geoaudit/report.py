@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoaudit.analysis import (
+    RunData,
     StatsResult,
+    breakdown_summary,
     fmt_ci,
     fmt_level,
     fmt_num,
@@ -47,7 +49,11 @@ if TYPE_CHECKING:
     from geoaudit.engine import Answer
     from geoaudit.runs import Run
 
-__all__ = ["CSP", "build_report", "svg_delta_chart", "write_report"]
+__all__ = [
+    "CSP", "REPORT_CSS", "answer_html", "build_report", "diff_html", "engine_section", "escape", "fabrications",
+    "flag_text", "html_table", "metric_label", "stats_table", "strategy_verdict", "svg_delta_chart", "trend_sentence",
+    "verdict_badge", "write_report",
+]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -511,12 +517,14 @@ def _charts_section(st: StatsResult) -> str:
            f"metric's estimand) with its {_e(level)} CI (band and bars). Advantage: you adopt "
            "vs you do not, the same competitors adopting; net: against the market where nobody adopted. "
            "The grey dotted line is the A/A control (identity): its spread is pure noise.</p>"]
+    # One pass over the summary instead of a filter per strategy x metric x comparison.
+    by_key = {k: g for k, g in summ.groupby(["strategy", "metric", "comparison"], sort=False)} if len(summ) else {}
     for metric in st.options["metrics"]:
         charts = []
         for comparison in st.options["comparisons"]:
             series = []
             for s in st.provenance["strategies"]:
-                rows = st.rows_for(s, metric, comparison)
+                rows = by_key.get((s, metric, comparison), summ.iloc[0:0])
                 rows = rows[rows["group"] == "all"] if "group" in rows else rows
                 if rows.empty:
                     continue
@@ -535,22 +543,37 @@ def _charts_section(st: StatsResult) -> str:
     return "\n".join(out)
 
 
-def _diff_html(original: str, rewritten: str, limit: int = 6000) -> tuple[str, str]:
-    """(left, right) escaped HTML: the original with deletions marked, the rewrite with insertions marked."""
-    from geoaudit.rewrite import word_diff
+def _word_tokens(text: str) -> list[str]:
+    """Words with the whitespace after them, so joining the tokens gives the text back (after its leading blanks)."""
+    return re.findall(r"\S+\s*", text)
 
+
+def _diff_html(original: str, rewritten: str, limit: int = 6000) -> tuple[str, str]:
+    """(left, right) escaped HTML: the original with deletions marked, the rewrite with insertions marked.
+
+    Words are compared without their whitespace; each side is written with its own text, so the
+    original's spacing survives on the left. Only the shown prefix (``limit`` characters and a
+    little more) is compared: a word diff is quadratic or worse on repetitive text, and a hostile
+    page must not stall the report.
+    """
+    import difflib
+
+    a = _word_tokens((original or "")[: limit + 200])
+    b = _word_tokens((rewritten or "")[: limit + 200])
+    sm = difflib.SequenceMatcher(a=[w.strip() for w in a], b=[w.strip() for w in b], autojunk=False)
     left: list[str] = []
     right: list[str] = []
     nl = nr = 0
-    for op, text in word_diff(original or "", rewritten or ""):
-        if op in ("equal", "delete") and nl < limit:
-            piece = text[: limit - nl]
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        old, new = "".join(a[i1:i2]), "".join(b[j1:j2])
+        if old and nl < limit:
+            piece = old[: limit - nl]
             nl += len(piece)
-            left.append(_e(piece) if op == "equal" else f"<del>{_e(piece)}</del>")
-        if op in ("equal", "insert") and nr < limit:
-            piece = text[: limit - nr]
+            left.append(_e(piece) if tag == "equal" else f"<del>{_e(piece)}</del>")
+        if new and nr < limit:
+            piece = new[: limit - nr]
             nr += len(piece)
-            right.append(_e(piece) if op == "equal" else f"<ins>{_e(piece)}</ins>")
+            right.append(_e(piece) if tag == "equal" else f"<ins>{_e(piece)}</ins>")
     if len(original or "") > limit:
         left.append(f'<span class="note"> … ({len(original) - limit:,} more characters)</span>')
     if len(rewritten or "") > limit:
@@ -602,13 +625,10 @@ def _answer_html(ans: "Answer", target_pos: int | None, label: str, sample: int 
     )
 
 
-def _example_answers(run: "Run", rows: "pd.DataFrame", strategy: str, item: str) -> str:
-    r = rows[rows["item"] == item]
-    base = r[(r["condition"] == "base")].sort_values(["seed", "sample"])
-    treated = r[(r["condition"] == "treated") & (r["strategy"] == strategy)].sort_values(["rate", "seed", "sample"])
-    if base.empty or treated.empty:
+def _example_answers(run: "Run", data: RunData, strategy: str, item: str) -> str:
+    b, t = data.example_row(item), data.example_row(item, strategy)
+    if b is None or t is None:
         return ""
-    b, t = base.iloc[0], treated.iloc[0]
     out = []
     for row, label in ((b, "Before: nobody adopted"),
                        (t, f"After: your page adopted {strategy} (competitors adopting: {fmt_rate(t['rate'])})")):
@@ -628,10 +648,32 @@ def _example_answers(run: "Run", rows: "pd.DataFrame", strategy: str, item: str)
             f'<div class="pair">{"".join(out)}</div>')
 
 
-def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrites: list[dict[str, Any]], strategy: str, examples: int) -> str:
+class _Rewrites:
+    """The rewrite records a report shows, per strategy: counts by status, the target pages' records and the
+    failed ones, without their texts (a large run stores one per page x strategy x query; the texts of the
+    few examples shown are read one by one)."""
+
+    def __init__(self, run: "Run") -> None:
+        self.counts: dict[str, list[dict[str, Any]]] = {}
+        for c in run.rewrite_counts():
+            self.counts.setdefault(str(c["strategy"]), []).append(c)
+        self.targets = self._by_strategy(run.rewrites(targets_only=True, texts=False))
+        self.failed = self._by_strategy(run.rewrites(status="failed", texts=False))
+
+    @staticmethod
+    def _by_strategy(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            out.setdefault(str(r["strategy"]), []).append(r)
+        return out
+
+
+def _strategy_section(
+    run: "Run", st: StatsResult, data: RunData, rewrites: "_Rewrites", strategy: str, examples: int
+) -> str:
     info = st.provenance["strategy_info"].get(strategy) or {}
-    recs = [r for r in rewrites if r["strategy"] == strategy]
-    targets = [r for r in recs if r["is_target"]]
+    recs = rewrites.counts.get(strategy, [])
+    targets = rewrites.targets.get(strategy, [])
     out = [f'<section id="strategy-{_slug(strategy)}"><h2>Strategy: {_e(strategy)}</h2>',
            f'<p class="sub">{_e(info.get("title", ""))} · {_e(info.get("origin", ""))} · kind {_e(info.get("kind", "?"))}, '
            f'version {_e(info.get("version", "?"))}, prompt {_e(info.get("prompt_hash", "?"))}</p>']
@@ -647,10 +689,12 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
     elif strategy == "identity":
         pass  # nothing to diff: the example answer below shows what pure sampling noise looks like
     elif recs:
-        status = Counter((("your page" if r["is_target"] else "competitors"), r["status"]) for r in recs)
+        status: Counter[tuple[str, str]] = Counter()
+        for c in recs:
+            status[("your page" if c["is_target"] else "competitors"), c["status"]] += int(c["n"])
         status_txt = "; ".join(f"{who}: {n} {st_}" for (who, st_), n in sorted(status.items()))
         out.append(f"<p><strong>Rewrites:</strong> {_e(status_txt)}.</p>")
-        failed = Counter(str(r["reason"]) for r in recs if r["status"] == "failed")
+        failed = Counter(str(r["reason"]) for r in rewrites.failed.get(strategy, []))
         if failed:
             out.append("<p><strong>Failed rewrites</strong> (the original text was used instead):</p><ul>"
                        + "".join(f"<li>{_e(reason)} — {n}×</li>" for reason, n in failed.most_common(8)) + "</ul>")
@@ -674,7 +718,7 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
                 continue
             seen.add(rec["item"])
             shown += 1
-            left, right = _diff_html(rec["original"], rec["rewritten"])
+            left, right = _diff_html(*run.rewrite_texts(rec["doc_id"], strategy, rec["item"]))
             fab = _fabrications(rec)
             g = rec.get("guards") or {}
             stat_line = (f"status {rec['status']}" + (f" ({rec['reason']})" if rec["reason"] else "")
@@ -686,39 +730,35 @@ def _strategy_section(run: "Run", st: StatsResult, rows: "pd.DataFrame", rewrite
                            + "".join(f"<li>{_e(_FLAG_TEXT.get(k, k))}: {_e(', '.join(v[:8]))}</li>" for k, v in fab.items())
                            + "</ul></div>")
             out.append(f'<div class="diff"><div><h4>Original</h4>{left}</div><div><h4>Rewritten ({_e(strategy)})</h4>{right}</div></div>')
-            out.append(_example_answers(run, rows, strategy, str(rec["item"])))
+            out.append(_example_answers(run, data, strategy, str(rec["item"])))
         if not targets:
             out.append('<p class="note">No rewrite of your page is stored for this strategy.</p>')
     if info.get("kind") == "rank" or strategy == "identity" or not recs:
-        items = sorted(set(rows.loc[(rows["strategy"] == strategy) & (rows["condition"] == "treated"), "item"]))
-        for item in items[:max(1, examples)]:
-            out.append(_example_answers(run, rows, strategy, str(item)))
+        for item in data.treated_items(strategy)[:max(1, examples)]:
+            out.append(_example_answers(run, data, strategy, str(item)))
     out.append("</section>")
     return "\n".join(out)
 
 
-def _breakdown_section(run: "Run", rows: "pd.DataFrame", st: StatsResult, primary: str) -> str:
+def _breakdown_section(data: RunData, st: StatsResult, primary: str) -> str:
     parts = []
     p = st.provenance
     for by, title in (("domain", "By domain (GEO's per-domain analysis)"),
                       ("orig_rank", "By the target's original position among the sources (GEO Table 2)")):
         col = "domain" if by == "domain" else "target_orig_rank"
-        if rows[col].nunique(dropna=True) < 2:
+        if data.n_distinct[col] < 2:
             continue
         o = st.options
         try:
-            b = run_stats(run, rows=rows, metrics=[primary], comparisons=["advantage"], by=by, family="group",
-                          correction=o["correction"], mode="default" if o["mode"] == "default" else "cseo",
-                          estimand=o.get("estimand"),
-                          alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"], ci=o["ci"], seed=o["seed"])
+            summary = breakdown_summary(st, primary, by, data)
         except InputError:
             continue
-        df = b.summary[b.summary["strategy"] != "identity"] if len(p["strategies"]) > 1 else b.summary
+        df = summary[summary["strategy"] != "identity"] if len(p["strategies"]) > 1 else summary
         # The unilateral case (fewest competitors adopting), as GEO's per-domain and per-rank tables.
         df = df[df["rate"] == df["rate"].min()] if len(df) else df
         parts.append(f"<h3>{_e(title)}</h3>")
         if df.empty or (df["status"] != "ok").all():
-            parts.append(f'<p class="note">Too few queries per group to test ({_e(rows[col].nunique())} groups for '
+            parts.append(f'<p class="note">Too few queries per group to test ({_e(data.n_distinct[col])} groups for '
                          f'{_e(p["n_queries"])} queries; at least 5 queries with non-zero Δ per group are needed).</p>')
             continue
         parts.append(f'<p class="note">{_e(primary)}, advantage, {_e(fmt_rate(df["rate"].min()))} of competitors '
@@ -831,11 +871,12 @@ def build_report(
     per-domain and per-original-rank tables of the primary (first) metric when the run has more
     than one domain / rank.
     """
-    rows = run.rows()
-    st = stats or run_stats(run, rows=rows, **stats_options)
+    st = stats or run_stats(run, **stats_options)
     primary = st.options["metrics"][0]
     p = st.provenance
-    rewrites = run.rewrites()
+    # The per-unit means the statistics were computed from; a StatsResult made elsewhere is re-read.
+    data = st.data if st.data is not None and st.data.run is run else RunData.for_metrics(run, st.options["metrics"])
+    rewrites = _Rewrites(run)
     heading = title or f"Does rewriting make your page more visible? — {p['bench_name']}"
     body = [
         f"<header><h1>{_e(heading)}</h1>",
@@ -856,9 +897,9 @@ def build_report(
         + _grouped_stats_tables(st.summary, st.options["correction"], show_group=st.options.get("by") is not None) + "</section>",
     ]
     if breakdowns:
-        body.append(_breakdown_section(run, rows, st, primary))
+        body.append(_breakdown_section(data, st, primary))
     for s in p["strategies"]:
-        body.append(_strategy_section(run, st, rows, rewrites, s, examples))
+        body.append(_strategy_section(run, st, data, rewrites, s, examples))
     body.append(_methodology_section(st))
     version = (p.get("versions") or {}).get("geoaudit", "?")
     body.append(f'<footer class="note"><p>Generated by geoaudit {_e(version)} from run {_e(p["run_id"])}. '
@@ -882,3 +923,26 @@ def write_report(run: "Run", out_dir: Path | str, **kwargs: Any) -> Path:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory", hint="pass a directory for the report, e.g. -o reports/my-run/")
     return atomic_write_text(out / "index.html", build_report(run, **kwargs))
+
+
+# ============================================================================ shared building blocks
+
+# Public names for the pieces other reports reuse (the audit report, geoaudit.audit): one escaping,
+# one style sheet, one diff, one answer view and one verdict wording for every report geoaudit writes.
+REPORT_CSS = _CSS
+escape = _e
+html_table = _table
+verdict_badge = _verdict_badge
+stats_table = _stats_table
+metric_label = _metric_label
+strategy_verdict = _strategy_verdict
+trend_sentence = _trend_sentence
+engine_section = _engine_section
+diff_html = _diff_html
+fabrications = _fabrications
+answer_html = _answer_html
+
+
+def flag_text(kind: str) -> str:
+    """A fabrication category in words (numbers, quotations, named sources, URLs)."""
+    return _FLAG_TEXT.get(kind, kind)

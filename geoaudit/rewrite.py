@@ -727,6 +727,123 @@ def rewrite_many(
                                   progress=progress, max_chunk_chars=max_chunk_chars, read_store=read_store))
 
 
+# --------------------------------------------------------------------------- the rewrite job
+
+
+OUTPUT_FORMATS = ("jsonl", "md", "html")
+
+
+def output_format(path: Path | str | None, fmt: str | None = None) -> str:
+    """The output format: ``fmt`` if given, else from the file's extension (``.htm`` is html,
+    ``.markdown`` md), else jsonl.
+
+    Raises:
+        InputError: an unknown format.
+    """
+    if fmt is None:
+        suffix = Path(path).suffix.lower().lstrip(".") if path else ""
+        fmt = {"htm": "html", "markdown": "md"}.get(suffix, suffix) if suffix in (*OUTPUT_FORMATS, "htm", "markdown") else "jsonl"
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"unknown format {fmt!r}", hint=f"use {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+@dataclass
+class RewriteBatch:
+    """What :func:`rewrite_documents` did: every result, the documents, who rewrote them."""
+
+    results: list[RewriteResult]
+    documents: dict[str, Document]
+    #: The rewrite model, or None when only deterministic strategies ran (nothing loaded or contacted).
+    model: str | None
+    usage: Any | None
+    transforms: list[str]
+    query: str | None
+    seed: int
+
+    def pairs(self) -> list[tuple[Document, RewriteResult]]:
+        """(original document, result) in result order."""
+        return [(self.documents[r.doc_id], r) for r in self.results]
+
+    @property
+    def backend_failures(self) -> list[RewriteResult]:
+        """Rewrites the model backend never answered (not stored: running again retries only those)."""
+        return [r for r in self.results if r.backend_failed]
+
+    def provenance(self) -> str:
+        """One line saying who produced the rewrites."""
+        by = [f"{self.model} · seed {self.seed}"] if self.model else []
+        if self.transforms:
+            by.append("deterministic transforms " + ", ".join(self.transforms) + " (no model)")
+        line = "rewrites by " + " and ".join(by or ["no rewriting (rank moves pages, no model)"])
+        return line + (f" · query {self.query!r}" if self.query else "")
+
+
+def rewrite_documents(
+    settings: Any,
+    strategies: Sequence[str],
+    *,
+    inputs: Sequence[str | Path] = (),
+    doc_patterns: Sequence[str] = (),
+    query: str | None = None,
+    seed: int = 0,
+    model: str | None = None,
+    read_store: bool = True,
+    progress: Callable[[RewriteResult], None] | None = None,
+) -> RewriteBatch:
+    """Rewrite documents from files (``inputs``) and the document store (``doc_patterns``: id
+    prefixes or URL patterns with ``*``) with the named strategies: the library behind
+    ``geoaudit rewrite``. Only LLM strategies get a model (``model``, else the settings' rewrite
+    model, else the engine model); deterministic ones run without one. Results are stored in the
+    rewrite store, which serves a repeated rewrite (unless ``read_store`` is False).
+
+    Raises:
+        InputError: no strategy, no documents, a pattern matching nothing, or a query-aware
+            strategy without ``query``.
+        UnknownStrategyError: an unknown strategy name.
+    """
+    from geoaudit.documents import load_inputs
+    from geoaudit.llm import make_gateway
+    from geoaudit.store import DocumentStore
+    from geoaudit.strategies import load_strategies
+
+    if not strategies:
+        raise InputError("no strategy given", hint="use --strategy NAME (repeatable) or --strategy all")
+    chosen = load_strategies(settings=settings).resolve(list(strategies))
+    if any(st.query_aware for st in chosen) and not (query and query.strip()):
+        names = ", ".join(st.name for st in chosen if st.query_aware)
+        raise InputError(f"{names} needs the target query", hint='pass --query "..."')
+    docs = list(load_inputs([str(p) for p in inputs])) if inputs else []
+    if doc_patterns:
+        stored = DocumentStore(settings.store_path)
+        try:
+            for pattern in doc_patterns:
+                found = stored.find(pattern)
+                if not found:
+                    raise InputError(f"no stored document matches {pattern!r}", hint="see `geoaudit crawl` to add pages")
+                docs.extend(found)
+        finally:
+            stored.close()
+    if not docs:
+        raise InputError("no documents given", hint="pass files, or --doc ID_OR_URL_PATTERN for stored documents")
+    by_id = {d.id: d for d in docs}
+    gateway = make_gateway(settings, model=model or settings.rewrite_model or settings.model) if any(
+        st.needs_model for st in chosen) else None
+    store = RewriteStore(settings.store_path)
+    try:
+        results = rewrite_many(gateway, chosen, list(by_id.values()), query=query, seed=seed, store=store,
+                               progress=progress, read_store=read_store)
+    finally:
+        store.close()
+        if gateway is not None:
+            gateway.close()
+    return RewriteBatch(
+        results=results, documents=by_id, model=gateway.model if gateway is not None else None,
+        usage=gateway.usage if gateway is not None else None,
+        transforms=[st.rule_transform.label for st in chosen if st.kind == "rule"], query=query, seed=seed,
+    )
+
+
 # --------------------------------------------------------------------------- views
 
 
@@ -764,8 +881,8 @@ def _text_to_html(text: str) -> str:
 
     for line in text.split("\n"):
         stripped = line.strip()
-        heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
-        bullet = re.match(r"^(?:[-*+]|\d+[.)])\s+(.*)$", stripped)
+        heading = re.match(r"^(#{1,6})\s++(.*)$", stripped)
+        bullet = re.match(r"^(?:[-*+]|\d+[.)])\s++(.*)$", stripped)
         if bullet:
             items.append(bullet.group(1))
             continue

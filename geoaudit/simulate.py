@@ -53,14 +53,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from geoaudit.bench import Bench, BenchItem, load_bench
 from geoaudit.config import Settings
 from geoaudit.documents import Document, now_iso
 from geoaudit.engine import Answer, EngineConfig, agenerate
-from geoaudit.errors import BackendError, ConfigError, InputError
+from geoaudit.errors import BackendError, ConfigError
 from geoaudit.llm import Gateway
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
 from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite
@@ -272,8 +271,9 @@ def _reading_metrics(answer: Answer, target_pos: int | None) -> dict[str, float 
     if r.selection is not None:
         out["selection"] = r.selection[target_pos] if target_pos is not None else 0.0
         out["selection_mass"] = r.selection_mass
-    if r.relevance is not None and r.query_loglik is not None:
+    if r.relevance is not None:
         out["relevance"] = r.relevance[target_pos] if target_pos is not None else 0.0
+    if r.query_loglik is not None:
         out["query_loglik"] = r.query_loglik[target_pos] if target_pos is not None else None
     return out
 
@@ -413,7 +413,8 @@ class Simulation:
         if self.config.answers == "base" and not base:
             # Answers only where the engine is calibrated (the base condition); readings everywhere.
             engine = replace(engine, stages=tuple(x for x in self.stages if x != "answer") or ("selection",))
-        return await agenerate(self.gateway, item.query, sources, engine, seed=seed)
+        target = shown.index(item.target) if item.target in shown else None
+        return await agenerate(self.gateway, item.query, sources, engine, seed=seed, target=target)
 
     def _base_shown(self, item: BenchItem, seed: int) -> list[int]:
         """The sources shown in the base condition (no LLM call: rewrites can start before any answer)."""

@@ -33,12 +33,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from scipy import special as spc
 
 from geoaudit.errors import InputError
 from geoaudit.metrics import directions as metric_directions
@@ -54,6 +55,10 @@ __all__ = [
     "INSUFFICIENT",
     "NO_CHANGE",
     "paired_values",
+    "UnitMeans",
+    "unit_means",
+    "mode_rank",
+    "normalise_rate",
     "summarize",
     "breakdown",
     "calibration",
@@ -107,6 +112,60 @@ CALIBRATION_COLUMNS = [
     "n_rejected_holm", "rate_holm", "n_rejected_bh", "rate_bh", "alpha",
     "excess_p", "warning", "excess_significant", "message",
 ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Distribution functions
+# --------------------------------------------------------------------------------------------
+#
+# The special functions scipy.stats' t and normal distributions evaluate (their _ppf / _cdf / _sf
+# for 0 < q < 1 and df > 0), called directly: the same numbers without the distribution
+# machinery's per-call cost, which dominated a summary of hundreds of tests.
+
+
+def _t_ppf(q: Any, df: Any) -> Any:
+    """Student's t quantile: ``scipy.stats.t.ppf(q, df)``."""
+    return spc.stdtrit(df, q)
+
+
+def _t_cdf(x: Any, df: Any) -> Any:
+    """``scipy.stats.t.cdf(x, df)``."""
+    return spc.stdtr(df, x)
+
+
+def _t_sf(x: Any, df: Any) -> Any:
+    """``scipy.stats.t.sf(x, df)``."""
+    return spc.stdtr(df, -x)
+
+
+def _norm_ppf(q: Any) -> Any:
+    """``scipy.stats.norm.ppf(q)``."""
+    return spc.ndtri(q)
+
+
+def _norm_cdf(x: Any) -> Any:
+    """``scipy.stats.norm.cdf(x)``."""
+    return spc.ndtr(x)
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported when first needed: it takes longer to import than a large run's tests take."""
+    from scipy import stats
+
+    return stats
+
+
+def _binom_p_greater(k: int, n: int, p: float) -> float:
+    """``scipy.stats.binomtest(k, n, p, alternative="greater").pvalue`` = P(X >= k), X ~ Binomial(n, p).
+
+    The special function scipy's binomial survival function evaluates (Boost's), when this scipy
+    has it under that name; scipy.stats otherwise.
+    """
+    try:
+        from scipy.special._ufuncs import _binom_sf  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - another scipy
+        return float(_scipy_stats().binomtest(k, n, p, alternative="greater").pvalue)
+    return 1.0 if k <= 0 else float(_binom_sf(k - 1, n, p))
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +251,7 @@ def rank_biserial(deltas: Sequence[float] | np.ndarray, *, zero_method: str = "w
         d = d[d != 0]
     if d.size == 0 or not np.any(d != 0):
         return math.nan
-    ranks = sps.rankdata(np.abs(d))
+    ranks = _average_ranks(np.abs(d))[0]
     r_plus = float(ranks[d > 0].sum())
     r_minus = float(ranks[d < 0].sum())
     return (r_plus - r_minus) / float(ranks.sum())
@@ -221,7 +280,7 @@ def mde_paired(
         return math.nan
     df = n - 1 if df is None else max(1, int(df))
     q_alpha = 1 - alpha / 2 if alternative == "two-sided" else 1 - alpha
-    return float((sps.t.ppf(q_alpha, df) + sps.t.ppf(power, df)) * sd / math.sqrt(n))
+    return float((_t_ppf(q_alpha, df) + _t_ppf(power, df)) * sd / math.sqrt(n))
 
 
 def mde_signed_rank(
@@ -254,16 +313,17 @@ def mde_signed_rank(
     if n < 2 or not np.ptp(x) > 0:
         return math.nan
     # The null the test itself uses: the observed magnitudes with random signs (zeros stay 0).
-    rng = np.random.default_rng([seed, n, 7])
-    base = np.abs(x)[rng.integers(0, n, size=(n_sim, n))] * rng.choice([-1.0, 1.0], size=(n_sim, n))
-    moves = base != 0  # queries that did not change stay unchanged under the alternative too
-    z_crit = float(sps.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+    idx, flips = _mde_draws(n, n_sim, seed)
+    mags, which = np.unique(np.abs(x), return_inverse=True)
+    counts = _sign_counts(which.reshape(-1)[idx], flips, mags.size)
+    # Resamples in column blocks of about 1 MB: the per-shift passes then run in cache.
+    width = max(8, min(n_sim, 131072 // (2 * mags.size)))
+    blocks = [np.ascontiguousarray(counts[:, i : i + width]) for i in range(0, n_sim, width)]
+    z_crit = float(_norm_ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
     step = -1.0 if alternative == "less" else 1.0
 
     def powers(shifts: np.ndarray) -> np.ndarray:
-        # One sort for the whole grid: y has shape (len(shifts), n_sim, n).
-        y = base[None] + (step * shifts)[:, None, None] * moves[None]
-        z = _signed_rank_z(y.reshape(-1, n)).reshape(len(shifts), n_sim) * step
+        z = np.stack([_signed_rank_z_counts(mags, blocks, step * s) for s in shifts]) * step
         hit = np.abs(z) > z_crit if alternative == "two-sided" else z > z_crit
         return np.asarray(hit.mean(axis=1), dtype=float)
 
@@ -288,6 +348,67 @@ def mde_signed_rank(
         k = int(np.argmax(powers(grid) >= power))
         lo, hi = (grid[k - 1] if k else lo), grid[k]
     return float(hi)
+
+
+@lru_cache(maxsize=16)
+def _mde_draws(n: int, n_sim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The resampled positions and random signs of :func:`mde_signed_rank`, shared by every row of size n."""
+    rng = np.random.default_rng([seed, n, 7])
+    idx = rng.integers(0, n, size=(n_sim, n))
+    flips = rng.choice([-1.0, 1.0], size=(n_sim, n))
+    idx.setflags(write=False)
+    flips.setflags(write=False)
+    return idx, flips
+
+
+def _sign_counts(which: np.ndarray, flips: np.ndarray, k: int) -> np.ndarray:
+    """(2k, n_sim) counts of each magnitude drawn with a - sign (first k rows) and a + sign, per resample."""
+    n_sim = which.shape[0]
+    # Laid out category-major: (2k, n_sim), so a category's counts over the resamples are contiguous.
+    cell = (which + k * (flips > 0)) * n_sim + np.arange(n_sim)[:, None]
+    return np.bincount(cell.reshape(-1), minlength=n_sim * 2 * k).reshape(2 * k, n_sim).astype(float)
+
+
+def _signed_rank_z_counts(mags: np.ndarray, blocks: Sequence[np.ndarray], shift: float) -> np.ndarray:
+    """:func:`_signed_rank_z` of every resample after ``shift``, from counts instead of the values.
+
+    A resample is a multiset of the observed magnitudes ``mags`` (sorted, unique) with signs; its
+    values after the shift are ``-m + shift`` and ``m + shift`` (0 stays 0: it does not move).
+    Ranks depend only on how many values fall in each category, so the categories are ordered once
+    per shift and every resample's ranks follow from cumulative counts: O(resamples x categories)
+    instead of sorting every resample. ``blocks``: the (2k, resamples) counts of
+    :func:`_sign_counts`, split into column blocks. The ranks are half-integers and every sum is
+    exact, so z is the number :func:`_signed_rank_z` gives on the values, to the bit.
+    """
+    moves = mags != 0
+    y = np.concatenate([np.where(moves, -mags + shift, 0.0), np.where(moves, mags + shift, 0.0)])
+    mag = np.abs(y)
+    order = np.argsort(mag, kind="stable")
+    sorted_mag = mag[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = sorted_mag[1:] != sorted_mag[:-1]
+    sgn = np.sign(y)[order]
+    signed = (sgn != 0).astype(float)
+    # Tie groups: categories with equal |value| share their ranks.
+    tied = not first.all()
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, order.size))
+    out = []
+    for counts in blocks:
+        c = counts[order]  # (categories in rank order, resamples)
+        if not tied:
+            # Average rank of a category's values: those before it plus (count + 1) / 2.
+            rank = np.cumsum(c, axis=0) - (c - 1) / 2
+        else:
+            size = np.add.reduceat(c, starts, axis=0)
+            rank = np.repeat(np.cumsum(size, axis=0) - (size - 1) / 2, sizes, axis=0)
+        rc = rank * c
+        # Sums of exact half-integer products: any order (here a matrix-vector product) gives the same number.
+        num = (sgn @ rc) / 2
+        var = (signed @ (rank * rc)) / 4
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(var > 0, num / np.sqrt(var), 0.0))
+    return np.concatenate(out)
 
 
 def _signed_rank_z(y: np.ndarray) -> np.ndarray:
@@ -350,7 +471,7 @@ def _interval(
         # Bias correction z0 from the share of replicates below the estimate (ties count half).
         prop = (np.sum(boot < theta) + 0.5 * np.sum(boot == theta)) / b
         prop = min(max(prop, 0.5 / b), 1 - 0.5 / b)
-        z0 = sps.norm.ppf(prop)
+        z0 = _norm_ppf(prop)
         accel = 0.0
         if jack is not None and np.all(np.isfinite(jack)):
             diff = jack.mean() - jack
@@ -358,8 +479,8 @@ def _interval(
             accel = float(np.sum(diff**3) / den) if den > 0 else 0.0
         qs = []
         for q in (lo_q, hi_q):
-            z = sps.norm.ppf(q)
-            qs.append(float(sps.norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))))
+            z = _norm_ppf(q)
+            qs.append(float(_norm_cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))))
         lo_q, hi_q = qs
     lo, hi = np.quantile(boot, [lo_q, hi_q])
     return float(lo), float(hi)
@@ -488,10 +609,10 @@ def t_test_interval(
     sd = float(fav.std(ddof=1))
     df = max(1, int(np.count_nonzero(fav)) - 1)
     se = sd / math.sqrt(n)
-    crit = float(sps.t.ppf(1 - _tail(alpha, alternative), df))
+    crit = float(_t_ppf(1 - _tail(alpha, alternative), df))
     if se > 0:
         tstat = mean / se
-        p_g, p_l = float(sps.t.sf(tstat, df)), float(sps.t.cdf(tstat, df))
+        p_g, p_l = float(_t_sf(tstat, df)), float(_t_cdf(tstat, df))
     else:
         p_g = p_l = math.nan
     return mean, mean - crit * se, mean + crit * se, p_g, p_l, df
@@ -542,15 +663,15 @@ def bootstrap_test_interval(
     # BCa: bounds at adjusted levels a(q) = Phi(z0 + (z0 + z_q) / (1 - acc (z0 + z_q))).
     b = boot.size
     prop = (np.sum(boot < mean) + 0.5 * np.sum(boot == mean)) / b
-    z0 = float(sps.norm.ppf(min(max(prop, 0.5 / b), 1 - 0.5 / b)))
+    z0 = float(_norm_ppf(min(max(prop, 0.5 / b), 1 - 0.5 / b)))
     jack = fav[_jack_index(n)].mean(axis=1)
     d = jack.mean() - jack
     den = 6.0 * float(np.sum(d**2)) ** 1.5
     acc = float(np.sum(d**3)) / den if den > 0 else 0.0
 
     def adjusted(q: float) -> float:
-        z = z0 + sps.norm.ppf(q)
-        return float(sps.norm.cdf(z0 + z / (1 - acc * z)))
+        z = z0 + _norm_ppf(q)
+        return float(_norm_cdf(z0 + z / (1 - acc * z)))
 
     def inverse(share: float) -> float:
         # The q whose adjusted level equals ``share``: the p-value that inverts the BCa bound.
@@ -558,8 +679,8 @@ def bootstrap_test_interval(
             return 0.0
         if share >= 1:
             return 1.0
-        w = float(sps.norm.ppf(share)) - z0
-        return float(sps.norm.cdf(w / (1 + acc * w) - z0))
+        w = float(_norm_ppf(share)) - z0
+        return float(_norm_cdf(w / (1 + acc * w) - z0))
 
     lo = _low_order_stat(s_pos, adjusted(tail))
     hi = -_low_order_stat(s_neg, 1 - adjusted(1 - tail))
@@ -573,16 +694,38 @@ def _signed_rank_cdf(n: int) -> np.ndarray:
     The exact null (Wilcoxon 1945): each rank 1..n enters W+ with probability 1/2 independently;
     built by the recursion p_k(w) = (p_{k-1}(w) + p_{k-1}(w - k)) / 2.
     """
-    p = np.zeros(n * (n + 1) // 2 + 1)
-    p[0] = 1.0
-    top = 0
-    for k in range(1, n + 1):
-        top += k
-        p[k : top + 1] = 0.5 * (p[k : top + 1] + p[: top + 1 - k])
+    # The recursion passes through every smaller n on its way: continue from the last one computed
+    # (tests of many sizes each needed their own O(n^3) pass).
+    state = _NULL_RECURSION
+    if n > _EXACT_NULL_MAX_N or state.k > n:
+        state.reset(max(n, _EXACT_NULL_MAX_N))
+    p = state.p
+    for k in range(state.k + 1, n + 1):
+        state.top += k
+        p[k : state.top + 1] = 0.5 * (p[k : state.top + 1] + p[: state.top + 1 - k])
         p[:k] *= 0.5
-    cdf = np.cumsum(p)
+    state.k = n
+    cdf = np.cumsum(p[: n * (n + 1) // 2 + 1])
     cdf.setflags(write=False)
     return cdf
+
+
+_EXACT_NULL_MAX_N = 300
+
+
+class _Recursion:
+    """Where the signed-rank null's recursion stands: p_k over w = 0..top, in an array sized for the largest n."""
+
+    def __init__(self) -> None:
+        self.reset(_EXACT_NULL_MAX_N)
+
+    def reset(self, n_max: int) -> None:
+        self.p = np.zeros(n_max * (n_max + 1) // 2 + 1)
+        self.p[0] = 1.0
+        self.k = self.top = 0
+
+
+_NULL_RECURSION = _Recursion()
 
 
 def _signed_rank_crit(n: int, q: float) -> int:
@@ -590,14 +733,27 @@ def _signed_rank_crit(n: int, q: float) -> int:
 
     Exact for n <= 300; above, the normal approximation with a continuity correction.
     """
-    if n <= 300:
+    if n <= _EXACT_NULL_MAX_N:
         return int(np.searchsorted(_signed_rank_cdf(n), q * (1 + 1e-12), side="right")) - 1
     mu = n * (n + 1) / 4
     sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
-    return math.floor(mu + sigma * float(sps.norm.ppf(q)) - 0.5)
+    return math.floor(mu + sigma * float(_norm_ppf(q)) - 0.5)
 
 
 _WALSH_MATERIALISE_MAX_N = 1000
+
+
+@lru_cache(maxsize=8)
+def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n)
+    i.setflags(write=False)
+    j.setflags(write=False)
+    return i, j
+
+
+def _hl_ks(total: int) -> list[int]:
+    """The 1-based positions of the median of ``total`` Walsh averages (two when ``total`` is even)."""
+    return [(total + 1) // 2] if total % 2 else [total // 2, total // 2 + 1]
 
 
 def _walsh_order_stats(sorted_x: np.ndarray, ks: Sequence[int]) -> list[float]:
@@ -608,7 +764,7 @@ def _walsh_order_stats(sorted_x: np.ndarray, ks: Sequence[int]) -> list[float]:
     """
     n = sorted_x.size
     if n <= _WALSH_MATERIALISE_MAX_N:
-        i, j = np.triu_indices(n)
+        i, j = _triu(n)
         walsh = np.partition((sorted_x[i] + sorted_x[j]) / 2, [k - 1 for k in ks])
         return [float(walsh[k - 1]) for k in ks]
     out = []
@@ -641,11 +797,8 @@ def hodges_lehmann(deltas: Sequence[float] | np.ndarray) -> float:
     n = x.size
     if n == 0:
         return math.nan
-    total = n * (n + 1) // 2
-    if total % 2:
-        return _walsh_order_stats(x, [(total + 1) // 2])[0]
-    a, b = _walsh_order_stats(x, [total // 2, total // 2 + 1])
-    return (a + b) / 2
+    mid = _walsh_order_stats(x, _hl_ks(n * (n + 1) // 2))
+    return mid[0] if len(mid) == 1 else (mid[0] + mid[1]) / 2
 
 
 def walsh_interval(
@@ -666,10 +819,13 @@ def walsh_interval(
         return math.nan, math.nan, math.nan
     total = n * (n + 1) // 2
     c = _signed_rank_crit(n, _tail(alpha, alternative))
-    est = hodges_lehmann(x)
+    mid = _hl_ks(total)
+    # The estimate and both bounds from one selection over the Walsh averages.
+    stats_ = _walsh_order_stats(x, mid + ([c + 1, total - c] if c >= 0 else []))
+    est = stats_[0] if len(mid) == 1 else (stats_[0] + stats_[1]) / 2
     if c < 0:
         return est, -math.inf, math.inf
-    lo, hi = _walsh_order_stats(x, [c + 1, total - c])
+    lo, hi = stats_[len(mid):]
     return est, lo, hi
 
 
@@ -733,10 +889,10 @@ def _check_rows(rows: pd.DataFrame, metrics: Iterable[str]) -> None:
         )
 
 
-def _prepared(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _prepared(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     cols = [c for c in ("item", "domain", "tags", "strategy", "rate", "condition",
-                        "target_orig_rank", metric) if c in rows.columns]  # fmt: skip
-    df = rows[cols].copy()
+                        "target_orig_rank", *metrics) if c in rows.columns]  # fmt: skip
+    df = rows[list(dict.fromkeys(cols))].copy()
     for col, default in (("domain", ""), ("tags", "")):
         if col not in df.columns:
             df[col] = default
@@ -746,59 +902,155 @@ def _prepared(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     df["item"] = df["item"].astype(str)
     df["strategy"] = df["strategy"].fillna("").astype(str)
     # Float rates from one store are identical, but rounding makes the join immune to 0.1+0.2 noise.
-    df["rate"] = pd.to_numeric(df["rate"], errors="coerce").round(9)
-    df[metric] = pd.to_numeric(df[metric], errors="coerce")
+    df["rate"] = normalise_rate(df["rate"])
+    for metric in metrics:
+        df[metric] = pd.to_numeric(df[metric], errors="coerce")
     return df
 
 
+def normalise_rate(rate: pd.Series) -> pd.Series:
+    """Adopter rates as the tests group them: numeric (NaN for the base condition), rounded to 1e-9."""
+    return pd.to_numeric(rate, errors="coerce").round(9)
+
+
+def _unit_keys(by_rank: bool) -> list[str]:
+    return ["item", "target_orig_rank"] if by_rank else ["item"]
+
+
+@dataclass(frozen=True)
+class UnitMeans:
+    """Result rows reduced to what every test here starts from: one mean per unit and condition.
+
+    The unit is the item (query), or (item, target_orig_rank) when ``by_rank``. Samples and seeds
+    are averaged within a unit first (NaN samples skipped), so each unit contributes one value per
+    condition x strategy x rate. :func:`unit_means` builds this from long rows; a run store can
+    build the same from SQL aggregates without its rows ever reaching pandas
+    (:func:`geoaudit.analysis.RunData`), and :func:`summarize` accepts either.
+
+    Attributes:
+        means: the "rivals" and "treated" conditions: columns ``condition, strategy, rate,
+            item[, target_orig_rank]`` and one per metric, sorted by those keys (NaN last), as
+            ``DataFrame.groupby(sort=True)`` orders them.
+        base: the "base" condition (stored once, shared by every strategy x rate): columns
+            ``item[, target_orig_rank]`` and the metrics, sorted.
+        items: indexed by item: ``domain`` and ``tags`` of the item's first row ("" when
+            missing), and ``target_orig_rank``, its most common original rank (the smallest of
+            equally common ones; with ``by_rank`` the units carry their own).
+        metrics: the metric columns.
+        by_rank: whether the unit is (item, target_orig_rank).
+    """
+
+    means: pd.DataFrame
+    base: pd.DataFrame
+    items: pd.DataFrame
+    metrics: tuple[str, ...]
+    by_rank: bool = False
+    #: How treated units pair with rivals and base units: the same for every metric, computed once.
+    _plan: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def mode_rank(counts: pd.DataFrame) -> pd.Series:
+    """Each item's most common ``target_orig_rank``, the smallest of equally common ones.
+
+    ``counts``: columns item, target_orig_rank (no NaN) and n, the rows with that rank. This is
+    ``Series.mode().iloc[0]`` per item (the mode sorts its values), without a Python call per item.
+    """
+    best = counts.sort_values(["item", "n", "target_orig_rank"], ascending=[True, False, True], kind="mergesort")
+    best = best.drop_duplicates("item")
+    return pd.Series(best["target_orig_rank"].to_numpy(), index=pd.Index(best["item"].to_numpy(), name="item"),
+                     name="target_orig_rank")
+
+
+def unit_means(rows: pd.DataFrame, metrics: Sequence[str], *, by_rank: bool = False) -> UnitMeans:
+    """The per-unit means of long result rows (one row per answer sample): see :class:`UnitMeans`.
+
+    Raises:
+        InputError: rows lack a column, or carry an unknown condition.
+    """
+    metrics = list(dict.fromkeys(metrics))
+    _check_rows(rows, metrics)
+    df = _prepared(rows, metrics)
+    unit = _unit_keys(by_rank)
+    # Descriptive columns: first value seen per item (they describe the query, not the sample).
+    items = df.drop_duplicates("item").set_index("item")[["domain", "tags", "target_orig_rank"]]
+    # The item's most common original rank (it only varies if sources are shuffled per seed); with
+    # by_rank each unit carries its own.
+    ranked = df.dropna(subset=["target_orig_rank"])
+    counts = ranked.groupby(["item", "target_orig_rank"], sort=True).size().rename("n").reset_index()
+    items["target_orig_rank"] = mode_rank(counts).reindex(items.index)
+    cond = df["condition"]
+    # pandas' grouped mean sums each group in row order (compensated): the same numbers as one
+    # groupby per condition, which is how they were computed before.
+    means = (df[cond.isin(["rivals", "treated"])]
+             .groupby(["condition", "strategy", "rate", *unit], dropna=False, sort=True)[metrics].mean()
+             .reset_index())  # fmt: skip
+    base = df[cond == "base"].groupby(unit, dropna=False, sort=True)[metrics].mean().reset_index()
+    return UnitMeans(means=means, base=base, items=items, metrics=tuple(metrics), by_rank=by_rank)
+
+
+def _pairing(units: UnitMeans) -> dict[str, Any]:
+    """Each treated unit's row, its rivals row and base row (-1: none) and its description, computed once."""
+    if units._plan:
+        return units._plan
+    unit = _unit_keys(units.by_rank)
+    keys = ["strategy", "rate", *unit]
+    means = units.means
+    cond = means["condition"].to_numpy()
+    t_pos, r_pos = np.flatnonzero(cond == "treated"), np.flatnonzero(cond == "rivals")
+    frame = means.iloc[t_pos][keys].reset_index(drop=True)
+    # Left merges keep the treated order and match NaN keys with NaN, as the per-metric merges did.
+    rivals = means.iloc[r_pos][keys].assign(_pos=r_pos)
+    adv = frame.merge(rivals, on=keys, how="left")["_pos"].fillna(-1).to_numpy(int)
+    base = units.base[unit].assign(_pos=np.arange(len(units.base)))
+    net = frame.merge(base, on=unit, how="left")["_pos"].fillna(-1).to_numpy(int)
+    info = units.items
+    at = info.index.get_indexer(frame["item"])
+    found = at >= 0
+    for col, missing in (("domain", ""), ("tags", "")):
+        values = info[col].to_numpy(object)
+        frame[col] = np.where(found, values[np.maximum(at, 0)] if len(values) else missing, missing)
+        frame[col] = frame[col].fillna(missing)
+    if not units.by_rank:
+        ranks = info["target_orig_rank"]
+        frame["target_orig_rank"] = ranks.iloc[np.maximum(at, 0)].to_numpy() if len(ranks) else np.nan
+        if not found.all():
+            frame["target_orig_rank"] = frame["target_orig_rank"].where(found)
+    units._plan.update(t_pos=t_pos, adv=adv, net=net, frame=frame)
+    return units._plan
+
+
+def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``values[pos]`` with NaN where ``pos`` is -1."""
+    out = values[np.maximum(pos, 0)] if len(values) else np.full(pos.size, np.nan)
+    return np.where(pos >= 0, out, np.nan)
+
+
 def _paired(
-    rows: pd.DataFrame,
+    units: UnitMeans,
     metric: str,
     comparison: str,
     *,
     higher_is_better: bool,
     paired_metric: bool,
-    by_rank: bool = False,
 ) -> pd.DataFrame:
-    """Per-unit (baseline, treated) pairs; the unit is the item, or (item, rank) when ``by_rank``."""
+    """Per-unit (baseline, treated) pairs; the unit is the item, or (item, rank) when ``units.by_rank``."""
     if comparison not in COMPARISONS:
         raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
-    df = _prepared(rows, metric)
-    unit = ["item", "target_orig_rank"] if by_rank else ["item"]
-    # Descriptive columns: first value seen per item (they describe the query, not the sample).
-    info = df.drop_duplicates("item").set_index("item")[["domain", "tags", "target_orig_rank"]]
-    if not by_rank:
-        # The item's most common original rank (it only varies if sources are shuffled per seed).
-        mode_rank = (
-            df.dropna(subset=["target_orig_rank"])
-            .groupby("item")["target_orig_rank"]
-            .agg(lambda s: s.mode().iloc[0])
-        )
-        info["target_orig_rank"] = mode_rank.reindex(info.index)
-
-    treated = df[df["condition"] == "treated"]
-    keys = ["strategy", "rate", *unit]
-    # Samples and seeds are averaged within a unit first (pandas mean skips NaN samples).
-    t_mean = treated.groupby(keys, dropna=False, sort=True)[metric].mean().rename("treated")
-    out = t_mean.reset_index()
+    plan = _pairing(units)
+    values = units.means[metric].to_numpy(float)
+    treated = values[plan["t_pos"]]
     if comparison == "advantage":
-        rivals = df[df["condition"] == "rivals"]
-        b_mean = rivals.groupby(keys, dropna=False)[metric].mean().rename("baseline").reset_index()
-        out = out.merge(b_mean, on=keys, how="left")
+        baseline = _take(values, plan["adv"])
     elif paired_metric:
         # The metric already is a difference against the base answer: the base side is 0 by definition.
-        out["baseline"] = np.where(out["treated"].notna(), 0.0, np.nan)
+        baseline = np.where(~np.isnan(treated), 0.0, np.nan)
     else:
-        base = df[df["condition"] == "base"]
-        b_mean = base.groupby(unit, dropna=False)[metric].mean().rename("baseline").reset_index()
-        out = out.merge(b_mean, on=unit, how="left")
-
-    out["domain"] = out["item"].map(info["domain"]).fillna("")
-    out["tags"] = out["item"].map(info["tags"]).fillna("")
-    if not by_rank:
-        out["target_orig_rank"] = out["item"].map(info["target_orig_rank"])
-    delta = out["treated"] - out["baseline"]
-    delta = delta.where(delta.abs() > _ZERO_TOL, 0.0).where(delta.notna())
+        baseline = _take(units.base[metric].to_numpy(float), plan["net"])
+    out = plan["frame"].copy()
+    out["baseline"], out["treated"] = baseline, treated
+    with np.errstate(invalid="ignore"):
+        delta = treated - baseline
+        delta = np.where(np.isnan(delta), np.nan, np.where(np.abs(delta) > _ZERO_TOL, delta, 0.0))
     out["delta"] = delta
     out["favourable"] = delta if higher_is_better else -delta
     cols = ["item", "domain", "tags", "strategy", "rate", "target_orig_rank",
@@ -837,8 +1089,11 @@ def paired_values(
     favourable.
     """
     _check_rows(rows, [metric])
+    if comparison not in COMPARISONS:
+        raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
     return _paired(
-        rows, metric, comparison, higher_is_better=higher_is_better, paired_metric=paired_metric
+        unit_means(rows, [metric]), metric, comparison, higher_is_better=higher_is_better,
+        paired_metric=paired_metric,
     )
 
 
@@ -847,31 +1102,114 @@ def paired_values(
 # --------------------------------------------------------------------------------------------
 
 
+def _average_ranks(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(average ranks of ``a``, tie-group sizes in sorted order): ``scipy.stats.rankdata(a)`` and its ties.
+
+    Ties share the mean of their 1-based positions, ``start + (size + 1) / 2``: half-integers, exact in
+    floating point, so sums of ranks are exact whatever their order.
+    """
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    first = np.ones(s.size, dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, s.size))
+    ranks = np.empty(s.size)
+    ranks[order] = np.repeat(starts + (sizes + 1) / 2, sizes)
+    return ranks, sizes
+
+
+def _signed_rank_normal(fav: np.ndarray, zero_method: str) -> tuple[float, float, float] | None:
+    """(R+, R-, z) of the signed-rank test's normal approximation, as ``scipy.stats.wilcoxon`` computes them.
+
+    Ranks of |d| (over the non-zero d for ``wilcox``); ``E[R+] = c (c + 1) / 4`` and
+    ``Var = (c (c + 1) (2c + 1) - sum(t^3 - t) / 2) / 24`` over the c ranked values with tie-group
+    sizes t; Pratt removes the zeros' share from both (Cureton 1967) and leaves their group out of
+    the tie correction; zsplit gives half of the zeros' ranks to each side. Every term is an integer
+    or a half-integer until the square root, so this is scipy's number to the bit. None when scipy
+    would compute the exact null instead (at most 50 values, no zeros, no ties): the caller asks scipy.
+    """
+    n_zero = int(np.count_nonzero(fav == 0))
+    d = fav[fav != 0] if zero_method == "wilcox" else fav
+    ranks, sizes = _average_ranks(np.abs(d))
+    if fav.size <= 50 and n_zero == 0 and not (sizes > 1).any():
+        return None
+    r_plus = float(ranks[d > 0].sum())
+    r_minus = float(ranks[d < 0].sum())
+    if zero_method == "zsplit":
+        half = float(ranks[d == 0].sum()) / 2
+        r_plus, r_minus = r_plus + half, r_minus + half
+    count = float(d.size)
+    mean = count * (count + 1.0) * 0.25
+    var24 = count * (count + 1.0) * (2.0 * count + 1.0)
+    t = sizes.astype(float)
+    if zero_method == "pratt" and n_zero:
+        nz = float(n_zero)
+        mean -= nz * (nz + 1.0) * 0.25
+        var24 -= nz * (nz + 1.0) * (2.0 * nz + 1.0)
+        t = t[1:]  # the zeros' group (|d| = 0 sorts first) has no sign: no tie correction
+    se = math.sqrt((var24 - float(np.sum(t**3 - t)) / 2) / 24)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = float(np.float64(r_plus - mean) / np.float64(se))
+    return r_plus, r_minus, z
+
+
 def _rank_test(fav: np.ndarray, zero_method: str, alternative: str) -> dict[str, float]:
     """The Wilcoxon signed-rank test on favourable deltas, in the row's direction and both others.
 
     Returns the statistic (scipy's convention for ``alternative``), the p-value for
     ``alternative``, the one-sided p-values (NaN for two-sided rows, where they are not needed),
-    the two-sided p, and the sign of R+ - R- (the direction the ranks point).
+    the two-sided p, and the sign of R+ - R- (the direction the ranks point). The test is
+    ``scipy.stats.wilcoxon`` (method "auto", no continuity correction): enumerated here for at most
+    13 values, its normal approximation computed here (:func:`_signed_rank_normal`) where scipy
+    uses it, scipy itself for its exact null.
     """
     out = {"stat": math.nan, "p": math.nan, "p_greater": math.nan, "p_less": math.nan, "p_two": math.nan}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        normal = _signed_rank_normal(fav, zero_method) if fav.size > _EXHAUSTIVE_MAX_N else None
         if fav.size <= _EXHAUSTIVE_MAX_N:
             r_plus, r_minus, p_ge, p_le = _signed_rank_exhaustive_parts(fav, zero_method)
             p_two = min(1.0, 2.0 * min(p_ge, p_le))
             out.update(p_greater=p_ge, p_less=p_le, p_two=p_two)
             out["stat"] = r_plus if alternative != "two-sided" else min(r_plus, r_minus)
+        elif normal is not None:
+            r_plus, r_minus, z = normal
+            if alternative == "two-sided":
+                out.update(stat=min(r_plus, r_minus), p_two=float(2 * _norm_cdf(-abs(z))))
+            else:
+                out.update(stat=r_plus, p_greater=float(_norm_cdf(-z)), p_less=float(_norm_cdf(z)))
+                out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
         elif alternative == "two-sided":
-            w = sps.wilcoxon(fav, zero_method=zero_method, alternative="two-sided")
+            w = _scipy_stats().wilcoxon(fav, zero_method=zero_method, alternative="two-sided")
             out.update(stat=float(w.statistic), p_two=float(w.pvalue))
         else:
-            g = sps.wilcoxon(fav, zero_method=zero_method, alternative="greater")
-            le = sps.wilcoxon(fav, zero_method=zero_method, alternative="less")
+            g = _scipy_stats().wilcoxon(fav, zero_method=zero_method, alternative="greater")
+            le = _scipy_stats().wilcoxon(fav, zero_method=zero_method, alternative="less")
             out.update(stat=float(g.statistic), p_greater=float(g.pvalue), p_less=float(le.pvalue))
             out["p_two"] = min(1.0, 2.0 * min(out["p_greater"], out["p_less"]))
     out["p"] = {"two-sided": out["p_two"], "greater": out["p_greater"], "less": out["p_less"]}[alternative]
     return out
+
+
+def _ttest_p(a: np.ndarray, alternative: str) -> float:
+    """``scipy.stats.ttest_1samp(a, 0.0, alternative=alternative).pvalue``, in scipy's arithmetic.
+
+    t = mean / sqrt(var / n), var = mean of squared deviations x n / (n - 1), df = n - 1.
+    """
+    n = a.size
+    mean = np.mean(a)
+    v = np.mean((a - np.mean(a, keepdims=True)) ** 2)
+    nf = np.float64(n)
+    v = v * (nf / (nf - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.divide(mean, np.sqrt(v / n))
+    df = np.float64(n - 1)
+    if alternative == "less":
+        return float(_t_cdf(t, df))
+    if alternative == "greater":
+        return float(_t_sf(t, df))
+    return float(2 * _t_sf(np.abs(t), df))
 
 
 def _sign(x: float) -> int:
@@ -964,7 +1302,7 @@ def _group_stats(
     res["_mde_sd"], res["_mde_df"] = sd1, df
 
     # Relative change of the means: Fieller's interval with the t-test's critical value.
-    crit = float(sps.t.ppf(1 - _tail(alpha, alternative), df))
+    crit = float(_t_ppf(1 - _tail(alpha, alternative), df))
     rel, rlo, rhi, why_rel = fieller_relative(baseline, treated, crit, sign)
     res["rel_improvement"], res["rel_ci_low"], res["rel_ci_high"] = rel, rlo, rhi
     if why_rel:
@@ -1004,9 +1342,7 @@ def _group_stats(
     rank = _rank_test(fav, zero_method, alternative)
     res["wilcoxon_stat"], res["wilcoxon_p"] = rank["stat"], rank["p"]
     res["rank_biserial"] = rank_biserial(fav, zero_method=zero_method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res["ttest_p"] = float(sps.ttest_1samp(fav, 0.0, alternative=alternative).pvalue)
+    res["ttest_p"] = _ttest_p(fav, alternative)
     res["cohens_dz"] = cohens_dz(fav)
     mean_dir, rank_dir = _sign(float(fav.mean())), _sign(res["rank_biserial"])
     reverse = {"greater": "less", "less": "greater"}.get(alternative)
@@ -1027,7 +1363,7 @@ def _signed_rank_exhaustive_parts(d: np.ndarray, zero_method: str) -> tuple[floa
     """(R+, R-, P(null >= R+), P(null <= R+)) by enumerating the 2^m sign flips of the ranks."""
     if zero_method == "wilcox":
         d = d[d != 0]
-    ranks = sps.rankdata(np.abs(d))
+    ranks = _average_ranks(np.abs(d))[0]
     nonzero = d != 0
     offset = 0.5 * ranks[~nonzero].sum() if zero_method == "zsplit" else 0.0
     r, signs = ranks[nonzero], d[nonzero]
@@ -1077,8 +1413,9 @@ def _explode_groups(pv: pd.DataFrame, by: str | None) -> pd.DataFrame:
         return pv.assign(group=tags).explode("group")
     if by == "orig_rank":
         ranks = pv["target_orig_rank"]
-        label = ranks.map(lambda r: str(int(r)) if pd.notna(r) else "(unknown)")
-        return pv.assign(group=label)
+        # One label per distinct rank, not a Python call per row.
+        label = ranks.map({r: str(int(r)) for r in ranks.dropna().unique()}).astype(object)
+        return pv.assign(group=label.where(ranks.notna(), "(unknown)"))
     raise InputError(f"unknown breakdown {by!r}; use domain, tag or orig_rank")
 
 
@@ -1121,7 +1458,7 @@ def _ci_name(estimand: str, ci: str, n_boot: int, seed: int) -> str:
 
 
 def summarize(
-    rows: pd.DataFrame,
+    rows: pd.DataFrame | UnitMeans,
     metrics: Sequence[str],
     *,
     comparisons: Sequence[str] = COMPARISONS,
@@ -1143,8 +1480,10 @@ def summarize(
 ) -> pd.DataFrame:
     """Paired tests, estimates and intervals per strategy x rate x metric x comparison (x group).
 
-    Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised. Every
-    metric has one declared **estimand** and the test, interval and verdict are about it:
+    Per group the (baseline, treated) query pairs of :func:`paired_values` are summarised. ``rows``
+    are the long result rows, or their per-unit means (:class:`UnitMeans`, per (item, original
+    rank) for ``by="orig_rank"``): the numbers are the same. Every metric has one declared
+    **estimand** and the test, interval and verdict are about it:
 
     * ``"mean"`` (default): the mean delta. Interval ``ci`` = ``"t"`` (default: t interval with
       df = non-zero pairs - 1, which holds its level on zero-heavy deltas; see
@@ -1245,7 +1584,7 @@ def summarize(
     for c in comparisons:
         if c not in COMPARISONS:
             raise InputError(f"unknown comparison {c!r}; use one of {', '.join(COMPARISONS)}")
-    _check_rows(rows, metrics)
+    units = _units(rows, metrics, by_rank=by == "orig_rank")
     paired_set = set(paired_metrics)
     directions = {m: _direction(m, higher_is_better) for m in metrics}
     estimands = _estimands(metrics, estimand, "pseudomedian" if cseo else "mean")
@@ -1265,24 +1604,16 @@ def summarize(
         sign = 1.0 if hib else -1.0
         est_kind = estimands[metric]
         for comparison in comparisons:
-            pv = _paired(
-                rows,
-                metric,
-                comparison,
-                higher_is_better=hib,
-                paired_metric=metric in paired_set,
-                by_rank=by == "orig_rank",
-            )
+            pv = _paired(units, metric, comparison, higher_is_better=hib, paired_metric=metric in paired_set)
             pv = _explode_groups(pv, by)
-            for (strategy, rate, group), g in pv.groupby(
-                ["strategy", "rate", "group"], dropna=False, sort=True
-            ):
-                valid = g["delta"].notna()
-                gv = g[valid]
-                delta = gv["delta"].to_numpy(float)
+            cols = {c: pv[c].to_numpy(float) for c in ("baseline", "treated", "delta")}
+            for (strategy, rate, group), idx in _group_positions(pv, ["strategy", "rate", "group"]):
+                d_all = cols["delta"][idx]
+                valid = ~np.isnan(d_all)
+                delta = d_all[valid]
                 res = _group_stats(
-                    gv["baseline"].to_numpy(float),
-                    gv["treated"].to_numpy(float),
+                    cols["baseline"][idx][valid],
+                    cols["treated"][idx][valid],
                     delta,
                     sign,
                     estimand=est_kind,
@@ -1342,6 +1673,33 @@ def summarize(
     out["ci_verified"] = (out["status"] != INSUFFICIENT).to_numpy() & (used_n >= min_n.to_numpy())
     out = out.sort_values(["metric", "comparison", "strategy", "rate", "group"], kind="mergesort")
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _group_positions(df: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], np.ndarray]]:
+    """``df.groupby(keys, dropna=False, sort=True)`` as (key, row positions) pairs, positions in row order.
+
+    The same groups, in the same order and with the same rows as iterating the groupby, without
+    building a DataFrame per group (which cost more than the statistics of a group).
+    """
+    if df.empty:
+        return []
+    codes = df.groupby(keys, dropna=False, sort=True).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(int(codes.max()) + 2))
+    firsts = df[keys].iloc[order[bounds[:-1]]]
+    return [(tuple(k), order[a:b]) for k, a, b in zip(firsts.itertuples(index=False, name=None), bounds[:-1], bounds[1:])]
+
+
+def _units(rows: pd.DataFrame | UnitMeans, metrics: Sequence[str], *, by_rank: bool) -> UnitMeans:
+    if not isinstance(rows, UnitMeans):
+        return unit_means(rows, metrics, by_rank=by_rank)
+    missing = [m for m in metrics if m not in rows.metrics]
+    if missing:
+        raise InputError(f"unit means lack metric(s) {', '.join(missing)}; available: {', '.join(rows.metrics)}")
+    if rows.by_rank != by_rank:
+        raise InputError("a breakdown by orig_rank needs unit means per (item, original rank): "
+                         "unit_means(rows, metrics, by_rank=True)")
+    return rows
 
 
 def _family_labels(out: pd.DataFrame, family: str, by: str | None) -> pd.Series:
@@ -1442,7 +1800,7 @@ def _add_mde(
     level = 1 - out["mde_alpha"].to_numpy(float) / (2 if alternative == "two-sided" else 1)
     ok = (out["estimand"] == "mean").to_numpy() & (n >= MIN_N) & np.isfinite(sd) & (sd > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_mde = (sps.t.ppf(level, df) + sps.t.ppf(power, df)) * sd / np.sqrt(np.maximum(n, 1))
+        t_mde = (_t_ppf(level, df) + _t_ppf(power, df)) * sd / np.sqrt(np.maximum(n, 1))
     mde = np.where(ok, t_mde, np.nan)
     # Pseudo-medians: the simulated signed-rank test, per row.
     for i, (a, deltas) in enumerate(zip(out["mde_alpha"], test_deltas)):
@@ -1518,7 +1876,7 @@ def calibration(
         k_bh = int((g["p_bh"] < alpha).sum())
         rate = k_raw / n
         warn = rate > alpha
-        excess = float(sps.binomtest(k_raw, n, alpha, alternative="greater").pvalue)
+        excess = _binom_p_greater(k_raw, n, alpha)
         head = (
             f"A/A control ({strategy}, {comparison}): {k_raw}/{n} tests reject at alpha={alpha:g} "
             f"({rate:.1%}); "

@@ -12,7 +12,6 @@ killed process (``kill -9``) loses at most the write in flight and never corrupt
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,14 +24,22 @@ from geoaudit.errors import StoreError
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 
-_MIGRATION_NAME = re.compile(r"^([a-z][a-z0-9_]*?)_v\d+$")
+def _is_migration_name(name: str) -> bool:
+    try:
+        _family(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _family(name: str) -> str:
-    match = _MIGRATION_NAME.match(name)
-    if match is None:
+    """The family of a migration name ``<family>_v<N>`` (``run_v2`` -> ``run``)."""
+    family, sep, number = name.rpartition("_v")
+    ok = (sep and number.isdigit() and number.isascii() and family[:1].isalpha() and family.isascii()
+          and all(c.islower() or c.isdigit() or c == "_" for c in family))
+    if not ok:
         raise ValueError(f"migration name {name!r} is not <family>_v<N>")
-    return match.group(1)
+    return family
 
 
 class Connection(sqlite3.Connection):
@@ -77,9 +84,7 @@ def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.C
             "CREATE TABLE IF NOT EXISTS _geoaudit_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
         )
         done = {r[0] for r in conn.execute("SELECT name FROM _geoaudit_migrations")}
-        newer = sorted(
-            n for n in done - set(known) if _MIGRATION_NAME.match(n) and _family(n) in families
-        )
+        newer = sorted(n for n in done - set(known) if _is_migration_name(n) and _family(n) in families)
         if newer:
             conn.close()
             raise StoreError(

@@ -53,6 +53,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -314,8 +315,8 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
         raise c.fail(f"constraints.{bad[0]}", f"is not a constraint (known: {', '.join(sorted(known_cons))})")
     lo = float(c.get(cons_raw, "min_length_ratio", (int, float), prefix="constraints.", required=False, default=0.0))
     hi = float(c.get(cons_raw, "max_length_ratio", (int, float), prefix="constraints.", required=False, default=100.0))
-    if lo < 0 or hi <= 0 or lo > hi:
-        raise c.fail("constraints.min_length_ratio", f"and max_length_ratio must satisfy 0 <= min <= max, got {lo}, {hi}")
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi <= 0 or lo > hi:  # TOML allows nan/inf
+        raise c.fail("constraints.min_length_ratio", f"and max_length_ratio must be finite numbers with 0 <= min <= max, got {lo}, {hi}")
     forbid = c.get(cons_raw, "forbid_new", list, prefix="constraints.", required=False, default=[])
     for item in forbid:
         if item not in FABRICATION_KINDS:

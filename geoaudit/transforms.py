@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from geoaudit import guards as G
+from geoaudit.documents import markdown_heading
 
 ParamValue = int | float | str | bool
 TransformFn = Callable[[str, str, "str | None", Mapping[str, ParamValue]], str]
@@ -99,7 +100,7 @@ class Transform:
 
         paras = []
         for para in inspect.cleandoc(self.fn.__doc__ or "").split("\n\n"):
-            items = re.split(r"\n(?=\s*\* )", para)
+            items = re.split(r"\n(?=[ \t]{0,40}\* )", para)
             paras.append("\n".join(" ".join(item.split()) for item in items))
         return "\n\n".join(paras)
 
@@ -204,10 +205,8 @@ class Page:
 
 
 _FENCE_RE = re.compile(r"^\s{0,3}(```|~~~)")
-_HEADING_RE = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\S")
 _TABLE_RE = re.compile(r"^\s*\|")
-_BREAK_RE = re.compile(r"^\s{0,3}(?:(?:-\s*){3,}|(?:\*\s*){3,}|(?:_\s*){3,})$")
 _TERMINAL_RE = re.compile(r"[.!?…][\"'”’)\]]*$")
 _CLOSERS_RE = re.compile(r"[\"'”’)\]]*")
 # A sentence the splitter cut after an abbreviation or an initial ("Dr.", "J."): it continues.
@@ -267,14 +266,14 @@ def parse_page(text: str) -> Page:
             in_fence = fence.group(1)
             cur_kind, cur_start, cur_end = "verbatim", start, end
             continue
-        if not line.strip() or _BREAK_RE.match(line):
+        if not line.strip() or _is_break(line):
             flush()
             continue
-        heading = _HEADING_RE.match(line)
+        heading = markdown_heading(line, max_indent=3)
         if heading:
             flush()
-            if heading.group(2).strip():
-                blocks.append(Block("heading", start, end, len(heading.group(1)), heading.group(2).strip()))
+            if heading[1].strip():
+                blocks.append(Block("heading", start, end, heading[0], heading[1].strip()))
             continue
         kind = "verbatim" if _TABLE_RE.match(line) else "list" if _ITEM_RE.match(line) else "para"
         if cur_kind == kind or (cur_kind == "list" and kind == "para" and line[:1].isspace()):
@@ -474,7 +473,23 @@ def _central(units: Sequence[Unit]) -> int:
     return max(eligible, key=lambda i: (sum(df[t] - 1 for t in sets[i]) / math.sqrt(len(sets[i]) or 1), -i))
 
 
-_TITLE_SITE_RE = re.compile(r"\s+(?:\||·|::|—|–|-)\s+.*$")
+# " | Site name" (and · :: — – -) after a title: a blank run that starts the cut, a separator, a blank.
+# The run is possessive and must start a run of blanks, so no attempt rescans another's text.
+_TITLE_SITE_RE = re.compile(r"(?<!\s)\s++(?:\||·|::|—|–|-)\s")
+
+
+def _without_site(title: str) -> str:
+    """A document title without its trailing " | Site name" part (the first such separator on)."""
+    m = _TITLE_SITE_RE.search(title)
+    return title[: m.start()] if m else title
+
+
+def _is_break(line: str) -> bool:
+    """A markdown thematic break: up to 3 spaces, then 3 or more of one of - * _ (blanks between)."""
+    if len(line) - len(line.lstrip(" ")) > 3:
+        return False
+    marks = "".join(line.split())
+    return len(marks) >= 3 and marks in ("-" * len(marks), "*" * len(marks), "_" * len(marks))
 
 
 def llms_txt_structure(text: str, title: str, query: str | None, params: Mapping[str, ParamValue]) -> str:
@@ -495,7 +510,7 @@ def llms_txt_structure(text: str, title: str, query: str | None, params: Mapping
     if not G.words(text):
         return text
     h1 = next((i for i, b in enumerate(page.blocks) if b.kind == "heading" and b.level == 1), None)
-    head = page.blocks[h1].heading if h1 is not None else _collapse(_TITLE_SITE_RE.sub("", title.strip()))
+    head = page.blocks[h1].heading if h1 is not None else _collapse(_without_site(title.strip()))
     units = list(page.units)
     summary: Unit | None = None
     if units:
@@ -584,8 +599,8 @@ def keyword_stuffing(text: str, title: str, query: str | None, params: Mapping[s
         if not missing:
             continue
         budget -= len(missing)
-        end_mark = re.search(r"[.!?]+$", page.text[unit.start:unit.end])
-        at = unit.start + (end_mark.start() if end_mark else unit.end - unit.start)
+        segment = page.text[unit.start:unit.end]
+        at = unit.start + len(segment.rstrip(".!?"))  # before the sentence's end punctuation, if any
         inserts.append((at, " (" + ", ".join(missing) + ")"))
         if budget < 1:
             break
@@ -603,7 +618,7 @@ def _int(name: str, default: int, lo: int, hi: int, help: str) -> Param:
 
 register(Transform("identity", "1", identity, changes_text=False))
 register(Transform(
-    "answer-first", "1", answer_first, uses_query=True,
+    "answer-first", "2", answer_first, uses_query=True,
     params=(_int("sentences", 2, 1, 10, "how many of the page's sentences the summary repeats"),),
 ))
 register(Transform(
@@ -614,11 +629,11 @@ register(Transform(
     ),
 ))
 register(Transform(
-    "llms-txt-structure", "1", llms_txt_structure,
+    "llms-txt-structure", "2", llms_txt_structure,
     params=(Param("summary", str, "central", "which sentence becomes the > summary", choices=("central", "first")),),
 ))
 register(Transform(
-    "keyword-stuffing", "1", keyword_stuffing, uses_query=True,
+    "keyword-stuffing", "2", keyword_stuffing, uses_query=True,
     params=(
         _int("sentences", 3, 1, 20, "how many sentences get keywords"),
         _int("max_insertions", 10, 1, 100, "most keywords inserted in all (GEO: at most 10)"),

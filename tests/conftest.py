@@ -11,6 +11,27 @@ from geoaudit.config import Settings
 from geoaudit.testing import FakeOpenAIServer, fake_settings
 
 
+@pytest.fixture(scope="session")
+def _models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def _shared_models_dir(_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-encoded embedded models are made once per test session, not in every test's data dir."""
+    monkeypatch.setenv("GEOAUDIT_MODELS_DIR", str(_models_dir))
+
+
+@pytest.fixture(autouse=True)
+def _embedded_only_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that loads the real embedded model must say so (``@pytest.mark.embedded``): otherwise
+    loading it fails, here and in any subprocess the test starts (the variable is inherited)."""
+    if request.node.get_closest_marker("embedded") is None:
+        monkeypatch.setenv("GEOAUDIT_FORBID_EMBEDDED", "1")
+    else:
+        monkeypatch.delenv("GEOAUDIT_FORBID_EMBEDDED", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "geoaudit-home"

@@ -84,6 +84,22 @@ def test_geo_bench_bad_files(tmp_path: Path) -> None:
         load_bench("nope-not-here")
 
 
+def test_non_utf8_jsonl_is_an_input_error_naming_the_line(tmp_path: Path) -> None:
+    # Was "internal error: UnicodeDecodeError" from a later line than the format probe reads.
+    good = (FIXTURES / "geo-bench.jsonl").read_text(encoding="utf-8").splitlines()
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(good[0].encode() + b"\n" + good[1].replace("a", "\u00e9").encode("latin-1") + b"\n")
+    with pytest.raises(InputError, match=r"latin.jsonl:2: not UTF-8"):
+        load_bench(latin)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(InputError, match=r"binary.jsonl:1: not UTF-8"):
+        load_bench(binary)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(good).encode())
+    assert len(load_bench(bom, k=1)) == len(load_bench(FIXTURES / "geo-bench.jsonl", k=1))
+
+
 # ------------------------------------------------------------------------------------------ C-SEO Bench
 
 
@@ -216,6 +232,22 @@ def test_own_directory_extracts_pages(tmp_path: Path) -> None:
         assert "All rights reserved" not in doc.text and "Contact us today" not in doc.text
         assert doc.word_count > 40
     assert roof1.documents[1].id == roof2.documents[0].id  # the same page in two items is one document
+
+
+@pytest.mark.parametrize("escape", ["/abs", "../outside.txt", "file:///abs", "pages/link.html", "FILE:///abs"])
+def test_own_directory_candidates_must_stay_inside_the_folder(tmp_path: Path, escape: str) -> None:
+    # A bench folder is data from someone else: its candidates went to the LLM and into the report,
+    # whatever local file they named.
+    secret = tmp_path / "outside.txt"
+    secret.write_text("SECRET token=hunter2, the contents of a file outside the bench folder\n")
+    site = tmp_path / "bench"
+    shutil.copytree(FIXTURES / "site" / "pages", site / "pages")
+    (site / "pages" / "link.html").symlink_to(secret)
+    candidate = escape.replace("/abs", str(secret))
+    row = {"id": "x", "query": "q", "candidates": ["pages/mine.html", "pages/rival-a.html", candidate], "target": 0}
+    (site / "queries.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError, match="outside the bench folder"):
+        load_bench(site, k=3)
 
 
 def test_own_directory_with_documents_jsonl(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ CHALLENGE = b"<!doctype html><html><head><title>Just a moment...</title></head><
 class Site:
     """One host on its own loopback address; routes by path; records (path, user agent)."""
 
-    def __init__(self, host: str, routes: dict[str, Route]) -> None:
+    def __init__(self, host: str, routes: dict[str, Route], port: int = 0) -> None:
         self.host = host
         self.routes = routes
         self.hits: list[tuple[str, str]] = []
@@ -96,13 +96,17 @@ class Site:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
     def base(self) -> str:
-        return f"http://{self.host}:{self.server.server_address[1]}"
+        return f"http://{self.host}:{self.port}"
 
     def agents_seen(self, path: str) -> list[str]:
         with self.lock:
@@ -293,6 +297,49 @@ def test_waf_that_blocks_ai_agents_robots_allows_is_caught(web: Web, report: Che
     assert one(art.findings, "fetch.same").severity == "pass"
 
 
+def test_a_redirect_does_not_take_an_agent_where_robots_txt_keeps_it_out(settings: Settings) -> None:
+    # robots.txt lets GPTBot fetch /go but not /members/; the site redirects GPTBot (only) from /go
+    # into /members/. Posing as GPTBot, check must stop at that hop, as GPTBot itself would.
+    def go(ua: str) -> tuple[int, dict[str, str], bytes]:
+        return (302, {"Location": "/members/x"}, b"") if "GPTBot" in ua else (200, HTML, article())
+
+    site = Site("127.0.0.2", {"/robots.txt": ok(b"User-agent: GPTBot\nDisallow: /members/\n", TEXT), "/go": go,
+                              "/members/x": ok(article("Members only"))})
+    try:
+        r = check([f"{site.base}/go"], settings=settings, options=CheckOptions(allow_private=True, delay=0.0, agents=("GPTBot",)))
+    finally:
+        site.close()
+    (gpt,) = r.pages[0].agents
+    assert gpt.robots == "allowed" and gpt.fetch == "not-fetched" and "robots.txt disallows (as GPTBot)" in gpt.note
+    assert site.agents_seen("/members/x") == [] and sum("GPTBot" in ua for ua in site.agents_seen("/go")) == 1
+
+
+def test_one_request_at_a_time_per_host_even_with_no_delay(settings: Settings) -> None:
+    # The fetch as each agent runs concurrently; on a slow site they must still queue per host.
+    import time
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def slow(ua: str) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return 200, HTML, article()
+
+    site = Site("127.0.0.2", {"/page": slow})
+    try:
+        r = check([f"{site.base}/page"], settings=settings, options=CheckOptions(allow_private=True, delay=0.0))
+    finally:
+        site.close()
+    fetched = [a for a in r.pages[0].agents if a.fetch != "not-fetched"]
+    assert len(fetched) >= 5 and len(site.agents_seen("/page")) == len(fetched) + 1
+    assert state["most"] == 1
+
+
 def test_rate_limited_agent_is_inconclusive_not_blocked(report: CheckReport) -> None:
     busy = page(report, "/busy")
     agents = {a.token: a for a in busy.agents}
@@ -434,6 +481,43 @@ def test_private_addresses_refused_without_allow_private(web: Web, settings: Set
     assert len(web.a.hits) == before and r.nothing_checked
 
 
+def test_dns_rebinding_cannot_reach_a_loopback_page(settings: Settings) -> None:
+    # A name that resolves to a public address when checked and to loopback afterwards (DNS
+    # rebinding). check used to resolve, check, then let the HTTP client resolve again: the
+    # loopback page was fetched without --allow-private. Now each hop is resolved once and the
+    # connection goes to the address that was checked, as in crawl.
+    public = Site("127.0.0.2", {"/robots.txt": ok(b"User-agent: *\nAllow: /\n", TEXT), "/article": ok(article())})
+    for _ in range(20):  # the same port on 127.0.0.1, so only the DNS answer tells them apart
+        try:
+            internal = Site("127.0.0.1", {"/article": ok(article("SECRET internal page")), "/robots.txt": ok(b"", TEXT)}, port=public.port)
+            break
+        except OSError:
+            public.close()
+            public = Site("127.0.0.2", public.routes)
+    else:
+        pytest.skip("no port free on both 127.0.0.1 and 127.0.0.2")
+    lookups: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.2"] if len(lookups) == 1 else ["127.0.0.1"]  # public once, loopback from then on
+
+    def only_127_0_0_2(ip: Any) -> bool:  # 127.0.0.2 plays a public address; anything else is private
+        return str(ip) == "127.0.0.2"
+
+    try:
+        r = check([f"http://rebind.test:{public.port}/article"], settings=settings,
+                  options=CheckOptions(delay=0.0, timeout=3.0), resolver=rebinding, address_allowed=only_127_0_0_2)
+    finally:
+        public.close()
+        internal.close()
+    p = r.pages[0]
+    assert internal.hits == []  # nothing reached the loopback server
+    assert public.hits == [("/robots.txt", "geoaudit-test/1.0")]  # the one lookup that said "public"
+    assert not p.checked and "resolves to 127.0.0.1" in one(p.findings, "target.refused").message
+    assert set(lookups) == {"rebind.test"} and len(lookups) >= 2  # every hop resolved by the fetcher
+
+
 def test_user_agent_list_and_selection(web: Web, settings: Settings, tmp_path: Path) -> None:
     mine = tmp_path / "agents.toml"
     mine.write_text('[meta]\nsource = "mine"\nupdated = "2026-12-01"\n\n[[agent]]\ntoken = "PerplexityBot"\noperator = "P"\n'
@@ -542,6 +626,7 @@ def test_cli_bad_input_is_one_clean_line(web: Web, tmp_path: Path) -> None:
     assert "nothing to check" in error_line(cli("check"), 2)
     assert "--format" in error_line(cli("check", "x.html", "--format", "pdf"), 2)
     assert "--fail-on" in error_line(cli("check", "x.html", "--fail-on", "info"), 2)
+    assert "delay must be a finite number" in error_line(cli("check", "x.html", "--delay", "nan"), 2)
     assert "suffix" in error_line(cli("check", "x.html", "-o", str(tmp_path / "out.txt")), 2)
     assert "is a directory" in error_line(cli("check", "x.html", "--format", "json", "-o", str(tmp_path)), 2)
     bad = tmp_path / "agents.toml"

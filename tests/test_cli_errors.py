@@ -131,3 +131,63 @@ def test_rewrite_backend_failure_exits_1_and_plain_diff_marks_changes(
     # CliRunner is not a terminal: no colour, so the word diff carries visible markers.
     assert "[-cut-]" in r.stdout and "{+lower+}" in r.stdout
     assert "rewrites by openai/fake · seed 0" in r.stdout  # which model made the numbers above
+
+
+def test_crawl_delay_must_be_a_finite_number(tmp_path: Path) -> None:
+    # `--delay nan` (or inf) used to be accepted and the crawl then waited forever for a slot.
+    for value in ("nan", "inf", "-1"):
+        line = one_error_line(cli("crawl", "http://127.0.0.1:9/", "--delay", value), 2)
+        assert "delay" in line and "finite" in line, line
+
+
+def test_float_settings_refuse_nan_and_inf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = tmp_path / "p.md"
+    page.write_text(PAGE)
+    for value in ("nan", "inf", "-inf"):
+        monkeypatch.setenv("GEOAUDIT_TIMEOUT", value)
+        line = one_error_line(cli("crawl", str(page)), 2)
+        assert "GEOAUDIT_TIMEOUT" in line and "finite" in line, line
+    monkeypatch.delenv("GEOAUDIT_TIMEOUT")
+    monkeypatch.setenv("GEOAUDIT_RETRIES", "0")
+    line = one_error_line(
+        cli("ask-llm", "hi", "--temperature", "nan", "--model", "openai/x", "--api-base", "http://127.0.0.1:9"), 2
+    )
+    assert "--temperature" in line
+
+
+def test_engine_temperature_refuses_nan() -> None:
+    from geoaudit.engine import EngineConfig
+    from geoaudit.errors import ConfigError
+
+    for bad in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ConfigError, match="temperature"):
+            EngineConfig(temperature=bad)
+
+
+def test_non_utf8_document_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "docs.jsonl"
+    bad.write_bytes(b'{"text": "caf\xe9"}\n')
+    assert "docs.jsonl:1: not UTF-8" in one_error_line(cli("crawl", str(bad)), 2)
+
+
+def test_user_text_is_not_read_as_rich_markup(tmp_path: Path) -> None:
+    # A strategy title "[/oops]" made `strategies list` fail with a rich MarkupError.
+    d = tmp_path / "strategies"
+    d.mkdir()
+    (d / "odd.toml").write_text(
+        'name = "odd"\ntitle = "Odd [/oops] [bold]title"\ndescription = "Has [/] markup [red]."\n'
+        'kind = "rule"\nversion = "1"\n[origin]\npaper = "mine [/x]"\nmethod = "m"\n',
+        encoding="utf-8",
+    )
+    listed = cli("strategies", "list", "--strategies-dir", str(d))
+    assert listed.exit_code == 0, listed.output
+    assert "[/oops]" in listed.stdout
+    shown = cli("strategies", "show", "odd", "--strategies-dir", str(d))
+    assert shown.exit_code == 0, shown.output
+    assert "Odd [/oops] [bold]title" in shown.stdout and "Has [/] markup [red]." in shown.stdout
+    page = tmp_path / "p.md"
+    page.write_text(PAGE)
+    out = tmp_path / "[/oops].jsonl"
+    wrote = cli("crawl", str(page), "--out", str(out))
+    assert wrote.exit_code == 0, wrote.output
+    assert "[/oops].jsonl" in wrote.stdout

@@ -285,6 +285,36 @@ def test_ssrf_guard_refuses_private_addresses(site: Site, settings: Settings) ->
     assert asyncio.run(check_public_host("93.184.216.34", 80)) is None
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254 (cloud metadata)
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b:1::808:808",  # local-use NAT64 prefix: never public
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2002:0a00:0001::1",  # 6to4 of 10.0.0.1
+        "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:0:a00:1",  # IPv4-translated 10.0.0.1
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+    ],
+)
+def test_ssrf_guard_sees_ipv4_inside_ipv6(host: str) -> None:
+    import asyncio
+
+    assert asyncio.run(check_public_host(host, 80)) is not None
+
+
+def test_ssrf_guard_allows_public_ipv4_inside_ipv6() -> None:
+    import ipaddress
+
+    from geoaudit.crawl import is_public_address
+
+    for host in ("64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1111"):
+        assert is_public_address(ipaddress.ip_address(host)), host
+
+
 def test_ssrf_guard_rechecks_every_redirect_hop(settings: Settings) -> None:
     # A "public" server (a mock transport: nothing leaves the process) redirecting to loopback.
     seen: list[str] = []
@@ -339,6 +369,217 @@ def test_seed_and_input_validation(tmp_path: Path, site: Site) -> None:
     with pytest.raises(InputError, match="not a sitemap"):
         parse_sitemap(b"<rss></rss>", "s")
     assert parse_sitemap(gzip.compress(b"<urlset><url><loc>http://x.org/a</loc></url></urlset>"), "s") == (["http://x.org/a"], [])
+
+
+def test_gzip_sitemap_bomb_is_cut_without_inflating_it() -> None:
+    import tracemalloc
+
+    bomb = gzip.compress(b"<urlset>" + b" " * 20_000_000, 9)  # ~20 KB on the wire
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="larger than 1,000,000 bytes once decompressed"):
+            parse_sitemap(bomb, "s", max_bytes=1_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000  # it held about the cap, never the 20 MB
+    two = gzip.compress(b"<urlset><url><loc>http://x.org/a</loc></url>") + gzip.compress(b"</urlset>")
+    assert parse_sitemap(two, "s") == (["http://x.org/a"], [])
+    with pytest.raises(InputError, match="truncated"):
+        parse_sitemap(gzip.compress(b"<urlset></urlset>")[:-12], "s")
+
+
+# ---- the fetcher: one DNS lookup per hop, connection pinned to it; robots.txt behind redirects ----
+
+
+class TinySite:
+    """A server on ``host`` answering ``routes[path] -> (status, headers, body)``; records requests."""
+
+    def __init__(self, host: str, routes: dict[str, tuple[int, dict[str, str], bytes]], port: int = 0) -> None:
+        self.routes = routes
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                site.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                status, headers, body = site.routes.get(self.path, (404, {}, b"not found"))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def twin_sites(routes_public: dict[str, Any], routes_internal: dict[str, Any]) -> tuple[TinySite, TinySite]:
+    """A "public" site on 127.0.0.2 and an "internal" one on 127.0.0.1, on the same port."""
+    for _ in range(20):
+        public = TinySite("127.0.0.2", routes_public)
+        try:
+            return public, TinySite("127.0.0.1", routes_internal, port=public.port)
+        except OSError:
+            public.close()
+    raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
+def only_127_0_0_2(ip: Any) -> bool:
+    """The SSRF rule of these tests: 127.0.0.2 plays a public address, everything else is private."""
+    return str(ip) == "127.0.0.2"
+
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+
+def test_fetch_connects_to_the_checked_address_not_a_second_lookup() -> None:
+    # DNS rebinding: a resolver that says "public" when checked and "internal" the next time.
+    # The fetch must connect where the check approved, whatever the name resolves to later.
+    import asyncio
+
+    from geoaudit.fetch import FetchOptions, Fetcher
+
+    public, internal = twin_sites(
+        {"/robots.txt": (404, {}, b""), "/page": (200, HTML, b"<p>public page</p>"),
+         "/hop": (302, {"Location": "/page"}, b"")},
+        {"/page": (200, HTML, b"<p>SECRET internal page</p>")},
+    )
+    lookups: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.2"] if len(lookups) % 2 else ["127.0.0.1"]
+
+    async def run() -> Any:
+        opts = FetchOptions(delay=0, timeout=5.0)
+        async with Fetcher(opts, resolver=rebinding, address_allowed=only_127_0_0_2) as fetcher:
+            first = await fetcher.fetch(f"http://rebind.test:{public.port}/page", robots=False)  # lookup 1: public
+            second = await fetcher.fetch(f"http://rebind.test:{public.port}/page", robots=False)  # lookup 2: internal
+            return first, second
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        public.close()
+        internal.close()
+    assert first.ok and b"public page" in first.body
+    assert second.error_kind == "refused" and "127.0.0.1" in (second.error or "")
+    assert internal.seen == []  # the internal server never got a request
+    # The request went to the checked address, under the site's own name.
+    assert [(p, h["host"]) for p, h in public.seen] == [("/page", f"rebind.test:{public.port}")]
+    assert lookups == ["rebind.test", "rebind.test"]  # one lookup per request, none by the client
+
+
+def test_fetch_checks_each_hop_once_and_follows_robots_redirects() -> None:
+    import asyncio
+
+    from geoaudit.fetch import FetchOptions, Fetcher
+
+    robots = b"User-agent: *\nDisallow: /private/\n\nUser-agent: otherbot\nDisallow: /\n"
+    public, internal = twin_sites(
+        {"/robots.txt": (301, {"Location": "/r1"}, b""), "/r1": (302, {"Location": "/r2"}, b""),
+         "/r2": (200, {"Content-Type": "text/plain"}, robots),
+         "/hop": (302, {"Location": "/page"}, b""), "/page": (200, HTML, b"<p>page</p>"),
+         "/private/x": (200, HTML, b"<p>private</p>")},
+        {},
+    )
+    lookups: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.2"]
+
+    base = f"http://site.test:{public.port}"
+
+    async def run() -> Any:
+        async with Fetcher(FetchOptions(delay=0, timeout=5.0), resolver=resolver, address_allowed=only_127_0_0_2) as f:
+            page = await f.fetch(f"{base}/hop")
+            private = await f.fetch(f"{base}/private/x")
+            as_other = await f.fetch(f"{base}/page", user_agent="otherbot/2")
+            return page, private, as_other, await f.robots_allows(f"{base}/page", "otherbot"), await f.robots_allows(f"{base}/page")
+
+    try:
+        page, private, as_other, other_allowed, default_allowed = asyncio.run(run())
+    finally:
+        public.close()
+        internal.close()
+    assert page.ok and page.final_url == f"{base}/page" and page.redirects == [f"{base}/hop"]
+    # robots.txt reached through two redirects (RFC 9309) and applied: before, a redirect meant "allow all".
+    assert private.skipped == "robots.txt disallows" and as_other.skipped == "robots.txt disallows"
+    assert (other_allowed, default_allowed) == (False, True)
+    paths = [p for p, _ in public.seen]
+    assert "/private/x" not in paths and paths.count("/robots.txt") == 1
+    # One lookup per hop, none by the HTTP client: robots.txt and its 2 redirects, /hop, /page, and
+    # the two pages robots.txt then skipped (the address is checked first). It used to be two a hop.
+    assert len(lookups) == 7
+    assert {h.get("user-agent") for p, h in public.seen if p == "/page"} == {FetchOptions().user_agent}
+
+
+def test_robots_txt_is_read_to_512000_bytes(site: Site, settings: Settings) -> None:
+    # RFC 9309 asks parsers to read at least 500 KiB; the old cap (500,000 bytes) cut this rule off.
+    body = b"# padding\n" * 50_500 + b"User-agent: *\nDisallow: /a\n"
+    assert 505_000 < len(body) < 512_000
+    site.respond = lambda path, headers: (  # type: ignore[method-assign]
+        (200, {"Content-Type": "text/plain"}, body, 0) if path == "/robots.txt" else (200, HTML, page("A"), 0)
+    )
+    result = crawl([f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
+    assert result.records[0].outcome == "skipped" and result.records[0].reason == "robots.txt disallows"
+
+
+def test_too_many_robots_redirects_mean_no_robots_txt(site: Site, settings: Settings) -> None:
+    def respond(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, float]:
+        if path.startswith("/robots"):
+            n = int(path.removeprefix("/robots.txt").removeprefix("-") or 0)
+            return 302, {"Location": f"/robots.txt-{n + 1}"}, b"", 0
+        return 200, HTML, page("A"), 0
+
+    site.respond = respond  # type: ignore[method-assign]
+    result = crawl([f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
+    assert result.records[0].outcome == "fetched"  # RFC 9309 2.3.1.2: unavailable, so allowed
+    assert site.count("/robots.txt") == 1 and site.count("/robots.txt-5") == 1 and site.count("/robots.txt-6") == 0
+
+
+def test_ingest_loads_drafts_and_crawls_urls_from_python(tmp_path: Path, site: Site, settings: Settings) -> None:
+    # What `geoaudit crawl ./drafts URL` does, without the CLI (it used to live in cli/crawl.py).
+    from geoaudit.crawl import ingest, split_inputs
+
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    (drafts / "d.md").write_text("# Draft\n\nNot published yet.\n", encoding="utf-8")
+    assert split_inputs([str(drafts), "https://x.org/", "HTTP://y.org", "ftp://z.org/f", "notes:a.md"]) == (
+        ["https://x.org/", "HTTP://y.org", "ftp://z.org/f"], [str(drafts), "notes:a.md"])
+    result = ingest([str(drafts), f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
+    assert [d.title for d in result.local] == ["Draft"] and result.crawled is not None
+    assert sorted(d.title for d in result.documents) == ["Draft", "Page /a"]
+    stored = DocumentStore(settings.store_path)
+    assert {d.title for d in stored.find("")} >= {"Draft", "Page /a"}
+    hits = len(site.hits)
+    with pytest.raises(InputError, match="unsupported URL scheme"):
+        ingest([str(drafts), f"{site.base}/b", "ftp://x.org/f"], settings=settings, options=CrawlOptions(**FAST))
+    assert len(site.hits) == hits  # validated before any request
+
+
+def test_huge_crawl_delay_skips_instead_of_stalling(site: Site, settings: Settings) -> None:
+    site.respond = lambda path, headers: (  # type: ignore[method-assign]
+        (200, {"Content-Type": "text/plain"}, b"User-agent: *\nCrawl-delay: 86400\n", 0)
+        if path == "/robots.txt" else (200, HTML, page("A"), 0)
+    )
+    result = crawl([f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
+    assert result.records[0].outcome == "skipped" and "Crawl-delay 86400s exceeds" in result.records[0].reason
+    assert site.count("/a") == 0
 
 
 # ---- CLI -----------------------------------------------------------------------------------------

@@ -77,3 +77,8 @@ def test_relevance_reading_reads_content() -> None:
         assert on["logprob"] / on["tokens"] > off["logprob"] / off["tokens"]
     finally:
         pool.close()
+
+
+@pytest.mark.embedded
+def test_loading_is_allowed_in_marked_tests() -> None:
+    assert embedded.load("smollm2") is embedded.load("smollm2")

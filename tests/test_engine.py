@@ -380,3 +380,37 @@ def test_auto_prompt_gives_small_local_models_a_worked_example() -> None:
     assert shown[0] == "Line one of 0. Line two of 0."
     reqs, _, _ = answer_requests("q?", docs, remote)
     assert [role for role, _ in reqs[0].messages] == ["user"]
+
+
+# --------------------------------------------------------------------------- readings on a remote endpoint
+
+
+def test_selection_reading_from_an_endpoints_top_logprobs(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """Remote models give the selection reading from the first token's top log-probabilities,
+    with the instruction appended to the question (they cannot continue an assistant turn)."""
+    import math
+
+    from geoaudit.engine import generate
+    from geoaudit.testing import Reply, fake_settings
+
+    fake_server.responder = lambda req: Reply(text="2", logprobs=[{"2": math.log(0.6), " 1": math.log(0.3), "x": math.log(0.1)}])
+    gw = Gateway(fake_settings(fake_server, tmp_path / "home"))
+    ans = generate(gw, "Which sport is a buffalo race?", DOCS[:3], EngineConfig(stages=("selection",)))
+    assert ans.samples == [] and ans.readings is not None
+    assert ans.readings.selection == pytest.approx([1 / 3, 2 / 3, 0.0])
+    assert ans.readings.selection_mass == pytest.approx(0.9)
+    (req,) = fake_server.requests
+    assert req["max_tokens"] == 1 and req["logprobs"] is True and req["top_logprobs"] == 20
+    assert "number of the source" in last_user_message(req)
+
+
+def test_an_endpoint_without_logprobs_fails_the_selection_reading_clearly(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
+    from geoaudit.engine import generate
+    from geoaudit.errors import BackendError
+    from geoaudit.testing import fake_settings
+
+    fake_server.responder = lambda req: "2"
+    gw = Gateway(fake_settings(fake_server, tmp_path / "home"))
+    with pytest.raises(BackendError, match="log-probabilities"):
+        generate(gw, "Which sport is a buffalo race?", DOCS[:3], EngineConfig(stages=("selection",)))
+    assert len(fake_server.requests) == 1  # not retried: the endpoint cannot do it at all

@@ -163,3 +163,7 @@ def test_load_inputs_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"title": "no text"}) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="text"):
         load_inputs([bad])
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps({"text": "ok"}).encode() + b"\n" + '{"text": "cr\u00e8me"}'.encode("latin-1") + b"\n")
+    with pytest.raises(InputError, match=r"latin.jsonl:2: not UTF-8"):
+        load_inputs([latin])

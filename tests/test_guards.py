@@ -98,3 +98,60 @@ def test_report_to_dict_is_json_safe() -> None:
     data = G.check("", "new words").to_dict()
     assert data["length_ratio"] is None  # inf is not JSON
     json.dumps(data)
+
+
+# ---- hostile inputs (issue 11): bounded work, and the report says when a shortcut was taken ----
+# Speed itself is not asserted here (tests/test_regex_linearity.py checks every pattern's shape;
+# benches/perf/bench_regex.py prints the scaling); these check what the user gets back.
+
+
+def test_huge_capitalised_token_is_no_name_and_check_cuts_at_the_cap() -> None:
+    token = "A" * 200_000
+    assert G.named_sources(token) == set() and G.named_sources(token[:20_000]) == set()
+    assert G.named_sources("Aa-" * 20_000) == set() and G.urls("a." * 100_000) == set()
+    report = G.check("A plain original sentence about kettles.", token)
+    assert report.fabrications["sources"] == []
+    assert any(f"{G.GUARD_MAX_CHARS:,} characters" in n for n in report.notes)
+    assert G.check(ORIGINAL, PARAPHRASE).notes == []
+
+
+def test_names_still_found_next_to_long_tokens() -> None:
+    text = "X" * 5_000 + " and then the World Health Organization says that " + "y" * 5_000
+    assert "World Health Organization" in G.named_sources(text)
+
+
+def test_word_change_is_exact_until_its_budget_then_windowed() -> None:
+    assert G.check(ORIGINAL, PARAPHRASE).notes == []
+    same = "the " * 30_000  # one repeated word: the exact diff is quadratic
+    report = G.check(same, same)
+    assert report.word_change == 0.0 and any("aligned windows" in n for n in report.notes)
+    half = "the " * 15_000 + "a " * 15_000
+    assert 0.4 < G.word_change(same, half) < 0.6
+    # Found by the fuzzer: one word against a pattern of short matches made difflib cubic (98 s).
+    cubic = G.check("I " * 2_000, "I ffff 0 0 0 96 " * 1_000)
+    assert 0.0 < cubic.word_change < 1.0 and any("aligned windows" in n for n in cubic.notes)
+
+
+def test_sentence_survival_on_a_long_document_is_estimated_on_a_sample() -> None:
+    sents = [f"Zeta {i} {i + 10**5} {i + 2 * 10**5} {i + 3 * 10**5}." for i in range(3_000)]
+    doc = " ".join(sents)
+    report = G.check(doc, doc)
+    assert report.sentence_survival == 1.0 and any("evenly spaced" in n for n in report.notes)
+    assert 0.45 <= G.sentence_survival(doc, " ".join(sents[:1_500])) <= 0.55
+
+
+def test_guards_read_words_as_the_metrics_and_attribution_do() -> None:
+    # One tokenizer (geoaudit.tokens). The guards' own used to know only ASCII letters: a rewrite
+    # in Japanese was "empty output" (a failure), "Größe" was two words, and a guard's word count
+    # disagreed with the metrics' on the same text.
+    from geoaudit.metrics import sentence_word_counts
+
+    assert not G.is_empty("これは日本語の文章です。")
+    assert G.check("Der Wasserkocher ist schnell.", "これは日本語の文章です。").failure != "empty output"
+    assert G.length_ratio("Die Größe zählt.", "Die Größe zählt sehr.") == pytest.approx(4 / 3)
+    text = "State-of-the-art kettles don't boil faster; ça dépend, says Zoë."
+    assert len(G.words(text)) == sentence_word_counts([text], "paper")[0] == 9
+    # Hyphenated compounds are one word, but a quote that drops the hyphens is still no invention,
+    # and a compound's parts still match the same words written apart.
+    assert G.new_quotes("a state-of-the-art kettle", 'It is "state of the art kettle" now.') == []
+    assert G.sentence_survival("Long-term savings are large.", "Savings over the long term are large.") == 1.0

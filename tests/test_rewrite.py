@@ -282,21 +282,21 @@ def test_rule_strategy_needs_no_model_and_records_its_transform(tmp_path: Path, 
     assert r.status == "ok", r.reason
     assert r.text.startswith("# Solar power at home\n\n> Installation costs fell sharply.\n\n---\n\n")
     assert r.text.endswith(doc.text.split("\n", 1)[1].strip("\n"))  # the page follows, unchanged
-    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@1", "", "transform answer-first@1")
+    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@2", "", "transform answer-first@2")
     assert r.guards["failure"] is None and r.guards["flag_count"] == 0 and r.guards["length_ratio"] > 1.0
     row = sqlite3.connect(tmp_path / "store.db").execute(
         "SELECT implementation, transform, model, status FROM rewrites WHERE key=?", (r.key,)
     ).fetchone()
-    assert row == ("transform", "answer-first@1", "", "ok")
+    assert row == ("transform", "answer-first@2", "", "ok")
     again = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
     assert again.cached and again.text == r.text and again.implementation == "transform"
     # The query is part of the key (query-aware); the model and seed are not (they change nothing).
     assert rewrite(None, strategy, doc, query="How long do panels last?", store=store).key != r.key
     assert rewrite(None, strategy, doc, query="How much do installation costs fall?", seed=9).key == r.key
     meta = r.as_document(doc).metadata["rewrite"]
-    assert meta["implementation"] == "transform" and meta["transform"] == "answer-first@1"
-    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "md")
-    assert "deterministic transform answer-first@1 (no model)" in render_results([(doc, r)], "html")
+    assert meta["implementation"] == "transform" and meta["transform"] == "answer-first@2"
+    assert "deterministic transform answer-first@2 (no model)" in render_results([(doc, r)], "md")
+    assert "deterministic transform answer-first@2 (no model)" in render_results([(doc, r)], "html")
 
 
 def test_rule_strategy_goes_through_the_same_guards(tmp_path: Path, doc: Document) -> None:
@@ -364,9 +364,9 @@ def test_cli_shows_deterministic_strategies() -> None:
         "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"}
     r = run_cli(["strategies", "show", "answer-first"])
     assert r.exit_code == 0, r.output
-    assert "answer-first@1" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
+    assert "answer-first@2" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
     data = json.loads(run_cli(["strategies", "show", "keyword-stuffing-rule", "--json"]).output)
-    assert data["transform"] == "keyword-stuffing@1" and data["params"]["max_insertions"] == 10 and data["query_aware"]
+    assert data["transform"] == "keyword-stuffing@2" and data["params"]["max_insertions"] == 10 and data["query_aware"]
 
 
 def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> None:
@@ -380,7 +380,7 @@ def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> No
            "--model", "openai/nothing-here", "--api-base", "http://127.0.0.1:9"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "transform answer-first@1" in proc.stdout and "no model" in proc.stdout
+    assert "transform answer-first@2" in proc.stdout and "no model" in proc.stdout
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [x["metadata"]["rewrite"]["implementation"] for x in recs] == ["transform", "transform"]
     assert recs[0]["metadata"]["rewrite"]["status"] == "ok"
@@ -505,3 +505,29 @@ def test_same_model_name_on_another_endpoint_is_not_a_store_hit(tmp_path) -> Non
         assert len(two.requests) == 1 and first.text != second.text
         again = rewrite(Gateway(fake_settings(two, tmp_path / "h2")), strategy, doc, store=store)
         assert again.text == second.text and len(two.requests) == 1
+
+
+def test_rewrite_documents_is_the_notebook_path_behind_the_command(tmp_path: Path) -> None:
+    """What `geoaudit rewrite` does, from Python: files in, guarded results out, no model for rule strategies."""
+    from geoaudit.config import Settings
+    from geoaudit.errors import InputError
+    from geoaudit.rewrite import output_format, rewrite_documents
+
+    page = tmp_path / "page.md"
+    page.write_text("# Solar panels\n\nA typical home system costs 12,000 dollars. Panels last 25 years.\n"
+                    "Installers recommend a south-facing roof.\n", encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "home", model="nope/unreachable")  # never contacted
+    batch = rewrite_documents(settings, ["answer-first", "identity"], inputs=[page], query="solar panel cost")
+    assert batch.model is None and batch.usage is None
+    assert {r.strategy for r in batch.results} == {"answer-first", "identity"}
+    assert all(r.status in ("ok", "unchanged") and r.implementation == "transform" for r in batch.results)
+    assert "deterministic transforms" in batch.provenance() and "solar panel cost" in batch.provenance()
+    (doc, res), = [p for p in batch.pairs() if p[1].strategy == "answer-first"]
+    assert doc.text != res.text and "12,000" in res.text
+    with pytest.raises(InputError, match="needs the target query"):
+        rewrite_documents(settings, ["answer-first"], inputs=[page])
+    with pytest.raises(InputError, match="no documents"):
+        rewrite_documents(settings, ["identity"])
+    assert output_format("out.htm") == "html" and output_format(None) == "jsonl" and output_format("x.md") == "md"
+    with pytest.raises(InputError):
+        output_format("x.md", "pdf")

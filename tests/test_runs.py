@@ -84,8 +84,8 @@ def test_run_ids_are_stable() -> None:
     # Pinned (sim2): the same command must keep resuming the same run across releases; an endpoint
     # enters the id only when one is set. A change here needs a RUN_VERSION bump and a changelog entry.
     cfg = SimulationConfig(bench="demo", model="local/smollm2", rewrite_model="local/smollm2")
-    assert cfg.run_id("fp") == "run-fa2391d0aa"
-    assert SimulationConfig(bench="demo", model="openai/x", rewrite_model="openai/x").run_id("fp") == "run-49b0c577f7"
+    assert cfg.run_id("fp") == "run-38a6c81127"
+    assert SimulationConfig(bench="demo", model="openai/x", rewrite_model="openai/x").run_id("fp") == "run-de3da38af7"
 
 
 # ----------------------------------------------------------------------------- schema and migration

@@ -112,6 +112,11 @@ def test_settings_strategies_dir_is_used(tmp_path: Path) -> None:
         (lambda t: t.replace('paper = "mine"\n', ""), "origin.paper"),
         (lambda t: t + "\n[constraints]\nmin_length_ratio = \"low\"\n", "constraints.min_length_ratio"),
         (lambda t: t + "\n[constraints]\nforbid_new = [\"lies\"]\n", "constraints.forbid_new"),
+        # TOML has nan and inf: a NaN ratio made every length check pass silently.
+        (lambda t: t + "\n[constraints]\nmin_length_ratio = nan\n", "constraints.min_length_ratio"),
+        (lambda t: t + "\n[constraints]\nmax_length_ratio = nan\n", "constraints.min_length_ratio"),
+        (lambda t: t + "\n[constraints]\nmax_length_ratio = inf\n", "constraints.min_length_ratio"),
+        (lambda t: t.replace('kind = "llm-rewrite"', 'kind = "llm-rewrite"\ntemperature = nan'), "temperature"),
         (lambda t: t.replace('kind = "llm-rewrite"', 'kind = "llm-rewrite"\ngrounded = "yes"'), "grounded"),
         (lambda t: t.replace('kind = "llm-rewrite"', 'kind = "llm-rewrite"\ncolour = "red"'), "colour"),
         (lambda t: t.replace('name = "my-style"', 'name = "My Style"'), "name"),
@@ -181,7 +186,7 @@ sentences = 3
 def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> None:
     s = load_strategies([write(tmp_path, RULE)]).get("my-lead")
     assert s.kind == "rule" and s.transform == "answer-first" and s.parameters == {"sentences": 3}
-    assert s.changes_text and not s.needs_model and s.rule_transform.label == "answer-first@1"
+    assert s.changes_text and not s.needs_model and s.rule_transform.label == "answer-first@2"
     # Parameters a file leaves out take the transform's default, so the hash covers the effective values.
     d = tmp_path / "stuff"
     d.mkdir()

@@ -77,7 +77,7 @@ def collapse(text: str) -> str:
 
 
 _MARKER_RE = re.compile(r"^\s*(?:#{1,6}|>|-)\s+")
-_INSERT_RE = re.compile(r" \((?:[A-Za-z]+(?:, )?)+\)")
+_INSERT_RE = re.compile(r" \((?:[A-Za-z]+(?:-[A-Za-z]+)*(?:, )?)+\)")  # a keyword may be "carry-on"
 
 
 def foreign_sentences(name: str, original: str, output: str, title: str = "") -> list[str]:
@@ -306,4 +306,4 @@ def test_simulation_uses_deterministic_strategies_without_rewrite_calls(tmp_path
     recs = result.run.rewrites()
     assert {r["strategy"] for r in recs} == {"answer-first", "key-facts"}
     assert all(r["status"] == "ok" and r["rewritten"] != r["original"] for r in recs)
-    assert {r["model"] for r in recs} == {"transform answer-first@1", "transform key-facts@1"}
+    assert {r["model"] for r in recs} == {"transform answer-first@2", "transform key-facts@1"}

@@ -30,8 +30,11 @@ What is checked, per site (once per ``scheme://host[:port]``) and per page:
   extraction), its share of the HTML, title, description, canonical, language, headings, dates.
 
 Local ``.html`` files get the offline checks; ``PageCheck.skipped`` says which were skipped and why.
-Network access goes through one adapter (:mod:`geoaudit.check._fetch`) with crawl's SSRF guard and
-per-host pacing; robots.txt is honoured for geoaudit's own user agent.
+Every request goes through crawl's fetcher (:class:`geoaudit.fetch.Fetcher`): the SSRF check on
+every hop with the connection pinned to the checked address, per-host pacing and Crawl-delay, size
+and redirect caps, ``allow_private`` for a local dev server. robots.txt is honoured for geoaudit's
+own user agent, and a request sent as an AI agent also needs robots.txt to allow that agent; each
+agent is fetched as once per page, without retries.
 """
 
 from __future__ import annotations
@@ -53,14 +56,23 @@ from geoaudit.check.model import (
     StructuredFacts,
     severity_at_least,
 )
-from geoaudit.check.render import render_html, render_json, render_junit, render_sarif, summary_rows, to_sarif
+from geoaudit.check.render import (
+    SEVERITY_CSS,
+    html_sections,
+    render_html,
+    render_json,
+    render_junit,
+    render_sarif,
+    summary_rows,
+    to_sarif,
+)
 from geoaudit.check.rules import RULES, Rule
 from geoaudit.check.runner import acheck, check, check_file, check_html
 
 __all__ = [
-    "Agent", "AgentList", "AgentResult", "BROWSER_USER_AGENT", "CheckOptions", "CheckReport", "Finding",
+    "Agent", "AgentList", "AgentResult", "BROWSER_USER_AGENT", "SEVERITY_CSS", "CheckOptions", "CheckReport", "Finding",
     "LlmsTxt", "PageCheck", "PageFacts", "RULES", "Rule", "SEVERITIES", "Severity", "SiteCheck", "Skipped",
-    "StructuredFacts", "acheck", "check", "check_file", "check_html", "load_agents", "parse_llms_txt",
+    "StructuredFacts", "acheck", "check", "check_file", "check_html", "html_sections", "load_agents", "parse_llms_txt",
     "render_html", "render_json", "render_junit", "render_sarif", "severity_at_least", "shipped_agents_path",
     "summary_rows", "to_sarif",
 ]

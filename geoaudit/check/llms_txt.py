@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_LINK_ITEM = re.compile(r"^[-*]\s+\[(?P<name>[^\]]+)\]\((?P<url>[^)\s]+)(?:\s+\"[^\"]*\")?\)\s*(?::\s*(?P<notes>.*))?$")
+from geoaudit.documents import markdown_heading
+
+# Possessive repeats: each is followed by a character it cannot match, so giving back never helps
+# (and untrusted files cannot make the match backtrack; issue 11).
+_LINK_ITEM = re.compile(r"^[-*]\s++\[(?P<name>[^\]]++)\]\((?P<url>[^)\s]++)(?:\s++\"[^\"]*+\")?\)\s*+(?::\s*+(?P<notes>.*+))?$")
 
 
 @dataclass
@@ -42,9 +45,9 @@ def parse_llms_txt(text: str, base_url: str = "") -> LlmsTxt:
         out.problems.append((1, "the file is empty"))
         return out
     first_n, first = content[0]
-    m = _HEADING.match(first.strip())
-    if m and len(m.group(1)) == 1 and m.group(2):
-        out.title = m.group(2)
+    m = markdown_heading(first.strip())
+    if m and m[0] == 1 and m[1]:
+        out.title = m[1]
         out.has_title = True
         rest = content[1:]
     else:
@@ -59,11 +62,11 @@ def parse_llms_txt(text: str, base_url: str = "") -> LlmsTxt:
     section: tuple[str, list[tuple[str, str]]] | None = None
     for n, line in rest:
         stripped = line.strip()
-        h = _HEADING.match(stripped)
+        h = markdown_heading(stripped)
         if h:
-            level = len(h.group(1))
+            level = h[0]
             if level == 2:
-                section = (h.group(2), [])
+                section = (h[1], [])
                 out.sections.append(section)
             elif level == 1:
                 out.problems.append((n, "a second H1 title; llms.txt has exactly one"))

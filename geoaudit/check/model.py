@@ -7,6 +7,7 @@ table, JSON, SARIF, JUnit or HTML.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -240,8 +241,8 @@ class CheckOptions:
 
     def __post_init__(self) -> None:
         for name in ("delay", "timeout"):
-            if getattr(self, name) < 0:
-                raise InputError(f"check option {name} must not be negative")
+            if not 0 <= getattr(self, name) < math.inf:  # NaN compares false with everything
+                raise InputError(f"check option {name} must be a finite number of seconds, not negative")
         for name in ("max_bytes", "concurrency"):
             if getattr(self, name) < 1:
                 raise InputError(f"check option {name} must be at least 1")

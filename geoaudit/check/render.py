@@ -171,7 +171,13 @@ def render_junit(report: CheckReport, *, fail_on: str = "warning") -> str:
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
-_CSS = """
+SEVERITY_CSS = """
+.sev { white-space: nowrap; display: inline-block; min-width: 5.2em; text-align: center; border-radius: 3px; padding: 0 6px; font-size: 0.85em; font-weight: 600; }
+.sev-error { background: #fbe3e3; color: #a11; } .sev-warning { background: #fff1dc; color: #8a4b00; }
+.sev-info { background: #e8f0fb; color: #1d4f91; } .sev-pass { background: #e3f5e3; color: #08660f; }
+"""
+
+_CSS = SEVERITY_CSS + """
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1b1b; background: #fff;
@@ -182,9 +188,6 @@ table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; widt
 th, td { border: 1px solid #d6d6d6; padding: 3px 7px; vertical-align: top; text-align: left; overflow-wrap: anywhere; }
 th { background: #f3f3f3; }
 td:first-child { width: 1%; white-space: nowrap; }
-.sev { white-space: nowrap; display: inline-block; min-width: 5.2em; text-align: center; border-radius: 3px; padding: 0 6px; font-size: 0.85em; font-weight: 600; }
-.sev-error { background: #fbe3e3; color: #a11; } .sev-warning { background: #fff1dc; color: #8a4b00; }
-.sev-info { background: #e8f0fb; color: #1d4f91; } .sev-pass { background: #e3f5e3; color: #08660f; }
 .ev { color: #555; font-size: 0.88em; } code { font-size: 0.92em; }
 .counts span { margin-right: 1em; }
 .warn { border-left: 5px solid #c60; background: #fff6ec; padding: 8px 12px; margin: 1em 0; }
@@ -278,6 +281,12 @@ def _page_section(page: PageCheck) -> str:
             + _counts(page.findings) + _findings_table(page.findings) + _agents_table(page) + _facts(page) + "</section>")
 
 
+def html_sections(report: CheckReport) -> str:
+    """The report's site and page sections as an HTML fragment (for a report that embeds the checks,
+    e.g. ``geoaudit audit``'s); style it with :data:`SEVERITY_CSS`."""
+    return "".join(_site_section(s) for s in report.sites) + "".join(_page_section(p) for p in report.pages)
+
+
 def render_html(report: CheckReport) -> str:
     """A self-contained HTML page (no scripts, no external resources; a strict CSP)."""
     findings = report.findings
@@ -294,8 +303,7 @@ def render_html(report: CheckReport) -> str:
         "<header><h1>AI-readiness check</h1>"
         f'<p class="sub">geoaudit {_e(report.geoaudit_version)} · {_e(report.generated_at)}</p>'
         + _counts(findings) + warnings + "</header>"
-        + "".join(_site_section(s) for s in report.sites)
-        + "".join(_page_section(p) for p in report.pages)
+        + html_sections(report)
         + f'<footer><h2>How this was checked</h2><p class="note">{method}</p>'
         '<p class="note">Page text above is quoted as data; nothing in it was executed.</p></footer>'
     )

@@ -19,11 +19,23 @@ from geoaudit.check.rules import finding
 from geoaudit.documents import decode_html
 
 if TYPE_CHECKING:
-    from geoaudit.check._fetch import Response
+    from geoaudit.fetch import FetchedResponse
 
 _UA_LINE = re.compile(r"^[ \t]*user-agent[ \t]*:[ \t]*([^#\s]+)", re.I | re.M)
 _RULE_LINE = re.compile(r"^[ \t]*(allow|disallow)[ \t]*:", re.I | re.M)
 _LLMS_LINE = re.compile(r"^[ \t]*(llms(?:[-_. ]?txt)?|llm)[ \t]*:.*$", re.I | re.M)
+
+
+def _agent_prefix(value: str) -> tuple[str, str] | None:
+    """``("googlebot", " noindex")`` for ``"googlebot: noindex"``; None without a ``name:`` prefix.
+
+    String methods, not a regex: header values are untrusted, and a pattern with two unbounded
+    blank runs around the colon can be made to backtrack (issue 11)."""
+    head, sep, rest = value.partition(":")
+    name = head.strip()
+    if not sep or not name or not name.isascii() or not all(c.isalnum() or c in "_-" for c in name):
+        return None
+    return name, rest
 
 
 @dataclass(frozen=True)
@@ -40,18 +52,24 @@ class RobotsTxt:
     parser: Protego | None = None
 
     @classmethod
-    def from_response(cls, url: str, resp: "Response") -> "RobotsTxt":
-        if resp.refused:
+    def from_response(cls, url: str, resp: "FetchedResponse") -> "RobotsTxt":
+        """Read robots.txt from the fetch the fetcher obeys (:meth:`geoaudit.fetch.Fetcher.robots_txt`),
+        with the same RFC 9309 reading, so what check reports is what its requests follow."""
+        if resp.error_kind == "refused":
             return cls(url, "refused", None, error=resp.error or "")
-        if resp.error and resp.error.startswith(("more than", "redirect loop")):
+        if resp.error_kind == "redirect":
             # RFC 9309 2.3.1.2: after five redirects a crawler MAY take robots.txt as unavailable.
-            return cls(url, "missing", resp.status, error=resp.error)
+            return cls(url, "missing", resp.status, error=resp.error or "")
         if resp.error or resp.status is None or resp.status >= 500:
             return cls(url, "unreachable", resp.status, error=resp.error or f"HTTP {resp.status}")
         if resp.status >= 400 or resp.status != 200:
             return cls(url, "missing", resp.status)
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
-        return cls(url, "found", resp.status, text=text, parser=Protego.parse(text))
+        try:
+            parser = Protego.parse(text)
+        except Exception as exc:  # noqa: BLE001 - as the fetcher: a parser failure on hostile input means no rules
+            return cls(url, "missing", resp.status, text=text, error=f"robots.txt could not be parsed ({type(exc).__name__})")
+        return cls(url, "found", resp.status, text=text, parser=parser)
 
     @property
     def looks_like_html(self) -> bool:
@@ -195,10 +213,10 @@ def robots_directives(html: str | None, headers: list[str], agent_tokens: set[st
     out: list[tuple[str, str, str]] = []
     for value in headers:
         scope = "all"
-        m = re.match(r"\s*([A-Za-z0-9_-]+)\s*:\s*(.*)$", value)
+        m = _agent_prefix(value)
         # "googlebot: noindex" names an agent; "unavailable_after: ..." is a directive, not an agent.
-        if m and m.group(1).lower() in names:
-            scope, value = m.group(1), m.group(2)
+        if m and m[0].lower() in names:
+            scope, value = m
         for d in sorted(_directives(value)):
             out.append((d, scope, f"X-Robots-Tag: {value.strip()[:120]}"))
     if html:

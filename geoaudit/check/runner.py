@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from geoaudit._async import run_sync
-from geoaudit.check._fetch import Fetcher, Response
+from geoaudit.check._fetch import HEADERS, fetch_options, no_answer, refused
 from geoaudit.check.agents import AgentList, load_agents
 from geoaudit.check.llms_txt import parse_llms_txt
 from geoaudit.check.model import (
@@ -42,9 +42,20 @@ from geoaudit.config import Settings
 from geoaudit.crawl import validate_url
 from geoaudit.documents import HTML_SUFFIXES, decode_html, extract_html, looks_binary, now_iso
 from geoaudit.errors import InputError
+from geoaudit.fetch import (
+    HTML_TYPES,
+    ROBOTS_MAX_BYTES,
+    FetchedResponse,
+    Fetcher,
+    IPAddress,
+    RequestEvent,
+    Resolver,
+    host_key,
+    is_public_address,
+)
+from geoaudit.tokens import words
 
 ProgressFn = Callable[[int, int, str], None]
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 #: Two pages whose main texts share fewer words than this (Jaccard) are "different content".
 SAME_CONTENT = 0.8
@@ -57,6 +68,12 @@ _OFFLINE_SKIPS = (
     Skipped("directives", "X-Robots-Tag is an HTTP header: only robots meta tags were read"),
     Skipped("extract.date", "no HTTP Last-Modified for a file: dates come from the page's metadata only"),
 )
+
+
+def _is_user_agent_line(line: str) -> bool:
+    """A robots.txt ``User-agent:`` line (case-insensitive, blanks allowed around the colon)."""
+    head, sep, _ = line.partition(":")
+    return bool(sep) and head.strip().lower() == "user-agent"
 
 
 def _is_url(target: str) -> bool:
@@ -79,6 +96,7 @@ class _Runner:
         self._robots: dict[str, asyncio.Task[RobotsTxt]] = {}
         self.sites: dict[str, asyncio.Task[SiteCheck]] = {}
         self._below_root: dict[str, asyncio.Task[Finding | None]] = {}
+        self._in_flight: dict[str, asyncio.Lock] = {}
         self.warnings: list[str] = []
 
     # -- site level ---------------------------------------------------------------------------
@@ -89,14 +107,28 @@ class _Runner:
         return self._robots[origin]
 
     async def _load_robots(self, origin: str) -> RobotsTxt:
-        url = origin + "/robots.txt"
-        resp = await self.fetcher.fetch(url, self.ua, max_bytes=500_000, accept="text/plain,*/*;q=0.5")
-        robots = RobotsTxt.from_response(url, resp)
+        # The very file the fetcher obeys (fetched once per host), read again for the report.
+        resp = await self.fetcher.robots_txt(origin + "/")
+        robots = RobotsTxt.from_response(origin + "/robots.txt", resp)
         delay = robots.crawl_delay(self.ua) if self.o.respect_robots else None
-        if delay and delay > self.o.delay:
-            self.fetcher.slow_down(origin, delay)
+        cap = self.fetcher.options.max_retry_after
+        if delay and delay > cap:
+            self.warnings.append(f"{origin}: robots.txt Crawl-delay {delay:g}s exceeds the {cap:g}s cap: its pages are not fetched")
+        elif delay and delay > self.o.delay:  # the fetcher spaces the host's requests by it
             self.warnings.append(f"{origin}: robots.txt Crawl-delay {delay:g}s honoured (requests to this host are {delay:g}s apart)")
         return robots
+
+    async def get(
+        self, url: str, *, user_agent: str | None = None, agent: str | None = None, max_bytes: int | None = None, text_only: bool = False
+    ) -> FetchedResponse:
+        """One request through the shared fetcher: sent as ``user_agent`` (default geoaudit's), allowed
+        only where robots.txt allows geoaudit and, when given, the AI ``agent`` it poses as.
+
+        The fetcher spaces a host's request starts ``delay`` apart; check also keeps its promise of
+        one request in flight per host (the fetch as every agent would otherwise overlap on a slow site)."""
+        async with self._in_flight.setdefault(host_key(url), asyncio.Lock()):
+            return await self.fetcher.fetch(url, user_agent=user_agent, headers=HEADERS, max_bytes=max_bytes, text_only=text_only,
+                                            robots_as=(self.ua,) if agent is None else (self.ua, agent))
 
     def may_fetch(self, robots: RobotsTxt, url: str, token: str | None = None) -> bool:
         """geoaudit's own rule: a request is sent only when robots.txt allows geoaudit (and the agent it poses as)."""
@@ -123,13 +155,17 @@ class _Runner:
         if not self.may_fetch(robots, llms_url):
             return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, None, tuple(findings),
                              (Skipped("llms", f"robots.txt disallows {self.ua} from /llms.txt"),))
-        resp = await self.fetcher.fetch(llms_url, self.ua, max_bytes=1_000_000, accept="text/markdown,text/plain;q=0.9,*/*;q=0.5")
+        resp = await self.get(llms_url, max_bytes=1_000_000)
+        if resp.skipped:
+            return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, None, tuple(findings),
+                             (Skipped("llms", f"not fetched: {resp.skipped}"),))
         findings += await self._llms_findings(llms_url, resp)
         return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, resp.status, tuple(findings))
 
-    async def _llms_findings(self, url: str, resp: Response) -> list[Finding]:
-        if resp.error or (resp.status or 0) >= 500:
-            return [finding("llms.unreachable", "warning", f"{url} could not be read: {resp.error or f'HTTP {resp.status}'}.", url=url)]
+    async def _llms_findings(self, url: str, resp: FetchedResponse) -> list[Finding]:
+        failed = no_answer(resp)
+        if failed or (resp.status or 0) >= 500:
+            return [finding("llms.unreachable", "warning", f"{url} could not be read: {failed or f'HTTP {resp.status}'}.", url=url)]
         if resp.status != 200:
             return [finding("llms.missing", "info", f"{url} answers HTTP {resp.status}: no llms.txt.", url=url)]
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
@@ -163,14 +199,17 @@ class _Runner:
 
     async def _check_links(self, links: list[str]) -> tuple[int, list[str], list[str]]:
         async def one(link: str) -> tuple[str, str]:
-            robots = await self.robots(_origin(link))
-            if robots.state == "refused":
-                return "unchecked", f"{link}: {robots.error}"
-            if not self.may_fetch(robots, link):
-                return "unchecked", f"{link}: robots.txt disallows geoaudit"
-            resp = await self.fetcher.fetch(link, self.ua, max_bytes=65_536)
-            if resp.error or (resp.status or 0) >= 400:
-                return "broken", f"{link}: {resp.error or f'HTTP {resp.status}'}"
+            try:
+                resp = await self.get(link, max_bytes=65_536, text_only=True)
+            except InputError as exc:  # not a URL the fetcher can fetch
+                return "broken", f"{link}: {exc}"
+            if resp.skipped:
+                return "unchecked", f"{link}: {resp.skipped}"
+            if refused(resp):
+                return "unchecked", f"{link}: {resp.error}"
+            failed = no_answer(resp)
+            if failed or (resp.status or 0) >= 400:
+                return "broken", f"{link}: {failed or f'HTTP {resp.status}'}"
             return "ok", link
 
         results = await asyncio.gather(*(one(link) for link in links))
@@ -184,11 +223,11 @@ class _Runner:
         return self._below_root[robots_url]
 
     async def _probe_below_root(self, robots_url: str) -> Finding | None:
-        resp = await self.fetcher.fetch(robots_url, self.ua, max_bytes=500_000, accept="text/plain,*/*;q=0.5")
+        resp = await self.get(robots_url, max_bytes=ROBOTS_MAX_BYTES)
         if resp.status != 200 or resp.media_type in HTML_TYPES:
             return None
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
-        if not re.search(r"^\s*user-agent\s*:", text, re.I | re.M):
+        if not any(_is_user_agent_line(line) for line in text.splitlines()):
             return None
         root = _origin(robots_url) + "/robots.txt"
         return finding("robots.below-root", "warning",
@@ -227,7 +266,7 @@ class _Runner:
             findings.append(finding("target.robots-geoaudit", "warning", why, evidence=robots.group_for(self.ua), url=url))
             return replace(base, findings=tuple(findings), agents=tuple(agents),
                            skipped=(Skipped("page", why), Skipped("fetch", why)))
-        resp = await self.fetcher.fetch(url, self.o.browser_user_agent)
+        resp = await self.get(url, user_agent=self.o.browser_user_agent, text_only=True)
         failed = self._page_failure(resp, url)
         if failed is not None:
             return replace(base, findings=tuple(findings + [failed]), agents=tuple(agents),
@@ -257,11 +296,14 @@ class _Runner:
         found = [await self.below_root(c) for c in candidates]
         return [f for f in found if f is not None]
 
-    def _page_failure(self, resp: Response, url: str) -> Finding | None:
-        if resp.refused:
+    def _page_failure(self, resp: FetchedResponse, url: str) -> Finding | None:
+        if refused(resp):
             return finding("target.refused", "error", resp.error or "", url=url)
-        if resp.error:
-            return finding("target.unreachable", "error", f"{url}: {resp.error}", url=url)
+        if resp.skipped:  # robots.txt, on a redirect hop or by a Crawl-delay over the cap
+            return finding("target.robots-geoaudit", "warning", f"{url} was not fetched: {resp.skipped}", url=url)
+        failed = no_answer(resp)
+        if failed:
+            return finding("target.unreachable", "error", f"{url}: {failed}", url=url)
         if (resp.status or 0) >= 300:
             return finding("target.http-error", "error", f"{url} answers HTTP {resp.status} to a browser.",
                            evidence=f"User-Agent: {self.o.browser_user_agent}", url=url)
@@ -270,7 +312,7 @@ class _Runner:
         return None
 
     async def _fetch_as_agents(
-        self, url: str, baseline: Response, facts: PageFacts, agents: list[AgentResult], robots: RobotsTxt
+        self, url: str, baseline: FetchedResponse, facts: PageFacts, agents: list[AgentResult], robots: RobotsTxt
     ) -> list[AgentResult]:
         base_words = _words(extract_html(baseline.body, baseline.final_url, content_type=baseline.headers.get("content-type")).text)
         by_token = {a.token: a for a in self.agents.agents}
@@ -283,7 +325,9 @@ class _Runner:
                 return replace(result, note="robots.txt disallows it: not fetched")
             if not self.may_fetch(robots, url, agent.token):
                 return replace(result, note=f"robots.txt disallows {self.ua}: not fetched")
-            resp = await self.fetcher.fetch(url, agent.user_agent)
+            resp = await self.get(url, user_agent=agent.user_agent, agent=agent.token, text_only=True)
+            if resp.skipped:  # a redirect hop robots.txt keeps from geoaudit or the agent
+                return replace(result, note=f"not fetched: {resp.skipped}")
             outcome, note = _compare(baseline, base_words, resp)
             return replace(result, fetch=outcome, status=resp.status, note=note)
 
@@ -291,13 +335,15 @@ class _Runner:
 
 
 def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", text.lower()))
+    """Distinct lower-cased words (:func:`geoaudit.tokens.words`, the tokenizer the metrics use)."""
+    return {w.lower() for w in words(text)}
 
 
-def _compare(baseline: Response, base_words: set[str], resp: Response) -> tuple[str, str]:
+def _compare(baseline: FetchedResponse, base_words: set[str], resp: FetchedResponse) -> tuple[str, str]:
     """How an agent's response differs from the browser's: (outcome, note)."""
-    if resp.error:
-        return "blocked", resp.error
+    failed = no_answer(resp)
+    if failed:
+        return "blocked", failed
     if resp.status == 429:
         return "rate-limited", "HTTP 429"
     if resp.status != baseline.status:
@@ -319,7 +365,7 @@ def _compare(baseline: Response, base_words: set[str], resp: Response) -> tuple[
 _ROLE_SEVERITY = {"search": "error", "user": "error", "training": "warning"}
 
 
-def _fetch_findings(agents: list[AgentResult], baseline: Response, url: str) -> list[Finding]:
+def _fetch_findings(agents: list[AgentResult], baseline: FetchedResponse, url: str) -> list[Finding]:
     def describe(rs: list[AgentResult]) -> str:
         return "; ".join(f"{r.token} ({ROLE_LABELS[r.role].split()[0]}): {r.note}" for r in rs)
 
@@ -419,6 +465,8 @@ async def acheck(
     options: CheckOptions | None = None,
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
+    resolver: Resolver | None = None,
+    address_allowed: Callable[[IPAddress], bool] = is_public_address,
 ) -> CheckReport:
     """Check ``targets`` (http(s) URLs and local .html files) for AI readiness; see :mod:`geoaudit.check`.
 
@@ -430,8 +478,13 @@ async def acheck(
         settings: ``user_agent`` is geoaudit's own (robots.txt is honoured for it);
             ``ai_agents_file`` an agent list of your own.
         options: politeness, limits, which agents (see :class:`CheckOptions`).
-        client: an ``httpx.AsyncClient`` to use (not closed); tests may inject one.
+        client: an ``httpx.AsyncClient`` to use (not closed); tests may inject one. Connections then
+            go wherever that client sends them (see :class:`~geoaudit.fetch.Fetcher`).
         progress: called as ``progress(done, total, target)`` after each target.
+        resolver: how host names are resolved for the SSRF check and the pinned connection
+            (default: the operating system's).
+        address_allowed: the SSRF rule when ``options.allow_private`` is off (default
+            :func:`~geoaudit.fetch.is_public_address`); tests use it to play a public site on loopback.
 
     Raises:
         InputError: no targets. ConfigError: an unreadable agent list or an unknown agent name.
@@ -441,8 +494,13 @@ async def acheck(
         raise InputError("nothing to check", hint="give URLs or .html files")
     agents = load_agents(o.agents_file or settings.ai_agents_file).select(o.agents)
     table = load_property_table()
-    fetcher = Fetcher(allow_private=o.allow_private, delay=o.delay, timeout=o.timeout, max_bytes=o.max_bytes,
-                      max_redirects=o.max_redirects, client=client)
+    requests = 0
+
+    def count(_: RequestEvent) -> None:
+        nonlocal requests
+        requests += 1
+
+    fetcher = Fetcher(fetch_options(settings, o), client=client, resolver=resolver, address_allowed=address_allowed, on_request=count)
     runner = _Runner(settings, o, agents, table, fetcher)
     sem = asyncio.Semaphore(o.concurrency)
     done = 0
@@ -476,7 +534,7 @@ async def acheck(
     from geoaudit import __version__
 
     recorded = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
-    recorded.update(user_agent=settings.user_agent, requests=len(fetcher.log), agents_checked=[a.token for a in agents.agents])
+    recorded.update(user_agent=settings.user_agent, requests=requests, agents_checked=[a.token for a in agents.agents])
     return CheckReport(
         sites=tuple(sites), pages=tuple(pages), generated_at=now_iso(), geoaudit_version=__version__,
         agents_source=agents.description, schema_source=table.description, options=recorded,
@@ -491,7 +549,10 @@ def check(
     options: CheckOptions | None = None,
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
+    resolver: Resolver | None = None,
+    address_allowed: Callable[[IPAddress], bool] = is_public_address,
 ) -> CheckReport:
     """Synchronous :func:`acheck` (works inside a running event loop too, e.g. Jupyter)."""
-    result: CheckReport = run_sync(acheck(targets, settings=settings, options=options, client=client, progress=progress))
+    result: CheckReport = run_sync(acheck(targets, settings=settings, options=options, client=client, progress=progress,
+                                          resolver=resolver, address_allowed=address_allowed))
     return result

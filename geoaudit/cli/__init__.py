@@ -11,6 +11,7 @@ _COMMAND_MODULES = [
     "demo",
     "crawl",
     "check",
+    "audit",
     "strategies",
     "rewrite",
     "ask",

@@ -174,9 +174,10 @@ def settings(**overrides: Any) -> Any:
     return load_settings(data_dir=_state["data_dir"], debug=_state["debug"] or None, **overrides)
 
 
-def print_usage(gateway: Any) -> None:
-    """The per-run LLM usage/cost line every LLM-using command prints at its end."""
-    err_console.print(f"[dim]{gateway.usage.summary()}[/]", highlight=False)
+def print_usage(gateway_or_usage: Any) -> None:
+    """The per-run LLM usage/cost line every LLM-using command prints at its end (a Gateway or its Usage)."""
+    usage = getattr(gateway_or_usage, "usage", gateway_or_usage)
+    err_console.print(f"[dim]{usage.summary()}[/]", highlight=False)
 
 
 # Reusable option declarations, so every command spells them the same way.

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from geoaudit.cli._app import app, check_output_file, console, err_console, settings
-from geoaudit.errors import FetchError, InputError
-
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def _split_inputs(items: list[str]) -> tuple[list[str], list[str]]:
-    """``(urls, local_paths)``: anything with a scheme is a URL (validated later), else a path."""
-    urls, paths = [], []
-    for item in items:
-        (urls if _SCHEME_RE.match(item) or item.lower().startswith(("http:", "https:")) else paths).append(item)
-    return urls, paths
-
+from geoaudit.errors import FetchError
 
 @app.command("crawl")
 def crawl_command(
@@ -62,19 +51,10 @@ def crawl_command(
 
       geoaudit crawl ./drafts/ site/*.html --out drafts.jsonl
     """
-    from geoaudit.crawl import CrawlOptions, crawl, read_url_file, validate_url
-    from geoaudit.documents import load_inputs, write_jsonl
-    from geoaudit.store import DocumentStore
+    from geoaudit.crawl import CrawlOptions, ingest
+    from geoaudit.documents import write_jsonl
 
     check_output_file(out, "--out")
-    cfg = settings()
-    urls, paths = _split_inputs(list(inputs or []))
-    seeds = [validate_url(u) for u in urls]
-    if file is not None:
-        seeds += read_url_file(file)
-    if not seeds and not paths and not sitemap:
-        raise InputError("nothing to crawl", hint="give URLs, local files, --file urls.txt or --sitemap URL")
-    local = load_inputs(paths) if paths else []
     options = CrawlOptions(
         max_pages=max_pages,
         follow_links=max_pages is not None,
@@ -95,28 +75,17 @@ def crawl_command(
     if ignore_robots:
         err_console.print("[bold yellow]WARNING: robots.txt is IGNORED (--ignore-robots).[/] Only do this for sites you own or may crawl.")
 
-    documents = list(local)
-    result = None
-    if seeds or sitemap:
-        result = _crawl_with_progress(crawl, seeds, cfg, options)
-        documents += result.documents
-    if local:
-        cfg.ensure_data_dir()
-        store = DocumentStore(cfg.store_path)
-        try:
-            store.put_many(local)
-        finally:
-            store.close()
-
-    _summary(result, len(local))
-    if not documents and result is not None and result.counts["failed"]:
-        raise FetchError(f"no page could be fetched ({result.counts['failed']} failed; reasons above)")
+    result = _ingest_with_progress(ingest, list(inputs or []), settings(), options, file)
+    _summary(result.crawled, len(result.local))
+    documents = result.documents
+    if not documents and result.crawled is not None and result.crawled.counts["failed"]:
+        raise FetchError(f"no page could be fetched ({result.crawled.counts['failed']} failed; reasons above)")
     if out is not None:
         n = write_jsonl(out, documents)
-        console.print(f"wrote {n} documents to {out}")
+        console.print(f"wrote {n} documents to {escape(str(out))}")
 
 
-def _crawl_with_progress(crawl: Any, seeds: list[str], cfg: Any, options: Any) -> Any:
+def _ingest_with_progress(ingest: Any, inputs: list[str], cfg: Any, options: Any, url_file: Optional[Path]) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -133,14 +102,17 @@ def _crawl_with_progress(crawl: Any, seeds: list[str], cfg: Any, options: Any) -
 
         def on_progress(p: Any) -> None:
             last = p.last.url if p.last else ""
-            bar.update(task, completed=p.done, total=p.done + p.queued, queued=p.queued, errors=p.errors, last=last[-60:])
+            # The URL goes into a markup template: a page can link to "http://x/[/oops]".
+            bar.update(task, completed=p.done, total=p.done + p.queued, queued=p.queued, errors=p.errors,
+                       last=escape(last[-60:]))
 
-        result = crawl(seeds, settings=cfg, options=options, progress=on_progress)
-    for w in result.warnings:
+        result = ingest(inputs, settings=cfg, options=options, url_file=url_file, progress=on_progress)
+    crawled = result.crawled
+    for w in crawled.warnings if crawled else []:
         if "IGNORED" not in w:  # already said loudly above
-            err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    if result.resumed:
-        err_console.print(f"resumed unfinished crawl job {result.job_id}")
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+    if crawled is not None and crawled.resumed:
+        err_console.print(f"resumed unfinished crawl job {crawled.job_id}")
     return result
 
 
@@ -162,7 +134,7 @@ def _summary(result: Any, n_local: int) -> None:
             if not reasons:
                 table.add_row(outcome, "", "0")
             for reason, n in reasons.items():
-                table.add_row(outcome, reason, str(n))
+                table.add_row(outcome, escape(reason), str(n))  # reasons quote servers and URLs
     console.print(table)
     if result is not None:
         console.print(f"[dim]crawl job {result.job_id}; documents are in the store (geoaudit.db in the data dir)[/]")

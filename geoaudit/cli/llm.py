@@ -88,8 +88,8 @@ def ask_llm_cmd(
         raise InputError("the prompt is empty", hint='e.g. geoaudit ask-llm "Say hello"')
     if max_tokens < 1:
         raise InputError(f"--max-tokens must be at least 1, got {max_tokens}")
-    if temperature < 0:
-        raise InputError(f"--temperature must not be negative, got {temperature:g}")
+    if not 0 <= temperature < float("inf"):  # also refuses NaN, which compares false
+        raise InputError(f"--temperature must be a finite number, not negative, got {temperature:g}")
     s = settings(model=model, api_base=api_base, cache=False if no_cache else None)
     req = LLMRequest.chat(prompt, system=system, temperature=temperature, max_tokens=max_tokens, seed=seed)
     with make_gateway(s) as gateway:

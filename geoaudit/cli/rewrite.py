@@ -22,9 +22,6 @@ from geoaudit.cli._app import (
     settings,
 )
 
-_FORMATS = ("jsonl", "md", "html")
-
-
 @app.command("rewrite")
 def rewrite_cmd(
     inputs: Optional[list[Path]] = typer.Argument(
@@ -68,101 +65,50 @@ def rewrite_cmd(
       geoaudit rewrite page.md -s keyword-stuffing -q "solar panel cost" --model ollama/qwen2.5:7b
       geoaudit rewrite page.html -s answer-first -s key-facts -q "solar panel cost" --diff
     """
-    from geoaudit.documents import atomic_write_text, load_inputs
-    from geoaudit.errors import InputError
-    from geoaudit.llm import make_gateway
-    from geoaudit.rewrite import RewriteStore, render_results, rewrite_many
-    from geoaudit.store import DocumentStore
-    from geoaudit.strategies import load_strategies
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if not strategy:
-        raise InputError("no strategy given", hint="use --strategy NAME (repeatable) or --strategy all")
-    if fmt is None:
-        suffix = out.suffix.lower().lstrip(".") if out else ""
-        fmt = {"htm": "html", "markdown": "md"}.get(suffix, suffix) if suffix in (*_FORMATS, "htm", "markdown") else "jsonl"
-    if fmt not in _FORMATS:
-        raise InputError(f"unknown format {fmt!r}", hint="use --format jsonl, md or html")
+    from geoaudit.documents import atomic_write_text
+    from geoaudit.errors import BackendError
+    from geoaudit.rewrite import output_format, render_results, rewrite_documents
+
+    fmt = output_format(out, fmt)
     check_output_file(out, "--output")
-
     s = settings(
         model=model, api_base=api_base, concurrency=concurrency, strategies_dir=strategies_dir,
         cache=False if no_cache else None, router_file=router, workers=workers,
     )
-    registry = load_strategies(settings=s)
-    chosen = registry.resolve(strategy)
-    if any(st.query_aware for st in chosen) and not (query and query.strip()):
-        names = ", ".join(st.name for st in chosen if st.query_aware)
-        raise InputError(f"{names} needs the target query", hint='pass --query "..."')
+    with Progress(
+        TextColumn("[bold]rewrite[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
 
-    docs = []
-    if inputs:
-        docs.extend(load_inputs([str(p) for p in inputs]))
-    if doc:
-        store_docs = DocumentStore(s.store_path)
-        for pattern in doc:
-            found = store_docs.find(pattern)
-            if not found:
-                raise InputError(f"no stored document matches {pattern!r}", hint="see `geoaudit crawl` to add pages")
-            docs.extend(found)
-        store_docs.close()
-    if not docs:
-        raise InputError("no documents given", hint="pass files, or --doc ID_OR_URL_PATTERN for stored documents")
-    docs = list({d.id: d for d in docs}.values())
+        def on_done(r: Any) -> None:
+            bar.update(task, advance=1, description=f"{r.strategy} {r.status}")
 
-    # Only LLM strategies need a model; rule strategies run without one (nothing is loaded or contacted).
-    gateway = make_gateway(s, model=model or s.rewrite_model or s.model) if any(st.needs_model for st in chosen) else None
-    store = RewriteStore(s.store_path)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    total = len(docs) * len(chosen)
-    try:
-        with Progress(
-            TextColumn("[bold]rewrite[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=err_console, transient=True,
-        ) as bar:
-            task = bar.add_task("", total=total)
-
-            def on_done(r: Any) -> None:
-                bar.update(task, advance=1, description=f"{r.strategy} {r.status}")
-
-            results = rewrite_many(
-                gateway, chosen, docs, query=query, seed=seed, store=store, progress=on_done,
-                read_store=not no_cache,
-            )
-    finally:
-        store.close()
-
-    by_id = {d.id: d for d in docs}
-    pairs = [(by_id[r.doc_id], r) for r in results]
+        batch = rewrite_documents(
+            s, strategy or [], inputs=[str(p) for p in inputs or []], doc_patterns=doc or [], query=query,
+            seed=seed, model=model, read_store=not no_cache, progress=on_done,
+        )
+    pairs = batch.pairs()
     if diff:
         _print_diffs(pairs)
     if out is not None:
         atomic_write_text(out, render_results(pairs, fmt))
-    _print_summary(results, chosen)
-    from rich.markup import escape
-
-    by = [f"{gateway.model} · seed {seed}"] if gateway is not None else []
-    rules = [st.rule_transform.label for st in chosen if st.kind == "rule"]
-    if rules:
-        by.append("deterministic transforms " + ", ".join(rules) + " (no model)")
-    provenance = "rewrites by " + " and ".join(by or ["no rewriting (rank moves pages, no model)"])
-    provenance += f" · query {query!r}" if query else ""
+    _print_summary(batch.results, list(dict.fromkeys(r.strategy for r in batch.results)))
     console.print(
-        f"[dim]{escape(provenance)} · 'cached' = served from the rewrite store in {escape(str(s.store_path))}[/]",
+        f"[dim]{escape(batch.provenance())} · 'cached' = served from the rewrite store in {escape(str(s.store_path))}[/]",
         highlight=False,
     )
     if out is not None:
         console.print(f"wrote {len(pairs)} rewritten documents to {out} ({fmt})", highlight=False)
-    if gateway is not None:
-        print_usage(gateway)
-        gateway.close()
+    if batch.usage is not None:
+        print_usage(batch.usage)
     # Backend failures are not stored, so a re-run retries exactly those; say so with the exit code.
-    backend = [r for r in results if r.status == "failed" and r.reason.startswith("backend error")]
-    if backend:
-        from geoaudit.errors import BackendError
-
+    if batch.backend_failures:
         raise BackendError(
-            f"{len(backend)} of {len(results)} rewrites failed because the model backend did not answer"
+            f"{len(batch.backend_failures)} of {len(batch.results)} rewrites failed because the model backend did not answer"
             + (" (their original text was written)" if out is not None else ""),
             hint="check --model/--api-base, then run the same command again to retry only those",
         )
@@ -204,17 +150,17 @@ def _mark(chunk: str, left: str, right: str) -> str:
     return f"{chunk[:start]}{left}{core}{right}{chunk[start + len(core):]}"
 
 
-def _print_summary(results: list[Any], chosen: list[Any]) -> None:
+def _print_summary(results: list[Any], names: list[str]) -> None:
     from rich.table import Table
 
     table = Table(title="rewrite summary")
     for col in ("strategy", "done", "unchanged", "cached", "failed", "fabrication flags", "by"):
         table.add_column(col, justify="left" if col in ("strategy", "by") else "right")
-    for st in chosen:
-        rs = [r for r in results if r.strategy == st.name]
+    for name in names:
+        rs = [r for r in results if r.strategy == name]
         flags = sum(r.flag_count for r in rs if r.status != "failed")
         table.add_row(
-            st.name,
+            name,
             str(sum(r.status == "ok" for r in rs)),
             str(sum(r.status == "unchanged" for r in rs)),
             str(sum(r.cached for r in rs)),

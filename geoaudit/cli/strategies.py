@@ -42,6 +42,7 @@ def list_strategies(
       geoaudit strategies list
       geoaudit strategies list --strategies-dir ./my-strategies
     """
+    from rich.markup import escape
     from rich.table import Table
 
     registry = _registry(strategies_dir)
@@ -68,7 +69,8 @@ def list_strategies(
             notes.append(f"overrides {registry.overridden[s.name].source}")
         # Short origin for the table ("GEO / Fluency Optimization"); `show` prints the full one.
         origin = f"{s.origin.paper.split(' (')[0]} / {s.origin.method.split(' (')[0]}"
-        table.add_row(s.name, s.kind, s.title, origin, "; ".join(notes))
+        # Titles, origins and paths come from user files: never let them be read as rich markup.
+        table.add_row(*(escape(cell) for cell in (s.name, s.kind, s.title, origin, "; ".join(notes))))
     console.print(table)
 
 
@@ -84,6 +86,7 @@ def show_strategy(
       geoaudit strategies show fluency
       geoaudit strategies show keyword-stuffing --json
     """
+    from rich.markup import escape
     from rich.panel import Panel
 
     s = _registry(strategies_dir).get(name)
@@ -91,14 +94,16 @@ def show_strategy(
         console.print_json(json.dumps(s.to_dict()))
         return
     c = s.constraints
+    # Every field below comes from a strategy file (a user's own): escaped, so "[/x]" is text.
     lines = [
-        f"[bold]{s.title}[/]  ({s.name}, version {s.version}, {'spec' if s.kind == 'rule' else 'prompt'} {s.prompt_hash})",
+        f"[bold]{escape(s.title)}[/]  ({escape(s.name)}, version {escape(s.version)}, "
+        f"{'spec' if s.kind == 'rule' else 'prompt'} {s.prompt_hash})",
         "",
-        s.description,
+        escape(s.description),
         "",
         f"kind: {s.kind}",
-        f"origin: {s.origin}",
-        f"file: {s.source}" + ("" if s.builtin else " (user)"),
+        f"origin: {escape(str(s.origin))}",
+        escape(f"file: {s.source}") + ("" if s.builtin else " (user)"),
     ]
     if s.kind == "rank":
         lines.append(f"position: {s.position} (1 = first source shown to the engine)")
@@ -114,7 +119,7 @@ def show_strategy(
     if s.kind == "llm-rewrite":
         lines += [
             f"query-aware: {'yes (needs --query)' if s.query_aware else 'no'}; grounded: {'yes' if s.grounded else 'no'}",
-            f"temperature: {s.temperature:g}; postprocess: {', '.join(s.postprocess) or 'none'}",
+            f"temperature: {s.temperature:g}; postprocess: {escape(', '.join(s.postprocess)) or 'none'}",
             f"length ratio: {c.min_length_ratio:g}-{c.max_length_ratio:g}; keep structure: {c.keep_structure}"
             + (f"; fails on new {', '.join(c.forbid_new)}" if c.forbid_new else ""),
         ]
