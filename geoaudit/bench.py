@@ -31,7 +31,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,7 +182,11 @@ def load_bench(
     name, path = resolve_bench(spec, settings)
     fmt, target_path = detect_format(path)
     loader = _LOADERS[fmt]
-    raw_items, skipped, notes = loader(target_path, seed=seed, domain=domain)
+    if fmt == "geoaudit-dir" and settings is not None:
+        raw_items, skipped, notes = _load_own_dir(target_path, seed=seed, domain=domain,
+                                                  cache=settings.data_dir / PAGE_CACHE_FILE)
+    else:
+        raw_items, skipped, notes = loader(target_path, seed=seed, domain=domain)
     _reject_duplicate_ids(name, raw_items + [BenchItem(i, "", (), 0) for i, _ in skipped])
     items: list[BenchItem] = []
     for item in raw_items:
@@ -519,7 +523,7 @@ def _load_own_jsonl(path: Path, *, seed: int, domain: str | None) -> _Loaded:
     return items, [], []
 
 
-def _load_own_dir(queries: Path, *, seed: int, domain: str | None) -> _Loaded:
+def _load_own_dir(queries: Path, *, seed: int, domain: str | None, cache: Path | None = None) -> _Loaded:
     root = queries.parent
     rows = list(_records(queries))
     if not rows:
@@ -543,7 +547,7 @@ def _load_own_dir(queries: Path, *, seed: int, domain: str | None) -> _Loaded:
                 needed.append(_local_path(root, c))
         parsed.append((where, row, common, cands))
     if needed:
-        by_key.update(_load_pages(root, needed))
+        by_key.update(_load_pages(root, needed, cache))
     items: list[BenchItem] = []
     for where, row, (item_id, query, dom, tags), cands in parsed:
         docs = []
@@ -605,22 +609,88 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _load_pages(root: Path, paths: list[Path]) -> dict[str, Document]:
-    """Extract the candidate pages with the crawler's file loader; keyed by their file:// URL."""
+def _load_pages(root: Path, paths: list[Path], cache: Path | None = None) -> dict[str, Document]:
+    """Extract the candidate pages with the crawler's file loader; keyed by their file:// URL.
+
+    With ``cache`` (a SQLite file), a page extracted before is read back instead: the key covers the
+    file's bytes, path and modification time and the extractor (:func:`_extractor_fingerprint`), so
+    a cached page is exactly what extracting it again would give. Extracting the demo bench's 150
+    pages takes about a second, most of re-running a finished run.
+    """
     from geoaudit.documents import load_inputs
 
     missing = [p for p in paths if not _is_file(p)]
     if missing:
         raise InputError(f"{root}: candidate page {missing[0]} does not exist")
     unique = list(dict.fromkeys(p.resolve() for p in paths))
-    docs = load_inputs([str(p) for p in unique])
+    if cache is None:
+        docs = load_inputs([str(p) for p in unique])
+    else:
+        docs = _cached_pages(unique, cache, load_inputs)
     out = {}
     for doc in docs:
         out[doc.url] = doc
     return out
 
 
-_LOADERS = {
+PAGE_CACHE_FILE = "pages-cache.db"
+
+
+def _page_cache_v1(conn: Any) -> None:
+    conn.execute("CREATE TABLE pages (key TEXT PRIMARY KEY, documents TEXT NOT NULL)")
+
+
+def _extractor_fingerprint() -> str:
+    """The page extractor's code (geoaudit.documents) and the versions of what it calls."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from geoaudit import documents
+
+    h = hashlib.sha256(Path(documents.__file__).read_bytes())
+    for pkg in ("trafilatura", "beautifulsoup4", "lxml"):
+        try:
+            h.update(f"{pkg}={version(pkg)}".encode())
+        except PackageNotFoundError:
+            h.update(f"{pkg}=none".encode())
+    return h.hexdigest()
+
+
+def _cached_pages(paths: list[Path], cache: Path, load: Any) -> list[Document]:
+    import hashlib
+
+    from geoaudit.store import Transaction, connect
+
+    try:
+        conn = connect(cache, [("pages_v1", _page_cache_v1)])
+    except Exception:  # an unusable cache is no reason to fail: extract as before  # noqa: BLE001
+        return list(load([str(p) for p in paths]))
+    try:
+        fingerprint = _extractor_fingerprint()
+        out: list[Document] = []
+        fresh: list[tuple[str, list[Document]]] = []
+        for path in paths:
+            stat = path.stat()
+            h = hashlib.sha256(f"{fingerprint}\0{path}\0{stat.st_mtime_ns}\0".encode())
+            h.update(path.read_bytes())
+            key = h.hexdigest()
+            row = conn.execute("SELECT documents FROM pages WHERE key=?", (key,)).fetchone()
+            if row is not None:
+                out.extend(Document.from_dict(d) for d in json.loads(row[0]))
+                continue
+            docs = list(load([str(path)]))
+            fresh.append((key, docs))
+            out.extend(docs)
+        if fresh:
+            with Transaction(conn) as c:
+                c.executemany("INSERT OR REPLACE INTO pages VALUES (?, ?)",
+                              [(k, json.dumps([d.to_dict() for d in docs])) for k, docs in fresh])
+        return out
+    finally:
+        conn.close()
+
+
+_LOADERS: dict[str, Callable[..., _Loaded]] = {
     "geo-bench": _load_geo_bench,
     "cseo-bench": _load_cseo,
     "geoaudit-jsonl": _load_own_jsonl,

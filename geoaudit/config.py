@@ -48,8 +48,17 @@ class Settings:
     rewrite_model: str | None = None
     api_base: str | None = None
     api_key: str | None = None
-    #: LLM calls in flight at once.
+    #: More endpoints serving the same model as ``api_base`` (replicas, e.g. vLLM on several GPUs):
+    #: calls are spread over all of them by litellm's Router. ``api_base`` stays the model's identity
+    #: (cache keys, run ids): a replica is the same model, so which one answered is not part of it.
+    replicas: tuple[str, ...] = ()
+    #: A litellm Router file (YAML or TOML ``model_list``: a model's endpoints with their slots).
+    router_file: Path | None = None
+    #: LLM calls in flight at once, per endpoint (a run over n replicas keeps n x this in flight).
     concurrency: int = 8
+    #: Processes that make remote LLM calls. litellm spends ~5 ms of CPU per call, so one process
+    #: tops out near 200 calls/s; more workers let short calls on many slots use more cores.
+    workers: int = 1
     #: Seconds before one remote LLM call is abandoned (and retried); in-process models have none (see llm).
     timeout: float = 120.0
     #: Retries after the first attempt on 429/5xx/timeouts.
@@ -66,13 +75,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
-        for name in ("strategies_dir", "ai_agents_file"):
+        if isinstance(self.replicas, str):
+            object.__setattr__(self, "replicas", tuple(x.strip() for x in self.replicas.split(",") if x.strip()))
+        else:
+            object.__setattr__(self, "replicas", tuple(self.replicas))
+        for name in ("strategies_dir", "ai_agents_file", "router_file"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser())
         # Checked here, not only in load_settings: library users build Settings directly, and a bad
         # value fails late and badly (Semaphore(0) waits forever, a NaN timeout times out at random).
-        for name, low in (("concurrency", 1), ("retries", 0)):
+        for name, low in (("concurrency", 1), ("retries", 0), ("workers", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
@@ -120,6 +133,9 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
             if value in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(f"expected true/false, got {raw!r}")
+        if "tuple" in text:  # a list: TOML array, or comma-separated in the environment
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(str(x).strip() for x in items if str(x).strip())
         if typ is int or text == "int":
             value = int(raw)
             if value < 0:

@@ -5,12 +5,22 @@ Layers, outermost first (each small and separately tested):
     Gateway.acomplete(request)
       -> response cache (SQLite, content-hash key)          geoaudit.llm.LLMCache
       -> in-flight de-duplication (identical concurrent calls share one backend call)
-      -> concurrency bound (``--concurrency`` slots)
+      -> concurrency bound (``--concurrency`` slots per endpoint; waiting calls are served by
+         priority: rewrites first, since answers wait on them)              :class:`Slots`
       -> retries with exponential backoff + full jitter on 429/5xx/timeouts and unusable replies,
          per-call timeout (remote calls only: an in-process call cannot be cancelled)
       -> Backend.acomplete                                  LiteLLMBackend (remote models *and*
                                                             the embedded model via a litellm
-                                                            custom provider ``local/...``)
+                                                            custom provider ``local/...``), in
+                                                            this process or in ``--workers``
+                                                            processes (:mod:`geoaudit.workers`)
+
+Several endpoints of one model (replicas: repeated ``--api-base``, or a router file) are called
+through litellm's ``Router`` (:class:`Endpoints`): it balances calls over the replicas and cools
+down a failing one. The gateway alone retries (the Router is built with ``num_retries=0``), so a
+call that failed on one replica is retried, counted and backed off exactly as with one endpoint,
+and the Router sends the retry to a replica that is not cooling down. The first endpoint is the
+model's identity in cache keys and run ids; the others are replicas of the same model.
 
 A model is a litellm model string (``ollama/qwen2.5:7b``, ``openai/gpt-4o-mini``,
 ``hosted_vllm/...`` with ``api_base``). ``local/smollm2`` runs SmolLM2-135M-Instruct from the
@@ -26,15 +36,20 @@ downstream can score a non-answer as "not cited". ``Usage`` counts such replies 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
+import heapq
+import itertools
 import json
 import os
 import random
+import re
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +58,7 @@ from geoaudit._http import retry_after
 from geoaudit.config import EMBEDDED_MODEL, Settings
 from geoaudit.errors import BackendError, ConfigError, UnknownModelError
 from geoaudit.store import Migration, Transaction, connect
+from geoaudit.workers import WorkerDied, WorkerPool
 
 CACHE_KEY_PREFIX = "c1:"
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
@@ -56,9 +72,61 @@ IN_PROCESS_PREFIX = "local/"
 # Slots per in-process model and event loop, shared by every Gateway of the process, as many as
 # the model has contexts: a call that waited behind a busy context would count queue time as
 # model time (and time out for it).
-_in_process_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = (
+_in_process_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Slots]]" = (
     weakref.WeakKeyDictionary()
 )
+#: Order in which calls waiting for a slot get one (lower first; unlisted purposes: 1). A rewrite
+#: unblocks the answers of every condition that uses the rewritten page, so serving rewrites first
+#: keeps the queue of ready calls full until the end of a run instead of ending on a tail of
+#: answers that waited for their rewrites (critical-path-first list scheduling).
+PRIORITY: dict[str, int] = {"rewrite": 0}
+
+
+class Slots:
+    """A counting semaphore whose waiters get a slot by priority (lower first), then in arrival order."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self.size = slots
+        self._free = slots
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @property
+    def in_use(self) -> int:
+        return self.size - self._free
+
+    async def acquire(self, priority: int = 1) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed over as the caller was cancelled: pass it on
+            else:
+                fut.cancel()  # stays in the heap; release() skips it
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # the slot goes straight to the waiter (the count stays)
+                return
+        self._free += 1
+
+    @contextlib.asynccontextmanager
+    async def hold(self, priority: int = 1) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 # --------------------------------------------------------------------------- requests / responses
@@ -382,7 +450,9 @@ def _retry_after(exc: Any) -> float | None:
     resp = getattr(exc, "response", None)
     headers = getattr(resp, "headers", None)
     if headers is None:
-        return None
+        # litellm's Router when every replica cools down: "... Try again in 30 seconds."
+        found = re.search(r"[Tt]ry again in (\d+(?:\.\d+)?) seconds", str(exc))
+        return float(found.group(1)) if found else None
     return retry_after(headers.get("retry-after") if hasattr(headers, "get") else None)
 
 
@@ -401,12 +471,240 @@ def _strip_litellm_prefixes(msg: str) -> str:
         return msg
 
 
+# --------------------------------------------------------------------------- endpoints
+
+
+#: Router settings geoaudit decides itself: the gateway retries (and counts, and backs off), and a
+#: run's answers must all come from its model, so no fallback to another model group.
+_ROUTER_FORBIDDEN = ("num_retries", "max_fallbacks", "fallbacks", "default_fallbacks", "context_window_fallbacks",
+                     "content_policy_fallbacks", "retry_policy", "model_group_retry_policy")
+#: A failing replica is left out for ``cooldown_time`` seconds once it failed more than
+#: ``allowed_fails`` times in a minute (litellm's Router semantics).
+ROUTER_DEFAULTS: dict[str, Any] = {"allowed_fails": 3, "cooldown_time": 30.0}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One endpoint serving a model: its litellm model string, URL, slots and other litellm params."""
+
+    model: str
+    api_base: str | None
+    slots: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: no secrets (an ``api_key`` is never recorded)."""
+        return {"model": self.model, "api_base": self.api_base, "slots": self.slots,
+                **{k: v for k, v in self.params.items() if "key" not in k.lower()}}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a model's calls go: one endpoint, or replicas spread by litellm's Router.
+
+    ``identity`` (the first endpoint's URL) stands for the model in cache keys and run ids, so the
+    same run resumes with replicas added or removed as long as the first stays; which replica
+    answered a call is not recorded in the key (replicas of one model are the same model).
+    """
+
+    model: str
+    deployments: tuple[Deployment, ...]
+    router_settings: dict[str, Any] = field(default_factory=dict)
+    source: str = "--api-base"
+
+    @property
+    def identity(self) -> str | None:
+        return self.deployments[0].api_base
+
+    @property
+    def slots(self) -> int:
+        return sum(d.slots for d in self.deployments)
+
+    @property
+    def routed(self) -> bool:
+        return len(self.deployments) > 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "model": self.model, "identity": self.identity,
+                "deployments": [d.describe() for d in self.deployments],
+                "router": self.router_kwargs() if self.routed else None}
+
+    def router_kwargs(self) -> dict[str, Any]:
+        """Router(...) arguments besides the model list: geoaudit's defaults under the file's settings.
+
+        Equal replicas go to the least busy one; replicas of unequal size are drawn in proportion
+        to their slots (litellm's least-busy would give each the same number of calls in flight).
+        """
+        equal = len({d.slots for d in self.deployments}) == 1
+        out: dict[str, Any] = {"routing_strategy": "least-busy" if equal else "simple-shuffle", **ROUTER_DEFAULTS}
+        out.update(self.router_settings)
+        out["num_retries"] = 0
+        return out
+
+    def model_list(self, api_key: str | None) -> list[dict[str, Any]]:
+        weighted = self.router_kwargs()["routing_strategy"] == "simple-shuffle"
+        out = []
+        for d in self.deployments:
+            params: dict[str, Any] = {"model": d.model, **d.params}
+            if d.api_base:
+                params["api_base"] = d.api_base
+            if "api_key" not in params:
+                key = api_key or (
+                    "not-needed" if d.api_base and d.model.split("/", 1)[0] in {"openai", "hosted_vllm"} else None
+                )
+                if key:
+                    params["api_key"] = key
+            if weighted and not any(k in params for k in ("weight", "rpm", "tpm")):
+                params["weight"] = d.slots
+            out.append({"model_name": self.model, "litellm_params": params})
+        return out
+
+    def for_workers(self, workers: int) -> "Endpoints":
+        """The share of one of ``workers`` processes: each runs its own Router, so per-deployment
+        rate limits (``rpm``, ``tpm``, a ``max_parallel_requests`` given by a caller) are divided."""
+        if workers <= 1:
+            return self
+        limits = ("max_parallel_requests", "rpm", "tpm")
+        deps = tuple(
+            replace(d, params={k: (-(-v // workers) if k in limits and isinstance(v, int) else v)
+                               for k, v in d.params.items()})
+            for d in self.deployments
+        )
+        return replace(self, deployments=deps)
+
+
+def _check_url(url: str, what: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{what} {url!r} is not an http(s) URL", hint="e.g. http://localhost:8000/v1")
+    return url
+
+
+def load_router_file(path: Path) -> dict[str, Any]:
+    """A litellm Router file (YAML, or TOML by its suffix): ``model_list`` and ``router_settings``.
+
+    Raises:
+        ConfigError: unreadable, not a mapping, no ``model_list``, or an entry without
+            ``model_name`` and ``litellm_params.model``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read router file {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data: Any = tomllib.loads(text)
+        else:
+            import yaml  # type: ignore[import-untyped,unused-ignore]  # a litellm dependency
+
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise ConfigError(f"router file {path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_list"), list) or not data["model_list"]:
+        raise ConfigError(f"router file {path} has no model_list",
+                          hint="model_list: [{model_name: ..., litellm_params: {model: ..., api_base: ...}}]")
+    for i, entry in enumerate(data["model_list"]):
+        params = entry.get("litellm_params") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str) or not isinstance(params, dict) \
+                or not isinstance(params.get("model"), str):
+            raise ConfigError(f"router file {path}: model_list entry {i + 1} needs model_name and litellm_params.model")
+    settings = data.get("router_settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"router file {path}: router_settings must be a mapping")
+    bad = [k for k in settings if k in _ROUTER_FORBIDDEN]
+    if bad:
+        raise ConfigError(
+            f"router file {path}: {', '.join(bad)} cannot be set: geoaudit's gateway retries every call itself "
+            "(and counts the retries), and a run's answers must all come from its model",
+            hint="use --retries / the retries setting; remove fallbacks",
+        )
+    return data
+
+
+def resolve_endpoints(settings: Settings, model: str) -> Endpoints:
+    """The endpoints of ``model``: its group in ``settings.router_file``, else ``api_base`` plus
+    ``replicas`` (each with ``concurrency`` slots), else litellm's default endpoint for the model.
+
+    Raises:
+        ConfigError: a URL that is not http(s), replicas without ``api_base``, or a model given
+            endpoints both in the router file and with ``--api-base``.
+    """
+    if model.startswith(IN_PROCESS_PREFIX):
+        return Endpoints(model, (Deployment(model, None, 1),), source="in-process")
+    if settings.router_file is not None:
+        data = load_router_file(settings.router_file)
+        group = [e for e in data["model_list"] if e["model_name"] == model]
+        if group:
+            if settings.api_base:
+                raise ConfigError(
+                    f"{model} has endpoints both in the router file {settings.router_file} and in --api-base",
+                    hint="list every endpoint in one place",
+                )
+            group_deps: list[Deployment] = []
+            for e in group:
+                params = dict(e["litellm_params"])
+                base = params.pop("api_base", None)
+                if base is not None:
+                    _check_url(str(base), f"router file {settings.router_file}: api_base")
+                # The endpoint's slots: the gateway keeps at most their sum in flight and the Router
+                # balances. Not passed on as litellm's own limit, which answers a 429 instead of
+                # waiting (counted and retried by the gateway: slots wasted on nothing).
+                slots = params.pop("max_parallel_requests", None) or settings.concurrency
+                if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+                    raise ConfigError(f"router file {settings.router_file}: max_parallel_requests must be a whole "
+                                      f"number of at least 1, got {slots!r}")
+                group_deps.append(Deployment(params.pop("model"), base, slots, params))
+            return Endpoints(model, tuple(group_deps), dict(data.get("router_settings") or {}),
+                             source=f"router file {settings.router_file}")
+    bases = [settings.api_base] if settings.api_base else []
+    if settings.replicas and not bases:
+        raise ConfigError("replicas are listed without the model's first endpoint (api_base)",
+                          hint="give the first endpoint with --api-base, then one --api-base per replica")
+    bases += [b for b in settings.replicas if b not in bases]
+    for b in bases:
+        _check_url(b, "--api-base")
+    deps = tuple(Deployment(model, b, settings.concurrency) for b in bases) or (
+        Deployment(model, None, settings.concurrency),
+    )
+    return Endpoints(model, deps)
+
+
 class LiteLLMBackend:
     """Calls any model litellm reaches, and the embedded model through geoaudit's custom provider."""
 
-    def __init__(self, api_base: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self, api_base: str | None = None, api_key: str | None = None, *, endpoints: Endpoints | None = None,
+    ) -> None:
         self.api_base = api_base
         self.api_key = api_key
+        #: Replicas of one model: calls to ``endpoints.model`` go through a litellm Router over them.
+        self.endpoints = endpoints if endpoints is not None and endpoints.routed else None
+        self._router: Any = None
+
+    def warm(self) -> None:
+        """Import litellm now (a worker process does this before it takes calls)."""
+        import_litellm()
+
+    def _routed(self, model: str) -> Any:
+        """The Router for ``model`` when it has replicas, else None (a direct call)."""
+        if self.endpoints is None or model != self.endpoints.model:
+            return None
+        if self._router is None:
+            litellm = import_litellm()
+            self._router = litellm.Router(
+                model_list=self.endpoints.model_list(self.api_key), **self.endpoints.router_kwargs()
+            )
+        return self._router
+
+    async def _call(self, litellm: Any, kwargs: dict[str, Any]) -> Any:
+        router = self._routed(kwargs["model"])
+        if router is not None:
+            # Each deployment carries its own api_base and key.
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("api_base", "api_key", "num_retries")}
+            return await router.acompletion(**kwargs)
+        return await litellm.acompletion(**kwargs)
 
     async def acomplete(self, request: LLMRequest, model: str, *, timeout: float) -> LLMResponse:
         if request.kind != "chat":
@@ -435,7 +733,7 @@ class LiteLLMBackend:
         elif self.api_base and model.split("/", 1)[0] in {"openai", "hosted_vllm"}:
             kwargs["api_key"] = "not-needed"  # local OpenAI-compatible servers ignore it, the SDK insists
         try:
-            resp = await litellm.acompletion(**kwargs)
+            resp = await self._call(litellm, kwargs)
         except Exception as exc:  # litellm maps every provider error onto OpenAI-style classes
             raise self._classify(exc, model) from exc
         return self._convert(litellm, resp, model)
@@ -476,7 +774,7 @@ class LiteLLMBackend:
         elif self.api_base and model.split("/", 1)[0] in {"openai", "hosted_vllm"}:
             kwargs["api_key"] = "not-needed"
         try:
-            resp = await litellm.acompletion(**kwargs)
+            resp = await self._call(litellm, kwargs)
         except Exception as exc:
             raise self._classify(exc, model) from exc
         converted = self._convert(litellm, resp, model)
@@ -504,7 +802,8 @@ class LiteLLMBackend:
         msg = msg[:300]
         if name in {"Timeout", "APITimeoutError"} or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return BackendCallError(f"timed out ({msg})", status=status, retryable=True)
-        if name in {"APIConnectionError", "ServiceUnavailableError", "InternalServerError", "RateLimitError"} or (
+        if name in {"APIConnectionError", "ServiceUnavailableError", "InternalServerError", "RateLimitError",
+                    "RouterRateLimitError"} or (
             isinstance(status, int) and status in RETRYABLE_STATUS
         ):
             return BackendCallError(f"{name}: {msg}", status=status, retryable=True, retry_after=_retry_after(exc))
@@ -597,13 +896,13 @@ class Gateway:
             from geoaudit.embedded import model_path
 
             model_path(self.model.split("/", 1)[1])  # UnknownModelError now, not after retries
-        self.backend: Backend = backend or LiteLLMBackend(settings.api_base, settings.api_key)
+        #: Where the default model's calls go (one endpoint, or replicas behind litellm's Router).
+        self.endpoints = resolve_endpoints(settings, self.model)
+        self.backend: Backend = backend or make_backend(settings, self.endpoints)
         self.cache: LLMCache | None = LLMCache(settings.cache_path) if settings.cache else None
         self.usage = Usage()
         self._sleep = sleep
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Slots] = weakref.WeakKeyDictionary()
         self.timeout_grace = TIMEOUT_GRACE
         self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
 
@@ -619,12 +918,20 @@ class Gateway:
 
             # In place of an endpoint: what determines the in-process model's numbers.
             return cache_key(request, model, identity(model.split("/", 1)[1]))
-        return cache_key(request, model, self.settings.api_base)
+        base = self.endpoints.identity if model == self.model else self.settings.api_base
+        return cache_key(request, model, base)
 
     @property
     def api_base(self) -> str | None:
-        """The endpoint the default model's calls go to (None: litellm's default, or in-process)."""
-        return None if self.model.startswith(IN_PROCESS_PREFIX) else self.settings.api_base
+        """The endpoint that identifies the default model (None: litellm's default, or in-process):
+        the only one, or the first of its replicas (whichever replica answers, the model is the same)."""
+        return None if self.model.startswith(IN_PROCESS_PREFIX) else self.endpoints.identity
+
+    @property
+    def slots(self) -> int:
+        """Calls in flight at once for the default model: ``concurrency`` per endpoint (a router
+        file's ``max_parallel_requests``), summed over replicas."""
+        return self.endpoints.slots
 
     @property
     def endpoint_id(self) -> str:
@@ -637,19 +944,20 @@ class Gateway:
         if self.model.startswith("local/"):
             return
         litellm = import_litellm()
-        try:
-            litellm.get_llm_provider(self.model, api_base=self.settings.api_base)
-        except Exception as exc:
-            raise UnknownModelError(
-                f"litellm does not know how to reach {self.model!r} ({type(exc).__name__})",
-                hint="use provider/name, e.g. ollama/qwen2.5:7b; see `geoaudit models`",
-            ) from None
+        for d in self.endpoints.deployments:
+            try:
+                litellm.get_llm_provider(d.model, api_base=d.api_base)
+            except Exception as exc:
+                raise UnknownModelError(
+                    f"litellm does not know how to reach {d.model!r} ({type(exc).__name__})",
+                    hint="use provider/name, e.g. ollama/qwen2.5:7b; see `geoaudit models`",
+                ) from None
 
     def is_cached(self, request: LLMRequest) -> bool:
         return self.cache is not None and self.cache.get(self.key(request)) is not None
 
-    def _semaphore(self, model: str) -> asyncio.Semaphore:
-        """The slots a call to ``model`` waits for: ``concurrency`` per gateway for remote models;
+    def _semaphore(self, model: str) -> Slots:
+        """The slots a call to ``model`` waits for: :attr:`slots` per gateway for remote models;
         for an in-process model (process-wide) exactly as many as it can run at once (its contexts,
         :func:`geoaudit.embedded.capacity`), so no call waits behind a busy context with its timeout running."""
         loop = asyncio.get_running_loop()
@@ -657,10 +965,10 @@ class Gateway:
             from geoaudit.embedded import capacity
 
             slots = _in_process_slots.setdefault(loop, {})
-            return slots.setdefault(model, asyncio.Semaphore(capacity(model.split("/", 1)[1])))
+            return slots.setdefault(model, Slots(capacity(model.split("/", 1)[1])))
         sem = self._semaphores.get(loop)
         if sem is None:
-            sem = self._semaphores[loop] = asyncio.Semaphore(self.settings.concurrency)
+            sem = self._semaphores[loop] = Slots(self.slots)
         return sem
 
     # -- the call
@@ -688,7 +996,7 @@ class Gateway:
         fut: asyncio.Future[LLMResponse] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            async with self._semaphore(model):
+            async with self._semaphore(model).hold(PRIORITY.get(request.purpose, 1)):
                 resp = await self._with_retries(request, model)
             resp.key = key
             if self.cache is not None:
@@ -748,6 +1056,9 @@ class Gateway:
         )
 
     async def _attempt(self, request: LLMRequest, model: str) -> LLMResponse:
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is not None:
+            await prepare(model)  # e.g. start worker processes: not part of the call's timeout
         call = self.backend.acomplete(request, model, timeout=self.settings.timeout)
         if model.startswith(IN_PROCESS_PREFIX):
             # No timeout: the call runs in a thread that cannot be cancelled, so a timeout would only
@@ -781,15 +1092,58 @@ class Gateway:
         return run_sync(self.amap(requests, on_done))
 
     def close(self) -> None:
-        """Close the response cache (``usage`` stays readable)."""
+        """Close the response cache and stop worker processes (``usage`` stays readable)."""
         if self.cache is not None:
             self.cache.close()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
 
     def __enter__(self) -> "Gateway":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class PooledBackend:
+    """:class:`LiteLLMBackend` in ``workers`` processes (:class:`geoaudit.workers.WorkerPool`) for
+    remote models; in-process models stay in this process (they hold the model in memory)."""
+
+    def __init__(self, settings: Settings, endpoints: Endpoints, workers: int) -> None:
+        self.local = LiteLLMBackend(settings.api_base, settings.api_key)
+        self.pool = WorkerPool(
+            functools.partial(LiteLLMBackend, settings.api_base, settings.api_key,
+                              endpoints=endpoints.for_workers(workers)),
+            workers,
+        )
+
+    async def prepare(self, model: str) -> None:
+        """Wait for a worker to be ready (outside the call's timeout: starting one takes seconds)."""
+        if not model.startswith(IN_PROCESS_PREFIX):
+            try:
+                await self.pool.ready()
+            except WorkerDied as exc:
+                raise BackendCallError(str(exc)) from None
+
+    async def acomplete(self, request: LLMRequest, model: str, *, timeout: float) -> LLMResponse:
+        if model.startswith(IN_PROCESS_PREFIX):
+            return await self.local.acomplete(request, model, timeout=timeout)
+        try:
+            resp: LLMResponse = await self.pool.call("acomplete", request, model, timeout=timeout)
+        except WorkerDied as exc:
+            raise BackendCallError(str(exc), retryable=True) from None
+        return resp
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def make_backend(settings: Settings, endpoints: Endpoints) -> Backend:
+    """The backend for ``settings``: litellm in this process, or in ``settings.workers`` processes."""
+    if settings.workers > 1 and not endpoints.model.startswith(IN_PROCESS_PREFIX):
+        return PooledBackend(settings, endpoints, settings.workers)
+    return LiteLLMBackend(settings.api_base, settings.api_key, endpoints=endpoints)
 
 
 def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
@@ -803,14 +1157,22 @@ def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
 __all__ = [
     "Backend",
     "BackendCallError",
+    "Deployment",
+    "Endpoints",
     "Gateway",
     "LLMCache",
     "LLMRequest",
     "LLMResponse",
     "LiteLLMBackend",
+    "PRIORITY",
+    "PooledBackend",
+    "Slots",
     "Usage",
     "cache_key",
+    "load_router_file",
+    "make_backend",
     "make_gateway",
+    "resolve_endpoints",
     "run_sync",
     "unusable",
 ]

@@ -43,6 +43,7 @@ allocated unless the caller raises the limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -100,7 +101,8 @@ class SimulationConfig:
     #: they calibrate the engine (attributable and unsupported shares) at a fraction of the cost.
     answers: str = "all"
     #: Endpoints of the engine and rewrite models (None: litellm's default, or in-process). Part of
-    #: the run id: the same model name on another server is another model.
+    #: the run id: the same model name on another server is another model. With replicas, the first
+    #: endpoint (replicas of one model are the same model; the list is in the run's meta).
     api_base: str | None = None
     rewrite_api_base: str | None = None
 
@@ -315,8 +317,6 @@ class Simulation:
         # Gateways made here are closed by close(); a caller's own stay open.
         self._own_gateways = [gw for gw, given in ((self.gateway, gateway), (self.rewrite_gateway, rewrite_gateway))
                               if given is None]
-        for gw in (self.gateway, self.rewrite_gateway):
-            gw.check_model()  # an unknown provider fails here, before a run directory exists
         self.rewrite_store = RewriteStore(settings.ensure_data_dir() / settings.store_path.name)
         fingerprint = hashlib.sha256(
             json.dumps([(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]).encode()
@@ -333,10 +333,26 @@ class Simulation:
         self.stages: tuple[str, ...] = tuple(resolved.engine.stages)
         self.config = resolved
         self.run_id = resolved.run_id(fingerprint)
-        self.run = Run(settings.runs_dir / self.run_id)
+        run_dir = settings.runs_dir / self.run_id
+        # An unknown provider fails here, before a run directory exists. Checking imports litellm
+        # (seconds), so a run that exists already is checked only if it has cells left to compute.
+        self._model_checked = False
+        if not (run_dir / "run.db").is_file():
+            self._check_models()
+        self.run = Run(run_dir)
         self.command = command or " ".join(sys.argv)
         self._rewrites: dict[tuple[str, str, str], asyncio.Task[RewriteResult]] = {}
         self._base: dict[tuple[str, int], asyncio.Task[tuple[Answer, list[int]]]] = {}
+        self._shown: dict[tuple[str, int], list[int]] = {}
+        self._item_rewrites: dict[str, set[tuple[str, str, str]]] = {}
+        #: Cells started at a time (None: 2,000 or 64 per slot, whichever is more).
+        self.window: int | None = None
+
+    def _check_models(self) -> None:
+        if not self._model_checked:
+            for gw in dict.fromkeys((self.gateway, self.rewrite_gateway)):
+                gw.check_model()
+            self._model_checked = True
 
     # -- planning
     def cells(self) -> list[dict[str, Any]]:
@@ -361,6 +377,7 @@ class Simulation:
     async def _rewrite(self, item: BenchItem, strategy: Strategy, idx: int) -> RewriteResult:
         doc = item.documents[idx]
         key = (doc.content_hash, strategy.name, item.query if strategy.query_aware else "")
+        self._item_rewrites.setdefault(item.id, set()).add(key)
         task = self._rewrites.get(key)
         if task is None:
             task = self._rewrites[key] = asyncio.ensure_future(
@@ -369,7 +386,7 @@ class Simulation:
                     store=self.rewrite_store,
                 )
             )
-        return await task
+        return await asyncio.shield(task)  # shared by cells: one cell's cancellation must not cancel it
 
     async def _condition_docs(
         self, item: BenchItem, strategy: Strategy | None, adopting: Sequence[int]
@@ -399,17 +416,27 @@ class Simulation:
         target = shown.index(item.target) if item.target in shown else None
         return await agenerate(self.gateway, item.query, sources, engine, seed=seed, target=target)
 
+    def _base_shown(self, item: BenchItem, seed: int) -> list[int]:
+        """The sources shown in the base condition (no LLM call: rewrites can start before any answer)."""
+        key = (item.id, seed)
+        shown = self._shown.get(key)
+        if shown is None:
+            docs = list(item.documents)
+            shown = self._shown[key] = _display(item, self.config.k, self.config.engine.order, seed, docs,
+                                                self.config.engine)
+        return list(shown)
+
     async def _base_answer(self, item: BenchItem, seed: int) -> tuple[Answer, list[int]]:
         key = (item.id, seed)
         task = self._base.get(key)
         if task is None:
             async def compute() -> tuple[Answer, list[int]]:
-                docs = list(item.documents)
-                shown = _display(item, self.config.k, self.config.engine.order, seed, docs, self.config.engine)
-                ans = await self._answer(item, docs, shown, derived_seed("answer", seed, item.id, "base"), base=True)
+                shown = self._base_shown(item, seed)
+                ans = await self._answer(item, list(item.documents), shown,
+                                         derived_seed("answer", seed, item.id, "base"), base=True)
                 return ans, shown
             task = self._base[key] = asyncio.ensure_future(compute())
-        return await task
+        return await asyncio.shield(task)  # shared by every cell of the item and seed
 
     async def _condition_answer(
         self, item: BenchItem, strategy: Strategy, cond: str, rate: float, seed: int
@@ -419,12 +446,19 @@ class Simulation:
         Shared by a cell and by the treated cell that needs its rivals answer for Δrank: the same
         inputs give the same prompt and seed, so the second call is a cache (or in-flight) hit.
         """
-        base_answer, base_shown = await self._base_answer(item, seed)
+        # The rewrites start at once, beside the base answer: they need only the display, and waiting
+        # for the answer first left slots idle at the start of every item. The condition's own answer
+        # waits for the base answer, so an item whose base answer fails asks nothing more of the model.
+        base_shown = self._base_shown(item, seed)
         rivals = adopters(item, base_shown, rate, seed)
         adopting = sorted(rivals + [item.target]) if cond == "treated" else rivals
         if not adopting:  # rivals at rate 0: nobody adopts, which is the base condition
+            base_answer, _ = await self._base_answer(item, seed)
             return base_answer, base_shown, {}, []
-        docs, results = await self._condition_docs(item, strategy, adopting)
+        docs_task = asyncio.ensure_future(self._condition_docs(item, strategy, adopting))
+        docs_task.add_done_callback(lambda t: t.cancelled() or t.exception())  # if the base fails first
+        await self._base_answer(item, seed)
+        docs, results = await docs_task
         if self.config.engine.order == "retrieved":
             shown = _display(item, self.config.k, "retrieved", seed, docs, self.config.engine)
         else:
@@ -457,14 +491,22 @@ class Simulation:
     async def _compute_cell(self, c: dict[str, Any]) -> None:
         item = self.bench.item(c["item"])
         seed, cond, rate = c["seed"], c["condition"], c["rate"]
-        base_answer, base_shown = await self._base_answer(item, seed)
-        orig_rank = base_shown.index(item.target) + 1 if item.target in base_shown else None
         strategy: Strategy | None = None
+        rivals_task: asyncio.Future[tuple[Answer, list[int], dict[int, RewriteResult], list[int]]] | None = None
         if cond == "base":
-            answer, shown, results, adopting = base_answer, base_shown, {}, []
+            answer, shown = await self._base_answer(item, seed)
+            results: dict[int, RewriteResult] = {}
+            adopting: list[int] = []
         else:
             strategy = next(s for s in self.strategies if s.name == c["strategy"])
+            if cond == "treated" and rate and rate > 0:  # its Δrank needs the rivals answer: ask for both now
+                rivals_task = asyncio.ensure_future(self._condition_answer(item, strategy, "rivals", rate, seed))
+                # If this cell fails first, the rivals cell still owns that work (and its error).
+                rivals_task.add_done_callback(lambda t: t.cancelled() or t.exception())
             answer, shown, results, adopting = await self._condition_answer(item, strategy, cond, rate, seed)
+        base_answer, base_shown = await self._base_answer(item, seed)
+        orig_rank = base_shown.index(item.target) + 1 if item.target in base_shown else None
+        if strategy is not None:
             if results:
                 self.run.save_rewrites([
                     {
@@ -476,9 +518,8 @@ class Simulation:
                     for i, r in results.items()
                 ])
         rows = self._rows(item, c, answer, shown, orig_rank, base_answer, base_shown, results, len(adopting))
-        if cond == "treated" and rate and rate > 0:
-            assert strategy is not None
-            rivals_answer, rivals_shown, _, _ = await self._condition_answer(item, strategy, "rivals", rate, seed)
+        if rivals_task is not None:
+            rivals_answer, rivals_shown, _, _ = await rivals_task
             for r, s_treated, s_rivals in zip(rows, answer.samples, rivals_answer.samples):
                 r["delta_rank_adv"] = float(delta_rank(
                     s_rivals.citation_order, s_treated.citation_order,
@@ -550,6 +591,8 @@ class Simulation:
         planned = self.cells()
         done = self.run.done_cells()
         todo = [c for c in planned if self.cell_id(c) not in done]
+        if todo:
+            self._check_models()
         meta = self.run.meta
         self.run.begin_invocation()
         self.run.set_meta(
@@ -563,6 +606,10 @@ class Simulation:
             engine=self.config.engine.resolved(self.gateway.model).describe(),
             attribution=self.config.engine.resolve_attribution(self.gateway.model),
             primary=self.config.primary, stages=list(self.stages), answers=self.config.answers,
+            # Which endpoints served this invocation (replicas are provenance, not identity).
+            endpoints={"engine": self.gateway.endpoints.describe(),
+                       "rewrite": self.rewrite_gateway.endpoints.describe()},
+            workers=self.settings.workers,
         )
         state = Progress(planned=len(planned), done=len(planned) - len(todo), skipped=len(planned) - len(todo))
         if progress:
@@ -574,12 +621,12 @@ class Simulation:
             if progress:
                 progress(state)
 
-        # Base cells first (everything else needs them), then by item so llama.cpp's prompt-prefix
-        # cache sees runs of similar prompts.
-        todo.sort(key=lambda c: (c["condition"] != "base", c["item"], c["seed"], c["strategy"], c["rate"] or 0))
-        tasks = [asyncio.ensure_future(self._run_cell(c, tick)) for c in todo]
+        # By item, its base cell first, so llama.cpp's prompt-prefix cache sees runs of similar
+        # prompts and an item's shared work (base answer, rewrites) can be dropped when it is done.
+        todo.sort(key=lambda c: (c["item"], c["seed"], c["condition"] != "base", c["strategy"], c["rate"] or 0))
+        tasks: set[asyncio.Future[None]] = set()
         try:
-            await asyncio.gather(*tasks)
+            await self._run_window(todo, tick, tasks)
         except BaseException as exc:
             for t in tasks:
                 t.cancel()
@@ -601,6 +648,58 @@ class Simulation:
             resumed_cells=len(planned) - len(todo), bench=self.bench, notes=list(self.bench.notes),
             failed_cells=len(failed),
         )
+
+    async def _run_window(
+        self, todo: list[dict[str, Any]], tick: Callable[[bool], None], tasks: set[asyncio.Future[None]],
+    ) -> None:
+        """Run ``todo`` with at most :attr:`window` cells started at a time (``tasks``: those running).
+
+        The window keeps far more calls ready than there are slots (the gateway serves them by
+        priority), while memory stays bounded on runs of millions of cells: an item's base answer,
+        display and rewrite tasks are dropped once its last cell is done.
+        """
+        window = self.window or max(2_000, 64 * self.gateway.slots)
+        left: dict[tuple[str, int], int] = {}
+        for c in todo:
+            left[(c["item"], c["seed"])] = left.get((c["item"], c["seed"]), 0) + 1
+        items_left: dict[str, int] = {}
+        for item_id, _ in left:
+            items_left[item_id] = items_left.get(item_id, 0) + 1
+        queue = iter(todo)
+        finished = asyncio.get_running_loop().create_future()
+
+        def launch() -> None:
+            while len(tasks) < window:
+                c = next(queue, None)
+                if c is None:
+                    break
+                t = asyncio.ensure_future(self._run_cell(c, tick))
+                t.add_done_callback(functools.partial(settle, (c["item"], c["seed"])))
+                tasks.add(t)
+            if not tasks and not finished.done():
+                finished.set_result(None)
+
+        def settle(key: tuple[str, int], t: asyncio.Future[None]) -> None:
+            tasks.discard(t)
+            if t.cancelled():
+                return
+            if t.exception() is not None:
+                if not finished.done():
+                    finished.set_exception(t.exception())  # type: ignore[arg-type]
+                return
+            left[key] -= 1
+            if not left[key]:
+                self._base.pop(key, None)
+                self._shown.pop(key, None)
+                items_left[key[0]] -= 1
+                if not items_left[key[0]]:
+                    for rk in self._item_rewrites.pop(key[0], ()):
+                        self._rewrites.pop(rk, None)
+            if not finished.done():
+                launch()
+
+        launch()
+        await finished
 
     def _final_usage(self) -> dict[str, Any]:
         self.run.save_usage(self._usage())

@@ -66,9 +66,14 @@ class FakeOpenAIServer:
         max_in_flight: the highest number of requests being served at the same time.
     """
 
-    def __init__(self, responder: Responder | None = None, *, latency: float = 0.0) -> None:
+    def __init__(
+        self, responder: Responder | None = None, *, latency: float = 0.0, capacity: int | None = None,
+    ) -> None:
         self.responder: Responder = responder or (lambda req: "ok")
         self.latency = latency
+        #: Requests served at once, like a GPU server's batch slots; more wait their turn (None: no limit).
+        self.capacity = capacity
+        self._capacity = threading.BoundedSemaphore(capacity) if capacity else None
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -106,6 +111,8 @@ class FakeOpenAIServer:
                     outer.requests.append(body)
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                if outer._capacity is not None:
+                    outer._capacity.acquire()
                 try:
                     reply = outer.responder(body)
                     if isinstance(reply, str):
@@ -125,6 +132,8 @@ class FakeOpenAIServer:
                         return
                     self._send(200, outer._completion(body, reply), reply.headers)
                 finally:
+                    if outer._capacity is not None:
+                        outer._capacity.release()
                     with outer._lock:
                         outer.in_flight -= 1
 
@@ -243,14 +252,29 @@ def serve_main(argv: list[str] | None = None) -> None:
     """``python -m geoaudit.testing --latency 0.1``: run a fake server in its own process (benchmarks).
 
     Prints the base URL on the first line, then serves ``"answer [1]."`` until killed.
+    ``--capacity N`` serves N requests at once (others queue); ``--fail-after N`` answers HTTP 500
+    from the (N+1)-th request on (a replica that breaks mid-run).
     """
     import argparse
 
     ap = argparse.ArgumentParser(description="Fake OpenAI-compatible server on 127.0.0.1")
     ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--capacity", type=int, default=None)
+    ap.add_argument("--fail-after", type=int, default=None)
     ap.add_argument("--text", default="Answer sentence one [1]. Answer sentence two [2].")
     args = ap.parse_args(argv)
-    server = FakeOpenAIServer(lambda req: args.text, latency=args.latency).start()
+    seen = [0]
+    lock = threading.Lock()
+
+    def respond(req: dict[str, Any]) -> Reply | str:
+        with lock:
+            seen[0] += 1
+            n = seen[0]
+        if args.fail_after is not None and n > args.fail_after:
+            return Reply(status=500, delay=0.001)
+        return args.text
+
+    server = FakeOpenAIServer(respond, latency=args.latency, capacity=args.capacity).start()
     print(server.url, flush=True)
     try:
         while True:

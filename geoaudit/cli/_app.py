@@ -161,9 +161,16 @@ def _root(
 
 
 def settings(**overrides: Any) -> Any:
-    """Settings for a command: flags (``overrides``) over env over config file over defaults."""
+    """Settings for a command: flags (``overrides``) over env over config file over defaults.
+
+    A repeated ``--api-base`` (a list) gives the model's endpoint and then its replicas.
+    """
     from geoaudit.config import load_settings
 
+    bases = overrides.get("api_base")
+    if isinstance(bases, (list, tuple)):
+        overrides["api_base"] = bases[0] if bases else None
+        overrides["replicas"] = tuple(bases[1:]) or None
     return load_settings(data_dir=_state["data_dir"], debug=_state["debug"] or None, **overrides)
 
 
@@ -176,5 +183,17 @@ def print_usage(gateway_or_usage: Any) -> None:
 # Reusable option declarations, so every command spells them the same way.
 ModelOpt = typer.Option(None, "--model", "-m", help="litellm model string (default: local/smollm2, embedded).")
 ApiBaseOpt = typer.Option(None, "--api-base", help="Endpoint for the model, e.g. http://localhost:11434.")
-ConcurrencyOpt = typer.Option(None, "--concurrency", "-j", help="LLM calls in flight at once.")
+ConcurrencyOpt = typer.Option(None, "--concurrency", "-j", help="LLM calls in flight at once (per endpoint).")
+ApiBasesOpt = typer.Option(
+    None, "--api-base",
+    help="Endpoint for the model, e.g. http://localhost:8000/v1. Repeat it for replicas of the same model "
+         "(calls are spread by litellm's Router; the first endpoint identifies the model in run ids).",
+)
+RouterOpt = typer.Option(
+    None, "--router", help="litellm Router file (YAML or TOML model_list): the model's endpoints and their slots.",
+)
+WorkersOpt = typer.Option(
+    None, "--workers", help="Processes making the remote LLM calls (litellm costs ~5 ms of CPU a call; "
+                            "raise it when many slots answer fast).",
+)
 NoCacheOpt = typer.Option(False, "--no-cache", help="Do not read or write the LLM response cache.")

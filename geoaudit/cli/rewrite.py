@@ -8,10 +8,12 @@ from typing import Any, Optional
 import typer
 
 from geoaudit.cli._app import (
-    ApiBaseOpt,
+    ApiBasesOpt,
     ConcurrencyOpt,
     ModelOpt,
     NoCacheOpt,
+    RouterOpt,
+    WorkersOpt,
     app,
     check_output_file,
     console,
@@ -32,7 +34,8 @@ def rewrite_cmd(
         None, "--strategy", "-s", help="Strategy name (repeatable), or 'all'. See `geoaudit strategies list`."
     ),
     model: Optional[str] = ModelOpt,
-    api_base: Optional[str] = ApiBaseOpt,
+    api_base: Optional[list[str]] = ApiBasesOpt,
+    router: Optional[Path] = RouterOpt,
     query: Optional[str] = typer.Option(None, "--query", "-q", help="Target query (required by query-aware strategies)."),
     seed: int = typer.Option(0, "--seed", help="Seed passed to the model (part of the cache key)."),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the rewritten documents here."),
@@ -45,6 +48,7 @@ def rewrite_cmd(
     ),
     no_cache: bool = NoCacheOpt,
     concurrency: Optional[int] = ConcurrencyOpt,
+    workers: Optional[int] = WorkersOpt,
 ) -> None:
     """Rewrite documents with GEO / C-SEO strategies; every rewrite is guarded and stored with its provenance.
 
@@ -72,7 +76,7 @@ def rewrite_cmd(
     check_output_file(out, "--output")
     s = settings(
         model=model, api_base=api_base, concurrency=concurrency, strategies_dir=strategies_dir,
-        cache=False if no_cache else None,
+        cache=False if no_cache else None, router_file=router, workers=workers,
     )
     with Progress(
         TextColumn("[bold]rewrite[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

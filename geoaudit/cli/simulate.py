@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
 
 from geoaudit.cli._app import (
-    ApiBaseOpt,
+    ApiBasesOpt,
     ConcurrencyOpt,
     NoCacheOpt,
+    RouterOpt,
+    WorkersOpt,
     app,
     check_output_file,
     console,
@@ -55,8 +57,10 @@ def simulate_cmd(
     source_budget: int = typer.Option(1500, "--source-budget", help="Characters of each source shown to the engine."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
     rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
-    api_base: Optional[str] = ApiBaseOpt,
+    api_base: Optional[List[str]] = ApiBasesOpt,
+    router: Optional[Path] = RouterOpt,
     concurrency: Optional[int] = ConcurrencyOpt,
+    workers: Optional[int] = WorkersOpt,
     no_cache: bool = NoCacheOpt,
     strategies_dir: Optional[Path] = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
@@ -76,6 +80,8 @@ def simulate_cmd(
         geoaudit simulate --bench ~/geo-bench/test.jsonl --strategies all --seeds 3 --samples 5 \\
             --model ollama/qwen2.5:7b --api-base http://localhost:11434
         geoaudit simulate --bench cseo/retail-00000-of-00001.parquet --k 10 --adopters 0,1
+        geoaudit simulate --bench demo --strategies all --model hosted_vllm/Qwen2.5-7B-Instruct \\
+            --api-base http://gpu1:8000/v1 --api-base http://gpu2:8000/v1 --concurrency 64 --workers 2
     """
     from geoaudit.engine import EngineConfig
     from geoaudit.errors import ConfigError
@@ -85,7 +91,8 @@ def simulate_cmd(
         raise ConfigError(f"--max-cells must be at least 1, got {max_cells}")
 
     s = settings(model=model, rewrite_model=rewrite_model, api_base=api_base, concurrency=concurrency,
-                 cache=False if no_cache else None, strategies_dir=strategies_dir)
+                 cache=False if no_cache else None, strategies_dir=strategies_dir, router_file=router,
+                 workers=workers)
     engine = EngineConfig(k=k, order=order, attribution=attribution, samples=samples,
                           temperature=temperature, max_tokens=max_tokens, stages=stages,
                           source_budget_chars=source_budget)
@@ -106,7 +113,10 @@ def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) 
     err_console.print(
         f"run [bold]{sim.run_id}[/]: {sim.planned_cells:,} cells = {len(sim.bench.items)} items x {len(config.seeds)} "
         f"seeds x (1 base + {len(sim.strategies)} strategies x {len(config.rates)} rates x 2 conditions), "
-        f"{samples} sample(s) each; engine {sim.gateway.model}, attribution {engine.resolve_attribution(sim.gateway.model)}",
+        f"{samples} sample(s) each; engine {sim.gateway.model}, attribution {engine.resolve_attribution(sim.gateway.model)}"
+        + (f"; {len(sim.gateway.endpoints.deployments)} endpoints (litellm Router), {sim.gateway.slots} slots"
+           if sim.gateway.endpoints.routed else "")
+        + (f"; {sim.settings.workers} worker processes" if sim.settings.workers > 1 else ""),
         highlight=False,
     )
     with Progress(
