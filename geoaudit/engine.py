@@ -31,6 +31,7 @@ from geoaudit.documents import Document
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway, LLMRequest, LLMResponse, run_sync
 from geoaudit.metrics import PAWC_VARIANTS
+from geoaudit.options import ENGINE_K, ENGINE_MAX_TOKENS, ENGINE_SOURCE_BUDGET, ENGINE_TEMPERATURE
 from geoaudit.resources import prompts_dir
 
 ORDERS = ("given", "retrieved", "shuffled")
@@ -82,14 +83,14 @@ class EngineConfig:
             ``query_loglik``, which competitors cannot change) at a fraction of the cost.
     """
 
-    k: int = 5
+    k: int = ENGINE_K
     order: str = "given"
     attribution: str = "auto"
     overlap_threshold: float = 0.6
     samples: int = 1
-    temperature: float = 0.7
-    max_tokens: int = 200
-    source_budget_chars: int | None = 1500
+    temperature: float = ENGINE_TEMPERATURE
+    max_tokens: int = ENGINE_MAX_TOKENS
+    source_budget_chars: int | None = ENGINE_SOURCE_BUDGET
     pawc_variant: str = "paper"
     prompt_version: str = DEFAULT_PROMPT_VERSION
     stages: tuple[str, ...] | str = "auto"

@@ -12,6 +12,24 @@ from dataclasses import dataclass
 from geoaudit.errors import ConfigError
 
 
+# --------------------------------------------------------------------------- engine and simulate
+# One default per fact: EngineConfig and SimulationConfig take their field defaults from here, and
+# the `ask` / `simulate` flags read the same names, so library and CLI cannot disagree.
+
+#: Sources the engine shows per query (GEO uses 5).
+ENGINE_K = 5
+#: Longest sampled answer, in tokens.
+ENGINE_MAX_TOKENS = 200
+#: Characters of each source's text shown to the engine.
+ENGINE_SOURCE_BUDGET = 1500
+#: Answer sampling temperature (GEO: 0.7).
+ENGINE_TEMPERATURE = 0.7
+#: What ``simulate`` runs when no strategies or adopter rates are named: the negative control, a
+#: content strategy that invents nothing, and the positive control.
+SIMULATE_STRATEGIES: tuple[str, ...] = ("identity", "quotation-grounded", "rank")
+SIMULATE_RATES: tuple[float, ...] = (0.0, 0.5, 1.0)
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     """What ``geoaudit demo`` runs by default.
@@ -123,4 +141,8 @@ class AuditOptions:
                 raise ConfigError(f"{name} must be 0 or more seconds")
 
 
-__all__ = ["AUDIT_BUDGETS", "AUDIT_LLM_STRATEGIES", "AUDIT_RUNGS", "DEMO", "AuditOptions", "DemoOptions"]
+__all__ = [
+    "AUDIT_BUDGETS", "AUDIT_LLM_STRATEGIES", "AUDIT_RUNGS", "DEMO", "ENGINE_K", "ENGINE_MAX_TOKENS",
+    "ENGINE_SOURCE_BUDGET", "ENGINE_TEMPERATURE", "SIMULATE_RATES", "SIMULATE_STRATEGIES", "AuditOptions",
+    "DemoOptions",
+]

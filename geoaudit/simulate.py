@@ -62,6 +62,7 @@ from geoaudit.engine import Answer, EngineConfig, agenerate
 from geoaudit.errors import BackendError, ConfigError
 from geoaudit.llm import Gateway
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
+from geoaudit.options import SIMULATE_RATES, SIMULATE_STRATEGIES
 from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite
 from geoaudit.runs import Run
 from geoaudit.strategies import Strategy, load_strategies
@@ -84,8 +85,8 @@ class SimulationConfig:
     """Everything that defines a run (its hash is the run id)."""
 
     bench: str
-    strategies: tuple[str, ...] = ("identity",)
-    rates: tuple[float, ...] = (0.0, 1.0)
+    strategies: tuple[str, ...] = SIMULATE_STRATEGIES
+    rates: tuple[float, ...] = SIMULATE_RATES
     seeds: tuple[int, ...] = (0,)
     limit: int | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)

@@ -70,3 +70,31 @@ def test_the_readme_from_python_example_runs(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("GEOAUDIT_HOME", str(tmp_path / "home"))
     exec(compile(match.group(1), "README.md", "exec"), {})
     assert (tmp_path / "reports" / "my-run" / "index.html").is_file()
+
+
+def _cli_defaults(command: str) -> dict[str, object]:
+    import typer.main
+
+    from geoaudit.cli import app
+
+    click_cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    return {p.name: p.default for p in click_cmd.params}
+
+
+def test_cli_flags_default_to_what_the_library_defaults_to() -> None:
+    """One default per fact: `simulate` and `ask` flags equal EngineConfig's and SimulationConfig's."""
+    from geoaudit.engine import EngineConfig
+    from geoaudit.simulate import SimulationConfig, parse_rates
+
+    engine, sim = EngineConfig(), SimulationConfig(bench="demo")
+    for command, budget_flag in (("simulate", "source_budget"), ("ask", "budget")):
+        flags = _cli_defaults(command)
+        assert flags["k"] == engine.k
+        assert flags["max_tokens"] == engine.max_tokens
+        assert flags["temperature"] == engine.temperature
+        assert flags[budget_flag] == engine.source_budget_chars
+        assert flags["order"] == engine.order and flags["attribution"] == engine.attribution
+    flags = _cli_defaults("simulate")
+    assert tuple(str(flags["strategies"]).split(",")) == sim.strategies
+    assert parse_rates(str(flags["adopters"])) == sim.rates
+    assert flags["stages"] == "auto" and flags["answers"] == sim.answers and flags["primary"] == sim.primary

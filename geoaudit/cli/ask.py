@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from geoaudit.cli._app import ApiBaseOpt, ModelOpt, NoCacheOpt, app, console, err_console, print_usage, settings
+from geoaudit.options import ENGINE_K, ENGINE_MAX_TOKENS, ENGINE_SOURCE_BUDGET, ENGINE_TEMPERATURE
 
 # One colour per source number (cycled beyond 8 sources).
 SOURCE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
@@ -110,12 +111,12 @@ def ask_cmd(
     model: Optional[str] = ModelOpt,
     api_base: Optional[str] = ApiBaseOpt,
     order: str = typer.Option("given", "--order", help="Source order: given | retrieved (BM25) | shuffled (seeded)."),
-    k: int = typer.Option(5, "--k", "-k", help="Sources shown to the engine (GEO uses 5)."),
+    k: int = typer.Option(ENGINE_K, "--k", "-k", help="Sources shown to the engine (GEO uses 5)."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled; metrics are averaged over them."),
     seed: int = typer.Option(0, "--seed", help="Seed of the call (each sample derives its own)."),
-    temperature: float = typer.Option(0.7, "--temperature", "-t", help="Sampling temperature (GEO paper: 0.7)."),
-    max_tokens: int = typer.Option(200, "--max-tokens", help="Longest answer, in tokens."),
-    budget: int = typer.Option(1500, "--source-chars", help="Characters of each source shown to the model."),
+    temperature: float = typer.Option(ENGINE_TEMPERATURE, "--temperature", "-t", help="Sampling temperature (GEO paper: 0.7)."),
+    max_tokens: int = typer.Option(ENGINE_MAX_TOKENS, "--max-tokens", help="Longest answer, in tokens."),
+    budget: int = typer.Option(ENGINE_SOURCE_BUDGET, "--source-chars", help="Characters of each source shown to the model."),
     attribution: str = typer.Option(
         "auto", "--attribution", help="citations | overlap | hybrid | auto (hybrid for local/ models, else citations)."
     ),

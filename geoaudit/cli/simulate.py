@@ -23,6 +23,14 @@ from geoaudit.cli._app import (
     print_usage,
     settings,
 )
+from geoaudit.options import (
+    ENGINE_K,
+    ENGINE_MAX_TOKENS,
+    ENGINE_SOURCE_BUDGET,
+    ENGINE_TEMPERATURE,
+    SIMULATE_RATES,
+    SIMULATE_STRATEGIES,
+)
 
 runs_app = typer.Typer(help="List, inspect and export simulation runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -31,20 +39,20 @@ app.add_typer(runs_app, name="runs")
 @app.command("simulate")
 def simulate_cmd(
     bench: str = typer.Option("demo", "--bench", "-b", help="Bench: 'demo', a name from `bench list`, or a path."),
-    strategies: str = typer.Option("identity,quotation-grounded,rank", "--strategies", "-s",
+    strategies: str = typer.Option(",".join(SIMULATE_STRATEGIES), "--strategies", "-s",
                                    help="Comma-separated strategy names, or 'all'."),
-    adopters: str = typer.Option("0,0.5,1", "--adopters", "-a",
+    adopters: str = typer.Option(",".join(f"{r:g}" for r in SIMULATE_RATES), "--adopters", "-a",
                                  help="Adopter rates in [0, 1]: share of competitors that also adopt."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled per condition."),
     seeds: str = typer.Option("1", "--seeds", help="Seed count (3 = seeds 0,1,2) or a list (0,7,9)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N bench items."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Only items of this domain."),
-    k: int = typer.Option(5, "--k", help="Sources the engine shows per query."),
+    k: int = typer.Option(ENGINE_K, "--k", help="Sources the engine shows per query."),
     order: str = typer.Option("given", "--order", help="Source order: given, retrieved or shuffled."),
     attribution: str = typer.Option("auto", "--attribution",
                                     help="citations, overlap, hybrid, or auto (hybrid for local models)."),
-    temperature: float = typer.Option(0.7, "--temperature", help="Answer sampling temperature (GEO: 0.7)."),
-    max_tokens: int = typer.Option(160, "--max-tokens", help="Longest answer, in tokens."),
+    temperature: float = typer.Option(ENGINE_TEMPERATURE, "--temperature", help="Answer sampling temperature (GEO: 0.7)."),
+    max_tokens: int = typer.Option(ENGINE_MAX_TOKENS, "--max-tokens", help="Longest answer, in tokens."),
     stages: str = typer.Option("auto", "--stages",
                                help="What the engine measures: some of relevance,selection,answer, or auto "
                                     "(all three on the embedded model, answer elsewhere)."),
@@ -54,7 +62,7 @@ def simulate_cmd(
     primary: str = typer.Option("auto", "--primary",
                                 help="The metric the verdict is about, declared before the run "
                                      "(auto: selection when measured, else pawc)."),
-    source_budget: int = typer.Option(1500, "--source-budget", help="Characters of each source shown to the engine."),
+    source_budget: int = typer.Option(ENGINE_SOURCE_BUDGET, "--source-budget", help="Characters of each source shown to the engine."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
     rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
     api_base: Optional[List[str]] = ApiBasesOpt,
