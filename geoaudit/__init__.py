@@ -81,8 +81,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from geoaudit.analysis import StatsResult, run_stats
-    from geoaudit.audit import AuditOptions, audit, plan_audit
     from geoaudit.ask import aask, ask
+    from geoaudit.audit import AuditOptions, audit, plan_audit
     from geoaudit.bench import load_bench
     from geoaudit.config import Settings, load_settings
     from geoaudit.crawl import CrawlOptions, acrawl, crawl

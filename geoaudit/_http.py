@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: A Retry-After beyond this (a day) is treated as this: callers compare it with their own cap,
 #: and an absurd value must not overflow a sleep or a timestamp.
@@ -33,8 +33,8 @@ def retry_after(value: object, *, now: datetime | None = None) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(0.0, delta), RETRY_AFTER_CEILING)
 
 

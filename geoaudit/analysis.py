@@ -31,27 +31,27 @@ __all__ = [
     "DEFAULT_METRICS",
     "Control",
     "EngineCalibration",
-    "engine_calibration",
-    "run_default_metrics",
-    "StatsResult",
     "RunData",
+    "StatsResult",
     "breakdown_summary",
-    "is_missing",
+    "engine_calibration",
+    "favourable",
     "fmt_ci",
+    "fmt_level",
     "fmt_num",
     "fmt_p",
     "fmt_p_cells",
-    "fmt_level",
     "fmt_pct",
-    "favourable",
     "fmt_rate",
     "in_group",
     "is_grouped",
+    "is_missing",
+    "known_metrics",
     "rate_label",
     "reason_text",
-    "tests_label",
-    "known_metrics",
+    "run_default_metrics",
     "run_stats",
+    "tests_label",
     "write_stats",
 ]
 
@@ -453,7 +453,7 @@ class StatsResult:
     provenance: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     #: How far this engine can be trusted, from the run's own controls (:func:`engine_calibration`).
-    engine: "EngineCalibration | None" = None
+    engine: EngineCalibration | None = None
     #: What the numbers were computed from (per-unit means; the report's breakdowns reuse them).
     data: RunData | None = field(default=None, repr=False, compare=False)
 
@@ -535,8 +535,7 @@ class StatsResult:
                 + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in mde.items())
                 + " — true effects below that are likely missed"
             )
-        for msg in self.calibration_messages():
-            lines.append(msg)
+        lines.extend(self.calibration_messages())
         lines.extend(self.notes)
         return lines
 

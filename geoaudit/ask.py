@@ -16,6 +16,7 @@ from geoaudit.engine import Answer, EngineConfig, aanswer
 from geoaudit.llm import Gateway, run_sync
 from geoaudit.metrics import mean_source_metrics
 
+
 @dataclass
 class AskResult:
     """An answer with every source's metrics (and judgements, when asked): what ``geoaudit ask`` shows."""

@@ -27,6 +27,7 @@ documents (GEO-bench has 5, C-SEO Bench up to 10), in the order the bench gives 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -121,7 +122,7 @@ class Bench:
 # entry points
 
 
-def benches_dir(settings: "Settings | None" = None) -> Path:
+def benches_dir(settings: Settings | None = None) -> Path:
     """``<data dir>/benches``: where user bench files and ``bench fetch`` downloads live."""
     if settings is not None:
         return Path(settings.data_dir) / "benches"
@@ -130,7 +131,7 @@ def benches_dir(settings: "Settings | None" = None) -> Path:
     return default_data_dir() / "benches"
 
 
-def resolve_bench(spec: str | Path, settings: "Settings | None" = None) -> tuple[str, Path]:
+def resolve_bench(spec: str | Path, settings: Settings | None = None) -> tuple[str, Path]:
     """Map a bench spec (``demo``, a name in ``<data dir>/benches/``, or a path) to (name, path)."""
     text = str(spec)
     if text == "demo":
@@ -158,7 +159,7 @@ def load_bench(
     limit: int | None = None,
     seed: int = 0,
     domain: str | None = None,
-    settings: "Settings | None" = None,
+    settings: Settings | None = None,
 ) -> Bench:
     """Load a bench in any supported format (detected from the file).
 
@@ -450,7 +451,7 @@ def _load_cseo(path: Path, *, seed: int, domain: str | None) -> _Loaded:
                 tags += ("target:random",)
             items.append(
                 BenchItem(id=item_id, query=query, documents=_unique_ids(item_id, docs),
-                          target=target, domain=split, tags=tags)  # fmt: skip
+                          target=target, domain=split, tags=tags)
             )
     return items, skipped, notes
 
@@ -663,7 +664,7 @@ def _cached_pages(paths: list[Path], cache: Path, load: Any) -> list[Document]:
 
     try:
         conn = connect(cache, [("pages_v1", _page_cache_v1)])
-    except Exception:  # an unusable cache is no reason to fail: extract as before  # noqa: BLE001
+    except Exception:  # an unusable cache is no reason to fail: extract as before
         return list(load([str(p) for p in paths]))
     try:
         fingerprint = _extractor_fingerprint()
@@ -702,7 +703,7 @@ _LOADERS: dict[str, Callable[..., _Loaded]] = {
 # listing and fetching
 
 
-def list_benches(settings: "Settings | None" = None, *, k: int = 5) -> list[dict[str, Any]]:
+def list_benches(settings: Settings | None = None, *, k: int = 5) -> list[dict[str, Any]]:
     """The shipped demo and every bench in ``<data dir>/benches/``.
 
     Each entry: ``name, path, format, items, domains, skipped, error`` (``error`` is the one-line
@@ -724,10 +725,8 @@ def list_benches(settings: "Settings | None" = None, *, k: int = 5) -> list[dict
             bench = load_bench(path, k=k)
         except InputError as exc:
             row["error"] = str(exc)
-            try:
+            with contextlib.suppress(InputError):
                 row["format"] = detect_format(path)[0]
-            except InputError:
-                pass
         else:
             row.update(format=bench.format, items=len(bench), domains=bench.domains, skipped=len(bench.skipped))
         out.append(row)
@@ -736,7 +735,7 @@ def list_benches(settings: "Settings | None" = None, *, k: int = 5) -> list[dict
 
 def fetch_bench(
     name: str,
-    settings: "Settings | None" = None,
+    settings: Settings | None = None,
     *,
     splits: Iterable[str] | None = None,
     base_url: str = HF_BASE_URL,

@@ -88,8 +88,7 @@ def strip_citations(text: str) -> str:
 
 # Words whose trailing period does not end a sentence (lowercase, without the final period).
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt vs e.g i.e cf fig figs al approx dept est no nos vol pp ca "
-    "jan feb mar apr jun jul aug sep sept oct nov dec gen col lt sgt rev hon".split()
+    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "fig", "figs", "al", "approx", "dept", "est", "no", "nos", "vol", "pp", "ca", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "gen", "col", "lt", "sgt", "rev", "hon"]
 )
 _BOUNDARY_RE = re.compile(
     # end punctuation (from the start of its run: linear on "......"), closing quotes/brackets
@@ -330,7 +329,7 @@ class AnswerSample:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AnswerSample":
+    def from_dict(cls, data: dict[str, Any]) -> AnswerSample:
         d = dict(data)
         d["sentences"] = [Sentence(**s) for s in d.get("sentences", [])]
         return cls(**d)

@@ -113,7 +113,7 @@ class Settings:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -43,7 +43,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -375,7 +375,7 @@ class CrawlState:
         return self.conn.execute("SELECT * FROM crawl_http_cache WHERE url=?", (url,)).fetchone()
 
     def log_request(self, job: str, url: str, started: float, status: int | None, elapsed: float, error: str | None) -> None:
-        stamp = datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="milliseconds")
+        stamp = datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")
         with Transaction(self.conn) as c:
             c.execute("INSERT INTO crawl_requests VALUES (?,?,?,?,?,?)", (job, url, stamp, status, elapsed, error))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geoaudit.analysis import run_stats
 from geoaudit.config import Settings
 from geoaudit.crawl import CrawlOptions, crawl
 from geoaudit.documents import Document, atomic_write_text
@@ -26,7 +27,6 @@ from geoaudit.engine import EngineConfig
 from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway
 from geoaudit.options import DEMO
-from geoaudit.analysis import run_stats
 from geoaudit.report import write_report
 from geoaudit.resources import data_dir
 from geoaudit.rewrite import RewriteStore, rewrite_many

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def content_hash(text: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Document:
         metadata: dict[str, Any] | None = None,
         fetched_at: str | None = None,
         canonical_url: str | None = None,
-    ) -> "Document":
+    ) -> Document:
         return cls(
             id=document_id(canonical_url or url),
             url=url,
@@ -74,7 +74,7 @@ class Document:
             fetched_at=fetched_at or now_iso(),
         )
 
-    def with_text(self, text: str, **metadata: Any) -> "Document":
+    def with_text(self, text: str, **metadata: Any) -> Document:
         """A copy with new text (and a recomputed content hash); the id stays the same."""
         return replace(self, text=text, content_hash=content_hash(text), metadata={**self.metadata, **metadata})
 
@@ -86,7 +86,7 @@ class Document:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "") -> "Document":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "") -> Document:
         """Build a Document from a JSON record; ``id`` and ``content_hash`` are derived when absent."""
         if not isinstance(data, dict):
             raise InputError(f"{source}: a document must be a JSON object")
@@ -561,7 +561,7 @@ def _load_file(path: Path) -> list[Document]:
     if not raw.strip():
         raise InputError(f"{path} is empty")
     url = path.resolve().as_uri()
-    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(microsecond=0).isoformat()
     if suffix in HTML_SUFFIXES:
         doc = extract_html(raw, url, content_type="text/html", fetched_at=mtime)
         return [replace(doc, metadata={**doc.metadata, "source_path": str(path.resolve())})]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import importlib.util
 import os
@@ -440,10 +441,8 @@ class _Pool:
 
     def close(self) -> None:
         for ctx in self._all:
-            try:
+            with contextlib.suppress(Exception):
                 ctx.llm.close()
-            except Exception:
-                pass
 
 
 _models: dict[str, _Pool] = {}

@@ -152,7 +152,7 @@ class EngineConfig:
             return tuple(self.stages)
         return STAGES if is_embedded(model) else ("answer",)
 
-    def resolved(self, model: str) -> "EngineConfig":
+    def resolved(self, model: str) -> EngineConfig:
         """A copy with ``auto`` attribution, prompt version and stages resolved for ``model``."""
         return replace(
             self, attribution=self.resolve_attribution(model), prompt_version=self.resolve_prompt_version(model),
@@ -164,7 +164,7 @@ class EngineConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EngineConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -342,7 +342,7 @@ class Answer:
     source_info: list[SourceView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: The deterministic readings of the call (relevance, selection), when those stages ran.
-    readings: "Readings | None" = None
+    readings: Readings | None = None
 
     @property
     def n_sources(self) -> int:
@@ -372,7 +372,7 @@ class Answer:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Answer":
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
         return cls(
             query=data["query"],
             sources=list(data["sources"]),
@@ -513,7 +513,7 @@ class Readings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Readings":
+    def from_dict(cls, data: dict[str, Any]) -> Readings:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

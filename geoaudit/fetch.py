@@ -404,7 +404,7 @@ class Fetcher:
             )
         self._client = client
 
-    async def __aenter__(self) -> "Fetcher":
+    async def __aenter__(self) -> Fetcher:
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -599,7 +599,7 @@ class Fetcher:
                 resp = await self._request_once(url, headers, ua, max_bytes, text_only)
                 if self._on_request is not None:
                     self._on_request(RequestEvent(url, started, resp.status, time.monotonic() - t0, resp.error))
-            retryable = resp.status in RETRY_STATUSES or resp.error_kind == "network" and (resp.error or "").startswith("connection")
+            retryable = resp.status in RETRY_STATUSES or (resp.error_kind == "network" and (resp.error or "").startswith("connection"))
             if not retryable or attempt > retries:
                 if retryable and resp.status is not None:
                     resp.error, resp.error_kind = f"HTTP {resp.status} after {attempt} attempts", "http"
@@ -684,12 +684,12 @@ def normalize_url(url: str) -> str:
 
 __all__ = [
     "HTML_TYPES",
+    "ROBOTS_MAX_BYTES",
     "FetchOptions",
     "FetchedResponse",
     "Fetcher",
     "IPAddress",
     "RequestEvent",
-    "ROBOTS_MAX_BYTES",
     "Resolver",
     "check_public_host",
     "host_key",

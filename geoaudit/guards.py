@@ -14,6 +14,7 @@ would cost more than their budget. A report says so in ``notes`` when either hap
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -83,7 +84,7 @@ def _survival(original: str, rewritten: str, threshold: float) -> tuple[float, i
     if not orig:
         return 1.0, 0, 0
     new_sents = [content_tokens(s) for s in sentences(rewritten)]
-    windows = new_sents + [a | b for a, b in zip(new_sents, new_sents[1:])]
+    windows = new_sents + [a | b for a, b in itertools.pairwise(new_sents)]
     if not windows:
         return 0.0, len(orig), len(orig)
     n = min(len(orig), max(1, SURVIVAL_MAX_PAIRS // len(windows)))

@@ -72,7 +72,7 @@ IN_PROCESS_PREFIX = "local/"
 # Slots per in-process model and event loop, shared by every Gateway of the process, as many as
 # the model has contexts: a call that waited behind a busy context would count queue time as
 # model time (and time out for it).
-_in_process_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Slots]]" = (
+_in_process_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Slots]] = (
     weakref.WeakKeyDictionary()
 )
 #: Order in which calls waiting for a slot get one (lower first; unlisted purposes: 1). A rewrite
@@ -159,7 +159,7 @@ class LLMRequest:
     continuation: str = ""
 
     @classmethod
-    def chat(cls, user: str, *, system: str | None = None, **kwargs: Any) -> "LLMRequest":
+    def chat(cls, user: str, *, system: str | None = None, **kwargs: Any) -> LLMRequest:
         msgs: list[tuple[str, str]] = []
         if system:
             msgs.append(("system", system))
@@ -216,7 +216,7 @@ class LLMResponse:
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, blob: str, *, cached: bool) -> "LLMResponse":
+    def from_json(cls, blob: str, *, cached: bool) -> LLMResponse:
         return cls(**json.loads(blob), cached=cached)
 
 
@@ -559,7 +559,7 @@ class Endpoints:
             out.append({"model_name": self.model, "litellm_params": params})
         return out
 
-    def for_workers(self, workers: int) -> "Endpoints":
+    def for_workers(self, workers: int) -> Endpoints:
         """The share of one of ``workers`` processes: each runs its own Router, so per-deployment
         rate limits (``rpm``, ``tpm``, a ``max_parallel_requests`` given by a caller) are divided."""
         if workers <= 1:
@@ -881,7 +881,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.model = settings.model
-        if not self.model or "/" not in self.model and self.model != "smollm2":
+        if not self.model or ("/" not in self.model and self.model != "smollm2"):
             raise UnknownModelError(
                 f"model {self.model!r} is not a litellm model string",
                 hint="use provider/name, e.g. local/smollm2, ollama/qwen2.5:7b, openai/gpt-4o-mini",
@@ -1023,7 +1023,7 @@ class Gateway:
                 if problem is None:
                     return resp
                 last = BackendCallError(problem, retryable=True, unusable=True)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = BackendCallError(f"no reply within {self.settings.timeout:g} s", retryable=True)
             except BackendCallError as exc:
                 last = exc
@@ -1099,7 +1099,7 @@ class Gateway:
         if callable(close):
             close()
 
-    def __enter__(self) -> "Gateway":
+    def __enter__(self) -> Gateway:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -1155,6 +1155,7 @@ def make_gateway(settings: Settings, *, model: str | None = None) -> Gateway:
 
 
 __all__ = [
+    "PRIORITY",
     "Backend",
     "BackendCallError",
     "Deployment",
@@ -1164,7 +1165,6 @@ __all__ = [
     "LLMRequest",
     "LLMResponse",
     "LiteLLMBackend",
-    "PRIORITY",
     "PooledBackend",
     "Slots",
     "Usage",

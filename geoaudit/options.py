@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from geoaudit.errors import ConfigError
 
-
 # --------------------------------------------------------------------------- engine and simulate
 # One default per fact: EngineConfig and SimulationConfig take their field defaults from here, and
 # the `ask` / `simulate` flags read the same names, so library and CLI cannot disagree.

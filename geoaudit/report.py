@@ -37,8 +37,8 @@ from geoaudit.analysis import (
     is_missing,
     rate_label,
     reason_text,
-    tests_label,
     run_stats,
+    tests_label,
 )
 from geoaudit.errors import InputError
 from geoaudit.metrics import METRICS
@@ -245,7 +245,7 @@ def _verdict_badge(verdict: str) -> str:
     return f'<span class="badge {_VERDICT_CLASS.get(verdict, "v-none")}">{_e(verdict)}</span>'
 
 
-def _stats_table(df: "pd.DataFrame", correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
+def _stats_table(df: pd.DataFrame, correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
     """The summary rows as an HTML table; ``omit`` drops columns constant in context (strategy, metric, comparison).
 
     Δ, its interval and p are the row's declared estimand and its test (the mean and the t-test, or the
@@ -291,7 +291,7 @@ def _stats_table(df: "pd.DataFrame", correction: str, *, show_group: bool = Fals
     return _table(headers, rows, classes)
 
 
-def _grouped_stats_tables(df: "pd.DataFrame", correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
+def _grouped_stats_tables(df: pd.DataFrame, correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
     """One table per metric x comparison, headed by what the comparison means."""
     out = []
     for (metric, comparison), g in df.groupby(["metric", "comparison"], sort=False):
@@ -331,7 +331,7 @@ def _row_phrase(r: Any) -> str:
             f"{fmt_num(r['estimate_ci_low'], signed=True)} to {fmt_num(r['estimate_ci_high'], signed=True)}{rel}{flag})")
 
 
-def _strategy_verdict(rows: "pd.DataFrame", metric: str) -> tuple[str, str]:
+def _strategy_verdict(rows: pd.DataFrame, metric: str) -> tuple[str, str]:
     """(css class, sentence in plain words) for one strategy's rows of one metric and comparison.
 
     The sentence reports the estimand its test is about, names each row's own correction family, and
@@ -396,7 +396,7 @@ def _strategy_verdict(rows: "pd.DataFrame", metric: str) -> tuple[str, str]:
     )
 
 
-def _trend_sentence(rows: "pd.DataFrame") -> str:
+def _trend_sentence(rows: pd.DataFrame) -> str:
     """How the estimate moves with the adopter rate; a direction is claimed only when some rate is significant."""
     good = rows[rows["estimate"].notna()].sort_values("rate")
     if len(good) < 2:
@@ -589,7 +589,7 @@ def _fabrications(rec: Mapping[str, Any]) -> dict[str, list[str]]:
     return {k: [str(x) for x in v] for k, v in fab.items() if v}
 
 
-def _answer_html(ans: "Answer", target_pos: int | None, label: str, sample: int = 0) -> str:
+def _answer_html(ans: Answer, target_pos: int | None, label: str, sample: int = 0) -> str:
     """One sampled answer: sentences attributed to the target are highlighted, its citation marks bold."""
     if not ans.samples:
         return f'<div class="answer"><h4>{_e(label)}</h4><p class="note">no answer sample</p></div>'
@@ -625,7 +625,7 @@ def _answer_html(ans: "Answer", target_pos: int | None, label: str, sample: int 
     )
 
 
-def _example_answers(run: "Run", data: RunData, strategy: str, item: str) -> str:
+def _example_answers(run: Run, data: RunData, strategy: str, item: str) -> str:
     b, t = data.example_row(item), data.example_row(item, strategy)
     if b is None or t is None:
         return ""
@@ -653,7 +653,7 @@ class _Rewrites:
     failed ones, without their texts (a large run stores one per page x strategy x query; the texts of the
     few examples shown are read one by one)."""
 
-    def __init__(self, run: "Run") -> None:
+    def __init__(self, run: Run) -> None:
         self.counts: dict[str, list[dict[str, Any]]] = {}
         for c in run.rewrite_counts():
             self.counts.setdefault(str(c["strategy"]), []).append(c)
@@ -669,7 +669,7 @@ class _Rewrites:
 
 
 def _strategy_section(
-    run: "Run", st: StatsResult, data: RunData, rewrites: "_Rewrites", strategy: str, examples: int
+    run: Run, st: StatsResult, data: RunData, rewrites: _Rewrites, strategy: str, examples: int
 ) -> str:
     info = st.provenance["strategy_info"].get(strategy) or {}
     recs = rewrites.counts.get(strategy, [])
@@ -855,7 +855,7 @@ def _methodology_section(st: StatsResult) -> str:
 
 
 def build_report(
-    run: "Run",
+    run: Run,
     *,
     stats: StatsResult | None = None,
     title: str | None = None,
@@ -915,7 +915,7 @@ def build_report(
     )
 
 
-def write_report(run: "Run", out_dir: Path | str, **kwargs: Any) -> Path:
+def write_report(run: Run, out_dir: Path | str, **kwargs: Any) -> Path:
     """Write ``out_dir/index.html`` atomically (keyword arguments as :func:`build_report`); returns its path."""
     from geoaudit.documents import atomic_write_text
 

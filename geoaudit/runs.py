@@ -168,7 +168,7 @@ class _FileLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> bool:
-        fh = open(self.path, "a+", encoding="utf-8")
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the run is locked
         if not _try_lock(fh, exclusive=True):
             fh.close()
             return False
@@ -194,7 +194,7 @@ class _FileLock:
         if self._fh is not None:
             return False
         try:
-            fh = open(self.path, encoding="utf-8")
+            fh = open(self.path, encoding="utf-8")  # noqa: SIM115 - closed in the finally below
         except FileNotFoundError:
             return False
         try:
@@ -558,7 +558,7 @@ class Run:
         self.release()
         self.conn.close()
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -216,7 +216,7 @@ def adopters(item: BenchItem, shown: Sequence[int], rate: float, seed: int) -> l
     perm = others[:]
     rng.shuffle(perm)
     # round() is banker's rounding; adopter counts use round-half-up so 0.5 * 3 = 1.5 -> 2.
-    m = int(math.floor(rate * len(others) + 0.5))
+    m = math.floor(rate * len(others) + 0.5)
     return sorted(perm[:m])
 
 
@@ -247,7 +247,7 @@ class SimulationResult:
     failed_cells: int = 0
 
 
-def _display(item: BenchItem, k: int, order: str, seed: int, docs: Sequence[Document], engine: EngineConfig) -> list[int]:
+def _display(item: BenchItem, k: int, order: str, seed: int, docs: Sequence[Document]) -> list[int]:
     """Indices into ``item.documents`` of the shown sources, in display order, for one condition."""
     n = len(docs)
     if order == "retrieved":
@@ -423,8 +423,7 @@ class Simulation:
         shown = self._shown.get(key)
         if shown is None:
             docs = list(item.documents)
-            shown = self._shown[key] = _display(item, self.config.k, self.config.engine.order, seed, docs,
-                                                self.config.engine)
+            shown = self._shown[key] = _display(item, self.config.k, self.config.engine.order, seed, docs)
         return list(shown)
 
     async def _base_answer(self, item: BenchItem, seed: int) -> tuple[Answer, list[int]]:
@@ -461,7 +460,7 @@ class Simulation:
         await self._base_answer(item, seed)
         docs, results = await docs_task
         if self.config.engine.order == "retrieved":
-            shown = _display(item, self.config.k, "retrieved", seed, docs, self.config.engine)
+            shown = _display(item, self.config.k, "retrieved", seed, docs)
         else:
             shown = list(base_shown)
         if strategy.kind == "rank":
@@ -507,17 +506,16 @@ class Simulation:
             answer, shown, results, adopting = await self._condition_answer(item, strategy, cond, rate, seed)
         base_answer, base_shown = await self._base_answer(item, seed)
         orig_rank = base_shown.index(item.target) + 1 if item.target in base_shown else None
-        if strategy is not None:
-            if results:
-                self.run.save_rewrites([
-                    {
-                        "doc_id": item.documents[i].id, "strategy": strategy.name, "item": item.id,
-                        "is_target": i == item.target, "status": r.status, "reason": r.reason,
-                        "flags": r.flag_count, "guards": r.guards, "original": item.documents[i].text,
-                        "rewritten": r.text, "model": r.producer, "key": r.key,
-                    }
-                    for i, r in results.items()
-                ])
+        if strategy is not None and results:
+            self.run.save_rewrites([
+                {
+                    "doc_id": item.documents[i].id, "strategy": strategy.name, "item": item.id,
+                    "is_target": i == item.target, "status": r.status, "reason": r.reason,
+                    "flags": r.flag_count, "guards": r.guards, "original": item.documents[i].text,
+                    "rewritten": r.text, "model": r.producer, "key": r.key,
+                }
+                for i, r in results.items()
+            ])
         rows = self._rows(item, c, answer, shown, orig_rank, base_answer, base_shown, results, len(adopting))
         if rivals_task is not None:
             rivals_answer, rivals_shown, _, _ = await rivals_task
@@ -719,7 +717,7 @@ class Simulation:
         for gw in self._own_gateways:
             gw.close()
 
-    def __enter__(self) -> "Simulation":
+    def __enter__(self) -> Simulation:
         return self
 
     def __exit__(self, *exc: Any) -> None:

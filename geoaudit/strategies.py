@@ -516,8 +516,8 @@ def load_strategies(extra_dirs: Sequence[Path | str] = (), *, settings: Any = No
 
 
 __all__ = [
-    "Constraints",
     "KINDS",
+    "Constraints",
     "Origin",
     "Strategy",
     "StrategyRegistry",

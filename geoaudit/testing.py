@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
 #: Malformed replies a real endpoint has been seen to send, by name (``Reply(fault=...)``):
 #: ``null_content`` a message whose content is null; ``no_choices`` a completion without ``choices``;
 #: ``empty_choices`` ``choices: []``; ``error_body`` HTTP 200 whose body is an error object;
@@ -87,7 +86,7 @@ class FakeOpenAIServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "FakeOpenAIServer":
+    def start(self) -> FakeOpenAIServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -229,7 +228,7 @@ class FakeOpenAIServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -25,11 +25,7 @@ import re
 WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
 
 STOPWORDS = frozenset(
-    """the and for are but not you all any can had her was one our out has his how its may new now
-    who did get him let she too use that with have this will your from they know want been good much
-    some time very when come here just like long make many more only over such take than them well
-    were what also into most other their there these those which would about after could every first
-    where while being both does each should through under until because between however""".split()
+    ["the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "had", "her", "was", "one", "our", "out", "has", "his", "how", "its", "may", "new", "now", "who", "did", "get", "him", "let", "she", "too", "use", "that", "with", "have", "this", "will", "your", "from", "they", "know", "want", "been", "good", "much", "some", "time", "very", "when", "come", "here", "just", "like", "long", "make", "many", "more", "only", "over", "such", "take", "than", "them", "well", "were", "what", "also", "into", "most", "other", "their", "there", "these", "those", "which", "would", "about", "after", "could", "every", "first", "where", "while", "being", "both", "does", "each", "should", "through", "under", "until", "because", "between", "however"]
 )
 
 #: Content tokens are cut to this many characters (truncation stemming).

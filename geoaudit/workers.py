@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import itertools
 import os
 import pickle
@@ -107,7 +108,7 @@ class _Worker:
                 message = self._in.recv()
             except (EOFError, OSError):
                 break
-            except Exception as exc:  # an answer that cannot be unpickled: its call times out  # noqa: BLE001
+            except Exception as exc:  # an answer that cannot be unpickled: its call times out
                 message = ("undecodable", exc)
             self._on_message(self, message)
         self.alive = False
@@ -123,10 +124,8 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(timeout)
-        try:
+        with contextlib.suppress(OSError):
             self._in.close()
-        except OSError:
-            pass
 
 
 _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -206,10 +205,8 @@ class WorkerPool:
             return await fut
         except asyncio.CancelledError:
             if worker.alive:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     worker.send(("cancel", call_id))
-                except (OSError, ValueError):
-                    pass
             raise
         finally:
             worker.pending.pop(call_id, None)
@@ -268,7 +265,7 @@ def _picklable_error(exc: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
-    except Exception:  # noqa: BLE001  # any failure to round-trip: send the text instead
+    except Exception:  # any failure to round-trip: send the text instead
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
@@ -315,7 +312,7 @@ async def _serve(backend: Any, inp_fd: int, out_fd: int) -> None:
             return
         try:
             frame = _frame((call_id, ok, payload))
-        except Exception as exc:  # a result that does not pickle  # noqa: BLE001
+        except Exception as exc:  # a result that does not pickle
             frame = _frame((call_id, False, RuntimeError(f"unpicklable result: {type(exc).__name__}: {exc}")))
         writer.write(frame)
 
@@ -324,7 +321,7 @@ async def _serve(backend: Any, inp_fd: int, out_fd: int) -> None:
             result = await getattr(backend, method)(*args, **kwargs)
         except asyncio.CancelledError:
             return
-        except BaseException as exc:  # every failure goes back to the caller, as in-process  # noqa: BLE001
+        except BaseException as exc:  # every failure goes back to the caller, as in-process
             reply(call_id, False, _picklable_error(exc))
         else:
             reply(call_id, True, result)

@@ -37,9 +37,9 @@ def test_the_public_names_are_pinned() -> None:
 
 
 def test_every_public_name_is_the_entry_point_not_a_module() -> None:
-    import geoaudit.audit  # noqa: F401  (importing the stage's module must not shadow its function)
-    import geoaudit.crawl  # noqa: F401
-    import geoaudit.simulate  # noqa: F401
+    import geoaudit.audit
+    import geoaudit.crawl
+    import geoaudit.simulate
 
     for name in PUBLIC - {"__version__"}:
         value = getattr(geoaudit, name)

@@ -78,7 +78,7 @@ def test_geo_bench_bad_files(tmp_path: Path) -> None:
         load_bench(train)
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text('{"query": "q", "sources": [\n')
-    with pytest.raises(InputError, match="garbage.jsonl:1: not valid JSON"):
+    with pytest.raises(InputError, match=r"garbage.jsonl:1: not valid JSON"):
         load_bench(garbage)
     with pytest.raises(InputError, match="no bench 'nope-not-here'"):
         load_bench("nope-not-here")
@@ -167,14 +167,14 @@ def test_cseo_directory_of_splits_and_errors(tmp_path: Path) -> None:
     assert [it.id for it in load_bench(tmp_path, domain="web")] == ["web/1"]
 
     bad = _write_cseo(tmp_path / "x" / "retail-00000-of-00001.parquet", [(1, "q", "d")], columns=("query_id", "query", "text"))
-    with pytest.raises(InputError, match="lacks column.*document"):
+    with pytest.raises(InputError, match=r"lacks column.*document"):
         load_bench(bad)
     fake = tmp_path / "y" / "books.parquet"
     fake.parent.mkdir()
     fake.write_text("not parquet at all")
     with pytest.raises(InputError, match="not a readable parquet file"):
         load_bench(fake)
-    with pytest.raises(InputError, match="fewer than|no item has at least k=7"):
+    with pytest.raises(InputError, match=r"fewer than|no item has at least k=7"):
         load_bench(tmp_path / "news-00000-of-00001.parquet", k=7)
 
 
@@ -261,11 +261,11 @@ def test_own_directory_with_documents_jsonl(tmp_path: Path) -> None:
     assert bench.items[0].target == 2 and bench.items[0].target_document.text == "Kettles from shop 2."
     row["candidates"].append("https://not-crawled.example/")
     (site / "queries.jsonl").write_text(json.dumps(row) + "\n")
-    with pytest.raises(InputError, match="not-crawled.example.*not found.*crawl it"):
+    with pytest.raises(InputError, match=r"not-crawled.example.*not found.*crawl it"):
         load_bench(site, k=3)
     row["candidates"][-1] = "pages/missing.html"
     (site / "queries.jsonl").write_text(json.dumps(row) + "\n")
-    with pytest.raises(InputError, match="missing.html does not exist"):
+    with pytest.raises(InputError, match=r"missing.html does not exist"):
         load_bench(site, k=3)
 
 
@@ -364,7 +364,7 @@ def hub(tmp_path: Path) -> Iterator[tuple[str, dict[str, bytes], list[str]]]:
 
 
 def test_fetch_geo_bench_from_local_hub(hub: tuple[str, dict[str, bytes], list[str]], tmp_path: Path) -> None:
-    base, files, seen = hub
+    base, files, _seen = hub
     files["/datasets/GEO-Optim/geo-bench/resolve/main/test.jsonl"] = (FIXTURES / "geo-bench.jsonl").read_bytes()
     settings = Settings(data_dir=tmp_path / "home")
     paths = fetch_bench("geo-bench", settings, base_url=base)
@@ -375,7 +375,7 @@ def test_fetch_geo_bench_from_local_hub(hub: tuple[str, dict[str, bytes], list[s
 
 
 def test_fetch_cseo_split_via_cli(hub: tuple[str, dict[str, bytes], list[str]], tmp_path: Path, _isolated_home: Path) -> None:
-    base, files, seen = hub
+    base, files, _seen = hub
     parquet = _write_cseo(tmp_path / "src.parquet", [(1, "quiet keyboard", f"k{i}") for i in range(10)])
     files["/datasets/parameterlab/c-seo-bench/resolve/main/data/retail-00000-of-00001.parquet"] = parquet.read_bytes()
     result = runner.invoke(app, ["bench", "fetch", "cseo-bench", "retail", "--base-url", base])
@@ -387,7 +387,7 @@ def test_fetch_cseo_split_via_cli(hub: tuple[str, dict[str, bytes], list[str]], 
 
 
 def test_fetch_errors(hub: tuple[str, dict[str, bytes], list[str]], tmp_path: Path) -> None:
-    base, files, seen = hub
+    base, _files, _seen = hub
     settings = Settings(data_dir=tmp_path / "home")
     with pytest.raises(FetchError, match="HTTP 404"):
         fetch_bench("cseo-bench", settings, splits=["news"], base_url=base)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import signal
@@ -12,8 +13,8 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ class Site:
             return 200, {**html, "ETag": '"v1"', "Last-Modified": "Wed, 01 May 2024 10:00:00 GMT"}, page("Etag page"), 0
         return 404, html, b"<html><body>not found</body></html>", 0
 
-    def __enter__(self) -> "Site":
+    def __enter__(self) -> Site:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -226,9 +227,9 @@ def test_sitemap_crawl_outcomes_extraction_and_politeness(site: Site, settings: 
             for r in c.execute("SELECT started_at FROM crawl_requests WHERE job=?", (result.job_id,))
         )
     assert len(sent) == len(site.hits)
-    assert min(b - a for a, b in zip(sent, sent[1:])) >= 0.1 - 0.002
+    assert min(b - a for a, b in itertools.pairwise(sent)) >= 0.1 - 0.002
     times = site.times()
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
     # One late-scheduled server thread can shorten a single gap on a loaded machine, so the server
     # side checks the typical gap and the total span; the crawler's own send log above is exact.
     assert gaps[len(gaps) // 2] >= 0.09 and times[-1] - times[0] >= 0.1 * (len(times) - 1) - 0.05
@@ -450,7 +451,7 @@ def test_fetch_connects_to_the_checked_address_not_a_second_lookup() -> None:
     # The fetch must connect where the check approved, whatever the name resolves to later.
     import asyncio
 
-    from geoaudit.fetch import FetchOptions, Fetcher
+    from geoaudit.fetch import Fetcher, FetchOptions
 
     public, internal = twin_sites(
         {"/robots.txt": (404, {}, b""), "/page": (200, HTML, b"<p>public page</p>"),
@@ -486,7 +487,7 @@ def test_fetch_connects_to_the_checked_address_not_a_second_lookup() -> None:
 def test_fetch_checks_each_hop_once_and_follows_robots_redirects() -> None:
     import asyncio
 
-    from geoaudit.fetch import FetchOptions, Fetcher
+    from geoaudit.fetch import Fetcher, FetchOptions
 
     robots = b"User-agent: *\nDisallow: /private/\n\nUser-agent: otherbot\nDisallow: /\n"
     public, internal = twin_sites(

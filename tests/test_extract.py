@@ -149,7 +149,7 @@ def test_load_inputs_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         load_inputs([tmp_path / "missing.html"])
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
-    with pytest.raises(InputError, match="unsupported file type .pdf"):
+    with pytest.raises(InputError, match=r"unsupported file type .pdf"):
         load_inputs([tmp_path / "x.pdf"])
     (tmp_path / "empty.md").write_text("  \n", encoding="utf-8")
     with pytest.raises(InputError, match="is empty"):

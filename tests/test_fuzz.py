@@ -141,7 +141,7 @@ robots_body = st.one_of(st.lists(robots_line, max_size=30).map("\n".join).map(st
 
 @given(robots_body, st.one_of(hostile_text, amplified_text), hostile_text, st.sampled_from([200, 301, 404, 500]))
 def test_robots_txt_handling_never_raises(body: bytes, path: str, agent: str, status: int) -> None:
-    from geoaudit.fetch import FetchOptions, Fetcher
+    from geoaudit.fetch import Fetcher, FetchOptions
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/robots.txt":

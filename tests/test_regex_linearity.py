@@ -247,7 +247,7 @@ def problems(pattern: str, flags: int = 0, *, anchored: bool = False) -> list[st
         )
         guard = _guard(alt, flags)
         for k, item in enumerate(alt):
-            _walk(item, alt[k + 1:], [], flags, found, start_ok=lambda k=k: _start_ok(alt, k, guard, flags),
+            _walk(item, alt[k + 1:], [], flags, found, start_ok=lambda k=k, alt=alt, guard=guard: _start_ok(alt, k, guard, flags),
                   anchored=is_anchored, in_look=False, atomic=False)
     return found
 
@@ -381,7 +381,7 @@ def _gives_back_cheaply(op: Any, body: list[Item], tail: list[Item], flags: int)
 
 
 def _show(item: Item) -> str:
-    lo, hi, _ = item[1]
+    lo, _hi, _ = item[1]
     kind = {C.MAX_REPEAT: "", C.MIN_REPEAT: "?", C.POSSESSIVE_REPEAT: "+"}[item[0]]
     return f"{{{lo},}}{kind}"
 

@@ -125,7 +125,7 @@ def test_report_is_one_file_with_the_engine_calibration_then_the_verdict_first(r
         assert re.search(rf"\b{re.escape(name)}\b", verdict)
     assert "95% CI" in verdict
     # The rank strategy puts the target first: with this engine that is a real, significant gain.
-    rank_item = [li for li in soup.find(id="verdict").find_all("li") if li.strong and li.strong.get_text() == "rank"][0]
+    rank_item = next(li for li in soup.find(id="verdict").find_all("li") if li.strong and li.strong.get_text() == "rank")
     assert "significantly raises" in rank_item.get_text() and "v-better" in rank_item.strong["class"]
     # Charts: an inline SVG per metric x comparison, with a line per strategy and the zero line.
     charts = soup.find(id="charts").find_all("svg")

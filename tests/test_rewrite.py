@@ -412,7 +412,7 @@ def test_cli_bad_strategy_is_one_line_exit_2(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "fluncy" in lines[0] and "fluency" in lines[0]
 
 
@@ -428,7 +428,7 @@ def test_cli_rewrite_files_and_store_docs(fake_server: FakeOpenAIServer, tmp_pat
     r = run_cli([*base, str(page), "-s", "identity", "-s", "fluency", "-o", str(out), "--diff"])
     assert r.exit_code == 0, r.output
     assert "rewrite summary" in r.output and "turn" in r.output
-    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    recs = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert [x["metadata"]["rewrite"]["strategy"] for x in recs] == ["identity", "fluency"]
     assert "Solar panels turn sunlight" in recs[1]["text"]
     n = len(fake_server.requests)

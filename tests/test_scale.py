@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_simulate import citing_responder, write_bench
 
 from geoaudit.config import Settings, load_settings
 from geoaudit.engine import EngineConfig
@@ -25,7 +26,6 @@ from geoaudit.errors import ConfigError
 from geoaudit.llm import Gateway, LLMRequest, Slots, resolve_endpoints
 from geoaudit.simulate import Simulation, SimulationConfig
 from geoaudit.testing import FakeOpenAIServer, Reply, fake_settings, last_user_message
-from test_simulate import citing_responder, write_bench
 
 
 def _config(bench: Path, **kw: object) -> SimulationConfig:

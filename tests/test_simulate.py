@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -87,7 +88,7 @@ def test_adopters_are_nested_and_exclude_target(bench_file: Path) -> None:
     shown = list(range(5))
     sets = [set(adopters(item, shown, r, seed=3)) for r in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert [len(s) for s in sets] == [0, 1, 2, 3, 4]
-    assert all(a <= b for a, b in zip(sets, sets[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(sets))
     assert all(item.target not in s for s in sets)
     assert sets[-1] == set(shown) - {item.target}
 
@@ -197,7 +198,7 @@ def test_resume_after_kill_9_gives_exactly_the_uninterrupted_rows(tmp_path: Path
         run_id = proc.stdout.readline().strip()
         deadline = time.time() + 60
         for line in proc.stdout:
-            if line.startswith("done") and int(line.split()[1]) >= 40 or time.time() > deadline:
+            if (line.startswith("done") and int(line.split()[1]) >= 40) or time.time() > deadline:
                 break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from geoaudit import stats
@@ -715,8 +717,6 @@ def test_repro7_small_intervals_are_flagged_and_pseudomedian_interval_inverts_th
 # Property: verdict, estimate, interval and tests never contradict each other
 # ------------------------------------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 _values = st.one_of(
     st.sampled_from([0.0, 0.0, 0.0, 0.5, -0.5, 1.0, -1.0, 2.0]),  # LLM metrics: zero-heavy, discrete

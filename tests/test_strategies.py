@@ -147,7 +147,7 @@ def test_missing_dir_and_duplicate_names(tmp_path: Path) -> None:
 
 def test_query_aware_templating() -> None:
     ks = load_strategies().get("keyword-stuffing")
-    system, user = ks.render("Body text {not a variable}.", title="T", query="best solar panels")
+    _system, user = ks.render("Body text {not a variable}.", title="T", query="best solar panels")
     assert "best solar panels" in user and "Body text {not a variable}." in user
     assert user.index("best solar panels") < user.index("Body text")
     with pytest.raises(InputError, match="query"):

@@ -55,7 +55,7 @@ def main() -> None:
                                   concurrency=args.client_slots or args.slots, retries=0, workers=args.workers))
             # Warm-up outside the timing: litellm's import, worker start-up, the HTTP connection pool.
             gw.complete_many([LLMRequest.chat(f"warm-up {i}") for i in range(2 * args.slots)])
-            pids = list(getattr(gw.backend, "pool", None) and gw.backend.pool.pids or [])  # type: ignore[attr-defined]
+            pids = list((getattr(gw.backend, "pool", None) and gw.backend.pool.pids) or [])  # type: ignore[attr-defined]
             reqs = [LLMRequest.chat(f"query {i}", seed=i) for i in range(args.calls)]
             parent0, workers0 = self_cpu(), sum(proc_cpu(p) for p in pids)
             srv0 = proc_cpu(server.pid)

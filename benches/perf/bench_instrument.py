@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sqlite3
@@ -53,7 +54,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     marks = [(n, stages[n]) for n in current] + [("end", t0 + wall)]
     print(f"demo: {args.limit or DEMO.items} queries, strategies {', '.join(DEMO.strategies)}, rates {DEMO.rates}")
-    print(f"wall {wall:.0f} s (" + ", ".join(f"{a} {b_t - a_t:.0f} s" for (a, a_t), (_, b_t) in zip(marks, marks[1:])) + ")")
+    print(f"wall {wall:.0f} s (" + ", ".join(f"{a} {b_t - a_t:.0f} s" for (a, a_t), (_, b_t) in itertools.pairwise(marks)) + ")")
 
     conn = sqlite3.connect(settings.cache_path)
     rows = conn.execute(

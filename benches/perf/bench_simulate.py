@@ -29,8 +29,7 @@ from geoaudit.engine import EngineConfig
 from geoaudit.llm import Gateway, LLMRequest
 from geoaudit.simulate import Simulation, SimulationConfig
 
-WORDS = ("soil water roots compost nitrogen season harvest seedlings mulch drainage clay sand "
-         "shade frost pests yield pruning bloom").split()
+WORDS = ["soil", "water", "roots", "compost", "nitrogen", "season", "harvest", "seedlings", "mulch", "drainage", "clay", "sand", "shade", "frost", "pests", "yield", "pruning", "bloom"]
 STRATEGIES = ("fluency", "statistics-grounded", "quotation-grounded")
 RATES = (0.0, 0.5, 1.0)
 

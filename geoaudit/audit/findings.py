@@ -37,7 +37,7 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def query_effects(rows: "pd.DataFrame", strategy: str, primary: str, queries: Mapping[str, str]) -> list[QueryEffect]:
+def query_effects(rows: pd.DataFrame, strategy: str, primary: str, queries: Mapping[str, str]) -> list[QueryEffect]:
     """Per query: the mean advantage Δ of ``primary`` at each adopter rate, and the retrieval rank before/after.
 
     Δ = mean over seeds and samples of the treated rows − mean of the rivals rows (same item, rate):
@@ -98,7 +98,7 @@ def page_rewrites(run_rewrites: Sequence[Mapping[str, Any]], strategy: str, quer
 
 
 def recommend(
-    stats: "StatsResult | None", effects: Mapping[str, Sequence[QueryEffect]], rewrites: Mapping[str, Sequence[RewriteText]],
+    stats: StatsResult | None, effects: Mapping[str, Sequence[QueryEffect]], rewrites: Mapping[str, Sequence[RewriteText]],
     strategies: Sequence[Strategy], primary: str,
 ) -> tuple[Recommendation | None, str]:
     """The content strategy to recommend, or None, with a sentence saying what it rests on.
@@ -165,7 +165,7 @@ def recommend(
     return rec, why
 
 
-def _shares(answer: "Answer | None") -> dict[str, dict[str, float | None]]:
+def _shares(answer: Answer | None) -> dict[str, dict[str, float | None]]:
     """Per shown source id: the answer's readings and, when it has samples, PAWC and cited."""
     out: dict[str, dict[str, float | None]] = {}
     if answer is None:
@@ -190,7 +190,7 @@ def _by_pawc(s: SourceShare) -> float:
     return -1.0 if s.pawc is None else float(s.pawc)
 
 
-def _answer_of(run: "Run", rows: "pd.DataFrame") -> "Answer | None":
+def _answer_of(run: Run, rows: pd.DataFrame) -> Answer | None:
     if rows.empty:
         return None
     first = rows.sort_values(["seed", "sample"]).iloc[0]
@@ -198,7 +198,7 @@ def _answer_of(run: "Run", rows: "pd.DataFrame") -> "Answer | None":
 
 
 def competition(
-    run: "Run", rows: "pd.DataFrame", items: Sequence[BenchItem], primary: str, recommended: str | None,
+    run: Run, rows: pd.DataFrame, items: Sequence[BenchItem], primary: str, recommended: str | None,
 ) -> list[QueryCompetition]:
     """Per query, every candidate page with its retrieval rank and the engine's readings in the base
     condition (first seed), best first, and the competitors ahead of your page.

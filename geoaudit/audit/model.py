@@ -240,7 +240,7 @@ class QueryCompetition:
     sources: tuple[SourceShare, ...]
     #: Competitors ahead of your page by ``metric`` (all shown competitors when your page was not shown).
     ahead: tuple[SourceShare, ...] = ()
-    answer: "Answer | None" = None
+    answer: Answer | None = None
 
 
 @dataclass
@@ -248,14 +248,14 @@ class AuditResult:
     """Everything one audit found (see :func:`geoaudit.audit.audit`)."""
 
     plan: AuditPlan
-    check: "CheckReport | None" = None
+    check: CheckReport | None = None
     #: Why the readiness checks did not run (switched off, a markdown draft), when ``check`` is None.
     check_note: str = ""
     run_id: str | None = None
     run_dir: Path | None = None
     run_status: str = ""
     command: str = ""
-    stats: "StatsResult | None" = None
+    stats: StatsResult | None = None
     #: Why there are no statistics (too few rows, the simulation did not run).
     stats_problem: str = ""
     recommendation: Recommendation | None = None

@@ -24,7 +24,6 @@ from geoaudit.report import (
     answer_html,
     diff_html,
     engine_section,
-    escape as _e,
     flag_text,
     html_table,
     metric_label,
@@ -32,6 +31,9 @@ from geoaudit.report import (
     strategy_verdict,
     svg_delta_chart,
     trend_sentence,
+)
+from geoaudit.report import (
+    escape as _e,
 )
 
 #: The report's policy, plus what a page without forms or links to itself never needs.

@@ -40,7 +40,7 @@ class AgentList:
         """Where the list came from, for reports: ``path (source, updated DATE)``."""
         return f"{self.path} ({self.source}; updated {self.updated})"
 
-    def select(self, tokens: tuple[str, ...]) -> "AgentList":
+    def select(self, tokens: tuple[str, ...]) -> AgentList:
         """Only the agents named in ``tokens`` (case-insensitive); unknown names are a ConfigError."""
         if not tokens:
             return self

@@ -52,7 +52,7 @@ class RobotsTxt:
     parser: Protego | None = None
 
     @classmethod
-    def from_response(cls, url: str, resp: "FetchedResponse") -> "RobotsTxt":
+    def from_response(cls, url: str, resp: FetchedResponse) -> RobotsTxt:
         """Read robots.txt from the fetch the fetcher obeys (:meth:`geoaudit.fetch.Fetcher.robots_txt`),
         with the same RFC 9309 reading, so what check reports is what its requests follow."""
         if resp.error_kind == "refused":
@@ -67,7 +67,7 @@ class RobotsTxt:
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
         try:
             parser = Protego.parse(text)
-        except Exception as exc:  # noqa: BLE001 - as the fetcher: a parser failure on hostile input means no rules
+        except Exception as exc:
             return cls(url, "missing", resp.status, text=text, error=f"robots.txt could not be parsed ({type(exc).__name__})")
         return cls(url, "found", resp.status, text=text, parser=parser)
 

@@ -307,7 +307,7 @@ class _Runner:
         if (resp.status or 0) >= 300:
             return finding("target.http-error", "error", f"{url} answers HTTP {resp.status} to a browser.",
                            evidence=f"User-Agent: {self.o.browser_user_agent}", url=url)
-        if resp.media_type and resp.media_type not in HTML_TYPES or looks_binary(resp.body):
+        if (resp.media_type and resp.media_type not in HTML_TYPES) or looks_binary(resp.body):
             return finding("target.not-html", "error", f"{url} is {resp.media_type or 'binary data'}, not an HTML page.", url=url)
         return None
 

@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 import typer
@@ -92,7 +92,7 @@ def _os_message(exc: OSError) -> str:
     return f"{what}: {where} (check the path and its permissions)"
 
 
-def check_output_file(path: Optional[Path], option: str) -> None:
+def check_output_file(path: Path | None, option: str) -> None:
     """Fail before any work if ``path`` cannot be written as a file (not after an hour of LLM calls)."""
     if path is None:
         return
@@ -105,7 +105,7 @@ def check_output_file(path: Optional[Path], option: str) -> None:
         raise InputError(f"cannot write {option} {path}: {parent} is not a writable directory")
 
 
-def check_output_dir(path: Optional[Path], option: str) -> None:
+def check_output_dir(path: Path | None, option: str) -> None:
     """Fail before any work if ``path`` cannot be created or written as a directory."""
     if path is None:
         return
@@ -152,7 +152,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", envvar="GEOAUDIT_HOME", help="Where caches, stores and runs live."
     ),
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -108,8 +108,8 @@ def ask_cmd(
     docs: list[Path] = typer.Option(
         ..., "--docs", "-d", help="Candidate documents: .jsonl, .html, .md, .txt files or a directory (repeatable)."
     ),
-    model: Optional[str] = ModelOpt,
-    api_base: Optional[str] = ApiBaseOpt,
+    model: str | None = ModelOpt,
+    api_base: str | None = ApiBaseOpt,
     order: str = typer.Option("given", "--order", help="Source order: given | retrieved (BM25) | shuffled (seeded)."),
     k: int = typer.Option(ENGINE_K, "--k", "-k", help="Sources shown to the engine (GEO uses 5)."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled; metrics are averaged over them."),

@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from geoaudit.cli._app import ApiBaseOpt, ConcurrencyOpt, NoCacheOpt, app, check_output_dir, console, err_console, settings
+from geoaudit.cli._app import (
+    ApiBaseOpt,
+    ConcurrencyOpt,
+    NoCacheOpt,
+    app,
+    check_output_dir,
+    console,
+    err_console,
+    settings,
+)
 from geoaudit.options import AuditOptions
 
 _D = AuditOptions()
@@ -25,10 +34,10 @@ _D = AuditOptions()
 )
 def audit_command(
     page: str = typer.Argument(..., metavar="URL_OR_FILE", help="Your page: an http(s) URL or a local .html/.md/.txt file."),
-    query: Optional[list[str]] = typer.Option(None, "--query", "-q", help="A question your page should answer (repeatable)."),
-    competitor: Optional[list[str]] = typer.Option(None, "--competitor", "-c", help="A competitor page, URL or file (repeatable)."),
-    competitors: Optional[Path] = typer.Option(None, "--competitors", help="Text file of competitor URLs or paths, one per line (# comments)."),
-    strategies: Optional[str] = typer.Option(
+    query: list[str] | None = typer.Option(None, "--query", "-q", help="A question your page should answer (repeatable)."),
+    competitor: list[str] | None = typer.Option(None, "--competitor", "-c", help="A competitor page, URL or file (repeatable)."),
+    competitors: Path | None = typer.Option(None, "--competitors", help="Text file of competitor URLs or paths, one per line (# comments)."),
+    strategies: str | None = typer.Option(
         None, "--strategies", "-s",
         help="Comma-separated strategies (default: those that work on the model: identity, rank and the deterministic "
              "rewrites; plus grounded LLM rewrites on other models)."),
@@ -36,20 +45,20 @@ def audit_command(
                                  help="Shares of the competitors that adopt the same strategy."),
     budget: str = typer.Option(_D.budget, "--budget", "-b",
                                help="quick, standard or thorough (seeds x samples), or the most model calls to plan, e.g. 2000."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds (override the budget's choice)."),
-    samples: Optional[int] = typer.Option(None, "--samples", "-n", help="Answers per condition (override the budget's choice)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Seeds (override the budget's choice)."),
+    samples: int | None = typer.Option(None, "--samples", "-n", help="Answers per condition (override the budget's choice)."),
     k: int = typer.Option(_D.k, "--k", help="Most sources the engine is shown (picked and ordered by BM25)."),
-    source_budget: Optional[int] = typer.Option(None, "--source-budget",
+    source_budget: int | None = typer.Option(None, "--source-budget",
                                                 help="Characters of each source the engine reads (default 600 embedded, 1500 otherwise)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Refuse to start when the estimated cost is above this (USD)."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse to start when the estimated cost is above this (USD)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Fetch the pages, print the plan (calls, tokens, cost) and stop: no model call."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: <data dir>/reports/audit-<key>/)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2, embedded)."),
-    rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="Model that rewrites pages (default: --model)."),
-    api_base: Optional[str] = ApiBaseOpt,
-    concurrency: Optional[int] = ConcurrencyOpt,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report directory (default: <data dir>/reports/audit-<key>/)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2, embedded)."),
+    rewrite_model: str | None = typer.Option(None, "--rewrite-model", help="Model that rewrites pages (default: --model)."),
+    api_base: str | None = ApiBaseOpt,
+    concurrency: int | None = ConcurrencyOpt,
     no_cache: bool = NoCacheOpt,
-    strategies_dir: Optional[Path] = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
+    strategies_dir: Path | None = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
     allow_private: bool = typer.Option(False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not honour robots.txt for geoaudit's requests (only for sites you own)."),
     delay: float = typer.Option(_D.delay, "--delay", help="Seconds between requests to one host."),
@@ -123,7 +132,7 @@ def audit_command(
         raise typer.Exit(1)
 
 
-def _run(page: str, queries: list[str], rivals: list[str], s: Any, options: AuditOptions, out: Optional[Path]) -> Any:
+def _run(page: str, queries: list[str], rivals: list[str], s: Any, options: AuditOptions, out: Path | None) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from geoaudit.audit import audit

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -67,8 +66,8 @@ def list_cmd(
 @bench_app.command("show")
 def show_cmd(
     name: str = typer.Argument(..., help="'demo', a name from `bench list`, or a path to a bench."),
-    limit: Optional[int] = typer.Option(10, "--limit", "-n", help="Items to show (0 = all)."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Only items of this domain."),
+    limit: int | None = typer.Option(10, "--limit", "-n", help="Items to show (0 = all)."),
+    domain: str | None = typer.Option(None, "--domain", help="Only items of this domain."),
     k: int = KOpt,
     seed: int = typer.Option(0, "--seed", help="Seed for targets a bench does not fix (C-SEO Bench)."),
     as_json: bool = typer.Option(False, "--json", help="Print the items as JSON (query, target, documents)."),
@@ -137,7 +136,7 @@ def show_cmd(
 @bench_app.command("fetch")
 def fetch_cmd(
     name: str = typer.Argument(..., help="geo-bench or cseo-bench."),
-    splits: Optional[list[str]] = typer.Argument(
+    splits: list[str] | None = typer.Argument(
         None, help="C-SEO Bench splits (books debate news retail videogames web; default: all)."
     ),
     base_url: str = typer.Option(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -26,29 +26,29 @@ _ROLE = {"search": "search/answer", "user": "user-triggered", "training": "train
     ),
 )
 def check_command(
-    targets: Optional[list[str]] = typer.Argument(
+    targets: list[str] | None = typer.Argument(
         None, metavar="URL_OR_FILE...", help="http(s) URLs and local .html files; each is checked, even when another fails."
     ),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
-    fmt: Optional[str] = typer.Option(
+    file: Path | None = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
+    fmt: str | None = typer.Option(
         None, "--format", help="table (default), json, sarif, junit or html. Without it, -o picks by suffix (.json .sarif .xml .html)."
     ),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the --format output here (the table still prints)."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="error or warning: exit 1 when a finding is this severe or worse."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the --format output here (the table still prints)."),
+    fail_on: str | None = typer.Option(None, "--fail-on", help="error or warning: exit 1 when a finding is this severe or worse."),
     show_pass: bool = typer.Option(False, "--show-pass", help="List passed checks in the table too."),
     allow_private: bool = typer.Option(False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not honour robots.txt for geoaudit's own requests (only for sites you own)."),
     delay: float = typer.Option(0.5, "--delay", help="Seconds between requests to one host (a larger robots.txt Crawl-delay wins)."),
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds per request, body included."),
     no_agent_fetch: bool = typer.Option(False, "--no-agent-fetch", help="Do not fetch pages as each AI agent (robots.txt is still evaluated)."),
-    agent: Optional[list[str]] = typer.Option(None, "--agent", help="Only this AI agent token (e.g. GPTBot); repeatable."),
-    agents_file: Optional[Path] = typer.Option(
+    agent: list[str] | None = typer.Option(None, "--agent", help="Only this AI agent token (e.g. GPTBot); repeatable."),
+    agents_file: Path | None = typer.Option(
         None, "--agents-file", help="Your own AI agent list (TOML, the shipped file's format; setting ai_agents_file)."
     ),
     list_agents: bool = typer.Option(False, "--list-agents", help="Print the AI agent list in use, with its source and date, and exit."),
     llms_links: int = typer.Option(10, "--llms-links", help="Most llms.txt links checked per site."),
     concurrency: int = typer.Option(4, "--concurrency", "-j", help="Targets checked at once (one request at a time per host)."),
-    user_agent: Optional[str] = typer.Option(None, "--user-agent", help="geoaudit's own user agent (robots.txt is honoured for it)."),
+    user_agent: str | None = typer.Option(None, "--user-agent", help="geoaudit's own user agent (robots.txt is honoured for it)."),
 ) -> None:
     """Check pages for AI readiness: crawler access, llms.txt, structured data, extractability. No LLM.
 
@@ -139,7 +139,7 @@ def _run(check: Any, items: list[str], cfg: Any, options: Any) -> Any:
         return check(items, settings=cfg, options=options, progress=on_progress)
 
 
-def _render(report: Any, fmt: str, fail_on: Optional[str]) -> str:
+def _render(report: Any, fmt: str, fail_on: str | None) -> str:
     from geoaudit.check import render_html, render_json, render_junit, render_sarif
 
     if fmt == "json":

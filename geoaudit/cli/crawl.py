@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -11,27 +11,28 @@ from rich.markup import escape
 from geoaudit.cli._app import app, check_output_file, console, err_console, settings
 from geoaudit.errors import FetchError
 
+
 @app.command("crawl")
 def crawl_command(
-    inputs: Optional[list[str]] = typer.Argument(
+    inputs: list[str] | None = typer.Argument(
         None, metavar="URL_OR_PATH...", help="http(s) URLs, or local .html/.md/.txt/.jsonl files, directories, globs."
     ),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
-    sitemap: Optional[list[str]] = typer.Option(None, "--sitemap", help="Sitemap URL (index and .gz allowed); repeatable."),
-    max_pages: Optional[int] = typer.Option(None, "--max-pages", help="Follow links breadth-first, visiting at most N URLs."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
+    sitemap: list[str] | None = typer.Option(None, "--sitemap", help="Sitemap URL (index and .gz allowed); repeatable."),
+    max_pages: int | None = typer.Option(None, "--max-pages", help="Follow links breadth-first, visiting at most N URLs."),
     same_domain: bool = typer.Option(False, "--same-domain", help="Only follow links to the seeds' hosts (and subdomains)."),
-    include: Optional[list[str]] = typer.Option(None, "--include", help="Regex a discovered URL must match; repeatable."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Regex that drops a discovered URL; repeatable."),
+    include: list[str] | None = typer.Option(None, "--include", help="Regex a discovered URL must match; repeatable."),
+    exclude: list[str] | None = typer.Option(None, "--exclude", help="Regex that drops a discovered URL; repeatable."),
     delay: float = typer.Option(1.0, "--delay", help="Seconds between requests to the same host."),
     per_host: int = typer.Option(1, "--per-host", help="Requests in flight per host."),
     concurrency: int = typer.Option(16, "--concurrency", "-j", help="Requests in flight overall."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not honour robots.txt (only for sites you own)."),
     allow_private: bool = typer.Option(False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."),
-    user_agent: Optional[str] = typer.Option(None, "--user-agent", help="User agent for requests and robots.txt rules."),
+    user_agent: str | None = typer.Option(None, "--user-agent", help="User agent for requests and robots.txt rules."),
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds per request, body included."),
     max_bytes: int = typer.Option(5_000_000, "--max-bytes", help="Cut bodies longer than this (recorded)."),
     restart: bool = typer.Option(False, "--restart", help="Start over instead of resuming an unfinished identical crawl."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the documents to this JSONL file (atomically)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the documents to this JSONL file (atomically)."),
 ) -> None:
     """Crawl pages politely (or load local drafts) into documents for the audit.
 
@@ -85,7 +86,7 @@ def crawl_command(
         console.print(f"wrote {n} documents to {escape(str(out))}")
 
 
-def _ingest_with_progress(ingest: Any, inputs: list[str], cfg: Any, options: Any, url_file: Optional[Path]) -> Any:
+def _ingest_with_progress(ingest: Any, inputs: list[str], cfg: Any, options: Any, url_file: Path | None) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -13,15 +13,15 @@ from geoaudit.options import DEMO
 
 @app.command("demo")
 def demo_cmd(
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default: <data dir>/reports/demo)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report directory (default: <data dir>/reports/demo)."),
     limit: int = typer.Option(DEMO.items, "--limit", help="Demo queries to use (of 30)."),
     strategies: str = typer.Option(",".join(DEMO.strategies), "--strategies", "-s",
                                    help="Comma-separated strategies to compare."),
     adopters: str = typer.Option(",".join(f"{r:g}" for r in DEMO.rates), "--adopters", "-a", help="Adopter rates in [0, 1]."),
     seeds: str = typer.Option("1", "--seeds", help="Seed count or list."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers per condition."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine and rewrite model (default: local/smollm2)."),
-    api_base: Optional[str] = typer.Option(None, "--api-base", help="Endpoint for --model."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Engine and rewrite model (default: local/smollm2)."),
+    api_base: str | None = typer.Option(None, "--api-base", help="Endpoint for --model."),
 ) -> None:
     """Run the whole pipeline offline on the bundled demo bench and print the report's path.
 

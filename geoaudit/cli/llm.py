@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -65,12 +64,12 @@ def models_cmd(
 @app.command("ask-llm")
 def ask_llm_cmd(
     prompt: str = typer.Argument(..., help="The user message to send."),
-    system: Optional[str] = typer.Option(None, "--system", help="Optional system message."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="litellm model string (default: local/smollm2)."),
-    api_base: Optional[str] = ApiBaseOpt,
+    system: str | None = typer.Option(None, "--system", help="Optional system message."),
+    model: str | None = typer.Option(None, "--model", "-m", help="litellm model string (default: local/smollm2)."),
+    api_base: str | None = ApiBaseOpt,
     temperature: float = typer.Option(0.0, "--temperature", "-t", help="Sampling temperature."),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Longest reply, in tokens."),
-    seed: Optional[int] = typer.Option(0, "--seed", help="Sampling seed (passed to backends that take one)."),
+    seed: int | None = typer.Option(0, "--seed", help="Sampling seed (passed to backends that take one)."),
     no_cache: bool = NoCacheOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the reply and its usage as JSON."),
 ) -> None:
@@ -132,7 +131,7 @@ def cache_stats_cmd(
 
 @cache_app.command("clear")
 def cache_clear_cmd(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only clear responses of this model."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Only clear responses of this model."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete cached responses (all, or one model's).
@@ -145,6 +144,6 @@ def cache_clear_cmd(
 
     s = settings()
     if not yes:
-        typer.confirm(f"Delete {'all' if not model else model} cached responses in {s.cache_path}?", abort=True)
+        typer.confirm(f"Delete {model if model else 'all'} cached responses in {s.cache_path}?", abort=True)
     n = LLMCache(s.ensure_data_dir() / s.cache_path.name).clear(model)
     console.print(f"removed {n:,} cached responses", highlight=False)

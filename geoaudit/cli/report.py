@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,16 +12,16 @@ from geoaudit.cli._app import app, check_output_dir, console, err_console, setti
 @app.command("report")
 def report_cmd(
     run: str = typer.Argument(..., help="Run id, unique id prefix, or run directory."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: reports/<run id>/)."),
-    title: Optional[str] = typer.Option(None, "--title", help="Report heading."),
-    metrics: Optional[str] = typer.Option(
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output directory (default: reports/<run id>/)."),
+    title: str | None = typer.Option(None, "--title", help="Report heading."),
+    metrics: str | None = typer.Option(
         None, "--metrics", help="Comma-separated metrics; the first is the verdict's (default: pawc,cited,delta_rank)."
     ),
     comparison: str = typer.Option("both", "--comparison", help="advantage, net or both."),
-    family: Optional[str] = typer.Option(None, "--family", help="Correction family: run, metric, domain or group."),
+    family: str | None = typer.Option(None, "--family", help="Correction family: run, metric, domain or group."),
     correction: str = typer.Option("holm", "--correction", help="holm or bh."),
     mode: str = typer.Option("default", "--mode", help="default or cseo (C-SEO Bench's one-sided protocol)."),
-    estimand: Optional[str] = typer.Option(None, "--estimand", help="mean (default) or pseudomedian (cseo default)."),
+    estimand: str | None = typer.Option(None, "--estimand", help="mean (default) or pseudomedian (cseo default)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples of queries."),
     ci: str = typer.Option("t", "--ci", help="Interval for a mean: t (default), studentized, percentile or bca."),

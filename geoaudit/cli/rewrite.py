@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -22,33 +22,34 @@ from geoaudit.cli._app import (
     settings,
 )
 
+
 @app.command("rewrite")
 def rewrite_cmd(
-    inputs: Optional[list[Path]] = typer.Argument(
+    inputs: list[Path] | None = typer.Argument(
         None, help="HTML, markdown, text or JSONL files (or directories / globs) to rewrite."
     ),
-    doc: Optional[list[str]] = typer.Option(
+    doc: list[str] | None = typer.Option(
         None, "--doc", "-d", help="Stored document id prefix or URL pattern (* wildcards); repeatable."
     ),
-    strategy: Optional[list[str]] = typer.Option(
+    strategy: list[str] | None = typer.Option(
         None, "--strategy", "-s", help="Strategy name (repeatable), or 'all'. See `geoaudit strategies list`."
     ),
-    model: Optional[str] = ModelOpt,
-    api_base: Optional[list[str]] = ApiBasesOpt,
-    router: Optional[Path] = RouterOpt,
-    query: Optional[str] = typer.Option(None, "--query", "-q", help="Target query (required by query-aware strategies)."),
+    model: str | None = ModelOpt,
+    api_base: list[str] | None = ApiBasesOpt,
+    router: Path | None = RouterOpt,
+    query: str | None = typer.Option(None, "--query", "-q", help="Target query (required by query-aware strategies)."),
     seed: int = typer.Option(0, "--seed", help="Seed passed to the model (part of the cache key)."),
-    out: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the rewritten documents here."),
-    fmt: Optional[str] = typer.Option(
+    out: Path | None = typer.Option(None, "--output", "-o", help="Write the rewritten documents here."),
+    fmt: str | None = typer.Option(
         None, "--format", "-f", help="Output format: jsonl, md or html (default: from -o's extension, else jsonl)."
     ),
     diff: bool = typer.Option(False, "--diff", help="Print a coloured word diff of every rewrite."),
-    strategies_dir: Optional[Path] = typer.Option(
+    strategies_dir: Path | None = typer.Option(
         None, "--strategies-dir", help="Extra directory of strategy *.toml files."
     ),
     no_cache: bool = NoCacheOpt,
-    concurrency: Optional[int] = ConcurrencyOpt,
-    workers: Optional[int] = WorkersOpt,
+    concurrency: int | None = ConcurrencyOpt,
+    workers: int | None = WorkersOpt,
 ) -> None:
     """Rewrite documents with GEO / C-SEO strategies; every rewrite is guarded and stored with its provenance.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -45,8 +45,8 @@ def simulate_cmd(
                                  help="Adopter rates in [0, 1]: share of competitors that also adopt."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled per condition."),
     seeds: str = typer.Option("1", "--seeds", help="Seed count (3 = seeds 0,1,2) or a list (0,7,9)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N bench items."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Only items of this domain."),
+    limit: int | None = typer.Option(None, "--limit", help="Use only the first N bench items."),
+    domain: str | None = typer.Option(None, "--domain", help="Only items of this domain."),
     k: int = typer.Option(ENGINE_K, "--k", help="Sources the engine shows per query."),
     order: str = typer.Option("given", "--order", help="Source order: given, retrieved or shuffled."),
     attribution: str = typer.Option("auto", "--attribution",
@@ -63,16 +63,16 @@ def simulate_cmd(
                                 help="The metric the verdict is about, declared before the run "
                                      "(auto: selection when measured, else pawc)."),
     source_budget: int = typer.Option(ENGINE_SOURCE_BUDGET, "--source-budget", help="Characters of each source shown to the engine."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
-    rewrite_model: Optional[str] = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
-    api_base: Optional[List[str]] = ApiBasesOpt,
-    router: Optional[Path] = RouterOpt,
-    concurrency: Optional[int] = ConcurrencyOpt,
-    workers: Optional[int] = WorkersOpt,
+    model: str | None = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
+    rewrite_model: str | None = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
+    api_base: list[str] | None = ApiBasesOpt,
+    router: Path | None = RouterOpt,
+    concurrency: int | None = ConcurrencyOpt,
+    workers: int | None = WorkersOpt,
     no_cache: bool = NoCacheOpt,
-    strategies_dir: Optional[Path] = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
+    strategies_dir: Path | None = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
-    max_cells: Optional[int] = typer.Option(
+    max_cells: int | None = typer.Option(
         None, "--max-cells", help="Refuse plans with more cells than this (default 500,000: simulate.MAX_CELLS)."),
 ) -> None:
     """Run competitive simulations: does a strategy help when competitors adopt it too?
@@ -114,7 +114,14 @@ def simulate_cmd(
 
 
 def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from geoaudit.errors import BackendError
 
@@ -213,7 +220,7 @@ def runs_show_cmd(run: str = typer.Argument(..., help="Run id (or unique prefix)
 def runs_export_cmd(
     run: str = typer.Argument(..., help="Run id (or unique prefix)."),
     fmt: str = typer.Option("csv", "--format", "-f", help="csv, parquet or jsonl."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: <run>.<format>)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: <run>.<format>)."),
 ) -> None:
     """Export a run's results: one row per item x condition (samples averaged).
 

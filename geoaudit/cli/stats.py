@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -91,22 +91,22 @@ def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
 @app.command("stats")
 def stats_cmd(
     run: str = typer.Argument(..., help="Run id, unique id prefix, or run directory."),
-    metrics: Optional[str] = typer.Option(
+    metrics: str | None = typer.Option(
         None, "--metrics", help="Comma-separated metrics (default: pawc,cited,delta_rank)."
     ),
     comparison: str = typer.Option(
         "both", "--comparison", help="advantage (treated − rivals), net (treated − base) or both."
     ),
-    family: Optional[str] = typer.Option(
+    family: str | None = typer.Option(
         None, "--family", help="Correction family: run (default), metric, domain (C-SEO) or group."
     ),
     correction: str = typer.Option("holm", "--correction", help="holm or bh (Benjamini-Hochberg)."),
     mode: str = typer.Option("default", "--mode", help="default (two-sided) or cseo (C-SEO Bench's one-sided protocol)."),
-    estimand: Optional[str] = typer.Option(
+    estimand: str | None = typer.Option(
         None, "--estimand", help="What each test is about: mean (default) or pseudomedian (Hodges-Lehmann, "
         "Wilcoxon; the default in cseo mode)."
     ),
-    by: Optional[str] = typer.Option(None, "--by", help="Break down by domain, tag or orig_rank."),
+    by: str | None = typer.Option(None, "--by", help="Break down by domain, tag or orig_rank."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples of queries."),
     ci: str = typer.Option(
@@ -115,8 +115,8 @@ def stats_cmd(
     ),
     power: float = typer.Option(0.8, "--power", help="Power for the minimum detectable effect (MDE)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the full table as CSV."),
-    parquet: Optional[Path] = typer.Option(None, "--parquet", help="Also write the full table as Parquet."),
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the full table as CSV."),
+    parquet: Path | None = typer.Option(None, "--parquet", help="Also write the full table as Parquet."),
     json_out: bool = typer.Option(False, "--json", help="Print everything as JSON instead of the table."),
 ) -> None:
     """Test whether each strategy really changed the target's visibility, with uncertainty.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,7 +20,7 @@ StrategiesDirOpt = typer.Option(
 )
 
 
-def _registry(strategies_dir: Optional[Path]):  # type: ignore[no-untyped-def]
+def _registry(strategies_dir: Path | None):  # type: ignore[no-untyped-def]
     from geoaudit.strategies import load_strategies
 
     s = settings(strategies_dir=strategies_dir)
@@ -30,7 +29,7 @@ def _registry(strategies_dir: Optional[Path]):  # type: ignore[no-untyped-def]
 
 @strategies_app.command("list")
 def list_strategies(
-    strategies_dir: Optional[Path] = StrategiesDirOpt,
+    strategies_dir: Path | None = StrategiesDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the strategies as JSON."),
 ) -> None:
     """List every strategy with its kind and origin.
@@ -77,7 +76,7 @@ def list_strategies(
 @strategies_app.command("show")
 def show_strategy(
     name: str = typer.Argument(..., help="Strategy name, e.g. fluency."),
-    strategies_dir: Optional[Path] = StrategiesDirOpt,
+    strategies_dir: Path | None = StrategiesDirOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the strategy as JSON."),
 ) -> None:
     """Print one strategy: description, origin, prompts, post-processing and constraints.
