@@ -110,11 +110,17 @@ def main() -> None:
                     hits[m].append(bool(lo <= target <= hi))  # NaN bounds count as a miss
             ok = np.array(testable)
             rows_all.append((shape, n, ok.mean(), [np.mean(hits[m]) for m in METHODS]))
-            rows_ok.append((shape, n, ok.mean(), [np.mean(np.array(hits[m])[ok]) if ok.any() else math.nan
-                                                  for m in METHODS]))
-    for title, rows in (("all samples", rows_all), ("samples with >= 5 non-zero deltas (a verdict is printed)", rows_ok)):
-        print(f"\nCoverage of nominal 95 % intervals, {title}; {args.reps} repetitions, "
-              f"{args.n_boot} bootstrap resamples, true mean {TRUE_MEAN}")
+            rows_ok.append(
+                (shape, n, ok.mean(), [np.mean(np.array(hits[m])[ok]) if ok.any() else math.nan for m in METHODS])
+            )
+    for title, rows in (
+        ("all samples", rows_all),
+        ("samples with >= 5 non-zero deltas (a verdict is printed)", rows_ok),
+    ):
+        print(
+            f"\nCoverage of nominal 95 % intervals, {title}; {args.reps} repetitions, "
+            f"{args.n_boot} bootstrap resamples, true mean {TRUE_MEAN}"
+        )
         print("| shape | n | testable | " + " | ".join(METHODS) + " |")
         print("|---|---|---|" + "---|" * len(METHODS))
         for shape, n, share, cov in rows:

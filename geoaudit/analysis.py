@@ -61,7 +61,6 @@ DEFAULT_METRICS = ("pawc", "cited", "delta_rank")
 _ADV = "delta_rank_adv"
 
 
-
 # ============================================================================ formatting
 
 
@@ -165,32 +164,56 @@ def reason_text(r: Any) -> str:
     if reason == "tests_disagree":
         if mean_est:  # the mean's test decided; the ranks point the other way
             up = favourable(r, r["estimate"]) > 0
-            return ("the mean and the rank test disagree: the mean " + ("rises" if up else "falls")
-                    + " but the Wilcoxon ranks point " + ("down" if up else "up") + " (r "
-                    + fmt_num(r["rank_biserial"], signed=True) + "): "
-                    + ("most queries lose a little while a few gain a lot" if up
-                       else "more queries gain than lose, but the losses are larger"))
+            return (
+                "the mean and the rank test disagree: the mean "
+                + ("rises" if up else "falls")
+                + " but the Wilcoxon ranks point "
+                + ("down" if up else "up")
+                + " (r "
+                + fmt_num(r["rank_biserial"], signed=True)
+                + "): "
+                + (
+                    "most queries lose a little while a few gain a lot"
+                    if up
+                    else "more queries gain than lose, but the losses are larger"
+                )
+            )
         up = favourable(r, r["mean_delta"]) < 0  # the rank test points against the mean
-        return ("the rank test and the mean disagree: the typical query " + ("gains" if up else "loses")
-                + " but the mean " + ("falls" if up else "rises") + f" (Δ mean {fmt_num(r['mean_delta'], signed=True)}): "
-                + ("a few large losses outweigh many small gains" if up else "a few large gains outweigh many small losses"))
+        return (
+            "the rank test and the mean disagree: the typical query "
+            + ("gains" if up else "loses")
+            + " but the mean "
+            + ("falls" if up else "rises")
+            + f" (Δ mean {fmt_num(r['mean_delta'], signed=True)}): "
+            + ("a few large losses outweigh many small gains" if up else "a few large gains outweigh many small losses")
+        )
     if reason == "interval_disagrees":
-        return (f"the rank test is significant but the pseudo-median's interval touches 0: only {int(r['n_nonzero'])} "
-                f"of {int(r['n'])} queries changed at all")
+        return (
+            f"the rank test is significant but the pseudo-median's interval touches 0: only {int(r['n_nonzero'])} "
+            f"of {int(r['n'])} queries changed at all"
+        )
     if reason == "companion_only":
         other = fmt_p(r["companion_p_adj"])
         if mean_est:
-            return (f"the mean's change is not significant (adjusted p {fmt_p(adj)}) but the Wilcoxon rank test is "
-                    f"(adjusted p {other}): the typical query moves while the average does not clearly")
-        return (f"the rank test finds no shift of the typical query (adjusted p {fmt_p(adj)}) but the mean changes "
-                f"(Δ mean {fmt_num(r['mean_delta'], signed=True)}, adjusted p {other}): a few queries move a lot")
+            return (
+                f"the mean's change is not significant (adjusted p {fmt_p(adj)}) but the Wilcoxon rank test is "
+                f"(adjusted p {other}): the typical query moves while the average does not clearly"
+            )
+        return (
+            f"the rank test finds no shift of the typical query (adjusted p {fmt_p(adj)}) but the mean changes "
+            f"(Δ mean {fmt_num(r['mean_delta'], signed=True)}, adjusted p {other}): a few queries move a lot"
+        )
     if reason == "correction":
-        return (f"p {fmt_p(min(float(r['p_value']), float(r['p_reverse'])) if not is_missing(r['p_reverse']) else r['p_value'])}"
-                f" is below {r['alpha']:g} on its own but not after {corr} over the {tests_label(r['family_size'])} of its "
-                f"family ({r['family']})")
+        return (
+            f"p {fmt_p(min(float(r['p_value']), float(r['p_reverse'])) if not is_missing(r['p_reverse']) else r['p_value'])}"
+            f" is below {r['alpha']:g} on its own but not after {corr} over the {tests_label(r['family_size'])} of its "
+            f"family ({r['family']})"
+        )
     if reason == "one_sided_blind":
-        return (f"the one-sided test ({r['alternative']}) cannot see a change the other way, and the estimate "
-                f"{fmt_num(r['estimate'], signed=True)} points that way")
+        return (
+            f"the one-sided test ({r['alternative']}) cannot see a change the other way, and the estimate "
+            f"{fmt_num(r['estimate'], signed=True)} points that way"
+        )
     if reason == "not_significant":
         return "the interval includes 0: the data cannot tell a gain from a loss"
     if reason == "all_zero":
@@ -235,9 +258,18 @@ class RunData:
     """
 
     def __init__(
-        self, run: Run | None, metrics: Sequence[str], *, n_rows: int, n_queries: int, domains: list[str],
-        n_distinct: dict[str, int], first_answer_id: str | None, base_rows: pd.DataFrame,
-        rows: pd.DataFrame | None = None, fine: pd.DataFrame | None = None,
+        self,
+        run: Run | None,
+        metrics: Sequence[str],
+        *,
+        n_rows: int,
+        n_queries: int,
+        domains: list[str],
+        n_distinct: dict[str, int],
+        first_answer_id: str | None,
+        base_rows: pd.DataFrame,
+        rows: pd.DataFrame | None = None,
+        fine: pd.DataFrame | None = None,
     ) -> None:
         self.run = run
         self.metrics = tuple(dict.fromkeys(metrics))
@@ -259,12 +291,19 @@ class RunData:
             return int(rows[col].nunique(dropna=True)) if col in rows else 0
 
         return cls(
-            run, metrics, n_rows=len(rows), n_queries=int(rows["item"].nunique()) if len(rows) else 0,
+            run,
+            metrics,
+            n_rows=len(rows),
+            n_queries=int(rows["item"].nunique()) if len(rows) else 0,
             domains=sorted({str(d) for d in rows["domain"].dropna().unique()}) if "domain" in rows else [],
             n_distinct={"domain": distinct("domain"), "target_orig_rank": distinct("target_orig_rank")},
-            first_answer_id=(str(rows["answer_id"].iloc[0]) if len(rows) and "answer_id" in rows
-                             and not _missing_id(rows["answer_id"].iloc[0]) else None),
-            base_rows=rows, rows=rows,
+            first_answer_id=(
+                str(rows["answer_id"].iloc[0])
+                if len(rows) and "answer_id" in rows and not _missing_id(rows["answer_id"].iloc[0])
+                else None
+            ),
+            base_rows=rows,
+            rows=rows,
         )
 
     @classmethod
@@ -283,22 +322,38 @@ class RunData:
                 f"unknown condition value(s) {sorted(map(str, conditions))}; expected base, rivals or treated"
             )
         # Few: one row per item x seed x sample.
-        base_rows = run.rows(["item", "condition", "answer_id", *(c for c in ("selection_mass",) if c in columns)],
-                             condition="base")
+        base_rows = run.rows(
+            ["item", "condition", "answer_id", *(c for c in ("selection_mass",) if c in columns)], condition="base"
+        )
         first = run.first_row()
         data = cls(
-            run, metrics, n_rows=int(fine["n"].sum()) if len(fine) else 0,
+            run,
+            metrics,
+            n_rows=int(fine["n"].sum()) if len(fine) else 0,
             n_queries=int(fine["item"].nunique()),
             domains=sorted({str(d) for d in fine["domain"].dropna().unique()}),
             n_distinct={c: int(fine[c].nunique(dropna=True)) for c in ("domain", "target_orig_rank")},
             first_answer_id=None if first is None or first["answer_id"] is None else str(first["answer_id"]),
-            base_rows=base_rows, fine=_prepared_fine(fine, metrics),
+            base_rows=base_rows,
+            fine=_prepared_fine(fine, metrics),
         )
         try:
             data.units(False)
         except _NeedRows:
-            rows = run.rows(["item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample",
-                             "target_orig_rank", *metrics])
+            rows = run.rows(
+                [
+                    "item",
+                    "domain",
+                    "tags",
+                    "strategy",
+                    "rate",
+                    "seed",
+                    "condition",
+                    "sample",
+                    "target_orig_rank",
+                    *metrics,
+                ]
+            )
             data._rows, data._fine = rows, None
         return data
 
@@ -349,7 +404,9 @@ class RunData:
                 part = _prepared_fine(run.group_means(keys, metrics, conditions=conditions), metrics)
                 if part.duplicated(keys).any():
                     raise _NeedRows
-            return part.sort_values(keys, na_position="last", kind="mergesort")[[*keys, *metrics]].reset_index(drop=True)
+            return part.sort_values(keys, na_position="last", kind="mergesort")[[*keys, *metrics]].reset_index(
+                drop=True
+            )
 
         means = exact(fine[fine["condition"].isin(_PAIRED_CONDITIONS)], keys, _PAIRED_CONDITIONS)
         base = exact(fine[fine["condition"] == "base"], unit, ("base",))
@@ -458,7 +515,9 @@ class StatsResult:
     data: RunData | None = field(default=None, repr=False, compare=False)
 
     # -- reading
-    def rows_for(self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None) -> pd.DataFrame:
+    def rows_for(
+        self, strategy: str | None = None, metric: str | None = None, comparison: str | None = None
+    ) -> pd.DataFrame:
         df = self.summary
         if strategy is not None:
             df = df[df["strategy"] == strategy]
@@ -504,17 +563,21 @@ class StatsResult:
             corr = "Holm" if o["correction"] == "holm" else "Benjamini-Hochberg"
             fams = self.family_sizes()
             fam_text = (
-                f"the whole run ({next(iter(fams.values()))} tests)" if list(fams) == ["run"]
+                f"the whole run ({next(iter(fams.values()))} tests)"
+                if list(fams) == ["run"]
                 else f"{len(fams)} families by {o['family']} ({', '.join(f'{k}: {v}' for k, v in list(fams.items())[:4])}"
-                     f"{', …' if len(fams) > 4 else ''})"
+                f"{', …' if len(fams) > 4 else ''})"
             )
             lines.append(
-                f"{fmt_level(first['ci_level'])} CI: " + "; ".join(sorted(set(map(str, self.summary["ci_method"]))))
+                f"{fmt_level(first['ci_level'])} CI: "
+                + "; ".join(sorted(set(map(str, self.summary["ci_method"]))))
                 + "; rel. = ±(treated mean − baseline mean) / |baseline mean|, + = your page gained (GEO eq. 4, a ratio "
                 "of means), Fieller's interval, undefined when the baseline mean is within its margin of 0"
             )
-            tests = "; ".join(f"{e}: {t}" for e, t in self.summary.drop_duplicates("estimand")[["estimand", "test"]]
-                              .itertuples(index=False))
+            tests = "; ".join(
+                f"{e}: {t}"
+                for e, t in self.summary.drop_duplicates("estimand")[["estimand", "test"]].itertuples(index=False)
+            )
             lines.append(
                 f"estimand and test ({first['alternative']}): {tests}; {zero}; {corr}-adjusted p within {fam_text}; "
                 f"better / worse when adjusted p < {o['alpha']:g} and the estimate's whole interval is on that side of 0; "
@@ -578,7 +641,11 @@ def _provenance(run: Run, data: RunData) -> dict[str, Any]:
         # The engine may resolve "auto" per model; the answers record the version actually used.
         ans = run.answer(data.first_answer_id)
         if ans is not None and ans.prompt_version:
-            prompt_version = ans.prompt_version if prompt_version in (None, ans.prompt_version) else f"{prompt_version} → {ans.prompt_version}"
+            prompt_version = (
+                ans.prompt_version
+                if prompt_version in (None, ans.prompt_version)
+                else f"{prompt_version} → {ans.prompt_version}"
+            )
     return {
         "run_id": run.id,
         "status": meta.get("status", "?"),
@@ -632,8 +699,14 @@ def _underlying(metrics: Sequence[str], comparisons: Sequence[str]) -> list[str]
 
 
 def _summarize_run(
-    data: RunData, metrics: Sequence[str], *, comparisons: Sequence[str], hib: Mapping[str, bool],
-    strategy_order: Sequence[str], by: str | None = None, **kw: Any,
+    data: RunData,
+    metrics: Sequence[str],
+    *,
+    comparisons: Sequence[str],
+    hib: Mapping[str, bool],
+    strategy_order: Sequence[str],
+    by: str | None = None,
+    **kw: Any,
 ) -> pd.DataFrame:
     """summarize() with delta_rank as one metric in both comparisons, corrected in one family."""
     underlying = _underlying(metrics, comparisons)
@@ -644,8 +717,9 @@ def _summarize_run(
         means = units.means.copy()
         means.loc[means["condition"] == "rivals", _ADV] = 0.0
         units = replace(units, means=means)
-    out = summarize(units, underlying, comparisons=comparisons, higher_is_better=hib, paired_metrics=["delta_rank"],
-                    by=by, **kw)
+    out = summarize(
+        units, underlying, comparisons=comparisons, higher_is_better=hib, paired_metrics=["delta_rank"], by=by, **kw
+    )
     # Drop the undefined halves (Δrank vs rivals rows / the adv metric vs base): they have no p-value
     # and so never counted in any correction family.
     undefined = ((out["metric"] == "delta_rank") & (out["comparison"] == "advantage")) | (
@@ -658,7 +732,8 @@ def _summarize_run(
     c_order = {c: i for i, c in enumerate(comparisons)}
     s_order = {s: i for i, s in enumerate(strategy_order)}
     out = out.assign(
-        _m=out["metric"].map(m_order), _c=out["comparison"].map(c_order),
+        _m=out["metric"].map(m_order),
+        _c=out["comparison"].map(c_order),
         _s=out["strategy"].map(lambda s: s_order.get(s, len(s_order))),
     ).sort_values(["_m", "_c", "_s", "strategy", "rate", "group"], kind="mergesort")
     return pd.DataFrame(out.drop(columns=["_m", "_c", "_s"]).reset_index(drop=True))
@@ -698,7 +773,9 @@ def run_stats(
     """
 
     if isinstance(comparisons, str):
-        comparisons = list(COMPARISONS) if comparisons == "both" else [c.strip() for c in comparisons.split(",") if c.strip()]
+        comparisons = (
+            list(COMPARISONS) if comparisons == "both" else [c.strip() for c in comparisons.split(",") if c.strip()]
+        )
     comparisons = list(comparisons)
     for c in comparisons:
         if c not in COMPARISONS:
@@ -711,13 +788,28 @@ def run_stats(
     optional = [m for m in _underlying(names[:1], ["advantage"]) if m not in needed]
     data = RunData.load(run, needed, optional) if rows is None else RunData.from_rows(run, rows, needed, optional)
     if not data.n_rows:
-        raise InputError(f"run {run.id} has no result rows yet", hint=f"run or resume its simulation first (see `geoaudit runs show {run.id}`)")
+        raise InputError(
+            f"run {run.id} has no result rows yet",
+            hint=f"run or resume its simulation first (see `geoaudit runs show {run.id}`)",
+        )
     meta = run.meta
     hib = {**directions(), **(meta.get("higher_is_better") or {})}
     prov = _provenance(run, data)
     summary = _summarize_run(
-        data, names, comparisons=comparisons, hib=hib, strategy_order=prov["strategies"], family=family,
-        by=by, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed, mode=mode,
+        data,
+        names,
+        comparisons=comparisons,
+        hib=hib,
+        strategy_order=prov["strategies"],
+        family=family,
+        by=by,
+        correction=correction,
+        alpha=alpha,
+        power=power,
+        n_boot=n_boot,
+        ci=ci,
+        seed=seed,
+        mode=mode,
         estimand=estimand,
     )
     if summary.empty:
@@ -725,7 +817,9 @@ def run_stats(
             f"run {run.id} has no treated rows to compare yet ({prov['cells']} of {prov['planned_cells']} cells done)",
             hint="resume the run with the same `geoaudit simulate` command",
         )
-    cal = calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
+    cal = (
+        calibration(summary, alpha) if "identity" in set(summary["strategy"]) else calibration(summary.iloc[0:0], alpha)
+    )
     notes = []
     if "identity" in prov["strategies"] and cal.empty:
         ident = summary[summary["strategy"] == "identity"]
@@ -753,21 +847,49 @@ def run_stats(
         )
     options = {
         # The family summarize used (its defaults: the whole run, or per domain in C-SEO mode).
-        "metrics": names, "comparisons": comparisons, "family": family or ("cseo" if mode == "cseo" else "run"),
-        "correction": correction, "mode": mode, "by": by, "alpha": alpha, "power": power, "n_boot": n_boot,
-        "ci": ci, "seed": seed, "estimand": estimand or ("pseudomedian" if mode == "cseo" else "mean"),
+        "metrics": names,
+        "comparisons": comparisons,
+        "family": family or ("cseo" if mode == "cseo" else "run"),
+        "correction": correction,
+        "mode": mode,
+        "by": by,
+        "alpha": alpha,
+        "power": power,
+        "n_boot": n_boot,
+        "ci": ci,
+        "seed": seed,
+        "estimand": estimand or ("pseudomedian" if mode == "cseo" else "mean"),
     }
     result = StatsResult(run_id=run.id, summary=summary, calibration=cal, options=options, provenance=prov, notes=notes)
     # The controls are read on the run's declared primary metric, whatever metrics were asked for.
     primary = str(meta.get("primary") or names[0])
     controls = summary
-    if primary not in set(summary["metric"]) and primary in known_metrics() and {"rank", "identity"} & set(prov["strategies"]):
-        primary_data = RunData.load(run, _underlying([primary], list(COMPARISONS))) if rows is None else (
-            RunData.from_rows(run, rows, _underlying([primary], list(COMPARISONS))))
+    if (
+        primary not in set(summary["metric"])
+        and primary in known_metrics()
+        and {"rank", "identity"} & set(prov["strategies"])
+    ):
+        primary_data = (
+            RunData.load(run, _underlying([primary], list(COMPARISONS)))
+            if rows is None
+            else (RunData.from_rows(run, rows, _underlying([primary], list(COMPARISONS))))
+        )
         controls = _summarize_run(
-            primary_data, [primary], comparisons=list(COMPARISONS), hib=hib, strategy_order=prov["strategies"],
-            family=family, by=None, correction=correction, alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed,
-            mode=mode, estimand=estimand,
+            primary_data,
+            [primary],
+            comparisons=list(COMPARISONS),
+            hib=hib,
+            strategy_order=prov["strategies"],
+            family=family,
+            by=None,
+            correction=correction,
+            alpha=alpha,
+            power=power,
+            n_boot=n_boot,
+            ci=ci,
+            seed=seed,
+            mode=mode,
+            estimand=estimand,
         )
     result.engine = engine_calibration(run, result, data.base_rows, controls=controls, primary=primary)
     result.data = data
@@ -788,9 +910,21 @@ def breakdown_summary(result: StatsResult, metric: str, by: str, data: RunData |
     if data is None:
         raise InputError("this StatsResult carries no run data; compute it with run_stats")
     out = _summarize_run(
-        data, [metric], comparisons=["advantage"], hib=_run_directions(data.run), strategy_order=result.provenance["strategies"],
-        family="group", by=by, correction=o["correction"], alpha=o["alpha"], power=o["power"], n_boot=o["n_boot"],
-        ci=o["ci"], seed=o["seed"], mode="default" if o["mode"] == "default" else "cseo", estimand=o.get("estimand"),
+        data,
+        [metric],
+        comparisons=["advantage"],
+        hib=_run_directions(data.run),
+        strategy_order=result.provenance["strategies"],
+        family="group",
+        by=by,
+        correction=o["correction"],
+        alpha=o["alpha"],
+        power=o["power"],
+        n_boot=o["n_boot"],
+        ci=o["ci"],
+        seed=o["seed"],
+        mode="default" if o["mode"] == "default" else "cseo",
+        estimand=o.get("estimand"),
     )
     if out.empty:
         raise InputError(f"run {result.run_id} has no treated rows to compare yet")
@@ -897,12 +1031,17 @@ class EngineCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "stages": self.stages, "primary": self.primary, "attribution": self.attribution,
-            "answers": self.answers, "sentences": self.sentences,
+            "model": self.model,
+            "stages": self.stages,
+            "primary": self.primary,
+            "attribution": self.attribution,
+            "answers": self.answers,
+            "sentences": self.sentences,
             "attributable": None if is_missing(self.attributable) else self.attributable,
             "unsupported": None if is_missing(self.unsupported) else self.unsupported,
             "selection_mass": None if is_missing(self.selection_mass) else self.selection_mass,
-            "controls": [c.to_dict() for c in self.controls], "lines": self.lines(),
+            "controls": [c.to_dict() for c in self.controls],
+            "lines": self.lines(),
         }
 
 
@@ -916,7 +1055,11 @@ def _row_text(r: Mapping[str, Any]) -> str:
 
 
 def engine_calibration(
-    run: Run, stats: StatsResult, rows: pd.DataFrame, *, controls: pd.DataFrame | None = None,
+    run: Run,
+    stats: StatsResult,
+    rows: pd.DataFrame,
+    *,
+    controls: pd.DataFrame | None = None,
     primary: str | None = None,
 ) -> EngineCalibration:
     """Read the engine's calibration off a run: answer support, selection mass and the three controls.
@@ -934,7 +1077,9 @@ def engine_calibration(
     prov = stats.provenance
     primary = primary or str(meta.get("primary") or stats.options["metrics"][0])
     cal = EngineCalibration(
-        model=str(prov.get("model", "?")), stages=list(meta.get("stages") or []), primary=primary,
+        model=str(prov.get("model", "?")),
+        stages=list(meta.get("stages") or []),
+        primary=primary,
         attribution=str(prov.get("attribution", "?")),
     )
     base = rows[rows["condition"] == "base"]
@@ -956,15 +1101,31 @@ def engine_calibration(
 
     summary = stats.summary if controls is None else controls
     strategies = set(prov.get("strategies") or [])
-    pos = summary[(summary["strategy"] == "rank") & (summary["metric"] == primary)
-                  & (summary["comparison"] == "advantage") & (summary["rate"] == 0.0)]
+    pos = summary[
+        (summary["strategy"] == "rank")
+        & (summary["metric"] == primary)
+        & (summary["comparison"] == "advantage")
+        & (summary["rate"] == 0.0)
+    ]
     if "rank" not in strategies or pos.empty:
-        cal.controls.append(Control("positive", f"rank at 0 % adopters significantly raises {primary}",
-                                    "rank at 0 % was not in this run", None))
+        cal.controls.append(
+            Control(
+                "positive",
+                f"rank at 0 % adopters significantly raises {primary}",
+                "rank at 0 % was not in this run",
+                None,
+            )
+        )
     else:
         r = pos.iloc[0]
-        cal.controls.append(Control("positive", f"rank at 0 % adopters significantly raises {primary}",
-                                    _row_text(r), bool(r["verdict"] == "better")))
+        cal.controls.append(
+            Control(
+                "positive",
+                f"rank at 0 % adopters significantly raises {primary}",
+                _row_text(r),
+                bool(r["verdict"] == "better"),
+            )
+        )
     ident = summary[summary["strategy"] == "identity"]
     if "identity" not in strategies or ident.empty:
         cal.controls.append(Control("negative", "identity rejects nothing", "identity was not in this run", None))
@@ -972,22 +1133,36 @@ def engine_calibration(
         rejected = ident[ident["significant"].astype(bool)]
         tested = int(ident["p_value"].notna().sum())
         zero = int((ident["n_nonzero"] == 0).sum()) if "n_nonzero" in ident else 0
-        cal.controls.append(Control(
-            "negative", "identity rejects nothing after correction",
-            f"{len(rejected)} of {len(ident)} identity rows significant ({tested} tested, {zero} with every delta "
-            "exactly 0: the same input gave the same reading)", len(rejected) == 0,
-        ))
+        cal.controls.append(
+            Control(
+                "negative",
+                "identity rejects nothing after correction",
+                f"{len(rejected)} of {len(ident)} identity rows significant ({tested} tested, {zero} with every delta "
+                "exactly 0: the same input gave the same reading)",
+                len(rejected) == 0,
+            )
+        )
     net = summary[(summary["strategy"] == "rank") & (summary["metric"] == primary) & (summary["comparison"] == "net")]
     rates = sorted(float(x) for x in net["rate"].dropna().unique())
     if "rank" not in strategies or len(rates) < 2 or rates[0] != 0.0:
-        cal.controls.append(Control("congestion", "rank's net gain shrinks as competitors adopt",
-                                    "needs rank at 0 % and a higher adopter rate", None))
+        cal.controls.append(
+            Control(
+                "congestion",
+                "rank's net gain shrinks as competitors adopt",
+                "needs rank at 0 % and a higher adopter rate",
+                None,
+            )
+        )
     else:
         lo = net[net["rate"] == rates[0]].iloc[0]
         hi = net[net["rate"] == rates[-1]].iloc[0]
-        cal.controls.append(Control(
-            "congestion", f"rank's net gain at {fmt_rate(rates[-1])} adopters below its gain at 0 %",
-            f"net Δ at 0 %: {fmt_num(lo['mean_delta'], signed=True)}; at {fmt_rate(rates[-1])}: "
-            f"{fmt_num(hi['mean_delta'], signed=True)}", bool(hi["mean_delta"] < lo["mean_delta"]),
-        ))
+        cal.controls.append(
+            Control(
+                "congestion",
+                f"rank's net gain at {fmt_rate(rates[-1])} adopters below its gain at 0 %",
+                f"net Δ at 0 %: {fmt_num(lo['mean_delta'], signed=True)}; at {fmt_rate(rates[-1])}: "
+                f"{fmt_num(hi['mean_delta'], signed=True)}",
+                bool(hi["mean_delta"] < lo["mean_delta"]),
+            )
+        )
     return cal

@@ -32,8 +32,17 @@ class AskResult:
             "answer": self.answer.to_dict(),
             "pawc_variant": self.variant,
             "sources": [
-                {"index": i + 1, "id": v.id, "title": v.title, "url": v.url, "truncated": v.truncated,
-                 "shown_chars": v.shown_chars, "chars": v.chars, "score": v.score, "metrics": self.metrics[i]}
+                {
+                    "index": i + 1,
+                    "id": v.id,
+                    "title": v.title,
+                    "url": v.url,
+                    "truncated": v.truncated,
+                    "shown_chars": v.shown_chars,
+                    "chars": v.chars,
+                    "score": v.score,
+                    "metrics": self.metrics[i],
+                }
                 for i, v in enumerate(info)
             ],
             "summary": {
@@ -47,8 +56,15 @@ class AskResult:
 
 
 async def aask(
-    gateway: Gateway, query: str, docs: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, retriever: Any = None, judge: bool = False, judge_config: Any = None,
+    gateway: Gateway,
+    query: str,
+    docs: Sequence[Document],
+    config: EngineConfig | None = None,
+    *,
+    seed: int = 0,
+    retriever: Any = None,
+    judge: bool = False,
+    judge_config: Any = None,
 ) -> AskResult:
     """Answer, compute every source's metrics (averaged over samples) and optionally judge them."""
     config = config or EngineConfig()
@@ -62,12 +78,20 @@ async def aask(
 
 
 def ask(
-    gateway: Gateway, query: str, docs: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, retriever: Any = None, judge: bool = False, judge_config: Any = None,
+    gateway: Gateway,
+    query: str,
+    docs: Sequence[Document],
+    config: EngineConfig | None = None,
+    *,
+    seed: int = 0,
+    retriever: Any = None,
+    judge: bool = False,
+    judge_config: Any = None,
 ) -> AskResult:
     """Synchronous :func:`aask`."""
-    return run_sync(aask(gateway, query, docs, config, seed=seed, retriever=retriever, judge=judge,
-                         judge_config=judge_config))
+    return run_sync(
+        aask(gateway, query, docs, config, seed=seed, retriever=retriever, judge=judge, judge_config=judge_config)
+    )
 
 
 __all__ = ["AskResult", "aask", "ask"]

@@ -147,8 +147,7 @@ def resolve_bench(spec: str | Path, settings: Settings | None = None) -> tuple[s
             if candidate.exists():
                 return text, candidate
     raise InputError(
-        f"no bench {text!r}: give a path to a bench file or directory, 'demo', or a name from "
-        "'geoaudit bench list'"
+        f"no bench {text!r}: give a path to a bench file or directory, 'demo', or a name from 'geoaudit bench list'"
     )
 
 
@@ -184,8 +183,9 @@ def load_bench(
     fmt, target_path = detect_format(path)
     loader = _LOADERS[fmt]
     if fmt == "geoaudit-dir" and settings is not None:
-        raw_items, skipped, notes = _load_own_dir(target_path, seed=seed, domain=domain,
-                                                  cache=settings.data_dir / PAGE_CACHE_FILE)
+        raw_items, skipped, notes = _load_own_dir(
+            target_path, seed=seed, domain=domain, cache=settings.data_dir / PAGE_CACHE_FILE
+        )
     else:
         raw_items, skipped, notes = loader(target_path, seed=seed, domain=domain)
     _reject_duplicate_ids(name, raw_items + [BenchItem(i, "", (), 0) for i, _ in skipped])
@@ -203,8 +203,7 @@ def load_bench(
         if domain is not None and not any(same_domain(it.domain, domain) for it in raw_items):
             known = sorted({it.domain for it in raw_items if it.domain})
             raise InputError(
-                f"bench {name} has no items in domain {domain!r}"
-                + (f" (domains: {', '.join(known)})" if known else "")
+                f"bench {name} has no items in domain {domain!r}" + (f" (domains: {', '.join(known)})" if known else "")
             )
         if raw_items:
             raise InputError(
@@ -296,9 +295,7 @@ def _name_of(path: Path) -> str:
 def _bench_doc(item_id: str, position: int, text: str, *, url: str = "", title: str = "", **meta: Any) -> Document:
     """A bench document with a deterministic id (no fetch time, so reloads compare equal)."""
     key = url or f"bench:{item_id}#{position}"
-    return Document(
-        id=document_id(key), url=url, title=title, text=text, metadata={"position": position, **meta}
-    )
+    return Document(id=document_id(key), url=url, title=title, text=text, metadata={"position": position, **meta})
 
 
 def _unique_ids(item_id: str, docs: list[Document]) -> tuple[Document, ...]:
@@ -450,8 +447,14 @@ def _load_cseo(path: Path, *, seed: int, domain: str | None) -> _Loaded:
                 target = random.Random(f"{seed}:{item_id}").randrange(len(docs))
                 tags += ("target:random",)
             items.append(
-                BenchItem(id=item_id, query=query, documents=_unique_ids(item_id, docs),
-                          target=target, domain=split, tags=tags)
+                BenchItem(
+                    id=item_id,
+                    query=query,
+                    documents=_unique_ids(item_id, docs),
+                    target=target,
+                    domain=split,
+                    tags=tags,
+                )
             )
     return items, skipped, notes
 
@@ -518,7 +521,9 @@ def _load_own_jsonl(path: Path, *, seed: int, domain: str | None) -> _Loaded:
         for pos, d in enumerate(raw_docs):
             if not isinstance(d, dict) or not isinstance(d.get("text"), str):
                 raise InputError(f"{where}: document {pos} needs a 'text' string")
-            docs.append(_bench_doc(item_id, pos, d["text"], url=str(d.get("url") or ""), title=str(d.get("title") or "")))
+            docs.append(
+                _bench_doc(item_id, pos, d["text"], url=str(d.get("url") or ""), title=str(d.get("title") or ""))
+            )
         target = _target_index(where, row, docs, [d.url for d in docs])
         items.append(BenchItem(item_id, query, _unique_ids(item_id, docs), target, dom, tags))
     return items, [], []
@@ -684,8 +689,10 @@ def _cached_pages(paths: list[Path], cache: Path, load: Any) -> list[Document]:
             out.extend(docs)
         if fresh:
             with Transaction(conn) as c:
-                c.executemany("INSERT OR REPLACE INTO pages VALUES (?, ?)",
-                              [(k, json.dumps([d.to_dict() for d in docs])) for k, docs in fresh])
+                c.executemany(
+                    "INSERT OR REPLACE INTO pages VALUES (?, ?)",
+                    [(k, json.dumps([d.to_dict() for d in docs])) for k, docs in fresh],
+                )
         return out
     finally:
         conn.close()

@@ -88,7 +88,50 @@ def strip_citations(text: str) -> str:
 
 # Words whose trailing period does not end a sentence (lowercase, without the final period).
 _ABBREVIATIONS = frozenset(
-    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "e.g", "i.e", "cf", "fig", "figs", "al", "approx", "dept", "est", "no", "nos", "vol", "pp", "ca", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "gen", "col", "lt", "sgt", "rev", "hon"]
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "vs",
+        "e.g",
+        "i.e",
+        "cf",
+        "fig",
+        "figs",
+        "al",
+        "approx",
+        "dept",
+        "est",
+        "no",
+        "nos",
+        "vol",
+        "pp",
+        "ca",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "gen",
+        "col",
+        "lt",
+        "sgt",
+        "rev",
+        "hon",
+    ]
 )
 _BOUNDARY_RE = re.compile(
     # end punctuation (from the start of its run: linear on "......"), closing quotes/brackets
@@ -119,11 +162,11 @@ def _split_block(block: str) -> list[str]:
     pieces: list[str] = []
     start = 0
     for m in _BOUNDARY_RE.finditer(block):
-        nxt = block[m.end(): m.end() + 2].lstrip("\"'\u201c\u2018([")
+        nxt = block[m.end() : m.end() + 2].lstrip("\"'\u201c\u2018([")
         if not nxt or not (nxt[0].isupper() or nxt[0].isdigit()):
             continue
         punct_end = _PUNCT_RE.match(block, m.start()).end()  # type: ignore[union-attr]  # no copy of the rest
-        if _is_abbreviation(block[start: m.start()], block[m.start(): punct_end]):
+        if _is_abbreviation(block[start : m.start()], block[m.start() : punct_end]):
             continue
         cut = m.end()
         pieces.append(block[start:cut].strip())
@@ -223,9 +266,7 @@ def parse_answer(raw: str, n_sources: int) -> list[Sentence]:
     return out
 
 
-def attribute(
-    sentences: Sequence[Sentence], shown_texts: Sequence[str], mode: str, threshold: float
-) -> list[Sentence]:
+def attribute(sentences: Sequence[Sentence], shown_texts: Sequence[str], mode: str, threshold: float) -> list[Sentence]:
     """Fill ``citations``/``how`` of every sentence according to the attribution ``mode``.
 
     citations: explicit valid citations only. overlap: every sentence is attributed to the
@@ -284,7 +325,6 @@ def citation_order(sentences: Sequence[Sentence]) -> list[int]:
     return order
 
 
-
 # --------------------------------------------------------------------------- answers
 
 
@@ -335,10 +375,15 @@ class AnswerSample:
         return cls(**d)
 
 
-
 def make_sample(
-    raw: str, shown_texts: Sequence[str], mode: str, threshold: float, *,
-    seed: int | None = None, usage: dict[str, Any] | None = None, cached: bool = False,
+    raw: str,
+    shown_texts: Sequence[str],
+    mode: str,
+    threshold: float,
+    *,
+    seed: int | None = None,
+    usage: dict[str, Any] | None = None,
+    cached: bool = False,
 ) -> AnswerSample:
     """Parse and attribute one raw answer over sources whose shown texts are ``shown_texts``."""
     sentences = attribute(parse_answer(raw, len(shown_texts)), shown_texts, mode, threshold)

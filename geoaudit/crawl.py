@@ -138,14 +138,20 @@ class CrawlOptions:
             except re.error as exc:
                 raise InputError(f"invalid URL pattern {pattern!r}: {exc}") from None
 
-
     def fetch_options(self, settings: Settings) -> FetchOptions:
         """The :class:`~geoaudit.fetch.FetchOptions` these crawl options imply."""
         return FetchOptions(
-            user_agent=self.user_agent or settings.user_agent, delay=self.delay, concurrency=self.concurrency,
-            respect_robots=self.respect_robots, allow_private=self.allow_private, timeout=self.timeout,
-            max_bytes=self.max_bytes, max_redirects=self.max_redirects, retries=self.retries,
-            backoff=self.backoff, max_retry_after=self.max_retry_after,
+            user_agent=self.user_agent or settings.user_agent,
+            delay=self.delay,
+            concurrency=self.concurrency,
+            respect_robots=self.respect_robots,
+            allow_private=self.allow_private,
+            timeout=self.timeout,
+            max_bytes=self.max_bytes,
+            max_redirects=self.max_redirects,
+            retries=self.retries,
+            backoff=self.backoff,
+            max_retry_after=self.max_retry_after,
         )
 
 
@@ -326,7 +332,9 @@ class CrawlState:
     def count(self, job: str) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM crawl_urls WHERE job=?", (job,)).fetchone()[0])
 
-    def add(self, c: sqlite3.Connection, job: str, urls: Iterable[tuple[str, int]], budget: int | None) -> list[tuple[str, int]]:
+    def add(
+        self, c: sqlite3.Connection, job: str, urls: Iterable[tuple[str, int]], budget: int | None
+    ) -> list[tuple[str, int]]:
         """Insert new frontier URLs (inside the caller's transaction); returns those added."""
         added = []
         n = int(c.execute("SELECT COUNT(*) FROM crawl_urls WHERE job=?", (job,)).fetchone()[0])
@@ -365,8 +373,14 @@ class CrawlState:
         ).fetchall()
         return [
             FetchRecord(
-                url=r["url"], outcome=r["outcome"], reason=r["reason"] or "", status=r["status"],
-                final_url=r["final_url"], doc_id=r["doc_id"], attempts=r["attempts"], depth=r["depth"],
+                url=r["url"],
+                outcome=r["outcome"],
+                reason=r["reason"] or "",
+                status=r["status"],
+                final_url=r["final_url"],
+                doc_id=r["doc_id"],
+                attempts=r["attempts"],
+                depth=r["depth"],
             )
             for r in rows
         ]
@@ -374,7 +388,9 @@ class CrawlState:
     def validators(self, url: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM crawl_http_cache WHERE url=?", (url,)).fetchone()
 
-    def log_request(self, job: str, url: str, started: float, status: int | None, elapsed: float, error: str | None) -> None:
+    def log_request(
+        self, job: str, url: str, started: float, status: int | None, elapsed: float, error: str | None
+    ) -> None:
         stamp = datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")
         with Transaction(self.conn) as c:
             c.execute("INSERT INTO crawl_requests VALUES (?,?,?,?,?,?)", (job, url, stamp, status, elapsed, error))
@@ -411,14 +427,18 @@ async def page_from_response(
     url, current, attempts, status = resp.url, resp.final_url, resp.attempts, resp.status
 
     def record(outcome: str, reason: str, **kw: Any) -> FetchRecord:
-        return FetchRecord(url, outcome, reason, kw.pop("status", status), current, attempts=attempts, depth=depth, **kw)
+        return FetchRecord(
+            url, outcome, reason, kw.pop("status", status), current, attempts=attempts, depth=depth, **kw
+        )
 
     if resp.skipped:
         return PageResult(record("skipped", resp.skipped, status=None))
     if resp.error:
         return PageResult(record("failed", resp.error))
     if status == 304 and old_doc is not None:
-        return PageResult(record("unchanged", "304 not modified", doc_id=old_doc.id), None, list(old_doc.metadata.get("links") or []))
+        return PageResult(
+            record("unchanged", "304 not modified", doc_id=old_doc.id), None, list(old_doc.metadata.get("links") or [])
+        )
     if status != 200:
         return PageResult(record("failed", f"HTTP {status}"))
 
@@ -441,7 +461,10 @@ async def page_from_response(
         text = text.strip()
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
         doc = Document.create(
-            url=current, text=text, title=first[:200], fetched_at=fetched_at,
+            url=current,
+            text=text,
+            title=first[:200],
+            fetched_at=fetched_at,
             metadata={"content_type": ctype, "charset": charset, "word_count": len(text.split()), "format": "text"},
         )
     meta = dict(doc.metadata)
@@ -453,10 +476,16 @@ async def page_from_response(
     doc = Document(doc.id, doc.url, doc.title, doc.text, meta, doc.fetched_at, doc.content_hash)
     links = list(meta.get("links") or [])
     if not doc.text.strip():
-        return PageResult(record("skipped", "no main content: page has no extractable text (JavaScript-rendered?)"), None, links)
+        return PageResult(
+            record("skipped", "no main content: page has no extractable text (JavaScript-rendered?)"), None, links
+        )
     reason = f"body cut at {meta['truncated_at']} bytes" if resp.truncated else ""
     return PageResult(
-        record("fetched", reason, doc_id=doc.id), doc, links, resp.headers.get("etag"), resp.headers.get("last-modified")
+        record("fetched", reason, doc_id=doc.id),
+        doc,
+        links,
+        resp.headers.get("etag"),
+        resp.headers.get("last-modified"),
     )
 
 
@@ -668,8 +697,12 @@ def parse_sitemap(data: bytes, source: str, *, max_bytes: int = SITEMAP_MAX_BYTE
         raise InputError(f"sitemap {source} is not XML: {exc}") from None
     tag = etree.QName(root).localname.lower()
     if tag not in ("urlset", "sitemapindex"):
-        raise InputError(f"sitemap {source} is not a sitemap: root element <{tag}>, expected <urlset> or <sitemapindex>")
-    locs = [(el.text or "").strip() for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == "loc"]
+        raise InputError(
+            f"sitemap {source} is not a sitemap: root element <{tag}>, expected <urlset> or <sitemapindex>"
+        )
+    locs = [
+        (el.text or "").strip() for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == "loc"
+    ]
     locs = [u for u in locs if u]
     return (locs, []) if tag == "urlset" else ([], locs)
 
@@ -755,8 +788,13 @@ async def _expand_sitemaps(fetcher: Fetcher, sitemaps: Sequence[str], warnings: 
 
 def _job_key(seeds: Sequence[str], o: CrawlOptions) -> str:
     ident = {
-        "seeds": list(seeds), "sitemaps": list(o.sitemaps), "follow": o.follow_links, "max_pages": o.max_pages,
-        "same_domain": o.same_domain, "include": list(o.include), "exclude": list(o.exclude),
+        "seeds": list(seeds),
+        "sitemaps": list(o.sitemaps),
+        "follow": o.follow_links,
+        "max_pages": o.max_pages,
+        "same_domain": o.same_domain,
+        "include": list(o.include),
+        "exclude": list(o.exclude),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
@@ -915,4 +953,6 @@ def crawl(
     resolver: Resolver | None = None,
 ) -> CrawlResult:
     """Synchronous :func:`acrawl` (works inside a running event loop too, e.g. Jupyter)."""
-    return run_sync(acrawl(seeds, settings=settings, options=options, client=client, progress=progress, resolver=resolver))
+    return run_sync(
+        acrawl(seeds, settings=settings, options=options, client=client, progress=progress, resolver=resolver)
+    )

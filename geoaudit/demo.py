@@ -101,7 +101,9 @@ def build_demo_bench(
         urls = [f"{base}/{p}" for p in pages]
         progress = (lambda p: stage("crawl", {"done": p.done, "total": len(urls)})) if stage else None
         result = crawl(
-            urls, settings=settings, progress=progress,
+            urls,
+            settings=settings,
+            progress=progress,
             # Our own local server: no delay needed, loopback explicitly allowed.
             options=CrawlOptions(delay=0.0, per_host=4, concurrency=8, allow_private=True, resume=False),
         )
@@ -117,11 +119,21 @@ def build_demo_bench(
     lines = []
     for q in queries:
         docs = [by_page[c] for c in q["candidates"]]
-        lines.append(json.dumps({
-            "id": q["id"], "query": q["query"], "domain": q.get("domain", ""), "tags": q.get("tags", []),
-            "target": q["candidates"].index(q["target"]),
-            "documents": [{"url": d.metadata.get("canonical") or d.url, "title": d.title, "text": d.text} for d in docs],
-        }, ensure_ascii=False))
+        lines.append(
+            json.dumps(
+                {
+                    "id": q["id"],
+                    "query": q["query"],
+                    "domain": q.get("domain", ""),
+                    "tags": q.get("tags", []),
+                    "target": q["candidates"].index(q["target"]),
+                    "documents": [
+                        {"url": d.metadata.get("canonical") or d.url, "title": d.title, "text": d.text} for d in docs
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
     bench = settings.ensure_data_dir() / "demo" / f"demo-bench-{limit}.jsonl"
     atomic_write_text(bench, "\n".join(lines) + "\n")
     return bench, result.counts, by_page
@@ -148,8 +160,12 @@ def run_demo(
         raise ConfigError(f"--limit must be at least 1, got {limit}")
     started = time.perf_counter()
     # Validates samples before any work.
-    engine = EngineConfig(samples=samples, max_tokens=DEMO.max_tokens, source_budget_chars=DEMO.source_budget,
-                          relevance_scope=DEMO.relevance_scope)
+    engine = EngineConfig(
+        samples=samples,
+        max_tokens=DEMO.max_tokens,
+        source_budget_chars=DEMO.source_budget,
+        relevance_scope=DEMO.relevance_scope,
+    )
     registry = load_strategies(settings=settings)
     chosen = registry.resolve(list(strategies))
     bench, crawled, _ = build_demo_bench(settings, limit=limit, stage=stage)
@@ -166,6 +182,7 @@ def run_demo(
     done = 0
     total = len(items) * len(text_strategies)
     for item in items:
+
         def on_rewrite(res: Any) -> None:
             nonlocal done
             done += 1
@@ -174,12 +191,26 @@ def run_demo(
                 stage("rewrite", {"done": done, "total": total, "status": res.status, "reason": res.reason})
 
         if text_strategies:
-            rewrite_many(rewrite_gateway, text_strategies, [item.target_document], query=item.query, seed=0,
-                         store=store, progress=on_rewrite)
+            rewrite_many(
+                rewrite_gateway,
+                text_strategies,
+                [item.target_document],
+                query=item.query,
+                seed=0,
+                store=store,
+                progress=on_rewrite,
+            )
 
-    config = SimulationConfig(bench=str(bench), strategies=tuple(s.name for s in chosen), rates=rates, seeds=seeds,
-                              engine=engine, model=gateway.model, rewrite_model=rewrite_gateway.model,
-                              answers="base" if gateway.model.startswith("local/") else "all")
+    config = SimulationConfig(
+        bench=str(bench),
+        strategies=tuple(s.name for s in chosen),
+        rates=rates,
+        seeds=seeds,
+        engine=engine,
+        model=gateway.model,
+        rewrite_model=rewrite_gateway.model,
+        answers="base" if gateway.model.startswith("local/") else "all",
+    )
     sim = Simulation(settings, config, gateway=gateway, rewrite_gateway=rewrite_gateway, command=command)
     sim.run_sync((lambda st: stage("simulate", {"done": st.done, "total": st.planned})) if stage else None)
     if stage:
@@ -189,9 +220,16 @@ def run_demo(
     if stage:
         stage("report", {})
     report = write_report(sim.run, out, stats=stats, title="geoaudit demo: does rewriting a page raise its visibility?")
-    return DemoResult(report=report, run_id=sim.run_id, crawled=crawled, rewrites=counts, stats=stats,
-                      seconds=time.perf_counter() - started, notes=list(sim.bench.notes),
-                      usage=[g.usage.summary() for g in dict.fromkeys((gateway, rewrite_gateway))])
+    return DemoResult(
+        report=report,
+        run_id=sim.run_id,
+        crawled=crawled,
+        rewrites=counts,
+        stats=stats,
+        seconds=time.perf_counter() - started,
+        notes=list(sim.bench.notes),
+        usage=[g.usage.summary() for g in dict.fromkeys((gateway, rewrite_gateway))],
+    )
 
 
 def headline(stats: Any, metric: str | None = None, comparison: str = "advantage") -> list[str]:

@@ -447,7 +447,9 @@ def extract_html(
         h1 = soup.find("h1")
         if not title and h1:
             title = _clean(h1.get_text(" "))
-        canonical_tag = soup.find("link", rel=lambda v: bool(v) and "canonical" in [x.lower() for x in (v if isinstance(v, list) else [v])])
+        canonical_tag = soup.find(
+            "link", rel=lambda v: bool(v) and "canonical" in [x.lower() for x in (v if isinstance(v, list) else [v])]
+        )
         canonical = _absolute_http(canonical_tag.get("href") if canonical_tag else None, url) if url else None
         html_tag = soup.find("html")
         lang = _clean(html_tag.get("lang")) if html_tag and html_tag.get("lang") else None
@@ -590,9 +592,7 @@ def _expand_input(entry: str | Path) -> list[Path]:
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
-            raise InputError(
-                f"directory {path} holds no .html/.htm/.md/.markdown/.txt/.jsonl files"
-            )
+            raise InputError(f"directory {path} holds no .html/.htm/.md/.markdown/.txt/.jsonl files")
         return files
     if path.is_file():
         return [path]

@@ -153,8 +153,10 @@ def _runtime_path(name: str) -> Path:
         rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise UnknownModelError(f"could not re-encode {source.name} as {compute}",
-                                hint="set GEOAUDIT_LOCAL_COMPUTE=shipped to use the file as shipped")
+        raise UnknownModelError(
+            f"could not re-encode {source.name} as {compute}",
+            hint="set GEOAUDIT_LOCAL_COMPUTE=shipped to use the file as shipped",
+        )
     os.replace(tmp, out)
     return out
 
@@ -202,9 +204,7 @@ class _Context:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UnknownModelError(
-                "llama-cpp-python is not installed", hint="pip install llama-cpp-python"
-            ) from exc
+            raise UnknownModelError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from exc
         self.path = path
         self.n_ctx = n_ctx
         self.llm = Llama(
@@ -264,7 +264,7 @@ class _Context:
         self.llm.n_tokens = start  # eval() drops the KV cache from here on
         self._reusable = start
         for pos in range(start, len(tokens), PROMPT_CHUNK):
-            self.llm.eval(list(tokens[pos: pos + PROMPT_CHUNK]))
+            self.llm.eval(list(tokens[pos : pos + PROMPT_CHUNK]))
         self._reusable = len(tokens)
 
     def _last_logprobs(self) -> Any:
@@ -294,8 +294,13 @@ class _Context:
             finish = "length"
             text = ""
             for tok in self.llm.generate(
-                [tokens[-1]], reset=False, temp=float(params.get("temperature", 0.0) or 0.0),
-                top_p=float(params.get("top_p") or 1.0), top_k=40, min_p=0.05, repeat_penalty=1.0,
+                [tokens[-1]],
+                reset=False,
+                temp=float(params.get("temperature", 0.0) or 0.0),
+                top_p=float(params.get("top_p") or 1.0),
+                top_k=40,
+                min_p=0.05,
+                repeat_penalty=1.0,
             ):
                 if tok == self.eos or self._is_eog(tok):
                     finish = "stop"
@@ -312,8 +317,11 @@ class _Context:
             return {
                 "id": "local",
                 "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(out),
-                          "total_tokens": len(tokens) + len(out)},
+                "usage": {
+                    "prompt_tokens": len(tokens),
+                    "completion_tokens": len(out),
+                    "total_tokens": len(tokens) + len(out),
+                },
             }
 
     def choices(self, tokens: list[int], options: Sequence[str]) -> dict[str, Any]:
@@ -346,7 +354,7 @@ class _Context:
             n_past = self.llm.n_tokens
             self.llm._batch.set_batch(batch=cont, n_past=n_past, logits_all=True)
             self.llm._ctx.decode(self.llm._batch)
-            self.llm.input_ids[n_past: n_past + len(cont)] = cont
+            self.llm.input_ids[n_past : n_past + len(cont)] = cont
             self.llm.n_tokens = n_past + len(cont)
             rows = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(len(cont), self.llm.n_vocab()))
             z = rows[:-1].astype(np.float64)
@@ -476,7 +484,9 @@ def load(name: str) -> _Pool:
             if not _models:
                 atexit.register(_close_all)
             ctx = EMBEDDED_MODELS.get(name, {}).get("context", DEFAULT_CONTEXT)
-            pool = _models[str(path)] = _Pool(path, min(int(ctx), DEFAULT_CONTEXT), default_contexts(), default_threads())
+            pool = _models[str(path)] = _Pool(
+                path, min(int(ctx), DEFAULT_CONTEXT), default_contexts(), default_threads()
+            )
         return pool
 
 

@@ -155,7 +155,9 @@ class EngineConfig:
     def resolved(self, model: str) -> EngineConfig:
         """A copy with ``auto`` attribution, prompt version and stages resolved for ``model``."""
         return replace(
-            self, attribution=self.resolve_attribution(model), prompt_version=self.resolve_prompt_version(model),
+            self,
+            attribution=self.resolve_attribution(model),
+            prompt_version=self.resolve_prompt_version(model),
             stages=self.resolve_stages(model),
         )
 
@@ -284,17 +286,22 @@ def format_sources(
     views: list[SourceView] = []
     shown: list[str] = []
     for i, doc in enumerate(sources):
-        text, cut = truncate_text(" ".join(doc.text.split()) if prompt.flatten_sources else doc.text, config.source_budget_chars)
+        text, cut = truncate_text(
+            " ".join(doc.text.split()) if prompt.flatten_sources else doc.text, config.source_budget_chars
+        )
         title = " ".join(doc.title.split())[:200] or prompt.untitled
         blocks.append(
-            prompt.source_template.format(
-                n=i + 1, title=title, text=text + (prompt.truncation_marker if cut else "")
-            )
+            prompt.source_template.format(n=i + 1, title=title, text=text + (prompt.truncation_marker if cut else ""))
         )
         views.append(
             SourceView(
-                id=doc.id, title=doc.title, url=doc.url, content_hash=doc.content_hash,
-                chars=len(doc.text.strip()), shown_chars=len(text), truncated=cut,
+                id=doc.id,
+                title=doc.title,
+                url=doc.url,
+                content_hash=doc.content_hash,
+                chars=len(doc.text.strip()),
+                shown_chars=len(text),
+                truncated=cut,
                 score=None if scores is None else float(scores[i]),
             )
         )
@@ -311,7 +318,6 @@ def build_prompt(
     # str.replace, not format: a query or source may contain braces.
     prompt = template.replace("{sources}", "\x00SOURCES\x00").replace("{query}", query.strip())
     return prompt.replace("\x00SOURCES\x00", block), views, shown
-
 
 
 @dataclass
@@ -388,7 +394,6 @@ class Answer:
         )
 
 
-
 def select_sources(
     query: str, docs: Sequence[Document], config: EngineConfig, *, seed: int = 0, retriever: Any = None
 ) -> tuple[list[Document], list[float] | None, list[str]]:
@@ -430,7 +435,11 @@ def _usage(resp: LLMResponse) -> dict[str, Any]:
 
 
 def answer_requests(
-    query: str, sources: Sequence[Document], config: EngineConfig, *, seed: int = 0,
+    query: str,
+    sources: Sequence[Document],
+    config: EngineConfig,
+    *,
+    seed: int = 0,
     scores: Sequence[float] | None = None,
 ) -> tuple[list[LLMRequest], list[SourceView], list[str]]:
     """The gateway requests of one answer (one per sample), the source views and shown texts."""
@@ -439,8 +448,12 @@ def answer_requests(
     version = load_answer_prompt(config.prompt_version).version
     reqs = [
         LLMRequest(
-            messages=turns, temperature=config.temperature, max_tokens=config.max_tokens,
-            seed=sample_seed(seed, i), prompt_version=version, purpose="answer",
+            messages=turns,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            seed=sample_seed(seed, i),
+            prompt_version=version,
+            purpose="answer",
         )
         for i in range(config.samples)
     ]
@@ -521,13 +534,13 @@ class Readings:
 def _source_text(doc: Document, config: EngineConfig) -> str:
     """A source's text as the model is shown it (flattened, cut to the budget)."""
     prompt = load_answer_prompt(config.prompt_version)
-    text, _ = truncate_text(" ".join(doc.text.split()) if prompt.flatten_sources else doc.text, config.source_budget_chars)
+    text, _ = truncate_text(
+        " ".join(doc.text.split()) if prompt.flatten_sources else doc.text, config.source_budget_chars
+    )
     return text
 
 
-def selection_request(
-    query: str, sources: Sequence[Document], config: EngineConfig, model: str
-) -> LLMRequest:
+def selection_request(query: str, sources: Sequence[Document], config: EngineConfig, model: str) -> LLMRequest:
     """The ``choices`` request whose next-token distribution over "1".."k" is the selection reading.
 
     The turns are exactly the answer prompt's; the embedded model continues an assistant turn begun
@@ -542,8 +555,12 @@ def selection_request(
     else:
         turns = (*turns[:-1], (turns[-1][0], turns[-1][1] + "\n\n" + rp.selection_instruction))
     return LLMRequest(
-        messages=turns, kind="choices", prefill=prefill, options=tuple(str(i + 1) for i in range(len(sources))),
-        prompt_version=f"{config.prompt_version}+{rp.version}", purpose="selection",
+        messages=turns,
+        kind="choices",
+        prefill=prefill,
+        options=tuple(str(i + 1) for i in range(len(sources))),
+        prompt_version=f"{config.prompt_version}+{rp.version}",
+        purpose="selection",
     )
 
 
@@ -554,9 +571,11 @@ def relevance_request(query: str, doc: Document, config: EngineConfig) -> LLMReq
     # str.replace, not format: page text may contain braces.
     context = rp.relevance_context.replace("{title}", title).replace("{text}", _source_text(doc, config))
     return LLMRequest(
-        messages=(("user", context),), kind="likelihood",
+        messages=(("user", context),),
+        kind="likelihood",
         continuation=rp.relevance_continuation.replace("{query}", " ".join(query.split())),
-        prompt_version=rp.version, purpose="relevance",
+        prompt_version=rp.version,
+        purpose="relevance",
     )
 
 
@@ -568,7 +587,11 @@ def _softmax(values: Sequence[float]) -> list[float]:
 
 
 async def aread(
-    gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig, *,
+    gateway: Gateway,
+    query: str,
+    sources: Sequence[Document],
+    config: EngineConfig,
+    *,
     target: int | None = None,
 ) -> Readings:
     """The relevance and selection readings of ``query`` over ``sources`` (display order), for the
@@ -607,8 +630,15 @@ async def aread(
 
 
 async def agenerate(
-    gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, scores: Sequence[float] | None = None, notes: Sequence[str] = (), target: int | None = None,
+    gateway: Gateway,
+    query: str,
+    sources: Sequence[Document],
+    config: EngineConfig | None = None,
+    *,
+    seed: int = 0,
+    scores: Sequence[float] | None = None,
+    notes: Sequence[str] = (),
+    target: int | None = None,
 ) -> Answer:
     """Answer ``query`` from ``sources`` exactly as given (display order, all of them, no top-k cut).
 
@@ -638,21 +668,39 @@ async def agenerate(
         readings = await readings_task
     samples = [
         make_sample(
-            r.text, shown, mode, config.overlap_threshold,
-            seed=req.seed, usage=_usage(r), cached=r.cached,
+            r.text,
+            shown,
+            mode,
+            config.overlap_threshold,
+            seed=req.seed,
+            usage=_usage(r),
+            cached=r.cached,
         )
         for req, r in zip(reqs, responses)
     ]
     return Answer(
-        query=query, sources=[d.id for d in sources], samples=samples, attribution=mode,
-        prompt_version=config.prompt_version, config=config, model=model, seed=seed,
-        source_info=views, notes=list(notes), readings=readings,
+        query=query,
+        sources=[d.id for d in sources],
+        samples=samples,
+        attribution=mode,
+        prompt_version=config.prompt_version,
+        config=config,
+        model=model,
+        seed=seed,
+        source_info=views,
+        notes=list(notes),
+        readings=readings,
     )
 
 
 async def aanswer(
-    gateway: Gateway, query: str, docs: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, retriever: Any = None,
+    gateway: Gateway,
+    query: str,
+    docs: Sequence[Document],
+    config: EngineConfig | None = None,
+    *,
+    seed: int = 0,
+    retriever: Any = None,
 ) -> Answer:
     """Select and order the top-k of ``docs`` (``config.order``), then :func:`agenerate`.
 
@@ -665,15 +713,24 @@ async def aanswer(
 
 
 def answer(
-    gateway: Gateway, query: str, docs: Sequence[Document], config: EngineConfig | None = None, *,
-    seed: int = 0, retriever: Any = None,
+    gateway: Gateway,
+    query: str,
+    docs: Sequence[Document],
+    config: EngineConfig | None = None,
+    *,
+    seed: int = 0,
+    retriever: Any = None,
 ) -> Answer:
     """Synchronous :func:`aanswer` (works inside Jupyter's running loop too)."""
     return run_sync(aanswer(gateway, query, docs, config, seed=seed, retriever=retriever))
 
 
 def generate(
-    gateway: Gateway, query: str, sources: Sequence[Document], config: EngineConfig | None = None, *,
+    gateway: Gateway,
+    query: str,
+    sources: Sequence[Document],
+    config: EngineConfig | None = None,
+    *,
     seed: int = 0,
 ) -> Answer:
     """Synchronous :func:`agenerate`."""
@@ -681,8 +738,29 @@ def generate(
 
 
 __all__ = [
-    "ATTRIBUTIONS", "ORDERS", "STAGES", "Answer", "AnswerPrompt", "EngineConfig", "Readings", "ReadingsPrompt",
-    "SourceView", "aanswer", "agenerate", "answer", "answer_requests", "aread", "build_prompt", "format_sources",
-    "generate", "is_embedded", "load_answer_prompt", "load_readings_prompt", "relevance_request", "sample_seed",
-    "select_sources", "selection_request", "truncate_text",
+    "ATTRIBUTIONS",
+    "ORDERS",
+    "STAGES",
+    "Answer",
+    "AnswerPrompt",
+    "EngineConfig",
+    "Readings",
+    "ReadingsPrompt",
+    "SourceView",
+    "aanswer",
+    "agenerate",
+    "answer",
+    "answer_requests",
+    "aread",
+    "build_prompt",
+    "format_sources",
+    "generate",
+    "is_embedded",
+    "load_answer_prompt",
+    "load_readings_prompt",
+    "relevance_request",
+    "sample_seed",
+    "select_sources",
+    "selection_request",
+    "truncate_text",
 ]

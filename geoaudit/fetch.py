@@ -394,7 +394,9 @@ class Fetcher:
         self._pins: dict[tuple[str, int], str] = {}
         self._own_client = client is None
         if client is None:
-            limits = httpx.Limits(max_connections=self.options.concurrency, max_keepalive_connections=self.options.concurrency)
+            limits = httpx.Limits(
+                max_connections=self.options.concurrency, max_keepalive_connections=self.options.concurrency
+            )
             client = httpx.AsyncClient(
                 transport=None if self.options.allow_private else _PinnedTransport(self._pins, limits=limits),
                 limits=limits,
@@ -470,8 +472,12 @@ class Fetcher:
                         return out
             hop_headers = {**(headers or {}), **((conditional or {}) if current == url else {})}
             resp, attempts = await self._request_with_retries(
-                current, hop_headers, ua=ua, max_bytes=max_bytes or self.options.max_bytes,
-                text_only=text_only, retries=self.options.retries if retries is None else retries,
+                current,
+                hop_headers,
+                ua=ua,
+                max_bytes=max_bytes or self.options.max_bytes,
+                text_only=text_only,
+                retries=self.options.retries if retries is None else retries,
             )
             out.attempts += attempts
             out.status, out.headers, out.body, out.truncated = resp.status, resp.headers, resp.body, resp.truncated
@@ -575,7 +581,10 @@ class Fetcher:
         if resp.error_kind == "redirect":  # RFC 9309 2.3.1.2: too many redirects = unavailable = allow all
             return _Robots(resp)
         if resp.error or status >= 500:
-            return _Robots(resp, note=f"robots.txt unreachable: {resp.error or 'HTTP ' + str(status)} (RFC 9309: treated as disallow all)")
+            return _Robots(
+                resp,
+                note=f"robots.txt unreachable: {resp.error or 'HTTP ' + str(status)} (RFC 9309: treated as disallow all)",
+            )
         if status != 200:  # 4xx: no robots.txt, everything is allowed
             return _Robots(resp)
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
@@ -599,7 +608,9 @@ class Fetcher:
                 resp = await self._request_once(url, headers, ua, max_bytes, text_only)
                 if self._on_request is not None:
                     self._on_request(RequestEvent(url, started, resp.status, time.monotonic() - t0, resp.error))
-            retryable = resp.status in RETRY_STATUSES or (resp.error_kind == "network" and (resp.error or "").startswith("connection"))
+            retryable = resp.status in RETRY_STATUSES or (
+                resp.error_kind == "network" and (resp.error or "").startswith("connection")
+            )
             if not retryable or attempt > retries:
                 if retryable and resp.status is not None:
                     resp.error, resp.error_kind = f"HTTP {resp.status} after {attempt} attempts", "http"
@@ -614,7 +625,9 @@ class Fetcher:
                 wait = max(wait, after)
             h.pause(wait)  # the whole host backs off, not just this URL
 
-    async def _request_once(self, url: str, headers: dict[str, str], ua: str, max_bytes: int, text_only: bool) -> _Response:
+    async def _request_once(
+        self, url: str, headers: dict[str, str], ua: str, max_bytes: int, text_only: bool
+    ) -> _Response:
         hdrs = {"User-Agent": ua, "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5", **headers}
         try:
             # One deadline for headers and body: a server dripping bytes cannot hold a slot forever.
@@ -638,13 +651,22 @@ class Fetcher:
                     resp.body = b"".join(chunks)[:max_bytes]
                     return resp
         except (TimeoutError, httpx.TimeoutException):
-            return _Response(None, httpx.Headers(), error=f"timeout: no complete response within {self.options.timeout:g}s", error_kind="network")
+            return _Response(
+                None,
+                httpx.Headers(),
+                error=f"timeout: no complete response within {self.options.timeout:g}s",
+                error_kind="network",
+            )
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            return _Response(None, httpx.Headers(), error=f"connection error: {type(exc).__name__}: {exc}", error_kind="network")
+            return _Response(
+                None, httpx.Headers(), error=f"connection error: {type(exc).__name__}: {exc}", error_kind="network"
+            )
         except httpx.DecodingError as exc:
             return _Response(None, httpx.Headers(), error=f"bad content encoding: {exc}", error_kind="network")
         except httpx.HTTPError as exc:
-            return _Response(None, httpx.Headers(), error=f"http error: {type(exc).__name__}: {exc}", error_kind="network")
+            return _Response(
+                None, httpx.Headers(), error=f"http error: {type(exc).__name__}: {exc}", error_kind="network"
+            )
 
 
 @dataclass

@@ -138,7 +138,9 @@ def _word_change(original: str, rewritten: str) -> tuple[float, int]:
         budget: list[float] = [WORD_CHANGE_BUDGET if k < most else math.inf]
         try:
             matched = sum(
-                _matched_words(a[len(a) * i // k: len(a) * (i + 1) // k], b[len(b) * i // k: len(b) * (i + 1) // k], budget)
+                _matched_words(
+                    a[len(a) * i // k : len(a) * (i + 1) // k], b[len(b) * i // k : len(b) * (i + 1) // k], budget
+                )
                 for i in range(k)
             )
             return 1.0 - 2.0 * matched / (len(a) + len(b)), k
@@ -175,7 +177,28 @@ _SAYS_RE = re.compile(
     rf"{_NAME_START}({_CAP}(?:{_GAP}(?:(?:of|for|and|the){_GAP})?{_CAP}){{0,7}}){_GAP}"
     r"(?:says|said|reports|reported|found|finds|estimates|estimated|notes|noted|states|stated|warns|warned)\b"
 )
-_LEADING_WORDS = {"I", "I'm", "I’m", "The", "A", "An", "This", "That", "These", "Those", "In", "On", "At", "For", "And", "But", "According", "Its", "Our", "It"}
+_LEADING_WORDS = {
+    "I",
+    "I'm",
+    "I’m",
+    "The",
+    "A",
+    "An",
+    "This",
+    "That",
+    "These",
+    "Those",
+    "In",
+    "On",
+    "At",
+    "For",
+    "And",
+    "But",
+    "According",
+    "Its",
+    "Our",
+    "It",
+}
 
 
 def _norm_number(raw: str) -> str:
@@ -386,9 +409,7 @@ def check(
     elif echoes_prompt(rewritten, instructions, original):
         report.failure = "the model echoed the prompt"
     elif not (min_length_ratio <= ratio <= max_length_ratio):
-        report.failure = (
-            f"length ratio {ratio:.2f} outside the strategy's {min_length_ratio:g}-{max_length_ratio:g}"
-        )
+        report.failure = f"length ratio {ratio:.2f} outside the strategy's {min_length_ratio:g}-{max_length_ratio:g}"
     else:
         for kind in forbid_new:
             items = report.fabrications.get(kind) or []

@@ -41,7 +41,13 @@ from geoaudit.metrics import rescale_to_reference
 from geoaudit.resources import prompts_dir
 
 FACETS = (
-    "relevance", "influence", "uniqueness", "diversity", "follow_up", "subjective_position", "subjective_count",
+    "relevance",
+    "influence",
+    "uniqueness",
+    "diversity",
+    "follow_up",
+    "subjective_position",
+    "subjective_count",
 )
 SCORE_MIN, SCORE_MAX = 1, 5
 
@@ -102,7 +108,10 @@ def load_facet_prompt(facet: str, version: str = "v1") -> FacetPrompt:
         if placeholder not in data.get("template", ""):
             raise ConfigError(f"{path}: template lacks {placeholder}")
     return FacetPrompt(
-        version=full, facet=facet, name=data.get("name", facet), template=data["template"],
+        version=full,
+        facet=facet,
+        name=data.get("name", facet),
+        template=data["template"],
         description=data.get("description", ""),
     )
 
@@ -166,14 +175,25 @@ class SourceJudgement:
 
 def _request(prompt: str, cfg: JudgeConfig, version: str, seed: int, logprobs: bool) -> LLMRequest:
     return LLMRequest.chat(
-        prompt, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=seed, prompt_version=version,
-        purpose="judge", top_logprobs=cfg.top_logprobs if logprobs else None,
+        prompt,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        seed=seed,
+        prompt_version=version,
+        purpose="judge",
+        top_logprobs=cfg.top_logprobs if logprobs else None,
     )
 
 
 async def ajudge_facet(
-    gateway: Gateway, query: str, sample: AnswerSample, source_index: int, facet: str,
-    config: JudgeConfig | None = None, *, seed: int = 0,
+    gateway: Gateway,
+    query: str,
+    sample: AnswerSample,
+    source_index: int,
+    facet: str,
+    config: JudgeConfig | None = None,
+    *,
+    seed: int = 0,
 ) -> FacetScore:
     """Score one facet of ``sample`` for the source at 0-based ``source_index``."""
     cfg = config or JudgeConfig()
@@ -202,7 +222,12 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 async def ajudge(
-    gateway: Gateway, answer: Answer, source_index: int, config: JudgeConfig | None = None, *, seed: int = 0,
+    gateway: Gateway,
+    answer: Answer,
+    source_index: int,
+    config: JudgeConfig | None = None,
+    *,
+    seed: int = 0,
 ) -> SourceJudgement:
     """Judge every configured facet of every answer sample for one source; average over samples.
 
@@ -214,10 +239,12 @@ async def ajudge(
         raise IndexError(f"source index {source_index} outside the {answer.n_sources} shown sources")
     per_sample: list[list[FacetScore]] = []
     for si, sample in enumerate(answer.samples):
-        scores = await asyncio.gather(*(
-            ajudge_facet(gateway, answer.query, sample, source_index, f, cfg, seed=sample_seed(seed, si))
-            for f in cfg.facets
-        ))
+        scores = await asyncio.gather(
+            *(
+                ajudge_facet(gateway, answer.query, sample, source_index, f, cfg, seed=sample_seed(seed, si))
+                for f in cfg.facets
+            )
+        )
         per_sample.append(list(scores))
     facets: dict[str, float | None] = {}
     for fi, facet in enumerate(cfg.facets):
@@ -233,19 +260,21 @@ async def ajudge_all(
     return list(await asyncio.gather(*(ajudge(gateway, answer, i, config, seed=seed) for i in range(answer.n_sources))))
 
 
-def judge(gateway: Gateway, answer: Answer, source_index: int, config: JudgeConfig | None = None, *, seed: int = 0) -> SourceJudgement:
+def judge(
+    gateway: Gateway, answer: Answer, source_index: int, config: JudgeConfig | None = None, *, seed: int = 0
+) -> SourceJudgement:
     """Synchronous :func:`ajudge`."""
     return run_sync(ajudge(gateway, answer, source_index, config, seed=seed))
 
 
-def judge_all(gateway: Gateway, answer: Answer, config: JudgeConfig | None = None, *, seed: int = 0) -> list[SourceJudgement]:
+def judge_all(
+    gateway: Gateway, answer: Answer, config: JudgeConfig | None = None, *, seed: int = 0
+) -> list[SourceJudgement]:
     """Synchronous :func:`ajudge_all`."""
     return run_sync(ajudge_all(gateway, answer, config, seed=seed))
 
 
-def rescale_to_pawc(
-    subjective: Sequence[float | None], pawc: Sequence[float]
-) -> list[float | None]:
+def rescale_to_pawc(subjective: Sequence[float | None], pawc: Sequence[float]) -> list[float | None]:
     """Rescale subjective impressions to the mean and variance of PAWC values (GEO paper §3.4).
 
     Use it over a population (all query-source pairs of a run), not one answer. None stays None.

@@ -72,9 +72,7 @@ IN_PROCESS_PREFIX = "local/"
 # Slots per in-process model and event loop, shared by every Gateway of the process, as many as
 # the model has contexts: a call that waited behind a busy context would count queue time as
 # model time (and time out for it).
-_in_process_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Slots]] = (
-    weakref.WeakKeyDictionary()
-)
+_in_process_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Slots]] = weakref.WeakKeyDictionary()
 #: Order in which calls waiting for a slot get one (lower first; unlisted purposes: 1). A rewrite
 #: unblocks the answers of every condition that uses the rewritten page, so serving rewrites first
 #: keeps the queue of ready calls full until the end of a run instead of ending on a tail of
@@ -169,8 +167,12 @@ class LLMRequest:
     def sampling(self) -> dict[str, Any]:
         if self.kind != "chat":
             # A reading samples nothing: temperature, seed and length cannot change it.
-            return {"kind": self.kind, "prefill": self.prefill, "options": list(self.options),
-                    "continuation": self.continuation}
+            return {
+                "kind": self.kind,
+                "prefill": self.prefill,
+                "options": list(self.options),
+                "continuation": self.continuation,
+            }
         return {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
@@ -265,10 +267,17 @@ class Usage:
         """The counters as plain values (what a run stores)."""
         with self._lock:
             return {
-                "calls": self.calls, "cached": self.cached, "failed": self.failed, "retries": self.retries,
-                "unusable": self.unusable, "rate_limited": self.rate_limited,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "cost": self.cost, "cost_unknown_calls": self.cost_unknown_calls, "local_calls": self.local_calls,
+                "calls": self.calls,
+                "cached": self.cached,
+                "failed": self.failed,
+                "retries": self.retries,
+                "unusable": self.unusable,
+                "rate_limited": self.rate_limited,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cost": self.cost,
+                "cost_unknown_calls": self.cost_unknown_calls,
+                "local_calls": self.local_calls,
             }
 
     def summary(self) -> str:
@@ -370,9 +379,7 @@ class LLMCache:
             "path": str(self.path),
             "entries": sum(r[2] for r in rows),
             "bytes": size,
-            "by_model": [
-                {"model": r[0], "purpose": r[1], "entries": r[2], "bytes": r[3] or 0} for r in rows
-            ],
+            "by_model": [{"model": r[0], "purpose": r[1], "entries": r[2], "bytes": r[3] or 0} for r in rows],
         }
 
     def clear(self, model: str | None = None) -> int:
@@ -394,17 +401,21 @@ class LLMCache:
 class Backend(Protocol):
     """What a model backend must do: one async chat completion. Errors are ``BackendCallError``."""
 
-    async def acomplete(
-        self, request: LLMRequest, model: str, *, timeout: float
-    ) -> LLMResponse: ...
+    async def acomplete(self, request: LLMRequest, model: str, *, timeout: float) -> LLMResponse: ...
 
 
 class BackendCallError(Exception):
     """One failed attempt; ``retryable`` decides whether the gateway tries again."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False,
-        retry_after: float | None = None, unknown_model: bool = False, unusable: bool = False,
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        unknown_model: bool = False,
+        unusable: bool = False,
         unsupported: bool = False,
     ) -> None:
         super().__init__(message)
@@ -460,7 +471,7 @@ def _strip_litellm_prefixes(msg: str) -> str:
     """litellm prefixes "litellm.X: X: OpenAIException - "; the class is already in the message."""
     while True:
         head, sep, rest = msg.partition(": ")
-        name = head[len("litellm."):] if head.startswith("litellm.") else head
+        name = head[len("litellm.") :] if head.startswith("litellm.") else head
         if sep and name.isidentifier():
             msg = rest
             continue
@@ -476,8 +487,16 @@ def _strip_litellm_prefixes(msg: str) -> str:
 
 #: Router settings geoaudit decides itself: the gateway retries (and counts, and backs off), and a
 #: run's answers must all come from its model, so no fallback to another model group.
-_ROUTER_FORBIDDEN = ("num_retries", "max_fallbacks", "fallbacks", "default_fallbacks", "context_window_fallbacks",
-                     "content_policy_fallbacks", "retry_policy", "model_group_retry_policy")
+_ROUTER_FORBIDDEN = (
+    "num_retries",
+    "max_fallbacks",
+    "fallbacks",
+    "default_fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "retry_policy",
+    "model_group_retry_policy",
+)
 #: A failing replica is left out for ``cooldown_time`` seconds once it failed more than
 #: ``allowed_fails`` times in a minute (litellm's Router semantics).
 ROUTER_DEFAULTS: dict[str, Any] = {"allowed_fails": 3, "cooldown_time": 30.0}
@@ -494,8 +513,12 @@ class Deployment:
 
     def describe(self) -> dict[str, Any]:
         """Provenance: no secrets (an ``api_key`` is never recorded)."""
-        return {"model": self.model, "api_base": self.api_base, "slots": self.slots,
-                **{k: v for k, v in self.params.items() if "key" not in k.lower()}}
+        return {
+            "model": self.model,
+            "api_base": self.api_base,
+            "slots": self.slots,
+            **{k: v for k, v in self.params.items() if "key" not in k.lower()},
+        }
 
 
 @dataclass(frozen=True)
@@ -525,9 +548,13 @@ class Endpoints:
         return len(self.deployments) > 1
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "model": self.model, "identity": self.identity,
-                "deployments": [d.describe() for d in self.deployments],
-                "router": self.router_kwargs() if self.routed else None}
+        return {
+            "source": self.source,
+            "model": self.model,
+            "identity": self.identity,
+            "deployments": [d.describe() for d in self.deployments],
+            "router": self.router_kwargs() if self.routed else None,
+        }
 
     def router_kwargs(self) -> dict[str, Any]:
         """Router(...) arguments besides the model list: geoaudit's defaults under the file's settings.
@@ -566,8 +593,12 @@ class Endpoints:
             return self
         limits = ("max_parallel_requests", "rpm", "tpm")
         deps = tuple(
-            replace(d, params={k: (-(-v // workers) if k in limits and isinstance(v, int) else v)
-                               for k, v in d.params.items()})
+            replace(
+                d,
+                params={
+                    k: (-(-v // workers) if k in limits and isinstance(v, int) else v) for k, v in d.params.items()
+                },
+            )
             for d in self.deployments
         )
         return replace(self, deployments=deps)
@@ -600,15 +631,23 @@ def load_router_file(path: Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:
-        raise ConfigError(f"router file {path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ConfigError(
+            f"router file {path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("model_list"), list) or not data["model_list"]:
-        raise ConfigError(f"router file {path} has no model_list",
-                          hint="model_list: [{model_name: ..., litellm_params: {model: ..., api_base: ...}}]")
+        raise ConfigError(
+            f"router file {path} has no model_list",
+            hint="model_list: [{model_name: ..., litellm_params: {model: ..., api_base: ...}}]",
+        )
     for i, entry in enumerate(data["model_list"]):
         params = entry.get("litellm_params") if isinstance(entry, dict) else None
-        if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str) or not isinstance(params, dict) \
-                or not isinstance(params.get("model"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("model_name"), str)
+            or not isinstance(params, dict)
+            or not isinstance(params.get("model"), str)
+        ):
             raise ConfigError(f"router file {path}: model_list entry {i + 1} needs model_name and litellm_params.model")
     settings = data.get("router_settings") or {}
     if not isinstance(settings, dict):
@@ -653,15 +692,23 @@ def resolve_endpoints(settings: Settings, model: str) -> Endpoints:
                 # waiting (counted and retried by the gateway: slots wasted on nothing).
                 slots = params.pop("max_parallel_requests", None) or settings.concurrency
                 if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
-                    raise ConfigError(f"router file {settings.router_file}: max_parallel_requests must be a whole "
-                                      f"number of at least 1, got {slots!r}")
+                    raise ConfigError(
+                        f"router file {settings.router_file}: max_parallel_requests must be a whole "
+                        f"number of at least 1, got {slots!r}"
+                    )
                 group_deps.append(Deployment(params.pop("model"), base, slots, params))
-            return Endpoints(model, tuple(group_deps), dict(data.get("router_settings") or {}),
-                             source=f"router file {settings.router_file}")
+            return Endpoints(
+                model,
+                tuple(group_deps),
+                dict(data.get("router_settings") or {}),
+                source=f"router file {settings.router_file}",
+            )
     bases = [settings.api_base] if settings.api_base else []
     if settings.replicas and not bases:
-        raise ConfigError("replicas are listed without the model's first endpoint (api_base)",
-                          hint="give the first endpoint with --api-base, then one --api-base per replica")
+        raise ConfigError(
+            "replicas are listed without the model's first endpoint (api_base)",
+            hint="give the first endpoint with --api-base, then one --api-base per replica",
+        )
     bases += [b for b in settings.replicas if b not in bases]
     for b in bases:
         _check_url(b, "--api-base")
@@ -675,7 +722,11 @@ class LiteLLMBackend:
     """Calls any model litellm reaches, and the embedded model through geoaudit's custom provider."""
 
     def __init__(
-        self, api_base: str | None = None, api_key: str | None = None, *, endpoints: Endpoints | None = None,
+        self,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        *,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self.api_base = api_base
         self.api_key = api_key
@@ -755,17 +806,30 @@ class LiteLLMBackend:
                 out = await asyncio.to_thread(embedded.read, name, request.kind, payload)
             except ValueError as exc:
                 raise BackendCallError(f"{model}: {exc}") from exc
-            return LLMResponse(text="", model=model, prompt_tokens=int(out.get("prompt_tokens", 0)), cost=0.0,
-                               reading=out, finish_reason="reading")
+            return LLMResponse(
+                text="",
+                model=model,
+                prompt_tokens=int(out.get("prompt_tokens", 0)),
+                cost=0.0,
+                reading=out,
+                finish_reason="reading",
+            )
         if request.kind != "choices":
             raise BackendCallError(
                 f"{model}: a {request.kind} reading needs prompt log-probabilities, which geoaudit reads "
-                "only from the embedded model", unsupported=True,
+                "only from the embedded model",
+                unsupported=True,
             )
         litellm = import_litellm()
         kwargs: dict[str, Any] = {
-            "model": model, "messages": messages, "temperature": 0.0, "max_tokens": 1, "timeout": timeout,
-            "num_retries": 0, "logprobs": True, "top_logprobs": 20,
+            "model": model,
+            "messages": messages,
+            "temperature": 0.0,
+            "max_tokens": 1,
+            "timeout": timeout,
+            "num_retries": 0,
+            "logprobs": True,
+            "top_logprobs": 20,
         }
         if self.api_base:
             kwargs["api_base"] = self.api_base
@@ -788,9 +852,14 @@ class LiteLLMBackend:
         for option in request.options:
             found = [lp for tok, lp in first.items() if tok.strip().strip("[]()") == option]
             scores[option] = max(found) if found else float("-inf")
-        return LLMResponse(text="", model=model, prompt_tokens=converted.prompt_tokens, cost=converted.cost,
-                           reading={"logprobs": scores, "prompt_tokens": converted.prompt_tokens,
-                                    "top": first}, finish_reason="reading")
+        return LLMResponse(
+            text="",
+            model=model,
+            prompt_tokens=converted.prompt_tokens,
+            cost=converted.cost,
+            reading={"logprobs": scores, "prompt_tokens": converted.prompt_tokens, "top": first},
+            finish_reason="reading",
+        )
 
     @staticmethod
     def _classify(exc: Exception, model: str) -> BackendCallError:
@@ -802,19 +871,24 @@ class LiteLLMBackend:
         msg = msg[:300]
         if name in {"Timeout", "APITimeoutError"} or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return BackendCallError(f"timed out ({msg})", status=status, retryable=True)
-        if name in {"APIConnectionError", "ServiceUnavailableError", "InternalServerError", "RateLimitError",
-                    "RouterRateLimitError"} or (
-            isinstance(status, int) and status in RETRYABLE_STATUS
-        ):
+        if name in {
+            "APIConnectionError",
+            "ServiceUnavailableError",
+            "InternalServerError",
+            "RateLimitError",
+            "RouterRateLimitError",
+        } or (isinstance(status, int) and status in RETRYABLE_STATUS):
             return BackendCallError(f"{name}: {msg}", status=status, retryable=True, retry_after=_retry_after(exc))
         if name == "BadRequestError" and "LLM Provider NOT provided" in str(exc):
-            return BackendCallError(
-                f"litellm does not know how to reach {model!r}", status=status, unknown_model=True
-            )
+            return BackendCallError(f"litellm does not know how to reach {model!r}", status=status, unknown_model=True)
         if name == "NotFoundError":
-            return BackendCallError(f"model {model!r} not found at the endpoint ({msg})", status=status, unknown_model=True)
+            return BackendCallError(
+                f"model {model!r} not found at the endpoint ({msg})", status=status, unknown_model=True
+            )
         if name == "AuthenticationError":
-            return BackendCallError(f"authentication failed for {model!r}: set the provider's API key ({msg})", status=status)
+            return BackendCallError(
+                f"authentication failed for {model!r}: set the provider's API key ({msg})", status=status
+            )
         return BackendCallError(f"{name}: {msg}", status=status)
 
     @staticmethod
@@ -822,13 +896,15 @@ class LiteLLMBackend:
         choices = getattr(resp, "choices", None)
         message = getattr(choices[0], "message", None) if choices else None
         if message is None:
-            raise BackendCallError("the endpoint replied HTTP 200 without a completion (no choices)",
-                                   retryable=True, unusable=True)
+            raise BackendCallError(
+                "the endpoint replied HTTP 200 without a completion (no choices)", retryable=True, unusable=True
+            )
         choice = choices[0]
         text = message.content or ""
         if not isinstance(text, str):
-            raise BackendCallError(f"the endpoint replied with {type(text).__name__} content, not text",
-                                   retryable=True, unusable=True)
+            raise BackendCallError(
+                f"the endpoint replied with {type(text).__name__} content, not text", retryable=True, unusable=True
+            )
         usage = getattr(resp, "usage", None)
         top: list[dict[str, float]] | None = None
         logprobs = getattr(choice, "logprobs", None)
@@ -839,10 +915,14 @@ class LiteLLMBackend:
             top = []
             for tok in content:
                 alts = tok.get("top_logprobs") if isinstance(tok, dict) else getattr(tok, "top_logprobs", None)
-                top.append({
-                    (a.get("token") if isinstance(a, dict) else a.token): float(a.get("logprob") if isinstance(a, dict) else a.logprob)
-                    for a in (alts or [])
-                })
+                top.append(
+                    {
+                        (a.get("token") if isinstance(a, dict) else a.token): float(
+                            a.get("logprob") if isinstance(a, dict) else a.logprob
+                        )
+                        for a in (alts or [])
+                    }
+                )
         cost: float | None = None
         if not model.startswith("local/"):
             # litellm already priced the call (when it knows the model); computing it again costs ~1 ms.
@@ -1032,9 +1112,7 @@ class Gateway:
                 self.usage.rate_limited += last.status == 429
             if last.unknown_model:
                 self.usage.failed += 1
-                raise UnknownModelError(
-                    f"{model}: {last}", hint="see `geoaudit models` for how to use other models"
-                )
+                raise UnknownModelError(f"{model}: {last}", hint="see `geoaudit models` for how to use other models")
             if not last.retryable or attempt == attempts - 1:
                 break
             if last.retry_after is not None and last.retry_after > MAX_RETRY_AFTER:
@@ -1113,8 +1191,9 @@ class PooledBackend:
     def __init__(self, settings: Settings, endpoints: Endpoints, workers: int) -> None:
         self.local = LiteLLMBackend(settings.api_base, settings.api_key)
         self.pool = WorkerPool(
-            functools.partial(LiteLLMBackend, settings.api_base, settings.api_key,
-                              endpoints=endpoints.for_workers(workers)),
+            functools.partial(
+                LiteLLMBackend, settings.api_base, settings.api_key, endpoints=endpoints.for_workers(workers)
+            ),
             workers,
         )
 

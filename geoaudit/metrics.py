@@ -48,7 +48,13 @@ from geoaudit.tokens import words
 #: The two readings of GEO's impression metrics (see the module docstring).
 PAWC_VARIANTS = ("paper", "code")
 SOURCE_METRICS = (
-    "word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
+    "word",
+    "position",
+    "pawc",
+    "cited",
+    "citation_count",
+    "first_citation_rank",
+    "share_of_voice",
 )
 
 
@@ -100,101 +106,151 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in [
         MetricInfo(
-            "word", "share of the answer's words",
+            "word",
+            "share of the answer's words",
             "Share of the answer's words in sentences attributed to the source (GEO Imp_wc)",
             "paper: Σ_{s∈S_c} |s|/k_s / Σ_{s∈S} |s|; code: same sum over words >2 chars, normalised to shares",
-            "GEO paper eq. 2; GEO code src/utils.py impression_word_count_simple", True,
+            "GEO paper eq. 2; GEO code src/utils.py impression_word_count_simple",
+            True,
         ),
         MetricInfo(
-            "position", "citation position score",
+            "position",
+            "citation position score",
             "How early the source is cited, decaying with sentence position (GEO Position)",
             "paper reading: Σ_{s∈S_c} exp(-pos(s)/|S|)/k_s / |S|; code: Σ exp(-i/(N-1))/k_i, normalised to shares",
-            "GEO paper Table 1 (no formula; geoaudit applies eq. 3 with |s|=1); GEO code impression_pos_count_simple", True,
+            "GEO paper Table 1 (no formula; geoaudit applies eq. 3 with |s|=1); GEO code impression_pos_count_simple",
+            True,
         ),
         MetricInfo(
-            "pawc", "visibility (position-adjusted word count, PAWC)",
+            "pawc",
+            "visibility (position-adjusted word count, PAWC)",
             "Position-adjusted word count: attributed words, earlier sentences weigh more",
             "paper: Σ_{s∈S_c} |s|·exp(-pos(s)/|S|)/k_s / Σ_{s∈S} |s|; code: Σ w_i·exp(-i/(N-1))/k_i, normalised to shares",
-            "GEO paper eq. 3; GEO code src/utils.py impression_wordpos_count_simple", True,
+            "GEO paper eq. 3; GEO code src/utils.py impression_wordpos_count_simple",
+            True,
         ),
         MetricInfo(
-            "cited", "chance of being cited at all",
+            "cited",
+            "chance of being cited at all",
             "Whether the answer cites the source at all (averaged: share of samples)",
-            "1 if ∃ s: c ∈ C_s else 0", "geoaudit (cited@k, C-SEO Bench style)", True,
+            "1 if ∃ s: c ∈ C_s else 0",
+            "geoaudit (cited@k, C-SEO Bench style)",
+            True,
         ),
         MetricInfo(
-            "citation_count", "number of sentences citing it",
-            "Number of answer sentences attributed to the source", "#{s : c ∈ C_s}", "geoaudit", True,
+            "citation_count",
+            "number of sentences citing it",
+            "Number of answer sentences attributed to the source",
+            "#{s : c ∈ C_s}",
+            "geoaudit",
+            True,
         ),
         MetricInfo(
-            "first_citation_rank", "rank of its first citation",
+            "first_citation_rank",
+            "rank of its first citation",
             "1-based rank of the source's first citation among the distinct cited sources (uncited: None)",
             "1 + index of c in the first-occurrence order of citations",
-            "C-SEO Bench src/benchmark/engine.py get_citation_order", False,
+            "C-SEO Bench src/benchmark/engine.py get_citation_order",
+            False,
         ),
         MetricInfo(
-            "share_of_voice", "share of voice",
+            "share_of_voice",
+            "share of voice",
             "Fraction of the attributed sentences that cite the source",
-            "#{s : c ∈ C_s} / #{s : C_s ≠ ∅}", "geoaudit", True,
+            "#{s : c ∈ C_s} / #{s : C_s ≠ ∅}",
+            "geoaudit",
+            True,
         ),
         MetricInfo(
-            "selection", "chance of being the source the engine cites first",
+            "selection",
+            "chance of being the source the engine cites first",
             "Share of the engine's next-token probability, where it starts citing, that goes to the "
             "source's number (selection stage; deterministic, no sampling)",
             "p_c / Σ_j p_j, p_j = P(next token = j | answer prompt, assistant turn begun with the citation prefill)",
             "geoaudit selection reading (next-token distribution over source numbers; cf. GEO Citation Lab's "
-            "selection vs absorption)", True,
+            "selection vs absorption)",
+            True,
         ),
         MetricInfo(
-            "relevance", "share of query likelihood among the shown sources",
+            "relevance",
+            "share of query likelihood among the shown sources",
             "How well the source on its own predicts the query, as a share of all shown sources "
             "(relevance stage; deterministic, position-free)",
             "exp(ℓ_c) / Σ_j exp(ℓ_j), ℓ_j = (1/|q|) Σ_t log P(q_t | q_<t, source j)",
-            "query likelihood: Sachan et al., EMNLP 2022 (UPR); Ponte & Croft, SIGIR 1998", True,
+            "query likelihood: Sachan et al., EMNLP 2022 (UPR); Ponte & Croft, SIGIR 1998",
+            True,
         ),
         MetricInfo(
-            "query_loglik", "query likelihood of the page",
+            "query_loglik",
+            "query likelihood of the page",
             "Mean per-token log-probability of the query given the source alone (independent of competitors)",
             "ℓ_c = (1/|q|) Σ_t log P(q_t | q_<t, source c)",
-            "query likelihood: Sachan et al., EMNLP 2022 (UPR)", True,
+            "query likelihood: Sachan et al., EMNLP 2022 (UPR)",
+            True,
         ),
         MetricInfo(
-            "selection_mass", "probability that the engine cites a shown source next",
+            "selection_mass",
+            "probability that the engine cites a shown source next",
             "Σ_j p_j of the selection reading: how sure the model is that a source number comes next",
-            "Σ_{j=1..k} P(next token = j)", "geoaudit selection reading", True, "answer",
+            "Σ_{j=1..k} P(next token = j)",
+            "geoaudit selection reading",
+            True,
+            "answer",
         ),
         MetricInfo(
-            "no_citation_rate", "share of answers citing nothing",
+            "no_citation_rate",
+            "share of answers citing nothing",
             "Share of sampled answers that attribute no sentence to any source (counted, never spread evenly)",
-            "#{samples with ∀ s: C_s = ∅} / #samples", "geoaudit (the GEO code instead gives every source 1/n)",
-            False, "answer",
+            "#{samples with ∀ s: C_s = ∅} / #samples",
+            "geoaudit (the GEO code instead gives every source 1/n)",
+            False,
+            "answer",
         ),
         MetricInfo(
-            "hallucinated_citations", "citations of sources that were not shown",
+            "hallucinated_citations",
+            "citations of sources that were not shown",
             "Citations naming no shown source ([0], or above the number of sources), per answer",
-            "#{(s, n) : n written in s, n ∉ 1..k}", "geoaudit", False, "answer",
+            "#{(s, n) : n written in s, n ∉ 1..k}",
+            "geoaudit",
+            False,
+            "answer",
         ),
         MetricInfo(
-            "valid_citations", "valid citations written",
+            "valid_citations",
+            "valid citations written",
             "Valid explicit citations the engine wrote per answer (all sources)",
-            "#{(s, n) : n written in s, n ∈ 1..k}", "geoaudit", True, "answer",
+            "#{(s, n) : n written in s, n ∈ 1..k}",
+            "geoaudit",
+            True,
+            "answer",
         ),
         MetricInfo(
-            "delta_rank", "rank in the citation order (Δrank)",
+            "delta_rank",
+            "rank in the citation order (Δrank)",
             "How many places the target moved up in the citation order (positive = better)",
             "both cited: r_b − r_m; base only: r_b − |L_m|; method only: |L_b| − r_m; neither: 0 "
             "(0-based ranks in the first 5 distinct citations L)",
-            "C-SEO Bench notebooks/4_evaluation.ipynb calculate_significant_improvements", True, "pair",
+            "C-SEO Bench notebooks/4_evaluation.ipynb calculate_significant_improvements",
+            True,
+            "pair",
         ),
         MetricInfo(
-            "delta_rank_adv", "rank in the citation order against the rivals answer (Δrank)",
+            "delta_rank_adv",
+            "rank in the citation order against the rivals answer (Δrank)",
             "Δrank of the treated answer against the rivals answer (same competitors adopting)",
-            "as delta_rank, with the rivals answer as the baseline", "geoaudit", True, "pair",
+            "as delta_rank, with the rivals answer as the baseline",
+            "geoaudit",
+            True,
+            "pair",
         ),
         MetricInfo(
-            "target_rank", "position among the engine's sources",
+            "target_rank",
+            "position among the engine's sources",
             "The target's 1-based position in the sources shown to the engine (lower = shown earlier)",
-            "1 + display index of the target", "geoaudit simulation (retrieval / source order)", False, "row",
+            "1 + display index of the target",
+            "geoaudit simulation (retrieval / source order)",
+            False,
+            "row",
             stored=False,
         ),
     ]
@@ -243,8 +299,12 @@ def position_weights(n_sentences: int, variant: str = "paper") -> list[float]:
 
 
 def impressions(
-    sentences: Sequence[Sequence[int]], word_counts: Sequence[int], n_sources: int,
-    variant: str = "paper", *, uniform_fallback: bool = False,
+    sentences: Sequence[Sequence[int]],
+    word_counts: Sequence[int],
+    n_sources: int,
+    variant: str = "paper",
+    *,
+    uniform_fallback: bool = False,
 ) -> dict[str, list[float]]:
     """GEO word / position / pawc per source from sentence attributions (see module docstring).
 
@@ -307,7 +367,10 @@ def source_metrics(
     sents: list[Sentence] = list(sample.sentences)
     cites = [[c for c in s.citations if 0 <= c < n_sources] for s in sents]
     imp = impressions(
-        cites, sentence_word_counts([s.text for s in sents], variant), n_sources, variant,
+        cites,
+        sentence_word_counts([s.text for s in sents], variant),
+        n_sources,
+        variant,
         uniform_fallback=uniform_fallback,
     )
     order = first_occurrence_order(cites)
@@ -315,15 +378,17 @@ def source_metrics(
     rows: list[dict[str, float | None]] = []
     for c in range(n_sources):
         count = sum(1 for cs in cites if c in cs)
-        rows.append({
-            "word": imp["word"][c],
-            "position": imp["position"][c],
-            "pawc": imp["pawc"][c],
-            "cited": 1.0 if count else 0.0,
-            "citation_count": float(count),
-            "first_citation_rank": float(order.index(c) + 1) if c in order else None,
-            "share_of_voice": count / attributed if attributed else 0.0,
-        })
+        rows.append(
+            {
+                "word": imp["word"][c],
+                "position": imp["position"][c],
+                "pawc": imp["pawc"][c],
+                "cited": 1.0 if count else 0.0,
+                "citation_count": float(count),
+                "first_citation_rank": float(order.index(c) + 1) if c in order else None,
+                "share_of_voice": count / attributed if attributed else 0.0,
+            }
+        )
     return rows
 
 
@@ -393,7 +458,10 @@ def answer_metrics(
 
 
 def delta_rank(
-    base_order: Sequence[int], method_order: Sequence[int], base_target: int, method_target: int,
+    base_order: Sequence[int],
+    method_order: Sequence[int],
+    base_target: int,
+    method_target: int,
     max_citations: int = 5,
 ) -> int:
     """Rank improvement of a target between a baseline and a method answer (C-SEO Bench).

@@ -68,7 +68,11 @@ AUDIT_BUDGETS: dict[str, tuple[int, int]] = {"quick": (1, 1), "standard": (2, 2)
 #: variants (they may only reuse the page's own facts) and GEO's rewrites that add no facts. GEO's
 #: statistics / quotation / cite-sources invent facts, so they are not recommended by default.
 AUDIT_LLM_STRATEGIES: tuple[str, ...] = (
-    "statistics-grounded", "quotation-grounded", "cite-sources-grounded", "fluency", "easy-to-understand",
+    "statistics-grounded",
+    "quotation-grounded",
+    "cite-sources-grounded",
+    "fluency",
+    "easy-to-understand",
 )
 
 
@@ -141,7 +145,16 @@ class AuditOptions:
 
 
 __all__ = [
-    "AUDIT_BUDGETS", "AUDIT_LLM_STRATEGIES", "AUDIT_RUNGS", "DEMO", "ENGINE_K", "ENGINE_MAX_TOKENS",
-    "ENGINE_SOURCE_BUDGET", "ENGINE_TEMPERATURE", "SIMULATE_RATES", "SIMULATE_STRATEGIES", "AuditOptions",
+    "AUDIT_BUDGETS",
+    "AUDIT_LLM_STRATEGIES",
+    "AUDIT_RUNGS",
+    "DEMO",
+    "ENGINE_K",
+    "ENGINE_MAX_TOKENS",
+    "ENGINE_SOURCE_BUDGET",
+    "ENGINE_TEMPERATURE",
+    "SIMULATE_RATES",
+    "SIMULATE_STRATEGIES",
+    "AuditOptions",
     "DemoOptions",
 ]

@@ -50,9 +50,23 @@ if TYPE_CHECKING:
     from geoaudit.runs import Run
 
 __all__ = [
-    "CSP", "REPORT_CSS", "answer_html", "build_report", "diff_html", "engine_section", "escape", "fabrications",
-    "flag_text", "html_table", "metric_label", "stats_table", "strategy_verdict", "svg_delta_chart", "trend_sentence",
-    "verdict_badge", "write_report",
+    "CSP",
+    "REPORT_CSS",
+    "answer_html",
+    "build_report",
+    "diff_html",
+    "engine_section",
+    "escape",
+    "fabrications",
+    "flag_text",
+    "html_table",
+    "metric_label",
+    "stats_table",
+    "strategy_verdict",
+    "svg_delta_chart",
+    "trend_sentence",
+    "verdict_badge",
+    "write_report",
 ]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -77,8 +91,14 @@ def _slug(text: str) -> str:
     return s[:60] or "x"
 
 
-_VERDICT_CLASS = {"better": "v-better", "worse": "v-worse", "mixed": "v-mixed", "no evidence": "v-none",
-                  "no change detected": "v-none", "insufficient data": "v-insuff"}
+_VERDICT_CLASS = {
+    "better": "v-better",
+    "worse": "v-worse",
+    "mixed": "v-mixed",
+    "no evidence": "v-none",
+    "no change detected": "v-none",
+    "insufficient data": "v-insuff",
+}
 _NOISE = ("no evidence", "no change detected", "insufficient data")
 
 # Okabe-Ito: distinguishable for colour-blind readers; dashes keep lines apart in grey print.
@@ -104,7 +124,12 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def svg_delta_chart(
-    series: Sequence[Mapping[str, Any]], *, title: str, y_label: str, width: int = 560, height: int = 300,
+    series: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    y_label: str,
+    width: int = 560,
+    height: int = 300,
     band_label: str = "band: 95% CI",
 ) -> str:
     """An inline SVG line chart of Δ against the adopter rate, with a CI band per series (``band_label``).
@@ -142,17 +167,25 @@ def svg_delta_chart(
     for t in _nice_ticks(lo, hi):
         y = Y(t)
         out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{ml - 6}" y="{y + 4:.1f}" text-anchor="end" class="ax">{_e(fmt_num(t, signed=True))}</text>')
+        out.append(
+            f'<text x="{ml - 6}" y="{y + 4:.1f}" text-anchor="end" class="ax">{_e(fmt_num(t, signed=True))}</text>'
+        )
     for r in rates:
         x = X(r)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{mt + ph}" y2="{mt + ph + 5}" stroke="#666"/>')
         out.append(f'<text x="{x:.1f}" y="{mt + ph + 18}" text-anchor="middle" class="ax">{_e(fmt_rate(r))}</text>')
-    out.append(f'<text x="{ml + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="ax">'
-               "competitors adopting the same strategy</text>")
-    out.append(f'<text transform="translate(14 {mt + ph / 2:.1f}) rotate(-90)" text-anchor="middle" class="ax">'
-               f"{_e(y_label)}</text>")
+    out.append(
+        f'<text x="{ml + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" class="ax">'
+        "competitors adopting the same strategy</text>"
+    )
+    out.append(
+        f'<text transform="translate(14 {mt + ph / 2:.1f}) rotate(-90)" text-anchor="middle" class="ax">'
+        f"{_e(y_label)}</text>"
+    )
     if lo < 0 < hi:
-        out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(0):.1f}" y2="{Y(0):.1f}" stroke="#333" stroke-dasharray="4 3"/>')
+        out.append(
+            f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(0):.1f}" y2="{Y(0):.1f}" stroke="#333" stroke-dasharray="4 3"/>'
+        )
     for i, s in enumerate(series):
         is_identity = s.get("identity", False)
         colour = _IDENTITY_COLOUR if is_identity else _PALETTE[i % len(_PALETTE)]
@@ -165,8 +198,10 @@ def svg_delta_chart(
             out.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.13" stroke="none"/>')
         for p in band:  # error bars: the band alone is invisible with one rate and faint in print
             x = X(p[0])
-            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{Y(p[2]):.1f}" y2="{Y(p[3]):.1f}" '
-                       f'stroke="{colour}" stroke-width="1.2" stroke-opacity="0.7"/>')
+            out.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{Y(p[2]):.1f}" y2="{Y(p[3]):.1f}" '
+                f'stroke="{colour}" stroke-width="1.2" stroke-opacity="0.7"/>'
+            )
         if len(good) >= 2:
             line = " ".join(f"{X(p[0]):.1f},{Y(p[1]):.1f}" for p in good)
             dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
@@ -174,14 +209,20 @@ def svg_delta_chart(
         for p in good:
             fill = colour if p[4] else "#fff"
             label = f"{s['name']} at {fmt_rate(p[0])}: Δ {fmt_num(p[1], signed=True)} {fmt_ci(p[2], p[3])}"
-            out.append(f'<circle cx="{X(p[0]):.1f}" cy="{Y(p[1]):.1f}" r="4" fill="{fill}" stroke="{colour}" '
-                       f'stroke-width="2"><title>{_e(label)}</title></circle>')
+            out.append(
+                f'<circle cx="{X(p[0]):.1f}" cy="{Y(p[1]):.1f}" r="4" fill="{fill}" stroke="{colour}" '
+                f'stroke-width="2"><title>{_e(label)}</title></circle>'
+            )
         ly = mt + 10 + i * 20
         lx = ml + pw + 14
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<line x1="{lx}" x2="{lx + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash_attr}/>')
+        out.append(
+            f'<line x1="{lx}" x2="{lx + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash_attr}/>'
+        )
         name = str(s["name"])
-        out.append(f'<text x="{lx + 30}" y="{ly + 4}" class="lg">{_e(name[:17] + ("…" if len(name) > 17 else ""))}</text>')
+        out.append(
+            f'<text x="{lx + 30}" y="{ly + 4}" class="lg">{_e(name[:17] + ("…" if len(name) > 17 else ""))}</text>'
+        )
     ly = mt + 10 + len(series) * 20 + 8
     out.append(f'<text x="{ml + pw + 14}" y="{ly}" class="ax">● significant  ○ not</text>')
     out.append(f'<text x="{ml + pw + 14}" y="{ly + 14}" class="ax">{_e(band_label)}</text>')
@@ -231,12 +272,18 @@ dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; overflow-wrap: anywhere
 """
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[tuple[str, str]]], row_classes: Sequence[str] | None = None) -> str:
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[tuple[str, str]]], row_classes: Sequence[str] | None = None
+) -> str:
     """An HTML table; each cell is (already-escaped html, css class)."""
-    out = ['<div class="tw"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
+    out = [
+        '<div class="tw"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead><tbody>"
+    ]
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        out.append(f"<tr{cls}>" + "".join(f'<td class="{c}">{h}</td>' if c else f"<td>{h}</td>" for h, c in row) + "</tr>")
+        out.append(
+            f"<tr{cls}>" + "".join(f'<td class="{c}">{h}</td>' if c else f"<td>{h}</td>" for h, c in row) + "</tr>"
+        )
     out.append("</tbody></table></div>")
     return "\n".join(out)
 
@@ -259,9 +306,24 @@ def _stats_table(df: pd.DataFrame, correction: str, *, show_group: bool = False,
     one_sided = first is not None and str(first["alternative"]) != "two-sided"
     p_head = f"p ({test}{', gain / loss' if one_sided else ''})"
     adj_head = ("p Holm" if correction == "holm" else "p BH") + (" gain / loss" if one_sided else "")
-    headers = [*lead, "adopters"] + (["group"] if show_group else []) + [
-        "n", "baseline → treated", est, f"{level} CI", "rel.", p_head, adj_head, "r", "d_z", "W/T/L", "MDE", "verdict",
-    ]
+    headers = (
+        [*lead, "adopters"]
+        + (["group"] if show_group else [])
+        + [
+            "n",
+            "baseline → treated",
+            est,
+            f"{level} CI",
+            "rel.",
+            p_head,
+            adj_head,
+            "r",
+            "d_z",
+            "W/T/L",
+            "MDE",
+            "verdict",
+        ]
+    )
     rows, classes = [], []
     for _, r in df.iterrows():
         cells = [(_e(r[c]), "") for c in lead] + [(_e(fmt_rate(r["rate"])), "num")]
@@ -291,11 +353,15 @@ def _stats_table(df: pd.DataFrame, correction: str, *, show_group: bool = False,
     return _table(headers, rows, classes)
 
 
-def _grouped_stats_tables(df: pd.DataFrame, correction: str, *, show_group: bool = False, omit: Sequence[str] = ()) -> str:
+def _grouped_stats_tables(
+    df: pd.DataFrame, correction: str, *, show_group: bool = False, omit: Sequence[str] = ()
+) -> str:
     """One table per metric x comparison, headed by what the comparison means."""
     out = []
     for (metric, comparison), g in df.groupby(["metric", "comparison"], sort=False):
-        out.append(f"<h4>{_e(metric)} · {_e(comparison)} <span class=\"note\">({_e(_COMPARISON_TEXT.get(str(comparison), ''))})</span></h4>")
+        out.append(
+            f'<h4>{_e(metric)} · {_e(comparison)} <span class="note">({_e(_COMPARISON_TEXT.get(str(comparison), ""))})</span></h4>'
+        )
         out.append(_stats_table(g, correction, show_group=show_group, omit=(*omit, "metric", "comparison")))
     return "\n".join(out)
 
@@ -326,9 +392,13 @@ def _row_phrase(r: Any) -> str:
     if str(r["estimand"]) == "mean" and not is_missing(r["rel_improvement"]):
         rel = f", {fmt_pct(r['rel_improvement'])} relative"
     what = "Δ" if str(r["estimand"]) == "mean" else "pseudo-median Δ"
-    flag = "" if r["ci_verified"] else f"; n = {int(r['n'])} is below the size where this interval's coverage was verified"
-    return (f"{what} {fmt_num(r['estimate'], signed=True)} ({fmt_level(r['ci_level'])} CI "
-            f"{fmt_num(r['estimate_ci_low'], signed=True)} to {fmt_num(r['estimate_ci_high'], signed=True)}{rel}{flag})")
+    flag = (
+        "" if r["ci_verified"] else f"; n = {int(r['n'])} is below the size where this interval's coverage was verified"
+    )
+    return (
+        f"{what} {fmt_num(r['estimate'], signed=True)} ({fmt_level(r['ci_level'])} CI "
+        f"{fmt_num(r['estimate_ci_low'], signed=True)} to {fmt_num(r['estimate_ci_high'], signed=True)}{rel}{flag})"
+    )
 
 
 def _strategy_verdict(rows: pd.DataFrame, metric: str) -> tuple[str, str]:
@@ -351,8 +421,11 @@ def _strategy_verdict(rows: pd.DataFrame, metric: str) -> tuple[str, str]:
     if not better.empty:
         best = better.sort_values("rate").iloc[0]
         where = ", ".join(rate_label(x) for _, x in better.iterrows())
-        also = (f" It significantly lowers it at adopter rates {', '.join(rate_label(x) for _, x in worse.iterrows())}."
-                if not worse.empty else "")
+        also = (
+            f" It significantly lowers it at adopter rates {', '.join(rate_label(x) for _, x in worse.iterrows())}."
+            if not worse.empty
+            else ""
+        )
         return "v-better", (
             f"significantly raises your page's {label}{in_group(best)}: {_row_phrase(best)} {_rate_phrase(float(best['rate']))} "
             f"(adjusted p {fmt_p(adj_p(best))}, {tests_label(best['family_size'])} in its family). "
@@ -371,11 +444,16 @@ def _strategy_verdict(rows: pd.DataFrame, metric: str) -> tuple[str, str]:
             f"{_row_phrase(m)}. Neither a gain nor a loss is claimed."
         )
     if (rows["verdict"] == "no change detected").all():
-        return "v-none", (f"no change detected in {label}: at every adopter rate each paired answer gave the same "
-                          f"value ({int(rows['n'].max())} queries).")
+        return "v-none", (
+            f"no change detected in {label}: at every adopter rate each paired answer gave the same "
+            f"value ({int(rows['n'].max())} queries)."
+        )
     if tested.empty:
         reasons = sorted({reason_text(r) for _, r in rows.iterrows()} - {""})
-        return "v-insuff", f"not enough data to say anything about {label} ({'; '.join(reasons[:2]) or 'too few queries'})."
+        return (
+            "v-insuff",
+            f"not enough data to say anything about {label} ({'; '.join(reasons[:2]) or 'too few queries'}).",
+        )
     first = tested.sort_values("rate").iloc[0]
     corrected = tested[tested["reason"] == "correction"]
     if not corrected.empty:
@@ -388,8 +466,9 @@ def _strategy_verdict(rows: pd.DataFrame, metric: str) -> tuple[str, str]:
     blind = tested[tested["reason"] == "one_sided_blind"]
     if not blind.empty:
         x = blind.iloc[0]
-        return "v-none", (f"no evidence of a gain in {label}; {reason_text(x)}: {_row_phrase(x)} "
-                          f"{_rate_phrase(float(x['rate']))}.")
+        return "v-none", (
+            f"no evidence of a gain in {label}; {reason_text(x)}: {_row_phrase(x)} {_rate_phrase(float(x['rate']))}."
+        )
     return "v-none", (
         f"no evidence of a change in {label}: every interval includes 0, e.g. {_row_phrase(first)} "
         f"{_rate_phrase(float(first['rate']))}."
@@ -401,8 +480,10 @@ def _trend_sentence(rows: pd.DataFrame) -> str:
     good = rows[rows["estimate"].notna()].sort_values("rate")
     if len(good) < 2:
         return ""
-    parts = "; ".join(f"{rate_label(r)}: {fmt_num(r['estimate'], signed=True)} {fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
-                      for _, r in good.iterrows())
+    parts = "; ".join(
+        f"{rate_label(r)}: {fmt_num(r['estimate'], signed=True)} {fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
+        for _, r in good.iterrows()
+    )
     if not good["significant"].any() or good["group"].nunique() > 1:  # no trend claimed across groups
         return f"By share of competitors adopting: {parts}."
     first, last = float(good["estimate"].iloc[0]), float(good["estimate"].iloc[-1])
@@ -417,8 +498,19 @@ def _engine_section(st: StatsResult) -> str:
         return ""
     rows = []
     for c in cal.controls:
-        mark, cls = ("not run", "v-insuff") if c.passed is None else (("passed", "v-better") if c.passed else ("failed", "v-worse"))
-        rows.append([(_e(c.name), ""), (_e(c.expectation), ""), (_e(c.result), ""), (f'<span class="{cls}">{_e(mark)}</span>', "")])
+        mark, cls = (
+            ("not run", "v-insuff")
+            if c.passed is None
+            else (("passed", "v-better") if c.passed else ("failed", "v-worse"))
+        )
+        rows.append(
+            [
+                (_e(c.name), ""),
+                (_e(c.expectation), ""),
+                (_e(c.result), ""),
+                (f'<span class="{cls}">{_e(mark)}</span>', ""),
+            ]
+        )
     facts = []
     if cal.answers:
         facts.append(
@@ -435,9 +527,10 @@ def _engine_section(st: StatsResult) -> str:
     failed = cal.failed()
     head = (
         "The engine failed a control: read every verdict below as unreliable."
-        if failed else
-        "The engine passed the controls this run could check." if any(c.passed for c in cal.controls) else
-        "This run has no controls: add the identity and rank strategies to check the engine."
+        if failed
+        else "The engine passed the controls this run could check."
+        if any(c.passed for c in cal.controls)
+        else "This run has no controls: add the identity and rank strategies to check the engine."
     )
     return (
         '<section id="engine"><h2>Engine calibration</h2>'
@@ -465,29 +558,41 @@ def _verdict_section(st: StatsResult, primary: str) -> str:
         trend = _trend_sentence(rows)
         items.append(
             f'<li><strong class="{cls}">{_e(s)}</strong> <span class="note">({_e(title)})</span>: {_e(sentence)}'
-            + (f" {_e(trend)}" if trend else "") + "</li>"
+            + (f" {_e(trend)}" if trend else "")
+            + "</li>"
         )
     head = (
         f"{n_better} of {len(strategies)} strategies significantly raise your page's {_metric_label(primary)} "
         "against competitors (advantage: you adopt vs you do not, with the same competitors adopting)."
-        if n_better else
-        f"No strategy significantly raised your page's {_metric_label(primary)} in this run."
+        if n_better
+        else f"No strategy significantly raised your page's {_metric_label(primary)} in this run."
     )
-    out = ['<section id="verdict"><h2>Verdict</h2><div class="verdict-box">', f"<p><strong>{_e(head)}</strong></p>",
-           "<ul>" + "".join(items) + "</ul>"]
+    out = [
+        '<section id="verdict"><h2>Verdict</h2><div class="verdict-box">',
+        f"<p><strong>{_e(head)}</strong></p>",
+        "<ul>" + "".join(items) + "</ul>",
+    ]
     prim = st.rows_for(metric=primary)
     level = fmt_level(prim["ci_level"].iloc[0]) if len(prim) else "95%"
-    what = ("the mean change per query" if set(prim["estimand"]) <= {"mean"} else
-            "the pseudo-median (Hodges-Lehmann) change per query" if set(prim["estimand"]) == {"pseudomedian"}
-            else "the change per query (mean or pseudo-median, as stated)")
+    what = (
+        "the mean change per query"
+        if set(prim["estimand"]) <= {"mean"}
+        else "the pseudo-median (Hodges-Lehmann) change per query"
+        if set(prim["estimand"]) == {"pseudomedian"}
+        else "the change per query (mean or pseudo-median, as stated)"
+    )
     unverified = int((~prim["ci_verified"].astype(bool)).sum()) if len(prim) else 0
     out.append(
         f'<p class="note">Tested on {_e(p["n_queries"])} queries; Δ is {_e(what)} of the target page\'s metric, '
         "and the test is the one about that Δ. A result counts only if its multiple-comparison-adjusted p-value is "
-        f"below {_e(st.options['alpha'])} and its whole {_e(level)} CI is on one side of 0; \"mixed\" means the mean "
+        f'below {_e(st.options["alpha"])} and its whole {_e(level)} CI is on one side of 0; "mixed" means the mean '
         f"and the rank test disagree. A {_e(level)} CI that includes 0 means the data cannot tell a gain from a loss."
-        + (f" Intervals marked * ({unverified}) come from fewer queries than the size where their coverage was "
-           "verified by simulation (benches/README.md) and may be too narrow." if unverified else "")
+        + (
+            f" Intervals marked * ({unverified}) come from fewer queries than the size where their coverage was "
+            "verified by simulation (benches/README.md) and may be too narrow."
+            if unverified
+            else ""
+        )
         + "</p>"
     )
     out.append("</div>")
@@ -512,11 +617,13 @@ def _verdict_section(st: StatsResult, primary: str) -> str:
 def _charts_section(st: StatsResult) -> str:
     summ = st.summary
     level = fmt_level(summ["ci_level"].iloc[0]) if len(summ) else "95%"
-    out = ['<section id="charts"><h2>How the effect changes as competitors adopt</h2>',
-           f'<p class="note">The estimate per adopter rate (the mean Δ, or the pseudo-median where that is the '
-           f"metric's estimand) with its {_e(level)} CI (band and bars). Advantage: you adopt "
-           "vs you do not, the same competitors adopting; net: against the market where nobody adopted. "
-           "The grey dotted line is the A/A control (identity): its spread is pure noise.</p>"]
+    out = [
+        '<section id="charts"><h2>How the effect changes as competitors adopt</h2>',
+        f'<p class="note">The estimate per adopter rate (the mean Δ, or the pseudo-median where that is the '
+        f"metric's estimand) with its {_e(level)} CI (band and bars). Advantage: you adopt "
+        "vs you do not, the same competitors adopting; net: against the market where nobody adopted. "
+        "The grey dotted line is the A/A control (identity): its spread is pure noise.</p>",
+    ]
     # One pass over the summary instead of a filter per strategy x metric x comparison.
     by_key = {k: g for k, g in summ.groupby(["strategy", "metric", "comparison"], sort=False)} if len(summ) else {}
     for metric in st.options["metrics"]:
@@ -528,14 +635,27 @@ def _charts_section(st: StatsResult) -> str:
                 rows = rows[rows["group"] == "all"] if "group" in rows else rows
                 if rows.empty:
                     continue
-                pts = [(float(r["rate"]), r["estimate"], r["estimate_ci_low"], r["estimate_ci_high"], bool(r["significant"]))
-                       for _, r in rows.sort_values("rate").iterrows()]
+                pts = [
+                    (
+                        float(r["rate"]),
+                        r["estimate"],
+                        r["estimate_ci_low"],
+                        r["estimate_ci_high"],
+                        bool(r["significant"]),
+                    )
+                    for _, r in rows.sort_values("rate").iterrows()
+                ]
                 series.append({"name": s, "points": pts, "identity": s == "identity"})
             if series:
                 est = st.rows_for(metric=metric)["estimand"].iloc[0]
-                charts.append(svg_delta_chart(series, title=f"{metric} — {comparison}",
-                                              y_label=f"{_ESTIMAND_SHORT.get(str(est), 'Δ')} {metric}",
-                                              band_label=f"band: {level} CI"))
+                charts.append(
+                    svg_delta_chart(
+                        series,
+                        title=f"{metric} — {comparison}",
+                        y_label=f"{_ESTIMAND_SHORT.get(str(est), 'Δ')} {metric}",
+                        band_label=f"band: {level} CI",
+                    )
+                )
         if charts:
             out.append(f"<h3>{_e(metric)}: {_e(_metric_label(metric))}</h3>")
             out.append('<div class="charts">' + "\n".join(charts) + "</div>")
@@ -612,8 +732,11 @@ def _answer_html(ans: Answer, target_pos: int | None, label: str, sample: int = 
         url = info.url if info else ""
         is_t = i == target_pos
         srcs.append(
-            ('<li class="t">' if is_t else "<li>") + _e(title) + (f" <code>{_e(url)}</code>" if url else "")
-            + (" ← your page" if is_t else "") + "</li>"
+            ('<li class="t">' if is_t else "<li>")
+            + _e(title)
+            + (f" <code>{_e(url)}</code>" if url else "")
+            + (" ← your page" if is_t else "")
+            + "</li>"
         )
     how = {"explicit": "[n] = citation the engine wrote", "overlap": "(≈n) = attributed by word overlap"}
     hows = sorted({s.how for s in smp.sentences if s.citations})
@@ -630,8 +753,10 @@ def _example_answers(run: Run, data: RunData, strategy: str, item: str) -> str:
     if b is None or t is None:
         return ""
     out = []
-    for row, label in ((b, "Before: nobody adopted"),
-                       (t, f"After: your page adopted {strategy} (competitors adopting: {fmt_rate(t['rate'])})")):
+    for row, label in (
+        (b, "Before: nobody adopted"),
+        (t, f"After: your page adopted {strategy} (competitors adopting: {fmt_rate(t['rate'])})"),
+    ):
         ans = run.answer(str(row["answer_id"]))
         if ans is None:
             continue
@@ -644,8 +769,10 @@ def _example_answers(run: Run, data: RunData, strategy: str, item: str) -> str:
     ans0 = run.answer(str(b["answer_id"]))
     if ans0 is not None:
         query = ans0.query
-    return (f"<h4>Example answer for the query “{_e(query)}” <span class=\"note\">(item {_e(item)})</span></h4>"
-            f'<div class="pair">{"".join(out)}</div>')
+    return (
+        f'<h4>Example answer for the query “{_e(query)}” <span class="note">(item {_e(item)})</span></h4>'
+        f'<div class="pair">{"".join(out)}</div>'
+    )
 
 
 class _Rewrites:
@@ -674,18 +801,28 @@ def _strategy_section(
     info = st.provenance["strategy_info"].get(strategy) or {}
     recs = rewrites.counts.get(strategy, [])
     targets = rewrites.targets.get(strategy, [])
-    out = [f'<section id="strategy-{_slug(strategy)}"><h2>Strategy: {_e(strategy)}</h2>',
-           f'<p class="sub">{_e(info.get("title", ""))} · {_e(info.get("origin", ""))} · kind {_e(info.get("kind", "?"))}, '
-           f'version {_e(info.get("version", "?"))}, prompt {_e(info.get("prompt_hash", "?"))}</p>']
+    out = [
+        f'<section id="strategy-{_slug(strategy)}"><h2>Strategy: {_e(strategy)}</h2>',
+        f'<p class="sub">{_e(info.get("title", ""))} · {_e(info.get("origin", ""))} · kind {_e(info.get("kind", "?"))}, '
+        f"version {_e(info.get('version', '?'))}, prompt {_e(info.get('prompt_hash', '?'))}</p>",
+    ]
     if strategy == "identity":
-        out.append('<p class="note">The A/A control: pages are left exactly as they are and only the engine\'s sampling '
-                   "differs, so every difference here is noise. Real strategies must beat this spread.</p>")
+        out.append(
+            '<p class="note">The A/A control: pages are left exactly as they are and only the engine\'s sampling '
+            "differs, so every difference here is noise. Real strategies must beat this spread.</p>"
+        )
     srows = st.rows_for(strategy)
     if not srows.empty:
-        out.append(_grouped_stats_tables(srows, st.options["correction"], show_group=st.options.get("by") is not None, omit=("strategy",)))
+        out.append(
+            _grouped_stats_tables(
+                srows, st.options["correction"], show_group=st.options.get("by") is not None, omit=("strategy",)
+            )
+        )
     if info.get("kind") == "rank":
-        out.append('<p class="note">This strategy rewrites nothing: adopting pages are moved to the top of the sources the '
-                   "engine sees (traditional SEO, C-SEO Bench's baseline).</p>")
+        out.append(
+            '<p class="note">This strategy rewrites nothing: adopting pages are moved to the top of the sources the '
+            "engine sees (traditional SEO, C-SEO Bench's baseline).</p>"
+        )
     elif strategy == "identity":
         pass  # nothing to diff: the example answer below shows what pure sampling noise looks like
     elif recs:
@@ -696,16 +833,24 @@ def _strategy_section(
         out.append(f"<p><strong>Rewrites:</strong> {_e(status_txt)}.</p>")
         failed = Counter(str(r["reason"]) for r in rewrites.failed.get(strategy, []))
         if failed:
-            out.append("<p><strong>Failed rewrites</strong> (the original text was used instead):</p><ul>"
-                       + "".join(f"<li>{_e(reason)} — {n}×</li>" for reason, n in failed.most_common(8)) + "</ul>")
+            out.append(
+                "<p><strong>Failed rewrites</strong> (the original text was used instead):</p><ul>"
+                + "".join(f"<li>{_e(reason)} — {n}×</li>" for reason, n in failed.most_common(8))
+                + "</ul>"
+            )
         flagged = Counter(k for r in targets for k, v in _fabrications(r).items())
         if flagged:
-            out.append('<div class="flags"><strong>Fabrication risk:</strong> rewrites of your page added '
-                       + _e(", ".join(f"{_FLAG_TEXT.get(k, k)} ({n} page{'s' if n != 1 else ''})" for k, n in flagged.items()))
-                       + " not present in the original. Check them before publishing.</div>")
+            out.append(
+                '<div class="flags"><strong>Fabrication risk:</strong> rewrites of your page added '
+                + _e(", ".join(f"{_FLAG_TEXT.get(k, k)} ({n} page{'s' if n != 1 else ''})" for k, n in flagged.items()))
+                + " not present in the original. Check them before publishing.</div>"
+            )
         else:
-            out.append('<p class="note">No rewrite of your page added numbers, quotations, named sources or URLs '
-                       "absent from the original.</p>")
+            out.append(
+                '<p class="note">No rewrite of your page added numbers, quotations, named sources or URLs '
+                "absent from the original.</p>"
+            )
+
         # Examples: flagged or failed first (what a creator must check), then the most changed.
         def order(r: Mapping[str, Any]) -> tuple[int, int, float]:
             g = r.get("guards") or {}
@@ -721,20 +866,27 @@ def _strategy_section(
             left, right = _diff_html(*run.rewrite_texts(rec["doc_id"], strategy, rec["item"]))
             fab = _fabrications(rec)
             g = rec.get("guards") or {}
-            stat_line = (f"status {rec['status']}" + (f" ({rec['reason']})" if rec["reason"] else "")
-                         + f"; length ratio {fmt_num(g.get('length_ratio'))}, words changed {fmt_pct(g.get('word_change'), signed=False)}")
+            stat_line = (
+                f"status {rec['status']}"
+                + (f" ({rec['reason']})" if rec["reason"] else "")
+                + f"; length ratio {fmt_num(g.get('length_ratio'))}, words changed {fmt_pct(g.get('word_change'), signed=False)}"
+            )
             out.append(f"<h3>Your page in item {_e(rec['item'])}: original and rewrite</h3>")
             out.append(f'<p class="note">{_e(stat_line)}; model {_e(rec["model"])}</p>')
             if fab:
-                out.append('<div class="flags"><strong>Added, not in the original:</strong><ul>'
-                           + "".join(f"<li>{_e(_FLAG_TEXT.get(k, k))}: {_e(', '.join(v[:8]))}</li>" for k, v in fab.items())
-                           + "</ul></div>")
-            out.append(f'<div class="diff"><div><h4>Original</h4>{left}</div><div><h4>Rewritten ({_e(strategy)})</h4>{right}</div></div>')
+                out.append(
+                    '<div class="flags"><strong>Added, not in the original:</strong><ul>'
+                    + "".join(f"<li>{_e(_FLAG_TEXT.get(k, k))}: {_e(', '.join(v[:8]))}</li>" for k, v in fab.items())
+                    + "</ul></div>"
+                )
+            out.append(
+                f'<div class="diff"><div><h4>Original</h4>{left}</div><div><h4>Rewritten ({_e(strategy)})</h4>{right}</div></div>'
+            )
             out.append(_example_answers(run, data, strategy, str(rec["item"])))
         if not targets:
             out.append('<p class="note">No rewrite of your page is stored for this strategy.</p>')
     if info.get("kind") == "rank" or strategy == "identity" or not recs:
-        for item in data.treated_items(strategy)[:max(1, examples)]:
+        for item in data.treated_items(strategy)[: max(1, examples)]:
             out.append(_example_answers(run, data, strategy, str(item)))
     out.append("</section>")
     return "\n".join(out)
@@ -743,8 +895,10 @@ def _strategy_section(
 def _breakdown_section(data: RunData, st: StatsResult, primary: str) -> str:
     parts = []
     p = st.provenance
-    for by, title in (("domain", "By domain (GEO's per-domain analysis)"),
-                      ("orig_rank", "By the target's original position among the sources (GEO Table 2)")):
+    for by, title in (
+        ("domain", "By domain (GEO's per-domain analysis)"),
+        ("orig_rank", "By the target's original position among the sources (GEO Table 2)"),
+    ):
         col = "domain" if by == "domain" else "target_orig_rank"
         if data.n_distinct[col] < 2:
             continue
@@ -758,11 +912,15 @@ def _breakdown_section(data: RunData, st: StatsResult, primary: str) -> str:
         df = df[df["rate"] == df["rate"].min()] if len(df) else df
         parts.append(f"<h3>{_e(title)}</h3>")
         if df.empty or (df["status"] != "ok").all():
-            parts.append(f'<p class="note">Too few queries per group to test ({_e(data.n_distinct[col])} groups for '
-                         f'{_e(p["n_queries"])} queries; at least 5 queries with non-zero Δ per group are needed).</p>')
+            parts.append(
+                f'<p class="note">Too few queries per group to test ({_e(data.n_distinct[col])} groups for '
+                f"{_e(p['n_queries'])} queries; at least 5 queries with non-zero Δ per group are needed).</p>"
+            )
             continue
-        parts.append(f'<p class="note">{_e(primary)}, advantage, {_e(fmt_rate(df["rate"].min()))} of competitors '
-                     "adopting; corrections within each group.</p>")
+        parts.append(
+            f'<p class="note">{_e(primary)}, advantage, {_e(fmt_rate(df["rate"].min()))} of competitors '
+            "adopting; corrections within each group.</p>"
+        )
         parts.append(_stats_table(df, o["correction"], show_group=True, omit=("metric", "comparison")))
     if not parts:
         return ""
@@ -777,8 +935,15 @@ def _metric_definitions(metrics: Sequence[str]) -> str:
         if info is None:
             continue
         name = "delta_rank (advantage)" if m == "delta_rank_adv" else m
-        rows.append([(_e(name), ""), (_e(info.description), ""), (_e(info.formula), ""), (_e(info.source), ""),
-                     (_e("higher" if info.higher_is_better else "lower"), "")])
+        rows.append(
+            [
+                (_e(name), ""),
+                (_e(info.description), ""),
+                (_e(info.formula), ""),
+                (_e(info.source), ""),
+                (_e("higher" if info.higher_is_better else "lower"), ""),
+            ]
+        )
     return _table(["metric", "meaning", "formula", "source", "better"], rows)
 
 
@@ -793,19 +958,31 @@ def _methodology_section(st: StatsResult) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())
     fams = st.family_sizes()
     items: list[tuple[str, str]] = [
-        ("run", f"{p['run_id']} ({p['status']}, {p['cells']} of {p['planned_cells']} cells; created {p['created_at']}, finished {p['finished_at']})"),
+        (
+            "run",
+            f"{p['run_id']} ({p['status']}, {p['cells']} of {p['planned_cells']} cells; created {p['created_at']}, finished {p['finished_at']})",
+        ),
         ("command line", p["command"] or "?"),
         ("engine model", p["model"]),
         ("rewrite model", f"{p['rewrite_model']} (rewrite seed {p.get('rewrite_seed')})"),
-        ("sources shown", f"k = {p['k']}, order {p['order']} (retriever: {'BM25 over the candidates' if p['order'] == 'retrieved' else 'none, the bench order' if p['order'] == 'given' else 'bench order, shuffled per seed'})"),
+        (
+            "sources shown",
+            f"k = {p['k']}, order {p['order']} (retriever: {'BM25 over the candidates' if p['order'] == 'retrieved' else 'none, the bench order' if p['order'] == 'given' else 'bench order, shuffled per seed'})",
+        ),
         ("attribution", f"{p['attribution']} (overlap threshold {p.get('overlap_threshold')})"),
-        ("answer prompt", f"{p['prompt_version']}; temperature {p['temperature']}, max tokens {p['max_tokens']}, "
-                          f"source budget {p['source_budget_chars']} characters, PAWC variant {p['pawc_variant']}"),
+        (
+            "answer prompt",
+            f"{p['prompt_version']}; temperature {p['temperature']}, max tokens {p['max_tokens']}, "
+            f"source budget {p['source_budget_chars']} characters, PAWC variant {p['pawc_variant']}",
+        ),
         ("strategies", strat or "?"),
         ("adopter rates", ", ".join(fmt_rate(r) for r in p["rates"])),
         ("seeds / samples", f"seeds {', '.join(map(str, p['seeds']))}; {p['samples']} sample(s) per condition"),
         ("queries (n)", f"{p['n_queries']} of {p['bench_items']} bench items"),
-        ("bench", f"{p['bench_name']} ({p['bench_format']}) from {p['bench_source']}; {len(p['bench_skipped'])} item(s) skipped"),
+        (
+            "bench",
+            f"{p['bench_name']} ({p['bench_format']}) from {p['bench_source']}; {len(p['bench_skipped'])} item(s) skipped",
+        ),
         ("bench notes", "; ".join(map(str, p["bench_notes"])) or "none"),
         ("comparisons", "; ".join(f"{c}: {_COMPARISON_TEXT[c]}" for c in o["comparisons"])),
         ("unit of analysis", "the query: samples and seeds are averaged within a query before testing"),
@@ -818,37 +995,80 @@ def _methodology_section(st: StatsResult) -> str:
         )
         n_flag = int((~summ["ci_verified"].astype(bool)).sum())
         items += [
-            ("estimand and test", (f"{estimands}; {first['alternative']}, zero_method {first['zero_method']} for the "
-                                   "Wilcoxon test; the other test (Wilcoxon for a mean, the mean's test for a "
-                                   "pseudo-median) is run as a check: \"mixed\" when the two disagree")),
-            ("correction", f"{'Holm' if o['correction'] == 'holm' else 'Benjamini-Hochberg'} within family '{o['family']}' "
-                           f"({', '.join(f'{k}: {v} tests' for k, v in list(fams.items())[:6])}"
-                           f"{', …' if len(fams) > 6 else ''}); alpha {o['alpha']}"
-                           + ("; losses by the reverse one-sided test, corrected the same way" if first["alternative"] != "two-sided" else "")),
-            ("confidence intervals", f"{fmt_level(first['ci_level'])} ("
-                                     + ("1 − alpha" if first["alternative"] == "two-sided" else "1 − 2 alpha: each bound is the one-sided bound the one-sided test inverts")
-                                     + "): " + "; ".join(sorted(set(map(str, summ["ci_method"]))))
-                                     + f"; {n_flag} interval(s) from fewer queries than the size where simulated coverage held "
-                                     "(marked *, benches/README.md)"),
-            ("relative change", ("±(treated mean − baseline mean) / |baseline mean|, + = your page gained; Fieller's "
-                                 "interval; undefined when the baseline mean is within its own margin of 0")),
-            ("effect sizes", "matched-pairs rank-biserial r (Kerby 2014; zeros handled as the Wilcoxon test does), paired Cohen's d_z"),
-            ("minimum detectable effect", f"at {o['power']:.0%} power with each row's own test at alpha / its family size "
-             "(t formula for a mean, simulated signed-rank test for a pseudo-median): "
-             + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in st.mde_by_metric().items())),
-            ("mode", ("C-SEO Bench (one-sided Wilcoxon with the reverse test for losses, zeros dropped by the test, "
-                      "Holm per domain × metric × adopter rate across strategies, population SD)")
-             if o["mode"] == "cseo" else "default (two-sided)"),
+            (
+                "estimand and test",
+                (
+                    f"{estimands}; {first['alternative']}, zero_method {first['zero_method']} for the "
+                    "Wilcoxon test; the other test (Wilcoxon for a mean, the mean's test for a "
+                    'pseudo-median) is run as a check: "mixed" when the two disagree'
+                ),
+            ),
+            (
+                "correction",
+                f"{'Holm' if o['correction'] == 'holm' else 'Benjamini-Hochberg'} within family '{o['family']}' "
+                f"({', '.join(f'{k}: {v} tests' for k, v in list(fams.items())[:6])}"
+                f"{', …' if len(fams) > 6 else ''}); alpha {o['alpha']}"
+                + (
+                    "; losses by the reverse one-sided test, corrected the same way"
+                    if first["alternative"] != "two-sided"
+                    else ""
+                ),
+            ),
+            (
+                "confidence intervals",
+                f"{fmt_level(first['ci_level'])} ("
+                + (
+                    "1 − alpha"
+                    if first["alternative"] == "two-sided"
+                    else "1 − 2 alpha: each bound is the one-sided bound the one-sided test inverts"
+                )
+                + "): "
+                + "; ".join(sorted(set(map(str, summ["ci_method"]))))
+                + f"; {n_flag} interval(s) from fewer queries than the size where simulated coverage held "
+                "(marked *, benches/README.md)",
+            ),
+            (
+                "relative change",
+                (
+                    "±(treated mean − baseline mean) / |baseline mean|, + = your page gained; Fieller's "
+                    "interval; undefined when the baseline mean is within its own margin of 0"
+                ),
+            ),
+            (
+                "effect sizes",
+                "matched-pairs rank-biserial r (Kerby 2014; zeros handled as the Wilcoxon test does), paired Cohen's d_z",
+            ),
+            (
+                "minimum detectable effect",
+                f"at {o['power']:.0%} power with each row's own test at alpha / its family size "
+                "(t formula for a mean, simulated signed-rank test for a pseudo-median): "
+                + ", ".join(f"{m} ±{fmt_num(v)}" for m, v in st.mde_by_metric().items()),
+            ),
+            (
+                "mode",
+                (
+                    "C-SEO Bench (one-sided Wilcoxon with the reverse test for losses, zeros dropped by the test, "
+                    "Holm per domain × metric × adopter rate across strategies, population SD)"
+                )
+                if o["mode"] == "cseo"
+                else "default (two-sided)",
+            ),
         ]
     items += [
-        ("calibration (A/A)", " ".join(st.calibration_messages()) or "; ".join(n for n in st.notes if "A/A" in n)
-         or "no identity strategy in this run: the tests' false-positive rate was not checked"),
+        (
+            "calibration (A/A)",
+            " ".join(st.calibration_messages())
+            or "; ".join(n for n in st.notes if "A/A" in n)
+            or "no identity strategy in this run: the tests' false-positive rate was not checked",
+        ),
         ("LLM usage / cost", str(usage.get("summary") or "not recorded")),
         ("versions", versions or "?"),
     ]
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    return (f'<section id="methodology"><h2>Methodology</h2><dl class="meta">{dl}</dl>'
-            f"<h3>Metric definitions</h3>{_metric_definitions(o['metrics'])}</section>")
+    return (
+        f'<section id="methodology"><h2>Methodology</h2><dl class="meta">{dl}</dl>'
+        f"<h3>Metric definitions</h3>{_metric_definitions(o['metrics'])}</section>"
+    )
 
 
 # ============================================================================ the report
@@ -881,7 +1101,7 @@ def build_report(
     body = [
         f"<header><h1>{_e(heading)}</h1>",
         f'<p class="sub">geoaudit report for run {_e(p["run_id"])} · engine {_e(p["model"])} · {_e(p["n_queries"])} queries · '
-        f'strategies {_e(", ".join(p["strategies"]))} · adopter rates {_e(", ".join(fmt_rate(r) for r in p["rates"]))}</p>',
+        f"strategies {_e(', '.join(p['strategies']))} · adopter rates {_e(', '.join(fmt_rate(r) for r in p['rates']))}</p>",
         '<nav class="note">Contents: <a href="#engine">engine calibration</a> · <a href="#verdict">verdict</a> · '
         '<a href="#charts">charts</a> · '
         '<a href="#results">all results</a> · '
@@ -894,7 +1114,8 @@ def build_report(
         "W/T/L = queries where the target won / tied / lost. MDE = smallest Δ detectable with "
         f"{_e(fmt_level(st.options['power']))} power by the row's own test at alpha / its family size. "
         "* = fewer queries than the size where the interval's coverage was verified.</p>"
-        + _grouped_stats_tables(st.summary, st.options["correction"], show_group=st.options.get("by") is not None) + "</section>",
+        + _grouped_stats_tables(st.summary, st.options["correction"], show_group=st.options.get("by") is not None)
+        + "</section>",
     ]
     if breakdowns:
         body.append(_breakdown_section(data, st, primary))
@@ -902,10 +1123,12 @@ def build_report(
         body.append(_strategy_section(run, st, data, rewrites, s, examples))
     body.append(_methodology_section(st))
     version = (p.get("versions") or {}).get("geoaudit", "?")
-    body.append(f'<footer class="note"><p>Generated by geoaudit {_e(version)} from run {_e(p["run_id"])}. '
-                "All page and answer text above is quoted as data; nothing in it was executed.</p></footer>")
+    body.append(
+        f'<footer class="note"><p>Generated by geoaudit {_e(version)} from run {_e(p["run_id"])}. '
+        "All page and answer text above is quoted as data; nothing in it was executed.</p></footer>"
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">\n'
         '<meta name="referrer" content="no-referrer">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -921,7 +1144,9 @@ def write_report(run: Run, out_dir: Path | str, **kwargs: Any) -> Path:
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a directory", hint="pass a directory for the report, e.g. -o reports/my-run/")
+        raise InputError(
+            f"{out} exists and is not a directory", hint="pass a directory for the report, e.g. -o reports/my-run/"
+        )
     return atomic_write_text(out / "index.html", build_report(run, **kwargs))
 
 

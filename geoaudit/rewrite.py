@@ -96,10 +96,10 @@ def postprocess(raw: str, steps: Sequence[str]) -> str:
                 text = re.sub(r"^\s*```[^\n`]*\n", "", text)
                 text = re.sub(r"\n```\s*$", "", text)
         elif step.startswith("after-marker:"):
-            marker = step[len("after-marker:"):]
+            marker = step[len("after-marker:") :]
             idx = text.lower().rfind(marker.lower())
-            if idx >= 0 and text[idx + len(marker):].strip():
-                text = text[idx + len(marker):]
+            if idx >= 0 and text[idx + len(marker) :].strip():
+                text = text[idx + len(marker) :]
         elif step == "strip-chatter":
             text = _strip_chatter(text)
     return text.strip()
@@ -115,9 +115,13 @@ def _strip_chatter(text: str) -> str:
             if not paras[0].strip():
                 paras.pop(0)
             continue
-        label = re.match(r"^\s*(?:\*\*)?(?:(?:(?:rewritten|revised|updated|improved|new)\s+)?(?:text|version|page|output)|rewritten|rewrite|answer)\s*:(?:\*\*)?\s*", paras[0], re.IGNORECASE)
-        if label and paras[0][label.end():].strip():
-            paras[0] = paras[0][label.end():]
+        label = re.match(
+            r"^\s*(?:\*\*)?(?:(?:(?:rewritten|revised|updated|improved|new)\s+)?(?:text|version|page|output)|rewritten|rewrite|answer)\s*:(?:\*\*)?\s*",
+            paras[0],
+            re.IGNORECASE,
+        )
+        if label and paras[0][label.end() :].strip():
+            paras[0] = paras[0][label.end() :]
         break
     while len(paras) > 1 and _CHATTER_END_RE.match(paras[-1]):
         paras.pop()
@@ -287,9 +291,7 @@ def reassemble(chunks: Sequence[Chunk], outputs: Sequence[str | None]) -> str:
     out: list[str] = []
     for chunk, new in zip(chunks, outputs):
         if new is None or not chunk.rewritable:
-            body = "".join(
-                p.text + (p.sep if k < len(chunk.pieces) - 1 else "") for k, p in enumerate(chunk.pieces)
-            )
+            body = "".join(p.text + (p.sep if k < len(chunk.pieces) - 1 else "") for k, p in enumerate(chunk.pieces))
         else:
             body = _SEP_RE.sub("\n", new.strip()) if line_mode else new.strip()
         out.append(body + chunk.sep)
@@ -364,10 +366,16 @@ class RewriteResult:
         return original.with_text(
             self.text,
             rewrite={
-                "strategy": self.strategy, "strategy_version": self.strategy_version, "status": self.status,
-                "model": self.model, "seed": self.seed, "prompt_hash": self.prompt_hash,
-                "implementation": self.implementation, "transform": self.transform,
-                "original_hash": self.original_hash, "key": self.key,
+                "strategy": self.strategy,
+                "strategy_version": self.strategy_version,
+                "status": self.status,
+                "model": self.model,
+                "seed": self.seed,
+                "prompt_hash": self.prompt_hash,
+                "implementation": self.implementation,
+                "transform": self.transform,
+                "original_hash": self.original_hash,
+                "key": self.key,
             },
         )
 
@@ -386,8 +394,14 @@ def rewrite_key(
     serves every query.
     """
     payload = [
-        original_hash, strategy.name, strategy.version, model, seed, strategy.prompt_hash,
-        (query or "").strip() if strategy.query_aware else "", max_chars,
+        original_hash,
+        strategy.name,
+        strategy.version,
+        model,
+        seed,
+        strategy.prompt_hash,
+        (query or "").strip() if strategy.query_aware else "",
+        max_chars,
     ]
     return "r1:" + hashlib.sha256(json.dumps(payload).encode("utf-8")).hexdigest()
 
@@ -435,9 +449,25 @@ REWRITE_MIGRATIONS: list[Migration] = [
     ("rewrites_v2", _rewrites_v2),
 ]
 _COLUMNS = (
-    "key", "doc_id", "doc_url", "strategy", "strategy_version", "prompt_hash", "model", "seed", "query",
-    "original_hash", "rewritten_hash", "status", "reason", "text", "guards", "chunks", "created_at",
-    "implementation", "transform",
+    "key",
+    "doc_id",
+    "doc_url",
+    "strategy",
+    "strategy_version",
+    "prompt_hash",
+    "model",
+    "seed",
+    "query",
+    "original_hash",
+    "rewritten_hash",
+    "status",
+    "reason",
+    "text",
+    "guards",
+    "chunks",
+    "created_at",
+    "implementation",
+    "transform",
 )
 
 
@@ -465,15 +495,23 @@ class RewriteStore:
                 tuple(row[k] for k in _COLUMNS),
             )
 
-    def find(self, *, doc_id: str | None = None, strategy: str | None = None, model: str | None = None,
-             status: str | None = None) -> list[RewriteResult]:
+    def find(
+        self,
+        *,
+        doc_id: str | None = None,
+        strategy: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+    ) -> list[RewriteResult]:
         """Stored rewrites matching every given filter, newest first."""
         where, args = [], []
         for col, val in (("doc_id", doc_id), ("strategy", strategy), ("model", model), ("status", status)):
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
-        sql = "SELECT * FROM rewrites" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at DESC"
+        sql = (
+            "SELECT * FROM rewrites" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at DESC"
+        )
         with self._lock:
             rows = self.conn.execute(sql, args).fetchall()
         return [_row_to_result(r) for r in rows]
@@ -545,9 +583,17 @@ async def arewrite(
             return hit
 
     base = dict(
-        doc_id=doc.id, strategy=strategy.name, strategy_version=strategy.version, original_hash=doc.content_hash,
-        model=model, seed=seed, prompt_hash=strategy.prompt_hash, created_at=now_iso(),
-        query=query if strategy.query_aware else None, doc_url=doc.url, key=key,
+        doc_id=doc.id,
+        strategy=strategy.name,
+        strategy_version=strategy.version,
+        original_hash=doc.content_hash,
+        model=model,
+        seed=seed,
+        prompt_hash=strategy.prompt_hash,
+        created_at=now_iso(),
+        query=query if strategy.query_aware else None,
+        doc_url=doc.url,
+        key=key,
     )
     cons = strategy.constraints
     chunks = plan_chunks(doc.text, max_chars=max_chunk_chars, keep_structure=cons.keep_structure)
@@ -555,15 +601,28 @@ async def arewrite(
     requests = []
     for i in todo:
         system, user = strategy.render(chunks[i].text, title=doc.title, query=query)
-        requests.append(LLMRequest.chat(
-            user, system=system or None, temperature=strategy.temperature,
-            max_tokens=_max_tokens(chunks[i].text, strategy), seed=seed,
-            prompt_version=f"{strategy.name}@{strategy.version}:{strategy.prompt_hash}", purpose="rewrite",
-        ))
+        requests.append(
+            LLMRequest.chat(
+                user,
+                system=system or None,
+                temperature=strategy.temperature,
+                max_tokens=_max_tokens(chunks[i].text, strategy),
+                seed=seed,
+                prompt_version=f"{strategy.name}@{strategy.version}:{strategy.prompt_hash}",
+                purpose="rewrite",
+            )
+        )
 
     def failed(reason: str, guards: dict[str, Any] | None = None) -> RewriteResult:
-        return RewriteResult(status="failed", reason=reason, text=doc.text, rewritten_hash=doc.content_hash,
-                             guards=guards or {}, chunks=len(todo), **base)
+        return RewriteResult(
+            status="failed",
+            reason=reason,
+            text=doc.text,
+            rewritten_hash=doc.content_hash,
+            guards=guards or {},
+            chunks=len(todo),
+            **base,
+        )
 
     try:
         responses = list(await asyncio.gather(*(gateway.acomplete(r) for r in requests)))
@@ -587,8 +646,12 @@ async def arewrite(
     new_text = reassemble(chunks, outputs) if cons.keep_structure else (outputs[0] or "").strip()
 
     report = G.check(
-        doc.text, new_text, min_length_ratio=cons.min_length_ratio, max_length_ratio=cons.max_length_ratio,
-        instructions=instructions, forbid_new=cons.forbid_new,
+        doc.text,
+        new_text,
+        min_length_ratio=cons.min_length_ratio,
+        max_length_ratio=cons.max_length_ratio,
+        instructions=instructions,
+        forbid_new=cons.forbid_new,
     )
     guards = report.to_dict()
     guards["chunks"] = len(todo)
@@ -601,8 +664,12 @@ async def arewrite(
     result = RewriteResult(
         status="unchanged" if unchanged else "ok",
         reason="the model returned the text unchanged" if unchanged else "",
-        text=new_text, rewritten_hash=content_hash(new_text), guards=guards, chunks=len(todo),
-        cached=bool(responses) and all(r.cached for r in responses), **base,
+        text=new_text,
+        rewritten_hash=content_hash(new_text),
+        guards=guards,
+        chunks=len(todo),
+        cached=bool(responses) and all(r.cached for r in responses),
+        **base,
     )
     return _finish(store, result)
 
@@ -622,33 +689,71 @@ def _without_model(
             return hit
     transform: Transform | None = strategy.rule_transform if strategy.kind == "rule" else None
     base: dict[str, Any] = {
-        "doc_id": doc.id, "strategy": strategy.name, "strategy_version": strategy.version,
-        "original_hash": doc.content_hash, "model": "", "seed": 0, "prompt_hash": strategy.prompt_hash,
-        "created_at": now_iso(), "query": query if strategy.query_aware else None, "doc_url": doc.url, "key": key,
-        "implementation": "transform" if transform else "none", "transform": transform.label if transform else "",
+        "doc_id": doc.id,
+        "strategy": strategy.name,
+        "strategy_version": strategy.version,
+        "original_hash": doc.content_hash,
+        "model": "",
+        "seed": 0,
+        "prompt_hash": strategy.prompt_hash,
+        "created_at": now_iso(),
+        "query": query if strategy.query_aware else None,
+        "doc_url": doc.url,
+        "key": key,
+        "implementation": "transform" if transform else "none",
+        "transform": transform.label if transform else "",
     }
     if transform is None:  # rank: the engine moves the document; its text stays as it is
         guards = G.check(doc.text, doc.text).to_dict()
         guards["position"] = strategy.position
-        return _finish(store, RewriteResult(status="ok", reason="", text=doc.text,
-                                            rewritten_hash=doc.content_hash, guards=guards, **base))
+        return _finish(
+            store,
+            RewriteResult(
+                status="ok", reason="", text=doc.text, rewritten_hash=doc.content_hash, guards=guards, **base
+            ),
+        )
     new_text = transform.apply(doc.text, title=doc.title, query=query, params=strategy.parameters)
     cons = strategy.constraints
-    report = G.check(doc.text, new_text, min_length_ratio=cons.min_length_ratio,
-                     max_length_ratio=cons.max_length_ratio, forbid_new=cons.forbid_new)
+    report = G.check(
+        doc.text,
+        new_text,
+        min_length_ratio=cons.min_length_ratio,
+        max_length_ratio=cons.max_length_ratio,
+        forbid_new=cons.forbid_new,
+    )
     guards = report.to_dict()
     if new_text == doc.text:
         # Nothing added, nothing to guard against: identity's purpose, or a page the transform has
         # nothing to act on (no sentence sharing a word with the query, no figures, ...).
-        status, reason = ("ok", "") if not transform.changes_text else (
-            "unchanged", f"transform {transform.name} found nothing to change in this page")
-        return _finish(store, RewriteResult(status=status, reason=reason, text=doc.text,
-                                            rewritten_hash=doc.content_hash, guards=guards, **base))
+        status, reason = (
+            ("ok", "")
+            if not transform.changes_text
+            else ("unchanged", f"transform {transform.name} found nothing to change in this page")
+        )
+        return _finish(
+            store,
+            RewriteResult(
+                status=status, reason=reason, text=doc.text, rewritten_hash=doc.content_hash, guards=guards, **base
+            ),
+        )
     if report.failure:
-        return _finish(store, RewriteResult(status="failed", reason=report.failure, text=doc.text,
-                                            rewritten_hash=doc.content_hash, guards=guards, **base))
-    return _finish(store, RewriteResult(status="ok", reason="", text=new_text,
-                                        rewritten_hash=content_hash(new_text), guards=guards, **base))
+        return _finish(
+            store,
+            RewriteResult(
+                status="failed",
+                reason=report.failure,
+                text=doc.text,
+                rewritten_hash=doc.content_hash,
+                guards=guards,
+                **base,
+            ),
+        )
+    return _finish(
+        store,
+        RewriteResult(
+            status="ok", reason="", text=new_text, rewritten_hash=content_hash(new_text), guards=guards, **base
+        ),
+    )
 
 
 def _finish(store: RewriteStore | None, result: RewriteResult) -> RewriteResult:
@@ -669,8 +774,18 @@ def rewrite(
     read_store: bool = True,
 ) -> RewriteResult:
     """Synchronous :func:`arewrite` (also usable inside Jupyter's running loop)."""
-    return run_sync(arewrite(gateway, strategy, doc, query=query, seed=seed, store=store,
-                             max_chunk_chars=max_chunk_chars, read_store=read_store))
+    return run_sync(
+        arewrite(
+            gateway,
+            strategy,
+            doc,
+            query=query,
+            seed=seed,
+            store=store,
+            max_chunk_chars=max_chunk_chars,
+            read_store=read_store,
+        )
+    )
 
 
 async def arewrite_many(
@@ -695,13 +810,19 @@ async def arewrite_many(
     """
     needs_query = [s.name for s in strategies if s.query_aware]
     if needs_query and not (query and query.strip()):
-        raise InputError(
-            f"strategy {needs_query[0]!r} needs the target query", hint="pass --query \"...\""
-        )
+        raise InputError(f"strategy {needs_query[0]!r} needs the target query", hint='pass --query "..."')
 
     async def one(doc: Document, strategy: Strategy) -> RewriteResult:
-        result = await arewrite(gateway, strategy, doc, query=query, seed=seed, store=store,
-                                max_chunk_chars=max_chunk_chars, read_store=read_store)
+        result = await arewrite(
+            gateway,
+            strategy,
+            doc,
+            query=query,
+            seed=seed,
+            store=store,
+            max_chunk_chars=max_chunk_chars,
+            read_store=read_store,
+        )
         if progress is not None:
             progress(result)
         return result
@@ -722,8 +843,19 @@ def rewrite_many(
     read_store: bool = True,
 ) -> list[RewriteResult]:
     """Synchronous :func:`arewrite_many`."""
-    return run_sync(arewrite_many(gateway, strategies, docs, query=query, seed=seed, store=store,
-                                  progress=progress, max_chunk_chars=max_chunk_chars, read_store=read_store))
+    return run_sync(
+        arewrite_many(
+            gateway,
+            strategies,
+            docs,
+            query=query,
+            seed=seed,
+            store=store,
+            progress=progress,
+            max_chunk_chars=max_chunk_chars,
+            read_store=read_store,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- the rewrite job
@@ -741,7 +873,11 @@ def output_format(path: Path | str | None, fmt: str | None = None) -> str:
     """
     if fmt is None:
         suffix = Path(path).suffix.lower().lstrip(".") if path else ""
-        fmt = {"htm": "html", "markdown": "md"}.get(suffix, suffix) if suffix in (*OUTPUT_FORMATS, "htm", "markdown") else "jsonl"
+        fmt = (
+            {"htm": "html", "markdown": "md"}.get(suffix, suffix)
+            if suffix in (*OUTPUT_FORMATS, "htm", "markdown")
+            else "jsonl"
+        )
     if fmt not in OUTPUT_FORMATS:
         raise InputError(f"unknown format {fmt!r}", hint=f"use {', '.join(OUTPUT_FORMATS)}")
     return fmt
@@ -819,27 +955,44 @@ def rewrite_documents(
             for pattern in doc_patterns:
                 found = stored.find(pattern)
                 if not found:
-                    raise InputError(f"no stored document matches {pattern!r}", hint="see `geoaudit crawl` to add pages")
+                    raise InputError(
+                        f"no stored document matches {pattern!r}", hint="see `geoaudit crawl` to add pages"
+                    )
                 docs.extend(found)
         finally:
             stored.close()
     if not docs:
         raise InputError("no documents given", hint="pass files, or --doc ID_OR_URL_PATTERN for stored documents")
     by_id = {d.id: d for d in docs}
-    gateway = make_gateway(settings, model=model or settings.rewrite_model or settings.model) if any(
-        st.needs_model for st in chosen) else None
+    gateway = (
+        make_gateway(settings, model=model or settings.rewrite_model or settings.model)
+        if any(st.needs_model for st in chosen)
+        else None
+    )
     store = RewriteStore(settings.store_path)
     try:
-        results = rewrite_many(gateway, chosen, list(by_id.values()), query=query, seed=seed, store=store,
-                               progress=progress, read_store=read_store)
+        results = rewrite_many(
+            gateway,
+            chosen,
+            list(by_id.values()),
+            query=query,
+            seed=seed,
+            store=store,
+            progress=progress,
+            read_store=read_store,
+        )
     finally:
         store.close()
         if gateway is not None:
             gateway.close()
     return RewriteBatch(
-        results=results, documents=by_id, model=gateway.model if gateway is not None else None,
+        results=results,
+        documents=by_id,
+        model=gateway.model if gateway is not None else None,
         usage=gateway.usage if gateway is not None else None,
-        transforms=[st.rule_transform.label for st in chosen if st.kind == "rule"], query=query, seed=seed,
+        transforms=[st.rule_transform.label for st in chosen if st.kind == "rule"],
+        query=query,
+        seed=seed,
     )
 
 
@@ -933,12 +1086,16 @@ def render_results(pairs: Sequence[tuple[Document, RewriteResult]], fmt: str) ->
             body.append(
                 f'<article data-doc-id="{e(doc.id)}" data-strategy="{e(res.strategy)}" data-status="{e(res.status)}">\n'
                 f"<h2>{e(doc.title or doc.url or doc.id)} — {e(res.strategy)} ({e(res.status)})</h2>\n"
-                f"<p class=\"meta\">{e(_provenance(res))}"
-                + (f"; {e(res.reason)}" if res.reason else "") + "</p>\n" + paras + "</article>"
+                f'<p class="meta">{e(_provenance(res))}'
+                + (f"; {e(res.reason)}" if res.reason else "")
+                + "</p>\n"
+                + paras
+                + "</article>"
             )
         return (
             '<!doctype html>\n<html><head><meta charset="utf-8"><title>geoaudit rewrites</title></head>\n<body>\n'
-            + "\n".join(body) + "\n</body></html>\n"
+            + "\n".join(body)
+            + "\n</body></html>\n"
         )
     raise InputError(f"unknown output format {fmt!r}", hint="use jsonl, md or html")
 

@@ -51,8 +51,17 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 USAGE_COUNTERS = (
-    "calls", "cached", "failed", "retries", "unusable", "rate_limited", "prompt_tokens",
-    "completion_tokens", "cost", "cost_unknown_calls", "local_calls",
+    "calls",
+    "cached",
+    "failed",
+    "retries",
+    "unusable",
+    "rate_limited",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "cost_unknown_calls",
+    "local_calls",
 )
 
 
@@ -74,8 +83,18 @@ def _run_v1(conn: Any) -> None:
     )
     # The columns of the first schema, spelled out: a migration must not change with the registry.
     v1_metrics = (
-        "word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
-        "no_citation_rate", "hallucinated_citations", "valid_citations", "delta_rank", "delta_rank_adv",
+        "word",
+        "position",
+        "pawc",
+        "cited",
+        "citation_count",
+        "first_citation_rank",
+        "share_of_voice",
+        "no_citation_rate",
+        "hallucinated_citations",
+        "valid_citations",
+        "delta_rank",
+        "delta_rank_adv",
     )
     metric_cols = ", ".join(f"{m} REAL" for m in v1_metrics)
     conn.execute(
@@ -147,9 +166,13 @@ RUN_MIGRATIONS: list[Migration] = [("run_v1", _run_v1), ("run_v2", _run_v2), ("r
 def usage_summary(usage: dict[str, Any]) -> str:
     """One line for a run's summed usage (what reports and ``runs show`` print)."""
     extra = ", ".join(
-        f"{usage[k]:,} {label}" for k, label in
-        (("failed", "failed calls"), ("retries", "retries"), ("unusable", "unusable replies"),
-         ("rate_limited", "rate-limited replies"))
+        f"{usage[k]:,} {label}"
+        for k, label in (
+            ("failed", "failed calls"),
+            ("retries", "retries"),
+            ("unusable", "unusable replies"),
+            ("rate_limited", "rate-limited replies"),
+        )
         if usage.get(k)
     )
     return (
@@ -329,7 +352,11 @@ class Run:
         )
 
     def save_cell(
-        self, cell: str, key: dict[str, Any], answer: Answer, rows: list[dict[str, Any]],
+        self,
+        cell: str,
+        key: dict[str, Any],
+        answer: Answer,
+        rows: list[dict[str, Any]],
         usage: dict[str, Any] | None = None,
     ) -> None:
         """Store a finished cell's answer and rows; ``usage`` (this invocation's totals so far, see
@@ -337,13 +364,24 @@ class Run:
         record = answer.to_dict()  # once: it is most of a cell's CPU in the writing process
         answer_id = "a" + hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
         cols = [
-            "item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample", "target_orig_rank",
-            "target_rank", "adopters", "target_rewrite", "answer_id", *ROW_METRICS, *PAIRED_METRICS,
+            "item",
+            "domain",
+            "tags",
+            "strategy",
+            "rate",
+            "seed",
+            "condition",
+            "sample",
+            "target_orig_rank",
+            "target_rank",
+            "adopters",
+            "target_rewrite",
+            "answer_id",
+            *ROW_METRICS,
+            *PAIRED_METRICS,
         ]
         with Transaction(self.conn) as c:
-            c.execute(
-                "INSERT OR IGNORE INTO answers VALUES (?, ?)", (answer_id, json.dumps(record))
-            )
+            c.execute("INSERT OR IGNORE INTO answers VALUES (?, ?)", (answer_id, json.dumps(record)))
             c.executemany(
                 f"INSERT OR REPLACE INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [tuple({**r, "answer_id": answer_id}.get(col) for col in cols) for r in rows],
@@ -356,30 +394,59 @@ class Run:
             self._save_usage(c, usage)
 
     def save_failed_cell(
-        self, cell: str, key: dict[str, Any], error: str, attempts: int = 1, usage: dict[str, Any] | None = None,
+        self,
+        cell: str,
+        key: dict[str, Any],
+        error: str,
+        attempts: int = 1,
+        usage: dict[str, Any] | None = None,
     ) -> None:
         """Record that ``cell`` failed (it stays not done, so the next invocation retries it)."""
         with Transaction(self.conn) as c:
             c.execute(
                 "INSERT OR REPLACE INTO failed_cells VALUES (?,?,?,?,?,?,?,?,?)",
-                (cell, key["item"], key["strategy"], key["rate"], key["seed"], key["condition"], error, attempts,
-                 now_iso()),
+                (
+                    cell,
+                    key["item"],
+                    key["strategy"],
+                    key["rate"],
+                    key["seed"],
+                    key["condition"],
+                    error,
+                    attempts,
+                    now_iso(),
+                ),
             )
             self._save_usage(c, usage)
 
     def failed_cells(self) -> list[dict[str, Any]]:
         """Cells that failed and are not done, with their error (newest first)."""
-        return [dict(r) for r in self.conn.execute(
-            "SELECT * FROM failed_cells WHERE cell NOT IN (SELECT cell FROM cells) ORDER BY failed_at DESC, cell"
-        )]
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT * FROM failed_cells WHERE cell NOT IN (SELECT cell FROM cells) ORDER BY failed_at DESC, cell"
+            )
+        ]
 
     def save_rewrites(self, records: list[dict[str, Any]]) -> None:
         with Transaction(self.conn) as c:
             c.executemany(
                 "INSERT OR REPLACE INTO rewrites VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (r["doc_id"], r["strategy"], r["item"], int(r["is_target"]), r["status"], r["reason"],
-                     r["flags"], json.dumps(r["guards"]), r["original"], r["rewritten"], r["model"], r["key"])
+                    (
+                        r["doc_id"],
+                        r["strategy"],
+                        r["item"],
+                        int(r["is_target"]),
+                        r["status"],
+                        r["reason"],
+                        r["flags"],
+                        json.dumps(r["guards"]),
+                        r["original"],
+                        r["rewritten"],
+                        r["model"],
+                        r["key"],
+                    )
                     for r in records
                 ],
             )
@@ -397,8 +464,9 @@ class Run:
         if condition is None:
             df = pd.read_sql_query(f"SELECT {cols} FROM results ORDER BY {ROW_ORDER}", self.conn)
         else:  # a scan and a sort of the few matching rows beats walking the whole key in order
-            df = self._frame(f"SELECT {cols} FROM results NOT INDEXED WHERE condition = ? ORDER BY {ROW_ORDER}",
-                             (condition,))
+            df = self._frame(
+                f"SELECT {cols} FROM results NOT INDEXED WHERE condition = ? ORDER BY {ROW_ORDER}", (condition,)
+            )
         if "rate" in df:
             df["rate"] = df["rate"].astype(float)
         return df
@@ -439,7 +507,10 @@ class Run:
             self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
     def first_row(
-        self, item: str | None = None, condition: str | None = None, order: Sequence[str] | None = None,
+        self,
+        item: str | None = None,
+        condition: str | None = None,
+        order: Sequence[str] | None = None,
         strategy: str | None = None,
     ) -> dict[str, Any] | None:
         """The first result row (of ``item``, in ``condition``, of ``strategy``) by ``order`` (default: row order), or None."""
@@ -496,7 +567,11 @@ class Run:
         return out
 
     def rewrites(
-        self, strategy: str | None = None, *, targets_only: bool = False, status: str | None = None,
+        self,
+        strategy: str | None = None,
+        *,
+        targets_only: bool = False,
+        status: str | None = None,
         texts: bool = True,
     ) -> list[dict[str, Any]]:
         """Rewrite records (guards parsed), ordered by strategy, item, target first.
@@ -516,7 +591,9 @@ class Run:
             params.append(status)
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
         out = []
-        for r in self.conn.execute(f"SELECT {cols} FROM rewrites{where} ORDER BY strategy, item, is_target DESC", params):
+        for r in self.conn.execute(
+            f"SELECT {cols} FROM rewrites{where} ORDER BY strategy, item, is_target DESC", params
+        ):
             d = dict(r)
             d["guards"] = json.loads(d["guards"] or "{}")
             out.append(d)
@@ -525,16 +602,20 @@ class Run:
     def rewrite_texts(self, doc_id: str, strategy: str, item: str) -> tuple[str, str]:
         """(original, rewritten) of one rewrite record ("" when absent)."""
         row = self.conn.execute(
-            "SELECT original, rewritten FROM rewrites WHERE doc_id = ? AND strategy = ? AND item = ?", (doc_id, strategy, item)
+            "SELECT original, rewritten FROM rewrites WHERE doc_id = ? AND strategy = ? AND item = ?",
+            (doc_id, strategy, item),
         ).fetchone()
         return (str(row[0] or ""), str(row[1] or "")) if row is not None else ("", "")
 
     def rewrite_counts(self) -> list[dict[str, Any]]:
         """Rewrite records counted per strategy, target or not, and status (ordered by those)."""
-        return [dict(r) for r in self.conn.execute(
-            "SELECT strategy, is_target, status, COUNT(*) AS n FROM rewrites GROUP BY strategy, is_target, status "
-            "ORDER BY strategy, is_target, status"
-        )]
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT strategy, is_target, status, COUNT(*) AS n FROM rewrites GROUP BY strategy, is_target, status "
+                "ORDER BY strategy, is_target, status"
+            )
+        ]
 
     def usage(self) -> dict[str, Any]:
         """LLM usage summed over every invocation of the run, with a one-line ``summary``."""
@@ -550,8 +631,11 @@ class Run:
         return {
             "cells": int(self.conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]),
             "rows": int(self.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]),
-            "failed_cells": int(self.conn.execute(
-                "SELECT COUNT(*) FROM failed_cells WHERE cell NOT IN (SELECT cell FROM cells)").fetchone()[0]),
+            "failed_cells": int(
+                self.conn.execute(
+                    "SELECT COUNT(*) FROM failed_cells WHERE cell NOT IN (SELECT cell FROM cells)"
+                ).fetchone()[0]
+            ),
         }
 
     def close(self) -> None:
@@ -591,11 +675,18 @@ def list_runs(settings: Settings) -> list[dict[str, Any]]:
     for p in sorted(root.glob("*/run.db")) if root.is_dir() else []:
         run = Run(p.parent)
         meta = run.meta
-        out.append({"id": run.id, **run.counts(), "planned_cells": meta.get("planned_cells"),
-                    "status": meta.get("status", "?"), "created_at": meta.get("created_at"),
-                    "bench": (meta.get("config") or {}).get("bench"),
-                    "strategies": (meta.get("config") or {}).get("strategies"),
-                    "model": (meta.get("config") or {}).get("model")})
+        out.append(
+            {
+                "id": run.id,
+                **run.counts(),
+                "planned_cells": meta.get("planned_cells"),
+                "status": meta.get("status", "?"),
+                "created_at": meta.get("created_at"),
+                "bench": (meta.get("config") or {}).get("bench"),
+                "strategies": (meta.get("config") or {}).get("strategies"),
+                "model": (meta.get("config") or {}).get("model"),
+            }
+        )
         run.close()
     return out
 

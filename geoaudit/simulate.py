@@ -184,7 +184,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise ConfigError(f"seeds must be a count (3) or a list (0,1,2), got {text!r}")
     if len(parts) == 1 and "," not in text:
         if parts[0] < 1:
-            raise ConfigError("a seed count must be at least 1", hint="--seeds 3 runs seeds 0,1,2; --seeds 0, lists seed 0")
+            raise ConfigError(
+                "a seed count must be at least 1", hint="--seeds 3 runs seeds 0,1,2; --seeds 0, lists seed 0"
+            )
         if parts[0] > MAX_SEED_COUNT:
             raise ConfigError(
                 f"a seed count of {parts[0]:,} is above the limit of {MAX_SEED_COUNT:,}",
@@ -289,15 +291,25 @@ class Simulation:
     """Plans and runs the cells of one simulation; see the module docstring for the protocol."""
 
     def __init__(
-        self, settings: Settings, config: SimulationConfig, *, gateway: Gateway | None = None,
-        rewrite_gateway: Gateway | None = None, command: str | None = None, max_cells: int = MAX_CELLS,
+        self,
+        settings: Settings,
+        config: SimulationConfig,
+        *,
+        gateway: Gateway | None = None,
+        rewrite_gateway: Gateway | None = None,
+        command: str | None = None,
+        max_cells: int = MAX_CELLS,
     ) -> None:
         self.settings = settings
         self.config = config
         registry = load_strategies(settings=settings)
         self.strategies: list[Strategy] = registry.resolve(list(config.strategies))
         self.bench = load_bench(
-            config.bench, k=config.k, limit=config.limit, seed=config.bench_seed, domain=config.domain,
+            config.bench,
+            k=config.k,
+            limit=config.limit,
+            seed=config.bench_seed,
+            domain=config.domain,
             settings=settings,
         )
         self.planned_cells = planned_cell_count(
@@ -316,21 +328,28 @@ class Simulation:
             self.gateway if rw_model == self.gateway.model else Gateway(settings.replace(model=rw_model))
         )
         # Gateways made here are closed by close(); a caller's own stay open.
-        self._own_gateways = [gw for gw, given in ((self.gateway, gateway), (self.rewrite_gateway, rewrite_gateway))
-                              if given is None]
+        self._own_gateways = [
+            gw for gw, given in ((self.gateway, gateway), (self.rewrite_gateway, rewrite_gateway)) if given is None
+        ]
         self.rewrite_store = RewriteStore(settings.ensure_data_dir() / settings.store_path.name)
         fingerprint = hashlib.sha256(
-            json.dumps([(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]).encode()
+            json.dumps(
+                [(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]
+            ).encode()
         ).hexdigest()
         model = self.gateway.model
-        resolved = SimulationConfig(**{
-            **{f: getattr(config, f) for f in config.__dataclass_fields__},
-            "model": model, "rewrite_model": self.rewrite_gateway.model,
-            "api_base": self.gateway.api_base, "rewrite_api_base": self.rewrite_gateway.api_base,
-            # Declared before anything runs, and part of the run id.
-            "engine": replace(config.engine, stages=config.engine.resolve_stages(model)),
-            "primary": config.primary_metric(model),
-        })
+        resolved = SimulationConfig(
+            **{
+                **{f: getattr(config, f) for f in config.__dataclass_fields__},
+                "model": model,
+                "rewrite_model": self.rewrite_gateway.model,
+                "api_base": self.gateway.api_base,
+                "rewrite_api_base": self.rewrite_gateway.api_base,
+                # Declared before anything runs, and part of the run id.
+                "engine": replace(config.engine, stages=config.engine.resolve_stages(model)),
+                "primary": config.primary_metric(model),
+            }
+        )
         self.stages: tuple[str, ...] = tuple(resolved.engine.stages)
         self.config = resolved
         self.run_id = resolved.run_id(fingerprint)
@@ -365,8 +384,12 @@ class Simulation:
                 for s in self.strategies:
                     for rate in self.config.rates:
                         # At rate 0 the rivals condition is the base condition; its rows reuse the base answer.
-                        out.append({"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "rivals"})
-                        out.append({"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "treated"})
+                        out.append(
+                            {"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "rivals"}
+                        )
+                        out.append(
+                            {"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "treated"}
+                        )
         return out
 
     @staticmethod
@@ -383,7 +406,11 @@ class Simulation:
         if task is None:
             task = self._rewrites[key] = asyncio.ensure_future(
                 arewrite(
-                    self.rewrite_gateway, strategy, doc, query=item.query, seed=self.config.rewrite_seed,
+                    self.rewrite_gateway,
+                    strategy,
+                    doc,
+                    query=item.query,
+                    seed=self.config.rewrite_seed,
                     store=self.rewrite_store,
                 )
             )
@@ -430,11 +457,14 @@ class Simulation:
         key = (item.id, seed)
         task = self._base.get(key)
         if task is None:
+
             async def compute() -> tuple[Answer, list[int]]:
                 shown = self._base_shown(item, seed)
-                ans = await self._answer(item, list(item.documents), shown,
-                                         derived_seed("answer", seed, item.id, "base"), base=True)
+                ans = await self._answer(
+                    item, list(item.documents), shown, derived_seed("answer", seed, item.id, "base"), base=True
+                )
                 return ans, shown
+
             task = self._base[key] = asyncio.ensure_future(compute())
         return await asyncio.shield(task)  # shared by every cell of the item and seed
 
@@ -507,32 +537,53 @@ class Simulation:
         base_answer, base_shown = await self._base_answer(item, seed)
         orig_rank = base_shown.index(item.target) + 1 if item.target in base_shown else None
         if strategy is not None and results:
-            self.run.save_rewrites([
-                {
-                    "doc_id": item.documents[i].id, "strategy": strategy.name, "item": item.id,
-                    "is_target": i == item.target, "status": r.status, "reason": r.reason,
-                    "flags": r.flag_count, "guards": r.guards, "original": item.documents[i].text,
-                    "rewritten": r.text, "model": r.producer, "key": r.key,
-                }
-                for i, r in results.items()
-            ])
+            self.run.save_rewrites(
+                [
+                    {
+                        "doc_id": item.documents[i].id,
+                        "strategy": strategy.name,
+                        "item": item.id,
+                        "is_target": i == item.target,
+                        "status": r.status,
+                        "reason": r.reason,
+                        "flags": r.flag_count,
+                        "guards": r.guards,
+                        "original": item.documents[i].text,
+                        "rewritten": r.text,
+                        "model": r.producer,
+                        "key": r.key,
+                    }
+                    for i, r in results.items()
+                ]
+            )
         rows = self._rows(item, c, answer, shown, orig_rank, base_answer, base_shown, results, len(adopting))
         if rivals_task is not None:
             rivals_answer, rivals_shown, _, _ = await rivals_task
             for r, s_treated, s_rivals in zip(rows, answer.samples, rivals_answer.samples):
-                r["delta_rank_adv"] = float(delta_rank(
-                    s_rivals.citation_order, s_treated.citation_order,
-                    rivals_shown.index(item.target) if item.target in rivals_shown else -1,
-                    shown.index(item.target) if item.target in shown else -1,
-                ))
+                r["delta_rank_adv"] = float(
+                    delta_rank(
+                        s_rivals.citation_order,
+                        s_treated.citation_order,
+                        rivals_shown.index(item.target) if item.target in rivals_shown else -1,
+                        shown.index(item.target) if item.target in shown else -1,
+                    )
+                )
         elif cond == "treated":
             for r in rows:
                 r["delta_rank_adv"] = r.get("delta_rank")
         self.run.save_cell(self.cell_id(c), c, answer, rows, usage=self._usage())
 
     def _rows(
-        self, item: BenchItem, c: dict[str, Any], answer: Answer, shown: list[int], orig_rank: int | None,
-        base_answer: Answer, base_shown: list[int], results: dict[int, RewriteResult], n_adopting: int,
+        self,
+        item: BenchItem,
+        c: dict[str, Any],
+        answer: Answer,
+        shown: list[int],
+        orig_rank: int | None,
+        base_answer: Answer,
+        base_shown: list[int],
+        results: dict[int, RewriteResult],
+        n_adopting: int,
     ) -> list[dict[str, Any]]:
         """One row per answer sample (one row when no answers were sampled), target metrics as columns."""
         target_pos = shown.index(item.target) if item.target in shown else None
@@ -545,8 +596,14 @@ class Simulation:
             m: dict[str, Any] = {}
             if sample is not None and target_pos is not None:
                 one = Answer(
-                    query=answer.query, sources=answer.sources, samples=[sample], attribution=answer.attribution,
-                    prompt_version=answer.prompt_version, config=answer.config, model=answer.model, seed=answer.seed,
+                    query=answer.query,
+                    sources=answer.sources,
+                    samples=[sample],
+                    attribution=answer.attribution,
+                    prompt_version=answer.prompt_version,
+                    config=answer.config,
+                    model=answer.model,
+                    seed=answer.seed,
                 )
                 m = answer_metrics(one, target_pos)
             elif sample is not None:  # the retriever did not show the target at all: it is invisible
@@ -554,22 +611,34 @@ class Simulation:
                 m["first_citation_rank"] = None
             m.update(readings)
             row: dict[str, Any] = {
-                "item": item.id, "domain": item.domain, "tags": ",".join(item.tags),
-                "strategy": c["strategy"], "rate": c["rate"], "seed": c["seed"], "condition": c["condition"],
-                "sample": i, "target_orig_rank": orig_rank,
+                "item": item.id,
+                "domain": item.domain,
+                "tags": ",".join(item.tags),
+                "strategy": c["strategy"],
+                "rate": c["rate"],
+                "seed": c["seed"],
+                "condition": c["condition"],
+                "sample": i,
+                "target_orig_rank": orig_rank,
                 "target_rank": target_pos + 1 if target_pos is not None else None,
                 "adopters": n_adopting,
-                "target_rewrite": target_rw.status if target_rw else ("moved" if c["strategy"] == "rank" and c["condition"] == "treated" else None),
+                "target_rewrite": target_rw.status
+                if target_rw
+                else ("moved" if c["strategy"] == "rank" and c["condition"] == "treated" else None),
             }
             for name in ROW_METRICS:
                 v = m.get(name)
                 row[name] = None if v is None else float(v)
             if c["condition"] == "treated" and sample is not None and base_answer.samples:
                 base_sample = base_answer.samples[min(i, len(base_answer.samples) - 1)]
-                row["delta_rank"] = float(delta_rank(
-                    base_sample.citation_order, sample.citation_order, base_pos,
-                    target_pos if target_pos is not None else -1,
-                ))
+                row["delta_rank"] = float(
+                    delta_rank(
+                        base_sample.citation_order,
+                        sample.citation_order,
+                        base_pos,
+                        target_pos if target_pos is not None else -1,
+                    )
+                )
             rows.append(row)
         return rows
 
@@ -595,19 +664,43 @@ class Simulation:
         meta = self.run.meta
         self.run.begin_invocation()
         self.run.set_meta(
-            config=self.config.describe(), command=self.command, status="running", error=None,
-            created_at=meta.get("created_at", now_iso()), planned_cells=len(planned),
-            bench={"name": self.bench.name, "source": self.bench.source, "format": self.bench.format,
-                   "items": len(self.bench.items), "skipped": self.bench.skipped, "notes": self.bench.notes},
-            strategies={s.name: {"version": s.version, "kind": s.kind, "prompt_hash": s.prompt_hash,
-                                 "origin": s.origin, "title": s.title} for s in self.strategies},
-            versions=_versions(), higher_is_better=directions(), paired_metrics=list(PAIRED_METRICS),
+            config=self.config.describe(),
+            command=self.command,
+            status="running",
+            error=None,
+            created_at=meta.get("created_at", now_iso()),
+            planned_cells=len(planned),
+            bench={
+                "name": self.bench.name,
+                "source": self.bench.source,
+                "format": self.bench.format,
+                "items": len(self.bench.items),
+                "skipped": self.bench.skipped,
+                "notes": self.bench.notes,
+            },
+            strategies={
+                s.name: {
+                    "version": s.version,
+                    "kind": s.kind,
+                    "prompt_hash": s.prompt_hash,
+                    "origin": s.origin,
+                    "title": s.title,
+                }
+                for s in self.strategies
+            },
+            versions=_versions(),
+            higher_is_better=directions(),
+            paired_metrics=list(PAIRED_METRICS),
             engine=self.config.engine.resolved(self.gateway.model).describe(),
             attribution=self.config.engine.resolve_attribution(self.gateway.model),
-            primary=self.config.primary, stages=list(self.stages), answers=self.config.answers,
+            primary=self.config.primary,
+            stages=list(self.stages),
+            answers=self.config.answers,
             # Which endpoints served this invocation (replicas are provenance, not identity).
-            endpoints={"engine": self.gateway.endpoints.describe(),
-                       "rewrite": self.rewrite_gateway.endpoints.describe()},
+            endpoints={
+                "engine": self.gateway.endpoints.describe(),
+                "rewrite": self.rewrite_gateway.endpoints.describe(),
+            },
             workers=self.settings.workers,
         )
         state = Progress(planned=len(planned), done=len(planned) - len(todo), skipped=len(planned) - len(todo))
@@ -632,24 +725,35 @@ class Simulation:
             await asyncio.gather(*tasks, return_exceptions=True)
             stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
             self.run.set_meta(
-                status="interrupted" if stopped else "failed", finished_at=now_iso(),
-                error=None if stopped else f"{type(exc).__name__}: {exc}", usage=self._final_usage(),
+                status="interrupted" if stopped else "failed",
+                finished_at=now_iso(),
+                error=None if stopped else f"{type(exc).__name__}: {exc}",
+                usage=self._final_usage(),
             )
             raise
         failed = self.run.failed_cells()
         self.run.set_meta(
-            status="failed" if failed else "complete", finished_at=now_iso(), failed_cells=len(failed),
+            status="failed" if failed else "complete",
+            finished_at=now_iso(),
+            failed_cells=len(failed),
             error=f"{len(failed)} of {len(planned)} cells failed; e.g. {failed[0]['error']}" if failed else None,
             usage=self._final_usage(),
         )
         return SimulationResult(
-            run=self.run, planned_cells=len(planned), computed_cells=len(todo) - len(failed),
-            resumed_cells=len(planned) - len(todo), bench=self.bench, notes=list(self.bench.notes),
+            run=self.run,
+            planned_cells=len(planned),
+            computed_cells=len(todo) - len(failed),
+            resumed_cells=len(planned) - len(todo),
+            bench=self.bench,
+            notes=list(self.bench.notes),
             failed_cells=len(failed),
         )
 
     async def _run_window(
-        self, todo: list[dict[str, Any]], tick: Callable[[bool], None], tasks: set[asyncio.Future[None]],
+        self,
+        todo: list[dict[str, Any]],
+        tick: Callable[[bool], None],
+        tasks: set[asyncio.Future[None]],
     ) -> None:
         """Run ``todo`` with at most :attr:`window` cells started at a time (``tasks``: those running).
 
@@ -737,8 +841,12 @@ def _versions() -> dict[str, str]:
 
 
 def simulate(
-    settings: Settings, config: SimulationConfig, *, progress: Callable[[Progress], None] | None = None,
-    command: str | None = None, gateway: Gateway | None = None,
+    settings: Settings,
+    config: SimulationConfig,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    command: str | None = None,
+    gateway: Gateway | None = None,
 ) -> SimulationResult:
     """Run (or resume) a simulation; the library entry point behind ``geoaudit simulate``.
 

@@ -199,6 +199,7 @@ def holm(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
     entries (tests that were not run) stay NaN and do not count towards m. This is the same
     procedure as statsmodels' ``multipletests(method="holm")`` used by C-SEO Bench.
     """
+
     def adjust(sorted_p: np.ndarray, m: int) -> np.ndarray:
         return np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * sorted_p))
 
@@ -212,6 +213,7 @@ def benjamini_hochberg(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
     returned in the input order. NaN entries stay NaN and do not count towards m (statsmodels
     ``multipletests(method="fdr_bh")``, scipy ``false_discovery_control(method="bh")``).
     """
+
     def adjust(sorted_p: np.ndarray, m: int) -> np.ndarray:
         scaled = sorted_p * m / np.arange(1, m + 1)
         return np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
@@ -825,7 +827,7 @@ def walsh_interval(
     est = stats_[0] if len(mid) == 1 else (stats_[0] + stats_[1]) / 2
     if c < 0:
         return est, -math.inf, math.inf
-    lo, hi = stats_[len(mid):]
+    lo, hi = stats_[len(mid) :]
     return est, lo, hi
 
 
@@ -854,9 +856,14 @@ def fieller_relative(
     a = b_mean**2 - crit**2 * vb
     if b_mean == 0 or a <= 0:
         se = math.sqrt(vb)
-        return math.nan, math.nan, math.nan, (
-            f"baseline mean {b_mean:.3g} is within {crit:.2f} standard errors ({se:.2g}) of 0, so the "
-            "ratio is unbounded (Fieller)"
+        return (
+            math.nan,
+            math.nan,
+            math.nan,
+            (
+                f"baseline mean {b_mean:.3g} is within {crit:.2f} standard errors ({se:.2g}) of 0, so the "
+                "ratio is unbounded (Fieller)"
+            ),
         )
     bq = t_mean * b_mean - crit**2 * cbt
     c = t_mean**2 - crit**2 * vt
@@ -879,14 +886,11 @@ def _check_rows(rows: pd.DataFrame, metrics: Iterable[str]) -> None:
     missing = [c for c in (*_REQUIRED, *metrics) if c not in rows.columns]
     if missing:
         raise InputError(
-            f"result rows lack column(s) {', '.join(missing)}; "
-            f"available: {', '.join(map(str, rows.columns))}"
+            f"result rows lack column(s) {', '.join(missing)}; available: {', '.join(map(str, rows.columns))}"
         )
     bad = set(rows["condition"].dropna().unique()) - {"base", "rivals", "treated"}
     if bad:
-        raise InputError(
-            f"unknown condition value(s) {sorted(map(str, bad))}; expected base, rivals or treated"
-        )
+        raise InputError(f"unknown condition value(s) {sorted(map(str, bad))}; expected base, rivals or treated")
 
 
 def _prepared(rows: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -957,8 +961,11 @@ def mode_rank(counts: pd.DataFrame) -> pd.Series:
     """
     best = counts.sort_values(["item", "n", "target_orig_rank"], ascending=[True, False, True], kind="mergesort")
     best = best.drop_duplicates("item")
-    return pd.Series(best["target_orig_rank"].to_numpy(), index=pd.Index(best["item"].to_numpy(), name="item"),
-                     name="target_orig_rank")
+    return pd.Series(
+        best["target_orig_rank"].to_numpy(),
+        index=pd.Index(best["item"].to_numpy(), name="item"),
+        name="target_orig_rank",
+    )
 
 
 def unit_means(rows: pd.DataFrame, metrics: Sequence[str], *, by_rank: bool = False) -> UnitMeans:
@@ -1092,7 +1099,10 @@ def paired_values(
     if comparison not in COMPARISONS:
         raise InputError(f"unknown comparison {comparison!r}; use one of {', '.join(COMPARISONS)}")
     return _paired(
-        unit_means(rows, [metric]), metric, comparison, higher_is_better=higher_is_better,
+        unit_means(rows, [metric]),
+        metric,
+        comparison,
+        higher_is_better=higher_is_better,
         paired_metric=paired_metric,
     )
 
@@ -1327,17 +1337,24 @@ def _group_stats(
         if estimand == "pseudomedian":
             res["hl_delta"] = res["hl_ci_low"] = res["hl_ci_high"] = 0.0
         bound = 1 - alpha ** (1 / n)
-        return finish("no change", "all_zero", (
-            f"no query changed (0 of {n}); at most {bound:.0%} of queries are likely affected "
-            f"(exact {level:.0%} upper bound, 1 - alpha^(1/n))"
-        ))
+        return finish(
+            "no change",
+            "all_zero",
+            (
+                f"no query changed (0 of {n}); at most {bound:.0%} of queries are likely affected "
+                f"(exact {level:.0%} upper bound, 1 - alpha^(1/n))"
+            ),
+        )
     if constant:
-        return finish(INSUFFICIENT, "constant_delta",
-                      "every delta has the same value (sd = 0): no variance to test against")
+        return finish(
+            INSUFFICIENT, "constant_delta", "every delta has the same value (sd = 0): no variance to test against"
+        )
     if res["n_nonzero"] < MIN_N:
-        return finish(INSUFFICIENT, "few_nonzero", (
-            f"only {res['n_nonzero']} of {n} queries changed (< {MIN_N} non-zero pairs): too few to test"
-        ))
+        return finish(
+            INSUFFICIENT,
+            "few_nonzero",
+            (f"only {res['n_nonzero']} of {n} queries changed (< {MIN_N} non-zero pairs): too few to test"),
+        )
 
     rank = _rank_test(fav, zero_method, alternative)
     res["wilcoxon_stat"], res["wilcoxon_p"] = rank["stat"], rank["p"]
@@ -1407,9 +1424,7 @@ def _explode_groups(pv: pd.DataFrame, by: str | None) -> pd.DataFrame:
     if by == "domain":
         return pv.assign(group=pv["domain"].replace("", "(none)"))
     if by == "tag":
-        tags = pv["tags"].map(
-            lambda s: [t.strip() for t in str(s).split(",") if t.strip()] or ["(none)"]
-        )
+        tags = pv["tags"].map(lambda s: [t.strip() for t in str(s).split(",") if t.strip()] or ["(none)"])
         return pv.assign(group=tags).explode("group")
     if by == "orig_rank":
         ranks = pv["target_orig_rank"]
@@ -1429,9 +1444,7 @@ def _direction(metric: str, higher_is_better: Mapping[str, bool] | None) -> bool
     return bool(merged[metric])
 
 
-def _estimands(
-    metrics: Sequence[str], estimand: str | Mapping[str, str] | None, default: str
-) -> dict[str, str]:
+def _estimands(metrics: Sequence[str], estimand: str | Mapping[str, str] | None, default: str) -> dict[str, str]:
     given = estimand if isinstance(estimand, Mapping) else dict.fromkeys(metrics, estimand or default)
     out = {m: str(given.get(m) or default) for m in metrics}
     for m, e in out.items():
@@ -1634,9 +1647,7 @@ def summarize(
                     res["note"] = mode_note + ("; " + res["note"] if res["note"] else "")
                 fav = sign * delta
                 keep = est_kind == "pseudomedian" and res["status"] == "ok"
-                test_deltas.append(
-                    (fav[fav != 0] if zero_method == "wilcox" else fav) if keep else None
-                )
+                test_deltas.append((fav[fav != 0] if zero_method == "wilcox" else fav) if keep else None)
                 records.append(
                     {
                         "strategy": strategy,
@@ -1687,7 +1698,9 @@ def _group_positions(df: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any,
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(int(codes.max()) + 2))
     firsts = df[keys].iloc[order[bounds[:-1]]]
-    return [(tuple(k), order[a:b]) for k, a, b in zip(firsts.itertuples(index=False, name=None), bounds[:-1], bounds[1:])]
+    return [
+        (tuple(k), order[a:b]) for k, a, b in zip(firsts.itertuples(index=False, name=None), bounds[:-1], bounds[1:])
+    ]
 
 
 def _units(rows: pd.DataFrame | UnitMeans, metrics: Sequence[str], *, by_rank: bool) -> UnitMeans:
@@ -1697,8 +1710,10 @@ def _units(rows: pd.DataFrame | UnitMeans, metrics: Sequence[str], *, by_rank: b
     if missing:
         raise InputError(f"unit means lack metric(s) {', '.join(missing)}; available: {', '.join(rows.metrics)}")
     if rows.by_rank != by_rank:
-        raise InputError("a breakdown by orig_rank needs unit means per (item, original rank): "
-                         "unit_means(rows, metrics, by_rank=True)")
+        raise InputError(
+            "a breakdown by orig_rank needs unit means per (item, original rank): "
+            "unit_means(rows, metrics, by_rank=True)"
+        )
     return rows
 
 
@@ -1772,12 +1787,24 @@ def _assign_verdicts(out: pd.DataFrame, *, alternative: str, alpha: float, rever
         companion_only,
         raw_sig,
     ]
-    out["verdict"] = np.select(conds, [INSUFFICIENT, NO_CHANGE, "better", "worse", "mixed", "mixed",
-                                       "no evidence", "mixed", "no evidence"], default="no evidence")
+    out["verdict"] = np.select(
+        conds,
+        [INSUFFICIENT, NO_CHANGE, "better", "worse", "mixed", "mixed", "no evidence", "mixed", "no evidence"],
+        default="no evidence",
+    )
     out["reason"] = np.select(
         conds,
-        [out["reason"], "all_zero", "significant", "significant", "tests_disagree", "interval_disagrees",
-         "one_sided_blind", "companion_only", "correction"],
+        [
+            out["reason"],
+            "all_zero",
+            "significant",
+            "significant",
+            "tests_disagree",
+            "interval_disagrees",
+            "one_sided_blind",
+            "companion_only",
+            "correction",
+        ],
         default="not_significant",
     )
     out["significant"] = out["verdict"].isin(["better", "worse"])
@@ -1842,9 +1869,7 @@ def breakdown(
 # --------------------------------------------------------------------------------------------
 
 
-def calibration(
-    summary_df: pd.DataFrame, alpha: float = 0.05, *, strategy: str = "identity"
-) -> pd.DataFrame:
+def calibration(summary_df: pd.DataFrame, alpha: float = 0.05, *, strategy: str = "identity") -> pd.DataFrame:
     """Rejection rate of the A/A control: how often the tests "find" an effect when nothing changed.
 
     The ``identity`` strategy leaves every page unchanged, so any difference between its
@@ -1878,10 +1903,7 @@ def calibration(
         rate = k_raw / n
         warn = rate > alpha
         excess = _binom_p_greater(k_raw, n, alpha)
-        head = (
-            f"A/A control ({strategy}, {comparison}): {k_raw}/{n} tests reject at alpha={alpha:g} "
-            f"({rate:.1%}); "
-        )
+        head = f"A/A control ({strategy}, {comparison}): {k_raw}/{n} tests reject at alpha={alpha:g} ({rate:.1%}); "
         if not warn:
             tail = "within alpha - the tests look calibrated"
         elif excess < 0.05:

@@ -35,8 +35,14 @@ def _is_migration_name(name: str) -> bool:
 def _family(name: str) -> str:
     """The family of a migration name ``<family>_v<N>`` (``run_v2`` -> ``run``)."""
     family, sep, number = name.rpartition("_v")
-    ok = (sep and number.isdigit() and number.isascii() and family[:1].isalpha() and family.isascii()
-          and all(c.islower() or c.isdigit() or c == "_" for c in family))
+    ok = (
+        sep
+        and number.isdigit()
+        and number.isascii()
+        and family[:1].isalpha()
+        and family.isascii()
+        and all(c.islower() or c.isdigit() or c == "_" for c in family)
+    )
     if not ok:
         raise ValueError(f"migration name {name!r} is not <family>_v<N>")
     return family
@@ -80,9 +86,7 @@ def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.C
         # NORMAL is durable against process crashes in WAL mode; only power loss can drop the last commit.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS _geoaudit_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-        )
+        conn.execute("CREATE TABLE IF NOT EXISTS _geoaudit_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
         done = {r[0] for r in conn.execute("SELECT name FROM _geoaudit_migrations")}
         newer = sorted(n for n in done - set(known) if _is_migration_name(n) and _family(n) in families)
         if newer:
@@ -97,15 +101,11 @@ def connect(path: Path | str, migrations: Sequence[Migration] = ()) -> sqlite3.C
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Re-check inside the write lock: another process may have migrated meanwhile.
-                if conn.execute(
-                    "SELECT 1 FROM _geoaudit_migrations WHERE name=?", (name,)
-                ).fetchone():
+                if conn.execute("SELECT 1 FROM _geoaudit_migrations WHERE name=?", (name,)).fetchone():
                     conn.execute("COMMIT")
                     continue
                 fn(conn)
-                conn.execute(
-                    "INSERT INTO _geoaudit_migrations VALUES (?, datetime('now'))", (name,)
-                )
+                conn.execute("INSERT INTO _geoaudit_migrations VALUES (?, datetime('now'))", (name,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -176,9 +176,7 @@ class DocumentStore:
             for d in docs
         ]
         with Transaction(self.conn) as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?)", rows
-            )
+            c.executemany("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?)", rows)
         return len(rows)
 
     def get(self, doc_id: str) -> Document | None:

@@ -179,9 +179,7 @@ class Strategy:
             InputError: the strategy is query-aware and no query was given.
         """
         if self.query_aware and not (query and query.strip()):
-            raise InputError(
-                f"strategy {self.name!r} needs the target query", hint="pass --query \"...\""
-            )
+            raise InputError(f"strategy {self.name!r} needs the target query", hint='pass --query "..."')
         values = {"text": text, "title": title or "(untitled)", "query": (query or "").strip()}
 
         def fill(template: str) -> str:
@@ -231,8 +229,21 @@ class Strategy:
 
 
 _TOP_KEYS = {
-    "name", "title", "description", "kind", "version", "query_aware", "grounded", "position",
-    "temperature", "postprocess", "origin", "prompt", "constraints", "transform", "params",
+    "name",
+    "title",
+    "description",
+    "kind",
+    "version",
+    "query_aware",
+    "grounded",
+    "position",
+    "temperature",
+    "postprocess",
+    "origin",
+    "prompt",
+    "constraints",
+    "transform",
+    "params",
 }
 
 
@@ -245,8 +256,16 @@ class _Checker:
     def fail(self, fieldname: str, problem: str) -> ConfigError:
         return ConfigError(f"strategy file {self.path}: field '{fieldname}' {problem}")
 
-    def get(self, data: Mapping[str, Any], key: str, typ: type | tuple[type, ...], *, prefix: str = "",
-            required: bool = True, default: Any = None) -> Any:
+    def get(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        typ: type | tuple[type, ...],
+        *,
+        prefix: str = "",
+        required: bool = True,
+        default: Any = None,
+    ) -> Any:
         name = prefix + key
         if key not in data:
             if required:
@@ -316,7 +335,10 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
     lo = float(c.get(cons_raw, "min_length_ratio", (int, float), prefix="constraints.", required=False, default=0.0))
     hi = float(c.get(cons_raw, "max_length_ratio", (int, float), prefix="constraints.", required=False, default=100.0))
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi <= 0 or lo > hi:  # TOML allows nan/inf
-        raise c.fail("constraints.min_length_ratio", f"and max_length_ratio must be finite numbers with 0 <= min <= max, got {lo}, {hi}")
+        raise c.fail(
+            "constraints.min_length_ratio",
+            f"and max_length_ratio must be finite numbers with 0 <= min <= max, got {lo}, {hi}",
+        )
     forbid = c.get(cons_raw, "forbid_new", list, prefix="constraints.", required=False, default=[])
     for item in forbid:
         if item not in FABRICATION_KINDS:
@@ -339,7 +361,9 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
         used = set(_VAR_RE.findall(system)) | set(_VAR_RE.findall(user))
         unknown_vars = sorted(used - set(VARIABLES))
         if unknown_vars:
-            raise c.fail("prompt.user", f"uses unknown variable {{{unknown_vars[0]}}} (known: {{text}}, {{title}}, {{query}})")
+            raise c.fail(
+                "prompt.user", f"uses unknown variable {{{unknown_vars[0]}}} (known: {{text}}, {{title}}, {{query}})"
+            )
         if "text" not in _VAR_RE.findall(user):
             raise c.fail("prompt.user", "must contain {text} (the document)")
         if query_aware and "query" not in used:
@@ -356,8 +380,12 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
         transform = TRANSFORMS.get(transform_name)
         if transform is None:
             close = difflib.get_close_matches(transform_name, list(TRANSFORMS), n=1, cutoff=0.5)
-            raise c.fail("transform", f"is {transform_name!r}, not a known transform"
-                         + (f" (did you mean {close[0]!r}?)" if close else "") + f"; known: {', '.join(TRANSFORMS)}")
+            raise c.fail(
+                "transform",
+                f"is {transform_name!r}, not a known transform"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; known: {', '.join(TRANSFORMS)}",
+            )
         try:
             params = tuple(transform.resolve(params_raw).items())
         except ValueError as exc:
@@ -374,10 +402,24 @@ def parse_strategy(data: Mapping[str, Any], path: Path, *, builtin: bool = False
             raise c.fail("params", f"is only allowed for kind rule (this is {kind!r})")
 
     return Strategy(
-        name=name, title=title, description=re.sub(r"(?<!\n)\n(?!\n)", " ", description.strip()), origin=origin, kind=kind,
-        version=version, system=system.strip(), user=user.strip(), query_aware=query_aware,
-        grounded=grounded, position=position, temperature=temperature, postprocess=tuple(steps),
-        constraints=constraints, transform=transform_name, params=params, source=path, builtin=builtin,
+        name=name,
+        title=title,
+        description=re.sub(r"(?<!\n)\n(?!\n)", " ", description.strip()),
+        origin=origin,
+        kind=kind,
+        version=version,
+        system=system.strip(),
+        user=user.strip(),
+        query_aware=query_aware,
+        grounded=grounded,
+        position=position,
+        temperature=temperature,
+        postprocess=tuple(steps),
+        constraints=constraints,
+        transform=transform_name,
+        params=params,
+        source=path,
+        builtin=builtin,
     )
 
 
@@ -416,6 +458,7 @@ class StrategyRegistry:
     def names(self) -> list[str]:
         """Names in display order: controls (identity, rank) first, then deterministic rewrites, then
         LLM rewrites, each group alphabetically."""
+
         def order(s: Strategy) -> tuple[int, int, str]:
             return (0 if not s.changes_text else 1 if s.kind == "rule" else 2, _KIND_ORDER[s.kind], s.name)
 

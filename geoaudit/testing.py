@@ -66,7 +66,11 @@ class FakeOpenAIServer:
     """
 
     def __init__(
-        self, responder: Responder | None = None, *, latency: float = 0.0, capacity: int | None = None,
+        self,
+        responder: Responder | None = None,
+        *,
+        latency: float = 0.0,
+        capacity: int | None = None,
     ) -> None:
         self.responder: Responder = responder or (lambda req: "ok")
         self.latency = latency
@@ -122,7 +126,13 @@ class FakeOpenAIServer:
                     if reply.status != 200:
                         self._send(
                             reply.status,
-                            {"error": {"message": f"injected {reply.status}", "type": "server_error", "code": reply.status}},
+                            {
+                                "error": {
+                                    "message": f"injected {reply.status}",
+                                    "type": "server_error",
+                                    "code": reply.status,
+                                }
+                            },
                             reply.headers,
                         )
                         return
@@ -240,8 +250,14 @@ def fake_settings(server: FakeOpenAIServer, data_dir: Any, **kw: Any) -> Any:
     from geoaudit.config import Settings
 
     defaults: dict[str, Any] = dict(
-        model="openai/fake-model", api_base=server.url, api_key="test", data_dir=data_dir,
-        retries=3, backoff=0.01, timeout=10.0, concurrency=8,
+        model="openai/fake-model",
+        api_base=server.url,
+        api_key="test",
+        data_dir=data_dir,
+        retries=3,
+        backoff=0.01,
+        timeout=10.0,
+        concurrency=8,
     )
     defaults.update(kw)
     return Settings(**defaults)

@@ -65,8 +65,10 @@ class Param:
             value = float(value)
         if not isinstance(value, self.type) or (isinstance(value, bool) and self.type is not bool):
             raise ValueError(f"must be {self.type.__name__}, not {type(value).__name__} ({value!r})")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
-            (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and not ((self.min is None or value >= self.min) and (self.max is None or value <= self.max))
         ):
             raise ValueError(f"must be between {self.min:g} and {self.max:g}, got {value!r}")
         if self.choices and value not in self.choices:
@@ -128,8 +130,9 @@ class Transform:
                 raise ValueError(p.name, str(exc)) from None
         return out
 
-    def apply(self, text: str, *, title: str = "", query: str | None = None,
-              params: Mapping[str, object] | None = None) -> str:
+    def apply(
+        self, text: str, *, title: str = "", query: str | None = None, params: Mapping[str, object] | None = None
+    ) -> str:
         """The transform's output for ``text`` (defaults fill missing parameters).
 
         Raises:
@@ -289,7 +292,7 @@ def parse_page(text: str) -> Page:
             continue
         spans: list[tuple[int, int]] = []
         cursor = block.start
-        for sent in G.sentences(text[block.start:block.end]):
+        for sent in G.sentences(text[block.start : block.end]):
             at = text.find(sent, cursor, block.end)
             if at < 0:
                 continue  # cannot happen for guards.sentences; skipping is the safe answer
@@ -300,7 +303,7 @@ def parse_page(text: str) -> Page:
         merged: list[tuple[int, int]] = []
         for span in spans:
             if merged:
-                prev = text[merged[-1][0]:merged[-1][1]]
+                prev = text[merged[-1][0] : merged[-1][1]]
                 if not _quotes_balanced(prev) or _ABBREV_END_RE.search(prev):
                     merged[-1] = (merged[-1][0], span[1])
                     continue
@@ -376,7 +379,7 @@ def _insert_top(page: Page, parts: Sequence[str]) -> str:
     added = "\n\n".join(parts)
     first = page.blocks[0] if page.blocks else None
     if first is not None and first.kind == "heading":
-        head, rest = text[:first.end].strip("\n"), text[first.end:].strip("\n")
+        head, rest = text[: first.end].strip("\n"), text[first.end :].strip("\n")
         return f"{head}\n\n{added}" + (f"\n\n---\n\n{rest}" if rest.strip() else "")
     body = text.strip("\n")
     return f"{added}\n\n---\n\n{body}" if body.strip() else added
@@ -419,10 +422,14 @@ def answer_first(text: str, title: str, query: str | None, params: Mapping[str, 
 _NUMBER_WORDS_RE = re.compile(
     r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
     r"sixty|seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|half|quarter|dozens?|"
-    r"percent|per cent|twice|double|triple)\b", re.IGNORECASE)
+    r"percent|per cent|twice|double|triple)\b",
+    re.IGNORECASE,
+)
 _EVIDENCE_RE = re.compile(
     r"\b(?:according to|stud(?:y|ies)|research(?:ers)?|surveys?|reports?|data|statistics|evidence|"
-    r"guidelines?|recommend(?:s|ed|ation|ations)?)\b", re.IGNORECASE)
+    r"guidelines?|recommend(?:s|ed|ation|ations)?)\b",
+    re.IGNORECASE,
+)
 
 
 def _fact_score(unit: Unit) -> int:
@@ -527,7 +534,7 @@ def llms_txt_structure(text: str, title: str, query: str | None, params: Mapping
         if block.kind == "heading":
             out.append(f"## {block.heading}")
         elif block.kind == "verbatim":
-            out.append(page.text[block.start:block.end].strip("\n"))
+            out.append(page.text[block.start : block.end].strip("\n"))
         else:
             group = [u for u in units if u.block == i and u is not summary]
             if group:
@@ -581,10 +588,10 @@ def keyword_stuffing(text: str, title: str, query: str | None, params: Mapping[s
     page = parse_page(text)
     keywords = query_keywords(query or "", text)
     budget = min(int(params["max_insertions"]), int(float(params["max_added_share"]) * len(G.words(text))))
-    eligible = [u for u in page.units
-                if re.search(r"[.!?]$", u.text) and not re.search(r"[\"“”]", u.text)]
+    eligible = [u for u in page.units if re.search(r"[.!?]$", u.text) and not re.search(r"[\"“”]", u.text)]
     if not keywords or budget < 1 or not eligible:
         return text
+
     def lacking(unit: Unit) -> list[str]:
         have = set(_terms(unit.text))
         return [w for w in keywords if not (G.content_tokens(w) & have)]
@@ -593,13 +600,13 @@ def keyword_stuffing(text: str, title: str, query: str | None, params: Mapping[s
     n = len(eligible)
     inserts: list[tuple[int, str]] = []
     for i in range(k):
-        stretch = eligible[i * n // k:(i + 1) * n // k]
+        stretch = eligible[i * n // k : (i + 1) * n // k]
         unit = max(stretch, key=lambda u: (len(lacking(u)), -u.start))
         missing = lacking(unit)[:budget]
         if not missing:
             continue
         budget -= len(missing)
-        segment = page.text[unit.start:unit.end]
+        segment = page.text[unit.start : unit.end]
         at = unit.start + len(segment.rstrip(".!?"))  # before the sentence's end punctuation, if any
         inserts.append((at, " (" + ", ".join(missing) + ")"))
         if budget < 1:
@@ -617,29 +624,54 @@ def _int(name: str, default: int, lo: int, hi: int, help: str) -> Param:
 
 
 register(Transform("identity", "1", identity, changes_text=False))
-register(Transform(
-    "answer-first", "2", answer_first, uses_query=True,
-    params=(_int("sentences", 2, 1, 10, "how many of the page's sentences the summary repeats"),),
-))
-register(Transform(
-    "key-facts", "1", key_facts,
-    params=(
-        _int("max_items", 5, 1, 20, "most sentences in the list"),
-        Param("heading", str, "Key facts", "the list's heading; empty for none (avoid Title Case: two capitalised words read as a name)"),
-    ),
-))
-register(Transform(
-    "llms-txt-structure", "2", llms_txt_structure,
-    params=(Param("summary", str, "central", "which sentence becomes the > summary", choices=("central", "first")),),
-))
-register(Transform(
-    "keyword-stuffing", "2", keyword_stuffing, uses_query=True,
-    params=(
-        _int("sentences", 3, 1, 20, "how many sentences get keywords"),
-        _int("max_insertions", 10, 1, 100, "most keywords inserted in all (GEO: at most 10)"),
-        Param("max_added_share", float, 0.2, "most inserted keywords per page word", 0.01, 1.0),
-    ),
-))
+register(
+    Transform(
+        "answer-first",
+        "2",
+        answer_first,
+        uses_query=True,
+        params=(_int("sentences", 2, 1, 10, "how many of the page's sentences the summary repeats"),),
+    )
+)
+register(
+    Transform(
+        "key-facts",
+        "1",
+        key_facts,
+        params=(
+            _int("max_items", 5, 1, 20, "most sentences in the list"),
+            Param(
+                "heading",
+                str,
+                "Key facts",
+                "the list's heading; empty for none (avoid Title Case: two capitalised words read as a name)",
+            ),
+        ),
+    )
+)
+register(
+    Transform(
+        "llms-txt-structure",
+        "2",
+        llms_txt_structure,
+        params=(
+            Param("summary", str, "central", "which sentence becomes the > summary", choices=("central", "first")),
+        ),
+    )
+)
+register(
+    Transform(
+        "keyword-stuffing",
+        "2",
+        keyword_stuffing,
+        uses_query=True,
+        params=(
+            _int("sentences", 3, 1, 20, "how many sentences get keywords"),
+            _int("max_insertions", 10, 1, 100, "most keywords inserted in all (GEO: at most 10)"),
+            Param("max_added_share", float, 0.2, "most inserted keywords per page word", 0.01, 1.0),
+        ),
+    )
+)
 
 
 __all__ = [

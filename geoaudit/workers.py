@@ -61,7 +61,10 @@ class _Worker:
         here = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "geoaudit.workers"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            [sys.executable, "-m", "geoaudit.workers"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
             cwd=here,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -303,7 +306,8 @@ async def _serve(backend: Any, inp_fd: int, out_fd: int) -> None:
     reader = asyncio.StreamReader(limit=2**26)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(inp_fd, "rb", buffering=0))
     transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0))
+        asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0)
+    )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     tasks: dict[int, asyncio.Task[Any]] = {}
 

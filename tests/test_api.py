@@ -18,16 +18,50 @@ HEAVY = ("pandas", "numpy", "scipy", "litellm", "llama_cpp", "trafilatura", "htt
 
 PUBLIC = {
     "__version__",
-    "Settings", "load_settings",
-    "GeoauditError", "UserError", "ConfigError", "InputError", "UnknownStrategyError", "UnknownModelError",
-    "RunError", "FetchError", "BackendError", "StoreError",
-    "crawl", "acrawl", "CrawlOptions", "Document", "load_inputs",
-    "load_strategies", "rewrite", "arewrite", "rewrite_many",
-    "Gateway", "LLMRequest", "EngineConfig", "answer", "aanswer", "ask", "aask",
-    "load_bench", "SimulationConfig", "Simulation", "simulate",
-    "Run", "open_run", "list_runs", "summarize", "run_stats", "StatsResult",
-    "build_report", "write_report", "run_demo",
-    "audit", "plan_audit", "AuditOptions",
+    "Settings",
+    "load_settings",
+    "GeoauditError",
+    "UserError",
+    "ConfigError",
+    "InputError",
+    "UnknownStrategyError",
+    "UnknownModelError",
+    "RunError",
+    "FetchError",
+    "BackendError",
+    "StoreError",
+    "crawl",
+    "acrawl",
+    "CrawlOptions",
+    "Document",
+    "load_inputs",
+    "load_strategies",
+    "rewrite",
+    "arewrite",
+    "rewrite_many",
+    "Gateway",
+    "LLMRequest",
+    "EngineConfig",
+    "answer",
+    "aanswer",
+    "ask",
+    "aask",
+    "load_bench",
+    "SimulationConfig",
+    "Simulation",
+    "simulate",
+    "Run",
+    "open_run",
+    "list_runs",
+    "summarize",
+    "run_stats",
+    "StatsResult",
+    "build_report",
+    "write_report",
+    "run_demo",
+    "audit",
+    "plan_audit",
+    "AuditOptions",
 }
 
 
@@ -55,8 +89,14 @@ def test_every_public_name_is_the_entry_point_not_a_module() -> None:
 @pytest.mark.parametrize("code", ["import geoaudit", "import geoaudit.cli"])
 def test_importing_loads_nothing_heavy(code: str) -> None:
     probe = f"{code}; import sys; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 

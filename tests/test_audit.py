@@ -31,40 +31,64 @@ from geoaudit.testing import FakeOpenAIServer, fake_settings, last_user_message
 
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
-QUERIES = ["How long does an electric kettle take to boil water?", "Is it safe to leave an electric kettle switched on?"]
+QUERIES = [
+    "How long does an electric kettle take to boil water?",
+    "Is it safe to leave an electric kettle switched on?",
+]
 HOSTILE_TITLE = 'Rival <script>alert("t")</script> kettles'
 
 
 def article(title: str, paragraphs: list[str]) -> bytes:
     body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    ld = json.dumps({"@context": "https://schema.org", "@type": "Article", "headline": title,
-                     "author": {"@type": "Person", "name": "Kim Lee"}, "datePublished": "2024-05-01"})
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f'<meta name="description" content="{title}."><script type="application/ld+json">{ld}</script></head>'
-            f"<body><article><h1>{title}</h1>{body}</article></body></html>").encode()
+    ld = json.dumps(
+        {
+            "@context": "https://schema.org",
+            "@type": "Article",
+            "headline": title,
+            "author": {"@type": "Person", "name": "Kim Lee"},
+            "datePublished": "2024-05-01",
+        }
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<meta name="description" content="{title}."><script type="application/ld+json">{ld}</script></head>'
+        f"<body><article><h1>{title}</h1>{body}</article></body></html>"
+    ).encode()
 
 
-PAGE = article("Electric kettles explained", [
-    "An electric kettle heats water with a coiled element under the base. A typical 3 kW kettle brings one litre of "
-    "water to the boil in about 94 seconds, and half a litre in under a minute.",
-    "Kettles switch themselves off at the boil: a bimetallic strip bends when steam reaches it and breaks the circuit. "
-    "Boil-dry protection cuts the power if the kettle is switched on empty.",
-    "Descale the kettle every month in hard-water areas; limescale slows heating and wastes energy.",
-])
-RIVAL_A = article("How fast does a kettle boil?", [
-    "Boiling time depends on power and volume. A 3 kW kettle boils a full litre in roughly one and a half minutes; "
-    "a 2 kW travel kettle needs close to three minutes for the same water.",
-    "Fill only what you need: heating less water boils faster and saves electricity.",
-])
-RIVAL_B = article(HOSTILE_TITLE, [
-    "Modern kettles are safe to leave switched on because an automatic cut-off stops heating at the boil. "
-    "Never leave a kettle running on a wet surface, and unplug it when you go away.",
-    "Look for boil-dry protection, a concealed element and a cool-touch handle.",
-])
-RIVAL_C = article("Stovetop kettles and tea", [
-    "A stovetop kettle on a gas hob boils a litre in four to five minutes; it whistles when the water boils.",
-    "Green tea tastes best with water just below the boil, around 80 degrees.",
-])
+PAGE = article(
+    "Electric kettles explained",
+    [
+        "An electric kettle heats water with a coiled element under the base. A typical 3 kW kettle brings one litre of "
+        "water to the boil in about 94 seconds, and half a litre in under a minute.",
+        "Kettles switch themselves off at the boil: a bimetallic strip bends when steam reaches it and breaks the circuit. "
+        "Boil-dry protection cuts the power if the kettle is switched on empty.",
+        "Descale the kettle every month in hard-water areas; limescale slows heating and wastes energy.",
+    ],
+)
+RIVAL_A = article(
+    "How fast does a kettle boil?",
+    [
+        "Boiling time depends on power and volume. A 3 kW kettle boils a full litre in roughly one and a half minutes; "
+        "a 2 kW travel kettle needs close to three minutes for the same water.",
+        "Fill only what you need: heating less water boils faster and saves electricity.",
+    ],
+)
+RIVAL_B = article(
+    HOSTILE_TITLE,
+    [
+        "Modern kettles are safe to leave switched on because an automatic cut-off stops heating at the boil. "
+        "Never leave a kettle running on a wet surface, and unplug it when you go away.",
+        "Look for boil-dry protection, a concealed element and a cool-touch handle.",
+    ],
+)
+RIVAL_C = article(
+    "Stovetop kettles and tea",
+    [
+        "A stovetop kettle on a gas hob boils a litre in four to five minutes; it whistles when the water boils.",
+        "Green tea tastes best with water just below the boil, around 80 degrees.",
+    ],
+)
 SPA = b"<html><head><title>App</title><script>boot()</script></head><body><div id='app'></div></body></html>"
 
 Route = Callable[[str], tuple[int, dict[str, str], bytes]]
@@ -89,7 +113,9 @@ class Site:
                 path = self.path.split("?", 1)[0]
                 site.hits.append(path)
                 route = site.routes.get(path)
-                status, headers, body = route(self.headers.get("User-Agent", "")) if route else (404, HTML, b"not found")
+                status, headers, body = (
+                    route(self.headers.get("User-Agent", "")) if route else (404, HTML, b"not found")
+                )
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -120,7 +146,10 @@ def _closed_port(host: str) -> int:
 class Web:
     def __init__(self) -> None:
         self.mine = Site("127.0.0.2", {"/robots.txt": ok(b"User-agent: *\nAllow: /\n", TEXT), "/kettles": ok(PAGE)})
-        self.mine.routes["/llms.txt"] = ok(f"# Kettles\n\n> All about kettles.\n\n## Pages\n- [Kettles]({self.mine.base}/kettles): how they work\n".encode(), TEXT)
+        self.mine.routes["/llms.txt"] = ok(
+            f"# Kettles\n\n> All about kettles.\n\n## Pages\n- [Kettles]({self.mine.base}/kettles): how they work\n".encode(),
+            TEXT,
+        )
         self.a = Site("127.0.0.3", {"/a": ok(RIVAL_A), "/spa": ok(SPA)})
         self.b = Site("127.0.0.4", {"/b": ok(RIVAL_B)})
         self.c = Site("127.0.0.5", {"/c": ok(RIVAL_C)})
@@ -162,24 +191,42 @@ def engine(req: dict[str, Any]) -> str:
     rng = random.Random(f"{req.get('seed')}|{prompt}")
     blocks = re.split(r"^Source \[(\d+)\]:", prompt, flags=re.M)[1:]
     texts = {int(n): body for n, body in zip(blocks[::2], blocks[1::2], strict=True)}
-    score = {n: rng.random() + (2.0 if "Independent tests" in body else 0.0) + (0.3 if n == 1 else 0.0) for n, body in texts.items()}
+    score = {
+        n: rng.random() + (2.0 if "Independent tests" in body else 0.0) + (0.3 if n == 1 else 0.0)
+        for n, body in texts.items()
+    }
     order = sorted(texts, key=lambda n: -score[n])[: rng.randint(1, 3)]
     return " ".join(f"Kettles boil water quickly, point {j} [{n}]." for j, n in enumerate(order))
 
 
-SIX = [*QUERIES, "Which kettle boils fastest?", "Why does my kettle switch itself off?",
-       "How do I descale an electric kettle?", "How much electricity does boiling a kettle use?"]
-SCRIPTED = AuditOptions(strategies=("identity", "rank", "fluency", "statistics-grounded", "key-facts"), budget="quick",
-                        samples=2, **FAST)  # type: ignore[arg-type]
+SIX = [
+    *QUERIES,
+    "Which kettle boils fastest?",
+    "Why does my kettle switch itself off?",
+    "How do I descale an electric kettle?",
+    "How much electricity does boiling a kettle use?",
+]
+SCRIPTED = AuditOptions(
+    strategies=("identity", "rank", "fluency", "statistics-grounded", "key-facts"), budget="quick", samples=2, **FAST
+)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
-def scripted(web: Web, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuditResult, FakeOpenAIServer, Settings]]:
+def scripted(
+    web: Web, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[AuditResult, FakeOpenAIServer, Settings]]:
     home = tmp_path_factory.mktemp("home")
     with FakeOpenAIServer(engine) as server:
         settings = fake_settings(server, home, user_agent="geoaudit-test/1.0")
-        result = audit(web.page, SIX, web.competitors, settings=settings, options=SCRIPTED,
-                       out_dir=tmp_path_factory.mktemp("out") / "audit", command="geoaudit audit (test)")
+        result = audit(
+            web.page,
+            SIX,
+            web.competitors,
+            settings=settings,
+            options=SCRIPTED,
+            out_dir=tmp_path_factory.mktemp("out") / "audit",
+            command="geoaudit audit (test)",
+        )
         yield result, server, settings
 
 
@@ -305,9 +352,20 @@ def test_report_opens_in_headless_chromium(scripted: Any, tmp_path: Path) -> Non
     if not chromium:
         pytest.skip("headless Chromium is not installed")
     result, _, _ = scripted
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    args = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
     url = result.report.resolve().as_uri()
     dom = subprocess.run(args + ["--dump-dom", url], capture_output=True, text=True, timeout=90)
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -316,7 +374,9 @@ def test_report_opens_in_headless_chromium(scripted: Any, tmp_path: Path) -> Non
     for bad in ("Uncaught", "Refused to"):
         assert bad not in dom.stderr, dom.stderr[-2000:]
     shot = tmp_path / "audit.png"
-    subprocess.run(args + [f"--screenshot={shot}", "--window-size=1200,1600", url], check=False, capture_output=True, timeout=90)
+    subprocess.run(
+        args + [f"--screenshot={shot}", "--window-size=1200,1600", url], check=False, capture_output=True, timeout=90
+    )
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
@@ -327,8 +387,14 @@ def test_the_same_audit_resumes_its_run_without_a_model_call(scripted: Any, web:
     result, server, settings = scripted
     before = len(server.requests)
     # No cache: a resumed cell costs nothing, a recomputed one would call the server.
-    again = audit(web.page, SIX, web.competitors, settings=settings.replace(cache=False), options=SCRIPTED,
-                  out_dir=tmp_path / "again")
+    again = audit(
+        web.page,
+        SIX,
+        web.competitors,
+        settings=settings.replace(cache=False),
+        options=SCRIPTED,
+        out_dir=tmp_path / "again",
+    )
     assert again.run_id == result.run_id
     assert again.computed_cells == 0 and again.resumed_cells == again.planned_cells == result.planned_cells
     assert len(server.requests) == before
@@ -356,7 +422,9 @@ def test_failed_cells_are_reported_and_the_same_audit_retries_only_those(web: We
         again = audit(web.page, QUERIES, web.rivals, settings=settings, options=options, out_dir=tmp_path / "out")
         new = server.requests[seen:]
     assert again.run_id == first.run_id and again.failed_cells == 0 and again.run_status == "complete"
-    assert again.computed_cells == first.failed_cells and again.resumed_cells == first.planned_cells - first.failed_cells
+    assert (
+        again.computed_cells == first.failed_cells and again.resumed_cells == first.planned_cells - first.failed_cells
+    )
     # Only the failed query's cells were asked again.
     assert new and all(QUERIES[1] in last_user_message(r) for r in new)
 
@@ -381,9 +449,30 @@ def test_cli_dry_run_prints_the_plan_and_prices_a_priced_model(web: Web, tmp_pat
     from geoaudit.cli import app
 
     with FakeOpenAIServer(engine) as server:
-        args = ["--data-dir", str(tmp_path / "home"), "audit", web.page, "-q", QUERIES[0], "-q", QUERIES[1],
-                "-c", web.rivals[0], "-c", web.rivals[1], "--allow-private", "--delay", "0", "--budget", "quick",
-                "--model", "openai/gpt-4o-mini", "--api-base", server.url, "--dry-run"]
+        args = [
+            "--data-dir",
+            str(tmp_path / "home"),
+            "audit",
+            web.page,
+            "-q",
+            QUERIES[0],
+            "-q",
+            QUERIES[1],
+            "-c",
+            web.rivals[0],
+            "-c",
+            web.rivals[1],
+            "--allow-private",
+            "--delay",
+            "0",
+            "--budget",
+            "quick",
+            "--model",
+            "openai/gpt-4o-mini",
+            "--api-base",
+            server.url,
+            "--dry-run",
+        ]
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, r.output
         assert server.requests == []
@@ -403,7 +492,9 @@ def test_a_numeric_budget_picks_the_largest_rung_that_fits(web: Web, tmp_path: P
         settings = fake_settings(server, tmp_path / "home")
         opts = dict(strategies=("identity", "fluency"), **FAST)
         small = plan_audit(web.page, QUERIES, web.rivals, settings=settings, options=AuditOptions(budget="40", **opts))  # type: ignore[arg-type]
-        large = plan_audit(web.page, QUERIES, web.rivals, settings=settings, options=AuditOptions(budget="5000", **opts))  # type: ignore[arg-type]
+        large = plan_audit(
+            web.page, QUERIES, web.rivals, settings=settings, options=AuditOptions(budget="5000", **opts)
+        )  # type: ignore[arg-type]
         assert small.total_calls <= 40 < large.total_calls <= 5000
         assert (small.seeds, small.samples) < (large.seeds, large.samples)
         with pytest.raises(ConfigError, match="below the smallest audit"):
@@ -413,8 +504,11 @@ def test_a_numeric_budget_picks_the_largest_rung_that_fits(web: Web, tmp_path: P
 
 def test_local_files_audit_offline_and_a_markdown_draft_skips_the_web_checks(tmp_path: Path) -> None:
     page = tmp_path / "draft.md"
-    page.write_text("# Electric kettles\n\nA 3 kW kettle boils one litre of water in about 94 seconds. It switches "
-                    "itself off at the boil.\n", encoding="utf-8")
+    page.write_text(
+        "# Electric kettles\n\nA 3 kW kettle boils one litre of water in about 94 seconds. It switches "
+        "itself off at the boil.\n",
+        encoding="utf-8",
+    )
     (tmp_path / "rivals").mkdir()
     (tmp_path / "rivals" / "a.html").write_bytes(RIVAL_A)
     (tmp_path / "rivals" / "c.html").write_bytes(RIVAL_C)
@@ -425,11 +519,20 @@ def test_local_files_audit_offline_and_a_markdown_draft_skips_the_web_checks(tmp
 
     with FakeOpenAIServer(engine) as server:
         settings = fake_settings(server, tmp_path / "home")
-        result = audit(str(page), QUERIES, read_competitors_file(listing), settings=settings, out_dir=tmp_path / "out",
-                       options=AuditOptions(strategies=("identity", "key-facts"), rates=(0.0, 1.0), budget="quick"))
+        result = audit(
+            str(page),
+            QUERIES,
+            read_competitors_file(listing),
+            settings=settings,
+            out_dir=tmp_path / "out",
+            options=AuditOptions(strategies=("identity", "key-facts"), rates=(0.0, 1.0), budget="quick"),
+        )
     reasons = {Path(c.spec).name: c.reason for c in result.plan.competitors if not c.used}
     assert set(reasons) == {"empty.html", "missing.html"}
-    assert "no main text" in reasons["empty.html"] and "neither an http(s) URL nor an existing file" in reasons["missing.html"]
+    assert (
+        "no main text" in reasons["empty.html"]
+        and "neither an http(s) URL nor an existing file" in reasons["missing.html"]
+    )
     assert result.simulated and len(result.plan.used_competitors) == 2
     assert result.check is None and "markdown draft" in result.check_note
     assert "markdown draft" in soup_of(result.report).find(id="readiness").get_text(" ", strip=True)
@@ -438,8 +541,28 @@ def test_local_files_audit_offline_and_a_markdown_draft_skips_the_web_checks(tmp
 def test_cli_dry_run_json_is_the_plan(web: Web, tmp_path: Path) -> None:
     from geoaudit.cli import app
 
-    r = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "audit", web.page, "-q", QUERIES[0], "-c", web.rivals[0],
-                                 "-c", web.unreachable, "--allow-private", "--delay", "0", "--timeout", "2", "--dry-run", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "--data-dir",
+            str(tmp_path / "home"),
+            "audit",
+            web.page,
+            "-q",
+            QUERIES[0],
+            "-c",
+            web.rivals[0],
+            "-c",
+            web.unreachable,
+            "--allow-private",
+            "--delay",
+            "0",
+            "--timeout",
+            "2",
+            "--dry-run",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     plan = json.loads(r.stdout)
     assert plan["problem"] == "" and plan["bench"]
@@ -454,8 +577,25 @@ def test_a_page_that_extracts_to_nothing_still_gets_a_report_and_exit_code_1(web
     from geoaudit.cli import app
 
     out = tmp_path / "report"
-    r = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "home"), "audit", web.empty, "-q", QUERIES[0],
-                                 "-c", web.rivals[0], "--allow-private", "--delay", "0", "--no-agent-fetch", "-o", str(out)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "--data-dir",
+            str(tmp_path / "home"),
+            "audit",
+            web.empty,
+            "-q",
+            QUERIES[0],
+            "-c",
+            web.rivals[0],
+            "--allow-private",
+            "--delay",
+            "0",
+            "--no-agent-fetch",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 1, r.output
     assert "audit incomplete" in r.stderr and "your page could not be used" in r.stderr
     soup = soup_of(out / "index.html")
@@ -471,12 +611,24 @@ def test_a_page_that_extracts_to_nothing_still_gets_a_report_and_exit_code_1(web
         (("audit", "https://example.org/p", "-c", "https://example.org/r"), "no query given"),
         (("audit", "https://example.org/p", "-q", "q"), "no competitor given"),
         (("audit", "https://example.org/p", "-q", "q", "-c", "x", "--budget", "lots"), "budget must be"),
-        (("audit", "not-a-page", "-q", "q", "-c", "https://example.org/r"), "neither an http(s) URL nor an existing file"),
-        (("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--strategies", "nope"), "unknown strategy"),
+        (
+            ("audit", "not-a-page", "-q", "q", "-c", "https://example.org/r"),
+            "neither an http(s) URL nor an existing file",
+        ),
+        (
+            ("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--strategies", "nope"),
+            "unknown strategy",
+        ),
         (("audit", "https://example.org/p", "-q", "q", "--competitors", "missing.txt"), "no such competitors file"),
         # Checked before anything is fetched (example.org is never contacted).
-        (("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--model", "gpt"), "not a litellm model string"),
-        (("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--k", "1"), "k must be at least 2"),
+        (
+            ("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--model", "gpt"),
+            "not a litellm model string",
+        ),
+        (
+            ("audit", "https://example.org/p", "-q", "q", "-c", "https://example.org/r", "--k", "1"),
+            "k must be at least 2",
+        ),
     ],
 )
 def test_bad_input_is_one_error_line_with_exit_code_2(args: tuple[str, ...], needle: str) -> None:
@@ -496,9 +648,18 @@ def test_on_the_embedded_model_the_defaults_are_the_strategies_that_work_there(w
     settings = Settings(data_dir=tmp_path / "home", user_agent="geoaudit-test/1.0")
     plan = plan_audit(web.page, QUERIES, web.rivals, settings=settings, options=AuditOptions(**FAST))  # type: ignore[arg-type]
     # The controls and every deterministic rewrite; no LLM rewrite (SmolLM2's rewrites fail the guards).
-    assert plan.strategies == ("identity", "rank", "answer-first", "key-facts", "keyword-stuffing-rule", "llms-txt-structure")
+    assert plan.strategies == (
+        "identity",
+        "rank",
+        "answer-first",
+        "key-facts",
+        "keyword-stuffing-rule",
+        "llms-txt-structure",
+    )
     assert plan.calls["rewrite"] == 0 and plan.cost == 0.0 and "no charge" in plan.cost_note
-    assert plan.answers == "base" and plan.primary == "selection" and plan.stages == ("relevance", "selection", "answer")
+    assert (
+        plan.answers == "base" and plan.primary == "selection" and plan.stages == ("relevance", "selection", "answer")
+    )
     assert plan.source_budget == 600 and (plan.seeds, plan.samples) == (2, 2)
     assert not settings.runs_dir.exists()
 
@@ -507,8 +668,14 @@ def test_on_the_embedded_model_the_defaults_are_the_strategies_that_work_there(w
 def test_audit_end_to_end_on_the_embedded_model(web: Web, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "home", user_agent="geoaudit-test/1.0")
     # Small: 2 queries, 3 usable competitors, the two controls and one deterministic rewrite, short sources.
-    options = AuditOptions(strategies=("identity", "rank", "answer-first"), rates=(0.0, 1.0), budget="quick",
-                           source_budget=250, max_tokens=32, **FAST)  # type: ignore[arg-type]
+    options = AuditOptions(
+        strategies=("identity", "rank", "answer-first"),
+        rates=(0.0, 1.0),
+        budget="quick",
+        source_budget=250,
+        max_tokens=32,
+        **FAST,
+    )  # type: ignore[arg-type]
     result = audit(web.page, QUERIES, web.competitors, settings=settings, options=options, out_dir=tmp_path / "out")
     plan = result.plan
     assert result.simulated and result.run_status == "complete" and len(plan.used_competitors) == 3
@@ -538,8 +705,10 @@ class _Stats:
     def __init__(self, rows: dict[str, list[tuple[float, str]]]) -> None:
         import pandas as pd
 
-        self.frames = {s: pd.DataFrame([{"rate": r, "estimate": e, "verdict": v} for r, (e, v) in enumerate(x)])
-                       for s, x in rows.items()}
+        self.frames = {
+            s: pd.DataFrame([{"rate": r, "estimate": e, "verdict": v} for r, (e, v) in enumerate(x)])
+            for s, x in rows.items()
+        }
 
     def rows_for(self, strategy: str, metric: str, comparison: str) -> Any:
         return self.frames[strategy]
@@ -560,10 +729,15 @@ def test_recommend_prefers_an_established_gain_and_never_a_significant_loss() ->
     rewrites = {s.name: [_rewrite(s.name)] for s in strategies}
     # answer-first has the largest estimate but a significant loss at one rate; llms-txt-structure a
     # larger estimate than key-facts but nothing established: key-facts' significant gain wins.
-    stats = _Stats({"key-facts": [(0.05, "better"), (0.02, "no evidence")],
-                    "answer-first": [(0.9, "better"), (-0.1, "worse")],
-                    "llms-txt-structure": [(0.2, "no evidence"), (0.1, "no evidence")],
-                    "rank": [(0.5, "better")], "identity": [(0.0, "no evidence")]})
+    stats = _Stats(
+        {
+            "key-facts": [(0.05, "better"), (0.02, "no evidence")],
+            "answer-first": [(0.9, "better"), (-0.1, "worse")],
+            "llms-txt-structure": [(0.2, "no evidence"), (0.1, "no evidence")],
+            "rank": [(0.5, "better")],
+            "identity": [(0.0, "no evidence")],
+        }
+    )
     rec, why = recommend(stats, {}, rewrites, strategies, "selection")  # type: ignore[arg-type]
     assert rec is not None and rec.strategy == "key-facts" and rec.established and "significantly raised" in why
     # Without it, a positive estimate alone is not enough: the candidate must help on more queries than it hurts.
@@ -575,8 +749,13 @@ def test_recommend_prefers_an_established_gain_and_never_a_significant_loss() ->
 
     rec, why = recommend(stats, {"llms-txt-structure": effects("higher", "lower")}, rewrites, strategies, "selection")  # type: ignore[arg-type]
     assert rec is None and "helping on no more queries than it hurt" in why
-    rec, why = recommend(stats, {"llms-txt-structure": effects("higher", "lower", "higher")}, rewrites, strategies,  # type: ignore[arg-type]
-                         "selection")
+    rec, why = recommend(
+        stats,
+        {"llms-txt-structure": effects("higher", "lower", "higher")},
+        rewrites,
+        strategies,  # type: ignore[arg-type]
+        "selection",
+    )
     assert rec is not None and rec.strategy == "llms-txt-structure" and not rec.established and "not a proven" in why
     # A rewrite that failed the guards for every query is not a candidate; nothing positive: nothing recommended.
     rewrites["llms-txt-structure"] = [_rewrite("llms-txt-structure", "failed")]

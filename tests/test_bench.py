@@ -103,7 +103,9 @@ def test_non_utf8_jsonl_is_an_input_error_naming_the_line(tmp_path: Path) -> Non
 # ------------------------------------------------------------------------------------------ C-SEO Bench
 
 
-def _write_cseo(path: Path, rows: list[tuple[Any, str, str]], columns: tuple[str, ...] = ("query_id", "query", "document")) -> Path:
+def _write_cseo(
+    path: Path, rows: list[tuple[Any, str, str]], columns: tuple[str, ...] = ("query_id", "query", "document")
+) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -166,7 +168,9 @@ def test_cseo_directory_of_splits_and_errors(tmp_path: Path) -> None:
     assert bench.format == "cseo-bench" and bench.domains == ["news", "web"]
     assert [it.id for it in load_bench(tmp_path, domain="web")] == ["web/1"]
 
-    bad = _write_cseo(tmp_path / "x" / "retail-00000-of-00001.parquet", [(1, "q", "d")], columns=("query_id", "query", "text"))
+    bad = _write_cseo(
+        tmp_path / "x" / "retail-00000-of-00001.parquet", [(1, "q", "d")], columns=("query_id", "query", "text")
+    )
     with pytest.raises(InputError, match=r"lacks column.*document"):
         load_bench(bad)
     fake = tmp_path / "y" / "books.parquet"
@@ -253,9 +257,17 @@ def test_own_directory_candidates_must_stay_inside_the_folder(tmp_path: Path, es
 def test_own_directory_with_documents_jsonl(tmp_path: Path) -> None:
     site = tmp_path / "mybench"
     site.mkdir()
-    docs = [{"url": f"https://shop{i}.example/kettles", "title": f"Shop {i}", "text": f"Kettles from shop {i}."} for i in range(3)]
+    docs = [
+        {"url": f"https://shop{i}.example/kettles", "title": f"Shop {i}", "text": f"Kettles from shop {i}."}
+        for i in range(3)
+    ]
     (site / "documents.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    row = {"id": "k1", "query": "quiet kettle", "candidates": [d["url"] for d in docs], "target": "https://shop2.example/kettles"}
+    row = {
+        "id": "k1",
+        "query": "quiet kettle",
+        "candidates": [d["url"] for d in docs],
+        "target": "https://shop2.example/kettles",
+    }
     (site / "queries.jsonl").write_text(json.dumps(row) + "\n")
     bench = load_bench(site, k=3)
     assert bench.items[0].target == 2 and bench.items[0].target_document.text == "Kettles from shop 2."
@@ -374,7 +386,9 @@ def test_fetch_geo_bench_from_local_hub(hub: tuple[str, dict[str, bytes], list[s
     assert any(r["name"] == "geo-bench" and r["items"] == 3 for r in list_benches(settings))
 
 
-def test_fetch_cseo_split_via_cli(hub: tuple[str, dict[str, bytes], list[str]], tmp_path: Path, _isolated_home: Path) -> None:
+def test_fetch_cseo_split_via_cli(
+    hub: tuple[str, dict[str, bytes], list[str]], tmp_path: Path, _isolated_home: Path
+) -> None:
     base, files, _seen = hub
     parquet = _write_cseo(tmp_path / "src.parquet", [(1, "quiet keyboard", f"k{i}") for i in range(10)])
     files["/datasets/parameterlab/c-seo-bench/resolve/main/data/retail-00000-of-00001.parquet"] = parquet.read_bytes()

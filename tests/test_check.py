@@ -31,15 +31,29 @@ TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 
 BODY = " ".join(
     f"Sentence {i} of the fixture article explains how an electric kettle heats water with a coiled element and "
-    f"switches off at the boil, which takes about 94 seconds for one litre." for i in range(12)
+    f"switches off at the boil, which takes about 94 seconds for one litre."
+    for i in range(12)
 )
 
 
-def article(title: str = "Electric kettles", extra_head: str = "", jsonld: str | None = None, body: str = BODY) -> bytes:
-    ld = jsonld if jsonld is not None else json.dumps({
-        "@context": "https://schema.org", "@type": "Article", "headline": title, "author": {"@type": "Person", "name": "Kim Lee"},
-        "datePublished": "2024-05-01", "dateModified": "2024-06-01", "image": "https://example.org/k.png",
-    })
+def article(
+    title: str = "Electric kettles", extra_head: str = "", jsonld: str | None = None, body: str = BODY
+) -> bytes:
+    ld = (
+        jsonld
+        if jsonld is not None
+        else json.dumps(
+            {
+                "@context": "https://schema.org",
+                "@type": "Article",
+                "headline": title,
+                "author": {"@type": "Person", "name": "Kim Lee"},
+                "datePublished": "2024-05-01",
+                "dateModified": "2024-06-01",
+                "image": "https://example.org/k.png",
+            }
+        )
+    )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="description" content="How electric kettles work.">
 <link rel="canonical" href="/article">
@@ -51,7 +65,8 @@ def article(title: str = "Electric kettles", extra_head: str = "", jsonld: str |
 
 
 def page_b() -> bytes:
-    return b"""<!doctype html><html lang="en"><head><title>Kettle shop</title>
+    return (
+        b"""<!doctype html><html lang="en"><head><title>Kettle shop</title>
 <meta property="og:title" content="Kettle shop">
 <script type="application/ld+json">{"@context": "https://schema.org", "@type": "Organization" "name": "Shop"}</script>
 <script type="application/ld+json">{"@context": "https://schema.org", "@type": "FAQPage",
@@ -59,7 +74,10 @@ def page_b() -> bytes:
 </head><body><h1>Kettle shop</h1>
 <div itemscope itemtype="https://schema.org/Product"><h2 itemprop="name">Steel kettle</h2>
 <p itemprop="description">A steel kettle that boils one litre in 94 seconds and switches itself off.</p></div>
-<p>""" + BODY.encode() + b"""</p></body></html>"""
+<p>"""
+        + BODY.encode()
+        + b"""</p></body></html>"""
+    )
 
 
 CHALLENGE = b"<!doctype html><html><head><title>Just a moment...</title></head><body><p>Checking your browser before accessing the site.</p></body></html>"
@@ -138,34 +156,62 @@ class Web:
     def __init__(self) -> None:
         a_routes: dict[str, Route] = {}
         self.a = Site("127.0.0.2", a_routes)
-        a_routes.update({
-            "/robots.txt": ok(b"User-agent: *\nAllow: /\n\nUser-agent: GPTBot\nDisallow: /\n\n"
-                              b"User-agent: PerplexityBot\nDisallow: /private/\n\nLLMs: /llms.txt\n", TEXT),
-            "/llms.txt": ok(f"# Kettles A\n\n> Everything about electric kettles.\n\nNotes for models.\n\n## Docs\n"
-                            f"- [Article]({self.a.base}/article): how kettles work\n- [Private](/private/page)\n".encode(), TEXT),
-            "/article": ok(article()),
-            "/private/page": ok(article("Private kettles")),
-        })
+        a_routes.update(
+            {
+                "/robots.txt": ok(
+                    b"User-agent: *\nAllow: /\n\nUser-agent: GPTBot\nDisallow: /\n\n"
+                    b"User-agent: PerplexityBot\nDisallow: /private/\n\nLLMs: /llms.txt\n",
+                    TEXT,
+                ),
+                "/llms.txt": ok(
+                    f"# Kettles A\n\n> Everything about electric kettles.\n\nNotes for models.\n\n## Docs\n"
+                    f"- [Article]({self.a.base}/article): how kettles work\n- [Private](/private/page)\n".encode(),
+                    TEXT,
+                ),
+                "/article": ok(article()),
+                "/private/page": ok(article("Private kettles")),
+            }
+        )
         b_routes: dict[str, Route] = {}
         self.b = Site("127.0.0.3", b_routes)
-        b_routes.update({
-            "/robots.txt": ok(b"User-agent: *\nDisallow:\n", TEXT),
-            "/llms.txt": ok(b"Kettle shop\n\n## Links\n* not a link item\n- [Shop](/shop)\n- [Gone](/gone)\n", TEXT),
-            "/shop": waf(page_b()),
-            "/hidden": lambda ua: (200, {**HTML, "X-Robots-Tag": "noindex"},
-                                   article("Hidden <script>alert(1)</script>", extra_head='<meta name="robots" content="nosnippet, noimageai">')),
-            "/busy": lambda ua: (429, {**TEXT, "Retry-After": "60"}, b"slow down") if "bingbot" in ua else (200, HTML, article("Busy")),
-            "/doc.pdf": ok(b"%PDF-1.4 " + b"x" * 200, {"Content-Type": "application/pdf"}),
-        })
+        b_routes.update(
+            {
+                "/robots.txt": ok(b"User-agent: *\nDisallow:\n", TEXT),
+                "/llms.txt": ok(
+                    b"Kettle shop\n\n## Links\n* not a link item\n- [Shop](/shop)\n- [Gone](/gone)\n", TEXT
+                ),
+                "/shop": waf(page_b()),
+                "/hidden": lambda ua: (
+                    200,
+                    {**HTML, "X-Robots-Tag": "noindex"},
+                    article(
+                        "Hidden <script>alert(1)</script>",
+                        extra_head='<meta name="robots" content="nosnippet, noimageai">',
+                    ),
+                ),
+                "/busy": lambda ua: (
+                    (429, {**TEXT, "Retry-After": "60"}, b"slow down")
+                    if "bingbot" in ua
+                    else (200, HTML, article("Busy"))
+                ),
+                "/doc.pdf": ok(b"%PDF-1.4 " + b"x" * 200, {"Content-Type": "application/pdf"}),
+            }
+        )
         c_routes: dict[str, Route] = {}
         self.c = Site("127.0.0.4", c_routes)
-        c_routes.update({
-            "/blog/robots.txt": ok(b"User-agent: *\nDisallow: /\n", TEXT),
-            "/blog/post": ok(b'<!doctype html><html><head><title>Post</title></head><body><h1>Post</h1>'
-                             b'<div vocab="https://schema.org/" typeof="Organization"><span property="name">Acme Kettles</span></div>'
-                             b"<p>" + BODY.encode() + b"</p></body></html>"),
-            "/spa": ok(b"<html><head><title>App</title><script>boot()</script></head><body><div id='app'></div></body></html>"),
-        })
+        c_routes.update(
+            {
+                "/blog/robots.txt": ok(b"User-agent: *\nDisallow: /\n", TEXT),
+                "/blog/post": ok(
+                    b"<!doctype html><html><head><title>Post</title></head><body><h1>Post</h1>"
+                    b'<div vocab="https://schema.org/" typeof="Organization"><span property="name">Acme Kettles</span></div>'
+                    b"<p>" + BODY.encode() + b"</p></body></html>"
+                ),
+                "/spa": ok(
+                    b"<html><head><title>App</title><script>boot()</script></head><body><div id='app'></div></body></html>"
+                ),
+            }
+        )
         self.d = Site("127.0.0.5", {"/robots.txt": lambda ua: (500, TEXT, b"oops"), "/page": ok(article())})
 
     def close(self) -> None:
@@ -195,9 +241,19 @@ def report(web: Web, tmp_path_factory: pytest.TempPathFactory) -> CheckReport:
     local.write_bytes(article("Local draft"))
     settings = Settings(data_dir=tmp_path_factory.mktemp("home"), user_agent="geoaudit-test/1.0")
     targets = [
-        f"{web.a.base}/article", f"{web.a.base}/private/page", f"{web.b.base}/shop", f"{web.b.base}/hidden", f"{web.b.base}/busy",
-        f"{web.c.base}/blog/post", f"{web.c.base}/spa", f"{web.d.base}/page",
-        f"{web.b.base}/doc.pdf", f"http://127.0.0.6:{_closed_port()}/", str(local), str(local.parent / "missing.html"), "ftp://example.org/x",
+        f"{web.a.base}/article",
+        f"{web.a.base}/private/page",
+        f"{web.b.base}/shop",
+        f"{web.b.base}/hidden",
+        f"{web.b.base}/busy",
+        f"{web.c.base}/blog/post",
+        f"{web.c.base}/spa",
+        f"{web.d.base}/page",
+        f"{web.b.base}/doc.pdf",
+        f"http://127.0.0.6:{_closed_port()}/",
+        str(local),
+        str(local.parent / "missing.html"),
+        "ftp://example.org/x",
     ]
     return check(targets, settings=settings, options=FAST)
 
@@ -234,7 +290,10 @@ def test_robots_rules_per_agent_grouped_by_role(web: Web, report: CheckReport) -
     assert agents["PerplexityBot"].robots == "allowed"
     assert agents["OAI-SearchBot"].robots == "allowed" and agents["OAI-SearchBot"].robots_rule == "User-agent: *"
     # Blocking a training crawler is a choice (info); nothing blocks search crawlers here.
-    assert one(art.findings, "access.training").severity == "info" and "GPTBot" in one(art.findings, "access.training").message
+    assert (
+        one(art.findings, "access.training").severity == "info"
+        and "GPTBot" in one(art.findings, "access.training").message
+    )
     assert one(art.findings, "access.search").severity == "pass"
     # Under /private/ PerplexityBot (a search crawler) is disallowed: that keeps the page out of its answers.
     private = page(report, "/private/page")
@@ -303,10 +362,20 @@ def test_a_redirect_does_not_take_an_agent_where_robots_txt_keeps_it_out(setting
     def go(ua: str) -> tuple[int, dict[str, str], bytes]:
         return (302, {"Location": "/members/x"}, b"") if "GPTBot" in ua else (200, HTML, article())
 
-    site = Site("127.0.0.2", {"/robots.txt": ok(b"User-agent: GPTBot\nDisallow: /members/\n", TEXT), "/go": go,
-                              "/members/x": ok(article("Members only"))})
+    site = Site(
+        "127.0.0.2",
+        {
+            "/robots.txt": ok(b"User-agent: GPTBot\nDisallow: /members/\n", TEXT),
+            "/go": go,
+            "/members/x": ok(article("Members only")),
+        },
+    )
     try:
-        r = check([f"{site.base}/go"], settings=settings, options=CheckOptions(allow_private=True, delay=0.0, agents=("GPTBot",)))
+        r = check(
+            [f"{site.base}/go"],
+            settings=settings,
+            options=CheckOptions(allow_private=True, delay=0.0, agents=("GPTBot",)),
+        )
     finally:
         site.close()
     (gpt,) = r.pages[0].agents
@@ -352,7 +421,9 @@ def test_directives_per_agent_from_header_and_meta() -> None:
     from geoaudit.check.robots import directive_findings, robots_directives
 
     html = '<html><head><meta name="googlebot" content="noindex"><meta name="other" content="noindex"></head></html>'
-    found = robots_directives(html, ["gptbot: noai, noimageai", "unavailable_after: 2030-01-01"], {"GPTBot", "Googlebot"})
+    found = robots_directives(
+        html, ["gptbot: noai, noimageai", "unavailable_after: 2030-01-01"], {"GPTBot", "Googlebot"}
+    )
     assert ("noai", "gptbot", "X-Robots-Tag: noai, noimageai") in found
     assert ("noindex", "googlebot", '<meta name="googlebot" content="noindex">') in found
     assert not any(scope == "other" for _, scope, _ in found)  # a meta name that is no robots name
@@ -370,16 +441,24 @@ def test_directives_per_agent_from_header_and_meta() -> None:
 def test_llms_txt_parser_follows_the_format() -> None:
     from geoaudit.check import parse_llms_txt
 
-    good = parse_llms_txt("# Site\n\n> Summary.\n\nSome notes.\n\n## Docs\n- [A](/a): notes\n- [B](https://b.example/b)\n\n## Optional\n- [C](/c)\n",
-                          "https://s.example/llms.txt")
+    good = parse_llms_txt(
+        "# Site\n\n> Summary.\n\nSome notes.\n\n## Docs\n- [A](/a): notes\n- [B](https://b.example/b)\n\n## Optional\n- [C](/c)\n",
+        "https://s.example/llms.txt",
+    )
     assert good.has_title and good.title == "Site" and good.summary == "Summary." and not good.problems
     assert good.links == ["https://s.example/a", "https://b.example/b", "https://s.example/c"]
     bad = parse_llms_txt("\n\n## Docs\n### Sub\n- not a link\n- [x](mailto:a@b.c)\n# Second\n## Empty\n")
     assert not bad.has_title
     problems = " | ".join(msg for _, msg in bad.problems)
-    for needle in ("H1 title", "H3 heading", "not a link item", "not an http(s) URL", "second H1", "'Empty' lists no links"):
+    for needle in (
+        "H1 title",
+        "H3 heading",
+        "not a link item",
+        "not an http(s) URL",
+        "second H1",
+        "'Empty' lists no links",
+    ):
         assert needle in problems, needle
-
 
 
 def test_llms_txt_valid_broken_and_missing(web: Web, report: CheckReport) -> None:
@@ -420,7 +499,9 @@ def test_structured_data_types_missing_properties_and_parse_errors(web: Web, rep
     assert og.severity == "warning" and "og:type" in og.message and "og:title" not in og.message
 
     post = page(report, "/blog/post")
-    assert post.structured is not None and "Organization" in post.structured.types and post.structured.items["rdfa"] == 1
+    assert (
+        post.structured is not None and "Organization" in post.structured.types and post.structured.items["rdfa"] == 1
+    )
     assert one(post.findings, "schema.opengraph").severity == "info"
 
 
@@ -489,7 +570,11 @@ def test_dns_rebinding_cannot_reach_a_loopback_page(settings: Settings) -> None:
     public = Site("127.0.0.2", {"/robots.txt": ok(b"User-agent: *\nAllow: /\n", TEXT), "/article": ok(article())})
     for _ in range(20):  # the same port on 127.0.0.1, so only the DNS answer tells them apart
         try:
-            internal = Site("127.0.0.1", {"/article": ok(article("SECRET internal page")), "/robots.txt": ok(b"", TEXT)}, port=public.port)
+            internal = Site(
+                "127.0.0.1",
+                {"/article": ok(article("SECRET internal page")), "/robots.txt": ok(b"", TEXT)},
+                port=public.port,
+            )
             break
         except OSError:
             public.close()
@@ -506,8 +591,13 @@ def test_dns_rebinding_cannot_reach_a_loopback_page(settings: Settings) -> None:
         return str(ip) == "127.0.0.2"
 
     try:
-        r = check([f"http://rebind.test:{public.port}/article"], settings=settings,
-                  options=CheckOptions(delay=0.0, timeout=3.0), resolver=rebinding, address_allowed=only_127_0_0_2)
+        r = check(
+            [f"http://rebind.test:{public.port}/article"],
+            settings=settings,
+            options=CheckOptions(delay=0.0, timeout=3.0),
+            resolver=rebinding,
+            address_allowed=only_127_0_0_2,
+        )
     finally:
         public.close()
         internal.close()
@@ -520,12 +610,18 @@ def test_dns_rebinding_cannot_reach_a_loopback_page(settings: Settings) -> None:
 
 def test_user_agent_list_and_selection(web: Web, settings: Settings, tmp_path: Path) -> None:
     mine = tmp_path / "agents.toml"
-    mine.write_text('[meta]\nsource = "mine"\nupdated = "2026-12-01"\n\n[[agent]]\ntoken = "PerplexityBot"\noperator = "P"\n'
-                    'role = "search"\nuser_agent = "PerplexityBot/9.9"\n')
+    mine.write_text(
+        '[meta]\nsource = "mine"\nupdated = "2026-12-01"\n\n[[agent]]\ntoken = "PerplexityBot"\noperator = "P"\n'
+        'role = "search"\nuser_agent = "PerplexityBot/9.9"\n'
+    )
     r = check([f"{web.b.base}/shop"], settings=settings.replace(ai_agents_file=mine), options=FAST)
     assert [a.token for a in r.pages[0].agents] == ["PerplexityBot"] and "mine" in r.agents_source
     assert r.pages[0].agents[0].fetch == "blocked"
-    r = check([f"{web.a.base}/article"], settings=settings, options=CheckOptions(allow_private=True, delay=0.0, agents=("gptbot", "Claude-User")))
+    r = check(
+        [f"{web.a.base}/article"],
+        settings=settings,
+        options=CheckOptions(allow_private=True, delay=0.0, agents=("gptbot", "Claude-User")),
+    )
     assert {a.token for a in r.pages[0].agents} == {"GPTBot", "Claude-User"}
 
 
@@ -548,7 +644,11 @@ def test_sarif_validates_against_the_official_schema(report: CheckReport) -> Non
     rules = [r["id"] for r in run["tool"]["driver"]["rules"]]
     assert all(rules[r["ruleIndex"]] == r["ruleId"] for r in results)
     blocked = next(r for r in results if r["ruleId"] == "fetch.blocked")
-    assert blocked["level"] == "error" and blocked["kind"] == "fail" and "/shop" in blocked["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert (
+        blocked["level"] == "error"
+        and blocked["kind"] == "fail"
+        and "/shop" in blocked["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    )
     passed = next(r for r in results if r["ruleId"] == "fetch.same")
     assert passed["kind"] == "pass" and passed["level"] == "none"
     # A schema that cannot fail is no test: a broken log must be rejected.
@@ -645,7 +745,9 @@ def test_cli_lists_agents_with_source() -> None:
     assert "OAI-SearchBot" in r.stdout and "user-triggered" in r.stdout and "ai.robots.txt" in r.stdout
 
 
-def test_a_crash_on_one_target_leaves_the_others_checked(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_on_one_target_leaves_the_others_checked(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import geoaudit.check.runner as runner
 
     real = runner.check_structured

@@ -65,7 +65,18 @@ def test_output_paths_are_checked_before_any_work(tmp_path: Path) -> None:
 def test_rewrite_output_checked_before_llm_calls(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
     page = tmp_path / "p.md"
     page.write_text(PAGE)
-    r = cli("rewrite", str(page), "-s", "fluency", "-o", str(tmp_path), "--model", "openai/fake", "--api-base", fake_server.url)
+    r = cli(
+        "rewrite",
+        str(page),
+        "-s",
+        "fluency",
+        "-o",
+        str(tmp_path),
+        "--model",
+        "openai/fake",
+        "--api-base",
+        fake_server.url,
+    )
     assert "--output" in one_error_line(r, 2)
     assert fake_server.requests == []
 
@@ -109,7 +120,17 @@ def test_rewrite_backend_failure_exits_1_and_plain_diff_marks_changes(
     monkeypatch.setenv("GEOAUDIT_RETRIES", "0")
     page = tmp_path / "p.md"
     page.write_text(PAGE)
-    base = ["rewrite", str(page), "-s", "fluency", "--model", "openai/fake", "--api-base", fake_server.url, "--no-cache"]
+    base = [
+        "rewrite",
+        str(page),
+        "-s",
+        "fluency",
+        "--model",
+        "openai/fake",
+        "--api-base",
+        fake_server.url,
+        "--no-cache",
+    ]
 
     fake_server.responder = lambda req: Reply(status=500, text="down")
     r = cli(*base)

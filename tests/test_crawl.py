@@ -70,7 +70,12 @@ class Site:
         self.counters[path] += 1
         html = {"Content-Type": "text/html; charset=utf-8"}
         if path == "/robots.txt":
-            return 200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /private/\n\nUser-agent: otherbot\nDisallow: /\n", 0
+            return (
+                200,
+                {"Content-Type": "text/plain"},
+                b"User-agent: *\nDisallow: /private/\n\nUser-agent: otherbot\nDisallow: /\n",
+                0,
+            )
         if path == "/sitemap.xml":
             body = (
                 '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
@@ -80,15 +85,19 @@ class Site:
             return 200, {"Content-Type": "application/xml"}, body.encode(), 0
         if path == "/sitemap-pages.xml.gz":
             urls = ["/a", "/b", "/private/secret", "/chain1", "/loop1", "/slow", "/huge", "/flaky", "/busy"]
-            xml = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">' + "".join(
-                f"<url><loc>{self.base}{u}</loc></url>" for u in urls
-            ) + "</urlset>"
+            xml = (
+                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                + "".join(f"<url><loc>{self.base}{u}</loc></url>" for u in urls)
+                + "</urlset>"
+            )
             return 200, {"Content-Type": "application/x-gzip"}, gzip.compress(xml.encode()), 0
         if path == "/sitemap-more.xml":
             urls = ["/binary", "/latin", "/deep", "/empty", "/doc.pdf", "/missing", "/etag"]
-            xml = '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">' + "".join(
-                f"<url><loc>{self.base}{u}</loc></url>" for u in urls
-            ) + "</urlset>"
+            xml = (
+                '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                + "".join(f"<url><loc>{self.base}{u}</loc></url>" for u in urls)
+                + "</urlset>"
+            )
             return 200, {"Content-Type": "text/xml"}, xml.encode(), 0
         if path == "/notxml.xml":
             return 200, html, b"<html><body>not a sitemap<br></body></html>", 0
@@ -125,10 +134,21 @@ class Site:
             body = "<html><head><title>Crème brûlée</title></head><body><article><p>La crème brûlée est un dessert français à base de crème, de sucre et de jaunes d'œufs, caramélisé au chalumeau.</p></article></body></html>"
             return 200, {"Content-Type": "text/html; charset=utf-8"}, body.encode("cp1252"), 0
         if path == "/deep":
-            body = "<html><body>" + "<div><span>" * 5000 + "<p>Deep text at the bottom of a very deep tree of elements.</p>" + "</div>" * 3000 + "<table><tr><td>broken"
+            body = (
+                "<html><body>"
+                + "<div><span>" * 5000
+                + "<p>Deep text at the bottom of a very deep tree of elements.</p>"
+                + "</div>" * 3000
+                + "<table><tr><td>broken"
+            )
             return 200, html, body.encode(), 0
         if path == "/empty":
-            return 200, html, b"<html><head><title>App shell</title><script>boot()</script></head><body><div id='app'></div></body></html>", 0
+            return (
+                200,
+                html,
+                b"<html><head><title>App shell</title><script>boot()</script></head><body><div id='app'></div></body></html>",
+                0,
+            )
         if path == "/doc.pdf":
             return 200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 " + b"x" * 1000, 0
         if path == "/etag":
@@ -198,8 +218,24 @@ def test_sitemap_crawl_outcomes_extraction_and_politeness(site: Site, settings: 
     result = crawl([], settings=settings, options=opts)
     rec = {r.url.removeprefix(site.base): r for r in result.records}
 
-    assert set(rec) == {"/a", "/b", "/private/secret", "/chain1", "/loop1", "/slow", "/huge", "/flaky", "/busy",
-                        "/binary", "/latin", "/deep", "/empty", "/doc.pdf", "/missing", "/etag"}
+    assert set(rec) == {
+        "/a",
+        "/b",
+        "/private/secret",
+        "/chain1",
+        "/loop1",
+        "/slow",
+        "/huge",
+        "/flaky",
+        "/busy",
+        "/binary",
+        "/latin",
+        "/deep",
+        "/empty",
+        "/doc.pdf",
+        "/missing",
+        "/etag",
+    }
     assert rec["/a"].outcome == "fetched" and rec["/a"].status == 200
     assert rec["/private/secret"].outcome == "skipped" and rec["/private/secret"].reason == "robots.txt disallows"
     assert site.count("/private/secret") == 0
@@ -211,7 +247,9 @@ def test_sitemap_crawl_outcomes_extraction_and_politeness(site: Site, settings: 
     assert rec["/busy"].outcome == "fetched" and rec["/busy"].attempts == 2
     assert rec["/binary"].outcome == "skipped" and rec["/binary"].reason.startswith("binary body")
     assert rec["/latin"].outcome == "fetched"
-    assert rec["/deep"].outcome == "fetched" and "Deep text at the bottom" in str(DocumentStore(settings.store_path).get(rec["/deep"].doc_id))
+    assert rec["/deep"].outcome == "fetched" and "Deep text at the bottom" in str(
+        DocumentStore(settings.store_path).get(rec["/deep"].doc_id)
+    )
     assert rec["/empty"].outcome == "skipped" and rec["/empty"].reason.startswith("no main content")
     assert rec["/doc.pdf"].outcome == "skipped" and "application/pdf" in rec["/doc.pdf"].reason
     assert rec["/missing"].outcome == "failed" and rec["/missing"].reason == "HTTP 404"
@@ -248,7 +286,11 @@ def test_sitemap_crawl_outcomes_extraction_and_politeness(site: Site, settings: 
     latin = store.get(rec["/latin"].doc_id)
     assert latin is not None and "crème brûlée est un dessert français" in latin.text.lower()
     final = store.get(rec["/chain1"].doc_id)
-    assert final is not None and final.url == f"{site.base}/final" and final.metadata["requested_url"] == f"{site.base}/chain1"
+    assert (
+        final is not None
+        and final.url == f"{site.base}/final"
+        and final.metadata["requested_url"] == f"{site.base}/chain1"
+    )
     assert {d.id for d in result.documents} == {r.doc_id for r in result.records if r.outcome == "fetched"}
     assert result.reasons("skipped")["robots.txt disallows"] == 1
 
@@ -267,8 +309,9 @@ def test_robots_user_agent_and_ignore_robots(site: Site, settings: Settings) -> 
     blocked = crawl([f"{site.base}/a"], settings=settings, options=CrawlOptions(user_agent="otherbot/2", **FAST))
     assert blocked.records[0].outcome == "skipped" and blocked.records[0].reason == "robots.txt disallows"
     assert site.count("/a") == 0
-    ignored = crawl([f"{site.base}/private/secret"], settings=settings,
-                    options=CrawlOptions(respect_robots=False, **FAST))
+    ignored = crawl(
+        [f"{site.base}/private/secret"], settings=settings, options=CrawlOptions(respect_robots=False, **FAST)
+    )
     assert ignored.records[0].outcome == "fetched"
     assert any("IGNORED" in w for w in ignored.warnings)
 
@@ -281,7 +324,16 @@ def test_ssrf_guard_refuses_private_addresses(site: Site, settings: Settings) ->
 
     import asyncio
 
-    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.5", "169.254.169.254", "::1", "::ffff:127.0.0.1", "100.64.0.1", "localhost"):
+    for host in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.5",
+        "169.254.169.254",
+        "::1",
+        "::ffff:127.0.0.1",
+        "100.64.0.1",
+        "localhost",
+    ):
         assert asyncio.run(check_public_host(host, 80)) is not None, host
     assert asyncio.run(check_public_host("93.184.216.34", 80)) is None
 
@@ -330,8 +382,9 @@ def test_ssrf_guard_rechecks_every_redirect_hop(settings: Settings) -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             from geoaudit.crawl import acrawl
 
-            return await acrawl(["http://93.184.216.34/start"], settings=settings,
-                                options=CrawlOptions(delay=0), client=client)
+            return await acrawl(
+                ["http://93.184.216.34/start"], settings=settings, options=CrawlOptions(delay=0), client=client
+            )
 
     import asyncio
 
@@ -357,8 +410,13 @@ def test_conditional_refetch_sends_validators_and_keeps_document(site: Site, set
 
 def test_seed_and_input_validation(tmp_path: Path, site: Site) -> None:
     assert validate_url("HTTP://Example.COM:80/a#frag") == "http://example.com/a"
-    for bad, msg in (("ftp://x.org/f", "unsupported URL scheme"), ("example.com/a", "no scheme"),
-                     ("http:///nohost", "no host"), ("http://a b.com/", "whitespace"), ("http://x.org:99999/", "invalid URL")):
+    for bad, msg in (
+        ("ftp://x.org/f", "unsupported URL scheme"),
+        ("example.com/a", "no scheme"),
+        ("http:///nohost", "no host"),
+        ("http://a b.com/", "whitespace"),
+        ("http://x.org:99999/", "invalid URL"),
+    ):
         with pytest.raises(InputError, match=msg):
             validate_url(bad)
     empty = tmp_path / "urls.txt"
@@ -369,7 +427,10 @@ def test_seed_and_input_validation(tmp_path: Path, site: Site) -> None:
         parse_sitemap(b"<html><body>hi", "s")
     with pytest.raises(InputError, match="not a sitemap"):
         parse_sitemap(b"<rss></rss>", "s")
-    assert parse_sitemap(gzip.compress(b"<urlset><url><loc>http://x.org/a</loc></url></urlset>"), "s") == (["http://x.org/a"], [])
+    assert parse_sitemap(gzip.compress(b"<urlset><url><loc>http://x.org/a</loc></url></urlset>"), "s") == (
+        ["http://x.org/a"],
+        [],
+    )
 
 
 def test_gzip_sitemap_bomb_is_cut_without_inflating_it() -> None:
@@ -454,8 +515,11 @@ def test_fetch_connects_to_the_checked_address_not_a_second_lookup() -> None:
     from geoaudit.fetch import Fetcher, FetchOptions
 
     public, internal = twin_sites(
-        {"/robots.txt": (404, {}, b""), "/page": (200, HTML, b"<p>public page</p>"),
-         "/hop": (302, {"Location": "/page"}, b"")},
+        {
+            "/robots.txt": (404, {}, b""),
+            "/page": (200, HTML, b"<p>public page</p>"),
+            "/hop": (302, {"Location": "/page"}, b""),
+        },
         {"/page": (200, HTML, b"<p>SECRET internal page</p>")},
     )
     lookups: list[str] = []
@@ -491,10 +555,14 @@ def test_fetch_checks_each_hop_once_and_follows_robots_redirects() -> None:
 
     robots = b"User-agent: *\nDisallow: /private/\n\nUser-agent: otherbot\nDisallow: /\n"
     public, internal = twin_sites(
-        {"/robots.txt": (301, {"Location": "/r1"}, b""), "/r1": (302, {"Location": "/r2"}, b""),
-         "/r2": (200, {"Content-Type": "text/plain"}, robots),
-         "/hop": (302, {"Location": "/page"}, b""), "/page": (200, HTML, b"<p>page</p>"),
-         "/private/x": (200, HTML, b"<p>private</p>")},
+        {
+            "/robots.txt": (301, {"Location": "/r1"}, b""),
+            "/r1": (302, {"Location": "/r2"}, b""),
+            "/r2": (200, {"Content-Type": "text/plain"}, robots),
+            "/hop": (302, {"Location": "/page"}, b""),
+            "/page": (200, HTML, b"<p>page</p>"),
+            "/private/x": (200, HTML, b"<p>private</p>"),
+        },
         {},
     )
     lookups: list[str] = []
@@ -510,7 +578,13 @@ def test_fetch_checks_each_hop_once_and_follows_robots_redirects() -> None:
             page = await f.fetch(f"{base}/hop")
             private = await f.fetch(f"{base}/private/x")
             as_other = await f.fetch(f"{base}/page", user_agent="otherbot/2")
-            return page, private, as_other, await f.robots_allows(f"{base}/page", "otherbot"), await f.robots_allows(f"{base}/page")
+            return (
+                page,
+                private,
+                as_other,
+                await f.robots_allows(f"{base}/page", "otherbot"),
+                await f.robots_allows(f"{base}/page"),
+            )
 
     try:
         page, private, as_other, other_allowed, default_allowed = asyncio.run(run())
@@ -561,7 +635,9 @@ def test_ingest_loads_drafts_and_crawls_urls_from_python(tmp_path: Path, site: S
     drafts.mkdir()
     (drafts / "d.md").write_text("# Draft\n\nNot published yet.\n", encoding="utf-8")
     assert split_inputs([str(drafts), "https://x.org/", "HTTP://y.org", "ftp://z.org/f", "notes:a.md"]) == (
-        ["https://x.org/", "HTTP://y.org", "ftp://z.org/f"], [str(drafts), "notes:a.md"])
+        ["https://x.org/", "HTTP://y.org", "ftp://z.org/f"],
+        [str(drafts), "notes:a.md"],
+    )
     result = ingest([str(drafts), f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
     assert [d.title for d in result.local] == ["Draft"] and result.crawled is not None
     assert sorted(d.title for d in result.documents) == ["Draft", "Page /a"]
@@ -576,7 +652,8 @@ def test_ingest_loads_drafts_and_crawls_urls_from_python(tmp_path: Path, site: S
 def test_huge_crawl_delay_skips_instead_of_stalling(site: Site, settings: Settings) -> None:
     site.respond = lambda path, headers: (  # type: ignore[method-assign]
         (200, {"Content-Type": "text/plain"}, b"User-agent: *\nCrawl-delay: 86400\n", 0)
-        if path == "/robots.txt" else (200, HTML, page("A"), 0)
+        if path == "/robots.txt"
+        else (200, HTML, page("A"), 0)
     )
     result = crawl([f"{site.base}/a"], settings=settings, options=CrawlOptions(**FAST))
     assert result.records[0].outcome == "skipped" and "Crawl-delay 86400s exceeds" in result.records[0].reason
@@ -588,8 +665,9 @@ def test_huge_crawl_delay_skips_instead_of_stalling(site: Site, settings: Settin
 
 def run_cli(args: list[str], home: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GEOAUDIT_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "geoaudit", "crawl", *args], env=env,
-                          capture_output=True, text=True, timeout=60, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "geoaudit", "crawl", *args], env=env, capture_output=True, text=True, timeout=60, **kw
+    )
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path: Path, site: Site) -> None:
@@ -623,8 +701,10 @@ def test_cli_crawl_urls_and_local_files_to_jsonl(tmp_path: Path, site: Site) -> 
     urls = tmp_path / "urls.txt"
     urls.write_text(f"# fixture\n{site.base}/a\n{site.base}/doc.pdf\n", encoding="utf-8")
     out = tmp_path / "out" / "docs.jsonl"
-    res = run_cli([str(drafts), f"{site.base}/b", "--file", str(urls), "--allow-private", "--delay", "0.05",
-                   "--out", str(out)], tmp_path / "home")
+    res = run_cli(
+        [str(drafts), f"{site.base}/b", "--file", str(urls), "--allow-private", "--delay", "0.05", "--out", str(out)],
+        tmp_path / "home",
+    )
     assert res.returncode == 0, res.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(r["title"] for r in records) == ["My draft", "Page /a", "Page /b"]
@@ -632,7 +712,9 @@ def test_cli_crawl_urls_and_local_files_to_jsonl(tmp_path: Path, site: Site) -> 
 
 
 def test_cli_ignore_robots_warns_loudly(tmp_path: Path, site: Site) -> None:
-    res = run_cli([f"{site.base}/private/secret", "--ignore-robots", "--allow-private", "--delay", "0"], tmp_path / "home")
+    res = run_cli(
+        [f"{site.base}/private/secret", "--ignore-robots", "--allow-private", "--delay", "0"], tmp_path / "home"
+    )
     assert res.returncode == 0, res.stderr
     assert "IGNORED" in res.stderr
 
@@ -643,9 +725,12 @@ def test_resume_after_sigkill_fetches_no_page_twice(tmp_path: Path, site: Site) 
     paths = [f"/p{i}" for i in range(12)]
     urls.write_text("\n".join(site.base + p for p in paths) + "\n", encoding="utf-8")
     args = ["--file", str(urls), "--allow-private", "--delay", "0.4"]
-    proc = subprocess.Popen([sys.executable, "-m", "geoaudit", "crawl", *args],
-                            env={**os.environ, "GEOAUDIT_HOME": str(home)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geoaudit", "crawl", *args],
+        env={**os.environ, "GEOAUDIT_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = home / "geoaudit.db"
     deadline = time.monotonic() + 30
     done = 0

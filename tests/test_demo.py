@@ -20,8 +20,20 @@ def scripted(req: dict) -> str:
 def test_demo_runs_the_whole_pipeline_and_prints_the_report_path(tmp_path: Path) -> None:
     env = {**os.environ, "GEOAUDIT_HOME": str(tmp_path / "home")}
     with FakeOpenAIServer(scripted) as server:
-        cmd = [sys.executable, "-m", "geoaudit", "demo", "--limit", "5", "--model", "openai/fake",
-               "--api-base", server.url, "-o", str(tmp_path / "report")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "geoaudit",
+            "demo",
+            "--limit",
+            "5",
+            "--model",
+            "openai/fake",
+            "--api-base",
+            server.url,
+            "-o",
+            str(tmp_path / "report"),
+        ]
         first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert first.returncode == 0, first.stderr
         calls = len(server.requests)

@@ -46,7 +46,10 @@ def test_readings_do_not_depend_on_what_ran_before() -> None:
         assert pool.choices(ask, "According to source [", ["1", "2", "3"]) == first
         lik = pool.likelihood("Passage: Green tea steeps in three minutes.\nQuestion:", " How long does tea steep?")
         pool.choices(ask, "According to source [", ["1", "2", "3"])
-        assert pool.likelihood("Passage: Green tea steeps in three minutes.\nQuestion:", " How long does tea steep?") == lik
+        assert (
+            pool.likelihood("Passage: Green tea steeps in three minutes.\nQuestion:", " How long does tea steep?")
+            == lik
+        )
     finally:
         pool.close()
 

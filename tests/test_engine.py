@@ -31,8 +31,12 @@ from geoaudit.retrieval import BM25Retriever, Retriever
 from geoaudit.testing import FakeOpenAIServer, Reply, last_user_message
 
 DOCS = [
-    Document.create("https://a.example/kambala", "Kambala is a buffalo race held in coastal Karnataka. " * 3, title="Kambala"),
-    Document.create("https://b.example/khokho", "Kho kho is a tag game played by two teams of twelve.", title="Kho kho"),
+    Document.create(
+        "https://a.example/kambala", "Kambala is a buffalo race held in coastal Karnataka. " * 3, title="Kambala"
+    ),
+    Document.create(
+        "https://b.example/khokho", "Kho kho is a tag game played by two teams of twelve.", title="Kho kho"
+    ),
     Document.create("https://c.example/cricket", "Cricket is the most watched sport in India.", title="Cricket"),
     Document.create("https://d.example/chess", "Chess is a board game for two players.", title="Chess"),
 ]
@@ -43,7 +47,9 @@ def prompt_of(request: dict[str, Any]) -> str:
     return last_user_message(request)
 
 
-def test_prompt_layout_is_prefix_stable_and_numbered(fake_server: FakeOpenAIServer, fake_llm_settings: Settings) -> None:
+def test_prompt_layout_is_prefix_stable_and_numbered(
+    fake_server: FakeOpenAIServer, fake_llm_settings: Settings
+) -> None:
     fake_server.responder = lambda req: REPLY
     gw = Gateway(fake_llm_settings)
     config = EngineConfig(k=3, source_budget_chars=60)
@@ -178,8 +184,15 @@ def test_attribution_auto_resolution_and_config_validation() -> None:
     assert EngineConfig(attribution="overlap").resolve_attribution("local/smollm2") == "overlap"
     d = EngineConfig().describe()
     assert d["pawc_variant"] == "paper" and d["temperature"] == 0.7 and d["k"] == 5
-    for bad in (dict(k=0), dict(order="random"), dict(attribution="x"), dict(samples=0), dict(pawc_variant="x"),
-                dict(overlap_threshold=2.0), dict(prompt_version="answer-v0")):
+    for bad in (
+        dict(k=0),
+        dict(order="random"),
+        dict(attribution="x"),
+        dict(samples=0),
+        dict(pawc_variant="x"),
+        dict(overlap_threshold=2.0),
+        dict(prompt_version="answer-v0"),
+    ):
         with pytest.raises(ConfigError):
             cfg = EngineConfig(**bad)  # type: ignore[arg-type]
             load_answer_prompt(cfg.prompt_version)
@@ -200,7 +213,9 @@ def test_backend_failure_surfaces_as_backend_error(fake_server: FakeOpenAIServer
 
 
 def test_expected_score_and_parse_score() -> None:
-    assert expected_score({"4": math.log(0.5), "5": math.log(0.25), " 3": math.log(0.25), "x": 0.0}) == pytest.approx(4.0)
+    assert expected_score({"4": math.log(0.5), "5": math.log(0.25), " 3": math.log(0.25), "x": 0.0}) == pytest.approx(
+        4.0
+    )
     assert expected_score({"hello": 0.0}) is None
     assert parse_score("Score: 4/5") == 4 and parse_score("10") is None and parse_score("none") is None
 
@@ -272,10 +287,26 @@ def docs_file(tmp_path: Path) -> Path:
 
 def test_ask_cli_json(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
     fake_server.responder = lambda req: REPLY
-    result = CliRunner().invoke(app, [
-        "ask", "Folk sports?", "--docs", str(docs_file), "--model", "openai/fake", "--api-base", fake_server.url,
-        "--samples", "2", "--seed", "4", "--k", "5", "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            "Folk sports?",
+            "--docs",
+            str(docs_file),
+            "--model",
+            "openai/fake",
+            "--api-base",
+            fake_server.url,
+            "--samples",
+            "2",
+            "--seed",
+            "4",
+            "--k",
+            "5",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["answer"]["model"] == "openai/fake" and data["answer"]["attribution"] == "citations"
@@ -288,10 +319,23 @@ def test_ask_cli_json(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
 
 def test_ask_cli_table(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
     fake_server.responder = lambda req: REPLY
-    result = CliRunner().invoke(app, [
-        "ask", "Folk sports?", "--docs", str(docs_file), "--model", "openai/fake", "--api-base", fake_server.url,
-        "--attribution", "hybrid", "--pawc", "code",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            "Folk sports?",
+            "--docs",
+            str(docs_file),
+            "--model",
+            "openai/fake",
+            "--api-base",
+            fake_server.url,
+            "--attribution",
+            "hybrid",
+            "--pawc",
+            "code",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "Kambala is a buffalo race" in out and "[1]" in out and "[9?]" in out
@@ -304,7 +348,9 @@ def test_ask_cli_table(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
 def test_ask_cli_errors(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    r = CliRunner().invoke(app, ["ask", "q", "--docs", str(empty), "--model", "openai/fake", "--api-base", fake_server.url])
+    r = CliRunner().invoke(
+        app, ["ask", "q", "--docs", str(empty), "--model", "openai/fake", "--api-base", fake_server.url]
+    )
     assert r.exit_code == 2 and "no documents" in r.output
     r = CliRunner().invoke(app, ["ask", "q", "--docs", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2
@@ -318,8 +364,20 @@ def test_ask_cli_reads_markdown_files(fake_server: FakeOpenAIServer, tmp_path: P
     (tmp_path / "pages" / "a.md").write_text("# Kambala\n\nKambala is a buffalo race.\n")
     (tmp_path / "pages" / "b.md").write_text("# Cricket\n\nCricket is popular.\n")
     fake_server.responder = lambda req: "Kambala is a buffalo race [1]."
-    r = CliRunner().invoke(app, ["ask", "q?", "--docs", str(tmp_path / "pages"), "--model", "openai/fake",
-                                 "--api-base", fake_server.url, "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            "q?",
+            "--docs",
+            str(tmp_path / "pages"),
+            "--model",
+            "openai/fake",
+            "--api-base",
+            fake_server.url,
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert [s["title"] for s in json.loads(r.stdout)["sources"]] == ["Kambala", "Cricket"]
 
@@ -349,8 +407,17 @@ def test_embedded_model_answer_structure(embedded_settings: Settings) -> None:
 
 def test_ask_cli_judge(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
     fake_server.responder = _judge_responder(True)
-    args = ["ask", "Folk [sports]?", "--docs", str(docs_file), "--model", "openai/fake", "--api-base", fake_server.url,
-            "--judge"]
+    args = [
+        "ask",
+        "Folk [sports]?",
+        "--docs",
+        str(docs_file),
+        "--model",
+        "openai/fake",
+        "--api-base",
+        fake_server.url,
+        "--judge",
+    ]
     r = CliRunner().invoke(app, [*args, "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
@@ -365,7 +432,10 @@ def test_ask_cli_judge(fake_server: FakeOpenAIServer, docs_file: Path) -> None:
 def test_auto_prompt_gives_small_local_models_a_worked_example() -> None:
     from geoaudit.engine import answer_requests
 
-    docs = [Document.create(f"https://s{i}.example", f"Line one of {i}.\n\nLine two of {i}.", title=f"T{i}") for i in range(3)]
+    docs = [
+        Document.create(f"https://s{i}.example", f"Line one of {i}.\n\nLine two of {i}.", title=f"T{i}")
+        for i in range(3)
+    ]
     local = EngineConfig().resolved("local/smollm2")
     remote = EngineConfig().resolved("openai/gpt-4o-mini")
     assert (local.prompt_version, local.attribution) == ("answer-local-v1", "hybrid")
@@ -393,7 +463,9 @@ def test_selection_reading_from_an_endpoints_top_logprobs(fake_server: FakeOpenA
     from geoaudit.engine import generate
     from geoaudit.testing import Reply, fake_settings
 
-    fake_server.responder = lambda req: Reply(text="2", logprobs=[{"2": math.log(0.6), " 1": math.log(0.3), "x": math.log(0.1)}])
+    fake_server.responder = lambda req: Reply(
+        text="2", logprobs=[{"2": math.log(0.6), " 1": math.log(0.3), "x": math.log(0.1)}]
+    )
     gw = Gateway(fake_settings(fake_server, tmp_path / "home"))
     ans = generate(gw, "Which sport is a buffalo race?", DOCS[:3], EngineConfig(stages=("selection",)))
     assert ans.samples == [] and ans.readings is not None
@@ -404,7 +476,9 @@ def test_selection_reading_from_an_endpoints_top_logprobs(fake_server: FakeOpenA
     assert "number of the source" in last_user_message(req)
 
 
-def test_an_endpoint_without_logprobs_fails_the_selection_reading_clearly(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_an_endpoint_without_logprobs_fails_the_selection_reading_clearly(
+    fake_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     from geoaudit.engine import generate
     from geoaudit.errors import BackendError
     from geoaudit.testing import fake_settings

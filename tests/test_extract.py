@@ -109,7 +109,13 @@ def test_malformed_and_deep_html_do_not_raise() -> None:
     malformed = "<html><p>unclosed <b>bold <i>italic</p><div><table><tr><td>cell<p>para</table></div></html"
     doc = extract_html(malformed, "https://x.example/m")
     assert "cell" in doc.text
-    deep = "<html><body>" + "<div>" * 20000 + "<p>Deep words at the bottom of the tree.</p>" + "</div>" * 20000 + "</body></html>"
+    deep = (
+        "<html><body>"
+        + "<div>" * 20000
+        + "<p>Deep words at the bottom of the tree.</p>"
+        + "</div>" * 20000
+        + "</body></html>"
+    )
     doc = extract_html(deep, "https://x.example/deep")
     assert isinstance(doc, Document)
 

@@ -55,7 +55,9 @@ settings.register_profile(
     "long",
     max_examples=int(os.environ.get("GEOAUDIT_FUZZ_EXAMPLES") or 0) or 1000,
     deadline=timedelta(seconds=float(os.environ.get("GEOAUDIT_FUZZ_DEADLINE") or 10)),
-    database=DirectoryBasedExampleDatabase(os.environ["GEOAUDIT_FUZZ_DB"]) if os.environ.get("GEOAUDIT_FUZZ_DB") else None,
+    database=DirectoryBasedExampleDatabase(os.environ["GEOAUDIT_FUZZ_DB"])
+    if os.environ.get("GEOAUDIT_FUZZ_DB")
+    else None,
     suppress_health_check=_SLOW_OK,
     print_blob=True,
 )
@@ -67,14 +69,83 @@ settings.load_profile("long" if os.environ.get("GEOAUDIT_FUZZ_EXAMPLES") else "c
 # Fragments that have broken parsers before, or are meant to: markup, entities, control and
 # non-BMP characters, citation and sentence punctuation, names, numbers, URLs, TOML and JSON syntax.
 SNIPPETS = [
-    "<", ">", "&", "&amp;", "&#0;", "&#x110000;", "&lt;script&gt;", "<script>alert(1)</script>",
-    "<!--", "-->", "<![CDATA[", "]]>", "<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>", "&e;",
-    "\x00", "\r\n", "\u2028", "\ufeff", "\ud7ff", "\U0001f600", "\u202e", " ", "\t", "\n\n",
-    "[1]", "[1, 2]", "[1-3]", "[2–40]", "[Source 2]", "[0]", "[99999999]", "[", "]", ". ", "! ", "?", "…",
-    "Dr. ", "e.g. ", "U.S. ", "World Health Organization", "according to ", " says ", "A-", "&Co",
-    "42", "1,000.50", "http://", "https://x.example/a?b=c", "www.", "a.b.c.com", "example.org/p",
-    '"', "“", "”", "'", "’", "#", "## ", "- ", "* ", "1. ", "|", "```", "~~~", "\\", "{text}", "{query}",
-    "[/oops]", "[bold]", "%s", "{}", "null", "NaN", "Infinity", "-0", "1e999",
+    "<",
+    ">",
+    "&",
+    "&amp;",
+    "&#0;",
+    "&#x110000;",
+    "&lt;script&gt;",
+    "<script>alert(1)</script>",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "]]>",
+    "<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>",
+    "&e;",
+    "\x00",
+    "\r\n",
+    "\u2028",
+    "\ufeff",
+    "\ud7ff",
+    "\U0001f600",
+    "\u202e",
+    " ",
+    "\t",
+    "\n\n",
+    "[1]",
+    "[1, 2]",
+    "[1-3]",
+    "[2–40]",
+    "[Source 2]",
+    "[0]",
+    "[99999999]",
+    "[",
+    "]",
+    ". ",
+    "! ",
+    "?",
+    "…",
+    "Dr. ",
+    "e.g. ",
+    "U.S. ",
+    "World Health Organization",
+    "according to ",
+    " says ",
+    "A-",
+    "&Co",
+    "42",
+    "1,000.50",
+    "http://",
+    "https://x.example/a?b=c",
+    "www.",
+    "a.b.c.com",
+    "example.org/p",
+    '"',
+    "“",
+    "”",
+    "'",
+    "’",
+    "#",
+    "## ",
+    "- ",
+    "* ",
+    "1. ",
+    "|",
+    "```",
+    "~~~",
+    "\\",
+    "{text}",
+    "{query}",
+    "[/oops]",
+    "[bold]",
+    "%s",
+    "{}",
+    "null",
+    "NaN",
+    "Infinity",
+    "-0",
+    "1e999",
 ]
 fragment = st.one_of(st.text(max_size=20), st.sampled_from(SNIPPETS))
 hostile_text = st.lists(fragment, max_size=40).map("".join)
@@ -86,10 +157,41 @@ any_text = st.one_of(hostile_text, amplified_text)
 
 
 def _tag(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    names = st.sampled_from(["p", "div", "a", "script", "style", "h1", "h2", "li", "ul", "table", "td", "meta",
-                             "title", "article", "nav", "time", "link", "html", "body", "head", "svg", "x-y"])
-    attrs = st.lists(st.tuples(st.sampled_from(["href", "rel", "content", "name", "property", "type", "charset",
-                                                "datetime", "lang", "class", "onload"]), hostile_text), max_size=3)
+    names = st.sampled_from(
+        [
+            "p",
+            "div",
+            "a",
+            "script",
+            "style",
+            "h1",
+            "h2",
+            "li",
+            "ul",
+            "table",
+            "td",
+            "meta",
+            "title",
+            "article",
+            "nav",
+            "time",
+            "link",
+            "html",
+            "body",
+            "head",
+            "svg",
+            "x-y",
+        ]
+    )
+    attrs = st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["href", "rel", "content", "name", "property", "type", "charset", "datetime", "lang", "class", "onload"]
+            ),
+            hostile_text,
+        ),
+        max_size=3,
+    )
     return st.tuples(names, attrs, inner, st.booleans()).map(
         lambda t: f"<{t[0]} " + " ".join(f'{k}="{v}"' for k, v in t[1]) + f">{t[2]}" + (f"</{t[0]}>" if t[3] else "")
     )
@@ -115,7 +217,10 @@ def only_project_errors(fn: Any, *args: Any, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------------------ HTML extraction
 
 
-@given(st.one_of(html_text, st.binary(max_size=3000), amplified_text), st.sampled_from([None, "text/html", "text/html; charset=koi8-r", "text/html; charset=bogus"]))
+@given(
+    st.one_of(html_text, st.binary(max_size=3000), amplified_text),
+    st.sampled_from([None, "text/html", "text/html; charset=koi8-r", "text/html; charset=bogus"]),
+)
 def test_extract_html_never_raises(page: str | bytes, content_type: str | None) -> None:
     from geoaudit.documents import decode_html, extract_html
 
@@ -130,13 +235,19 @@ def test_extract_html_never_raises(page: str | bytes, content_type: str | None) 
 # ------------------------------------------------------------------------------------------ robots.txt
 
 robots_line = st.one_of(
-    st.tuples(st.sampled_from(["User-agent", "user-agent", "Disallow", "Allow", "Crawl-delay", "Sitemap", "Host", "X"]),
-              st.one_of(hostile_text, st.sampled_from(["*", "/", "/*", "/*$", "/a*b*c*d*e*f", "$", "nan", "1e9", "-3", "inf"])))
-    .map(lambda t: f"{t[0]}: {t[1]}"),
+    st.tuples(
+        st.sampled_from(["User-agent", "user-agent", "Disallow", "Allow", "Crawl-delay", "Sitemap", "Host", "X"]),
+        st.one_of(
+            hostile_text, st.sampled_from(["*", "/", "/*", "/*$", "/a*b*c*d*e*f", "$", "nan", "1e9", "-3", "inf"])
+        ),
+    ).map(lambda t: f"{t[0]}: {t[1]}"),
     hostile_text,
 )
-robots_body = st.one_of(st.lists(robots_line, max_size=30).map("\n".join).map(str.encode), st.binary(max_size=2000),
-                        st.tuples(robots_line, st.integers(100, 3000)).map(lambda t: ((t[0] + "\n") * t[1]).encode()))
+robots_body = st.one_of(
+    st.lists(robots_line, max_size=30).map("\n".join).map(str.encode),
+    st.binary(max_size=2000),
+    st.tuples(robots_line, st.integers(100, 3000)).map(lambda t: ((t[0] + "\n") * t[1]).encode()),
+)
 
 
 @given(robots_body, st.one_of(hostile_text, amplified_text), hostile_text, st.sampled_from([200, 301, 404, 500]))
@@ -171,8 +282,11 @@ def test_robots_txt_handling_never_raises(body: bytes, path: str, agent: str, st
 sitemap_xml = st.recursive(
     hostile_text,
     lambda inner: st.lists(
-        st.tuples(st.sampled_from(["urlset", "sitemapindex", "url", "sitemap", "loc", "lastmod", "x:loc"]), inner)
-        .map(lambda t: f"<{t[0]}>{t[1]}</{t[0]}>"), max_size=5).map("".join),
+        st.tuples(st.sampled_from(["urlset", "sitemapindex", "url", "sitemap", "loc", "lastmod", "x:loc"]), inner).map(
+            lambda t: f"<{t[0]}>{t[1]}</{t[0]}>"
+        ),
+        max_size=5,
+    ).map("".join),
     max_leaves=20,
 ).map(lambda body: '<?xml version="1.0"?>' + body)
 
@@ -191,18 +305,49 @@ def test_parse_sitemap_raises_only_input_errors(data: bytes, gzipped: bool) -> N
 
 # ------------------------------------------------------------------------------------------ bench loaders
 
-_OWN_KEYS = ["id", "query", "documents", "target", "target_url", "tags", "domain", "text", "url", "title",
-             "candidates", "sources", "sugg_idx", "cleaned_text", "raw_text"]
+_OWN_KEYS = [
+    "id",
+    "query",
+    "documents",
+    "target",
+    "target_url",
+    "tags",
+    "domain",
+    "text",
+    "url",
+    "title",
+    "candidates",
+    "sources",
+    "sugg_idx",
+    "cleaned_text",
+    "raw_text",
+]
 row = st.dictionaries(st.sampled_from(_OWN_KEYS), json_value, max_size=8)
 plausible_doc = st.fixed_dictionaries({"text": hostile_text}, optional={"url": hostile_text, "title": json_value})
 plausible_own = st.fixed_dictionaries(
     {"query": hostile_text, "documents": st.lists(st.one_of(plausible_doc, json_value), max_size=4)},
-    optional={"id": json_value, "target": json_value, "target_url": json_value, "tags": json_value, "domain": json_value},
+    optional={
+        "id": json_value,
+        "target": json_value,
+        "target_url": json_value,
+        "tags": json_value,
+        "domain": json_value,
+    },
 )
 plausible_geo = st.fixed_dictionaries(
-    {"query": json_value, "sources": st.lists(st.one_of(
-        st.fixed_dictionaries({}, optional={"url": json_value, "raw_text": json_value, "cleaned_text": json_value}),
-        json_value), max_size=6), "sugg_idx": json_value},
+    {
+        "query": json_value,
+        "sources": st.lists(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {}, optional={"url": json_value, "raw_text": json_value, "cleaned_text": json_value}
+                ),
+                json_value,
+            ),
+            max_size=6,
+        ),
+        "sugg_idx": json_value,
+    },
     optional={"tags": json_value},
 )
 
@@ -212,7 +357,11 @@ def _jsonl(rows: list[Any], junk: bytes) -> bytes:
     return b"\n".join(lines) + (b"\n" + junk if junk else b"")
 
 
-@given(st.lists(st.one_of(plausible_own, plausible_geo, row, json_value), max_size=5), st.binary(max_size=50), st.integers(1, 3))
+@given(
+    st.lists(st.one_of(plausible_own, plausible_geo, row, json_value), max_size=5),
+    st.binary(max_size=50),
+    st.integers(1, 3),
+)
 def test_bench_jsonl_loaders_raise_only_project_errors(rows: list[Any], junk: bytes, k: int) -> None:
     from geoaudit.bench import load_bench
 
@@ -224,16 +373,41 @@ def test_bench_jsonl_loaders_raise_only_project_errors(rows: list[Any], junk: by
             assert all(0 <= item.target < len(item.documents) and len(item.documents) >= k for item in bench)
 
 
-candidate = st.one_of(hostile_text, st.sampled_from([
-    "pages/a.html", "pages/b.md", "../outside.txt", "/etc/hostname", "file:///etc/hostname", "pages/link.html",
-    "https://x.example/a", "pages", "~/x", "pages/../../outside.txt", "PAGES/A.HTML", "", "a" * 300,
-    "pages/" + "b/" * 2000 + "x", "pages/a.html\x00.txt",
-]))
+candidate = st.one_of(
+    hostile_text,
+    st.sampled_from(
+        [
+            "pages/a.html",
+            "pages/b.md",
+            "../outside.txt",
+            "/etc/hostname",
+            "file:///etc/hostname",
+            "pages/link.html",
+            "https://x.example/a",
+            "pages",
+            "~/x",
+            "pages/../../outside.txt",
+            "PAGES/A.HTML",
+            "",
+            "a" * 300,
+            "pages/" + "b/" * 2000 + "x",
+            "pages/a.html\x00.txt",
+        ]
+    ),
+)
 
 
-@given(st.lists(st.fixed_dictionaries({"query": hostile_text, "candidates": st.one_of(st.lists(candidate, max_size=4), json_value)},
-                                      optional={"target": st.one_of(candidate, json_value), "id": json_value}), max_size=3),
-       st.lists(st.one_of(plausible_doc, json_value), max_size=3), html_text)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"query": hostile_text, "candidates": st.one_of(st.lists(candidate, max_size=4), json_value)},
+            optional={"target": st.one_of(candidate, json_value), "id": json_value},
+        ),
+        max_size=3,
+    ),
+    st.lists(st.one_of(plausible_doc, json_value), max_size=3),
+    html_text,
+)
 def test_bench_folder_raises_only_project_errors_and_stays_inside(rows: list[Any], docs: list[Any], page: str) -> None:
     from geoaudit.bench import load_bench
 
@@ -253,10 +427,22 @@ def test_bench_folder_raises_only_project_errors_and_stays_inside(rows: list[Any
             assert not any("OUTSIDE-SECRET" in d.text for item in bench for d in item.documents)
 
 
-@given(st.lists(st.tuples(st.one_of(st.integers(), hostile_text, st.none()), st.one_of(hostile_text, st.none()),
-                          st.one_of(hostile_text, st.none())), max_size=12),
-       st.sampled_from(["ok", "missing-column", "extra-column", "garbage", "empty"]), st.one_of(st.none(), json_value), st.integers(1, 3))
-def test_cseo_parquet_loader_raises_only_project_errors(rows: list[tuple[Any, Any, Any]], shape: str, selected: Any, k: int) -> None:
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(), hostile_text, st.none()),
+            st.one_of(hostile_text, st.none()),
+            st.one_of(hostile_text, st.none()),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(["ok", "missing-column", "extra-column", "garbage", "empty"]),
+    st.one_of(st.none(), json_value),
+    st.integers(1, 3),
+)
+def test_cseo_parquet_loader_raises_only_project_errors(
+    rows: list[tuple[Any, Any, Any]], shape: str, selected: Any, k: int
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -268,9 +454,11 @@ def test_cseo_parquet_loader_raises_only_project_errors(rows: list[tuple[Any, An
             path.write_bytes(b"PAR1" + json.dumps(rows, default=str).encode() + b"PAR1")
         else:
             qids = [r[0] if not isinstance(r[0], int) else r[0] % 10**9 for r in rows]
-            cols = {"query_id": pa.array([str(q) if q is not None else None for q in qids]),
-                    "query": pa.array([r[1] for r in rows], pa.string()),
-                    "document": pa.array([r[2] for r in rows], pa.string())}
+            cols = {
+                "query_id": pa.array([str(q) if q is not None else None for q in qids]),
+                "query": pa.array([r[1] for r in rows], pa.string()),
+                "document": pa.array([r[2] for r in rows], pa.string()),
+            }
             if shape == "missing-column":
                 cols.pop("document")
             if shape == "extra-column":
@@ -292,22 +480,59 @@ toml_value = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(hostile_text, inner, max_size=4)),
     max_leaves=15,
 )
-_STRATEGY_KEYS = ["name", "title", "description", "kind", "version", "query_aware", "grounded", "position",
-                  "temperature", "postprocess", "origin", "prompt", "constraints"]
+_STRATEGY_KEYS = [
+    "name",
+    "title",
+    "description",
+    "kind",
+    "version",
+    "query_aware",
+    "grounded",
+    "position",
+    "temperature",
+    "postprocess",
+    "origin",
+    "prompt",
+    "constraints",
+]
 strategy_doc = st.fixed_dictionaries(
-    {"name": st.one_of(st.sampled_from(["fz", "fluency", "all", "Bad Name"]), toml_value),
-     "title": toml_value, "description": toml_value,
-     "kind": st.one_of(st.sampled_from(["llm-rewrite", "rank", "rule"]), toml_value),
-     "version": toml_value,
-     "origin": st.one_of(st.fixed_dictionaries({"paper": hostile_text, "method": hostile_text}), toml_value)},
+    {
+        "name": st.one_of(st.sampled_from(["fz", "fluency", "all", "Bad Name"]), toml_value),
+        "title": toml_value,
+        "description": toml_value,
+        "kind": st.one_of(st.sampled_from(["llm-rewrite", "rank", "rule"]), toml_value),
+        "version": toml_value,
+        "origin": st.one_of(st.fixed_dictionaries({"paper": hostile_text, "method": hostile_text}), toml_value),
+    },
     optional={
-        "prompt": st.one_of(st.fixed_dictionaries({"user": st.one_of(hostile_text, st.just("Rewrite {text} for {query}"))},
-                                                  optional={"system": hostile_text}), toml_value),
-        "constraints": st.one_of(st.fixed_dictionaries({}, optional={
-            "min_length_ratio": toml_value, "max_length_ratio": toml_value, "keep_structure": toml_value,
-            "forbid_new": st.one_of(st.lists(st.sampled_from(["numbers", "quotes", "sources", "urls", "lies"])), toml_value)}), toml_value),
-        "postprocess": st.one_of(st.lists(st.sampled_from(["none", "fenced-block", "strip-chatter", "after-marker:X", "x"])), toml_value),
-        "query_aware": toml_value, "grounded": toml_value, "position": toml_value, "temperature": toml_value,
+        "prompt": st.one_of(
+            st.fixed_dictionaries(
+                {"user": st.one_of(hostile_text, st.just("Rewrite {text} for {query}"))},
+                optional={"system": hostile_text},
+            ),
+            toml_value,
+        ),
+        "constraints": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "min_length_ratio": toml_value,
+                    "max_length_ratio": toml_value,
+                    "keep_structure": toml_value,
+                    "forbid_new": st.one_of(
+                        st.lists(st.sampled_from(["numbers", "quotes", "sources", "urls", "lies"])), toml_value
+                    ),
+                },
+            ),
+            toml_value,
+        ),
+        "postprocess": st.one_of(
+            st.lists(st.sampled_from(["none", "fenced-block", "strip-chatter", "after-marker:X", "x"])), toml_value
+        ),
+        "query_aware": toml_value,
+        "grounded": toml_value,
+        "position": toml_value,
+        "temperature": toml_value,
         "extra": toml_value,
     },
 )
@@ -361,8 +586,16 @@ def test_citation_parser_never_raises_and_stays_in_range(text: str, n_sources: i
 # ------------------------------------------------------------------------------------------ guards
 
 
-@given(any_text, any_text, st.floats(0, 5), st.floats(0, 5), st.lists(st.sampled_from(["numbers", "quotes", "sources", "urls"]), unique=True))
-def test_guards_never_raise_and_report_is_json(original: str, rewritten: str, lo: float, hi: float, forbid: list[str]) -> None:
+@given(
+    any_text,
+    any_text,
+    st.floats(0, 5),
+    st.floats(0, 5),
+    st.lists(st.sampled_from(["numbers", "quotes", "sources", "urls"]), unique=True),
+)
+def test_guards_never_raise_and_report_is_json(
+    original: str, rewritten: str, lo: float, hi: float, forbid: list[str]
+) -> None:
     from geoaudit import guards
 
     lo, hi = min(lo, hi), max(lo, hi)
@@ -423,7 +656,9 @@ def test_report_diff_only_diffs_what_it_shows(monkeypatch: pytest.MonkeyPatch) -
 # ------------------------------------------------------------------------------------------ small parsers
 
 
-@given(st.one_of(st.none(), hostile_text, st.sampled_from(["120", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "nan", "-1"])))
+@given(
+    st.one_of(st.none(), hostile_text, st.sampled_from(["120", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "nan", "-1"]))
+)
 def test_retry_after_is_none_or_a_sane_delay(value: str | None) -> None:
     from geoaudit._http import RETRY_AFTER_CEILING, retry_after
 

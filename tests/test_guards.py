@@ -65,14 +65,20 @@ def test_dropped_sentences_lower_survival() -> None:
         ("   \n ", "empty output"),
         ("I'm sorry, but I can't help with rewriting this text.", "the model refused"),
         ("As an AI language model, I cannot do that.", "the model refused"),
-        ("Rewrite the text below so it reads smoothly and clearly. Solar panels convert sunlight.", "the model echoed the prompt"),
+        (
+            "Rewrite the text below so it reads smoothly and clearly. Solar panels convert sunlight.",
+            "the model echoed the prompt",
+        ),
         ("Solar.", "length ratio"),
         (ORIGINAL + " " + ORIGINAL + " " + ORIGINAL, "length ratio"),
     ],
 )
 def test_failure_reasons(output: str, reason: str) -> None:
     report = G.check(
-        ORIGINAL, output, min_length_ratio=0.6, max_length_ratio=1.6,
+        ORIGINAL,
+        output,
+        min_length_ratio=0.6,
+        max_length_ratio=1.6,
         instructions=["Rewrite the text below so it reads smoothly and clearly."],
     )
     assert report.failure is not None and report.failure.startswith(reason)

@@ -28,7 +28,9 @@ def test_delta_seconds_and_http_dates(value: str, seconds: float) -> None:
     assert retry_after(value, now=NOW) == seconds
 
 
-@pytest.mark.parametrize("value", [None, "", "nan", "NaN", "inf", "-3", "+5", "1e400", "1_0", "soon", "Mon, 99 Foo 2015", "9" * 100])
+@pytest.mark.parametrize(
+    "value", [None, "", "nan", "NaN", "inf", "-3", "+5", "1e400", "1_0", "soon", "Mon, 99 Foo 2015", "9" * 100]
+)
 def test_unusable_values_give_none(value: str | None) -> None:
     assert retry_after(value, now=NOW) is None
 

@@ -27,24 +27,43 @@ pytestmark = pytest.mark.embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [
-    "simulate", "--bench", "demo", "--limit", "3", "--strategies", "identity,rank,answer-first",
-    "--adopters", "0,1", "--answers", "base", "--max-tokens", "24", "--source-budget", "300",
-    "--concurrency", "2",
+    "simulate",
+    "--bench",
+    "demo",
+    "--limit",
+    "3",
+    "--strategies",
+    "identity,rank,answer-first",
+    "--adopters",
+    "0,1",
+    "--answers",
+    "base",
+    "--max-tokens",
+    "24",
+    "--source-budget",
+    "300",
+    "--concurrency",
+    "2",
 ]
 
 
 def _simulate(home: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "GEOAUDIT_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "geoaudit", *COMMAND], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "geoaudit", *COMMAND], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _rows(home: Path) -> pd.DataFrame:
     (run_dir,) = list((home / "runs").iterdir())
     run = Run(run_dir)
     try:
-        return run.rows().drop(columns=["answer_id"]).sort_values(
-            ["item", "strategy", "rate", "seed", "condition", "sample"]).reset_index(drop=True)
+        return (
+            run.rows()
+            .drop(columns=["answer_id"])
+            .sort_values(["item", "strategy", "rate", "seed", "condition", "sample"])
+            .reset_index(drop=True)
+        )
     finally:
         run.close()
 
@@ -93,7 +112,11 @@ def test_aa_control_rejects_nothing_over_many_seeds(tmp_path: Path) -> None:
     shuffled per seed; the A/A rejection rate is then 0 <= alpha."""
     settings = Settings(data_dir=tmp_path / "home", cache=False, concurrency=2)
     cfg = SimulationConfig(
-        bench="demo", limit=4, strategies=("identity",), rates=(0.0, 1.0), seeds=tuple(range(6)),
+        bench="demo",
+        limit=4,
+        strategies=("identity",),
+        rates=(0.0, 1.0),
+        seeds=tuple(range(6)),
         engine=EngineConfig(order="shuffled", source_budget_chars=250, stages=("relevance", "selection")),
     )
     sim = Simulation(settings, cfg)
@@ -114,7 +137,10 @@ def test_aa_control_rejects_nothing_over_many_seeds(tmp_path: Path) -> None:
 def test_positive_control_rank_raises_selection(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "home", concurrency=2)
     cfg = SimulationConfig(
-        bench="demo", limit=10, strategies=("identity", "rank"), rates=(0.0, 1.0),
+        bench="demo",
+        limit=10,
+        strategies=("identity", "rank"),
+        rates=(0.0, 1.0),
         engine=EngineConfig(source_budget_chars=250, stages=("selection",)),
     )
     sim = Simulation(settings, cfg)

@@ -60,7 +60,7 @@ def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    config = config[config.index("[tool.importlinter]"):]
+    config = config[config.index("[tool.importlinter]") :]
     config = config[: config.index("\n[tool.pytest")]
     (tmp_path / "probe.toml").write_text(re.sub(r"\bgeoaudit\b", name, config), encoding="utf-8")
     sys.path.insert(0, str(tmp_path))

@@ -180,9 +180,7 @@ _WRITER = textwrap.dedent(
 
 def test_cache_survives_kill_9(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(home)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(home)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         deadline = time.time() + 20
@@ -233,8 +231,17 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.mark.parametrize(
     "bad",
-    [{"concurrency": 0}, {"concurrency": -2}, {"retries": -1}, {"timeout": float("nan")}, {"timeout": 0},
-     {"timeout": -5.0}, {"timeout": float("inf")}, {"backoff": float("nan")}, {"backoff": -0.1}],
+    [
+        {"concurrency": 0},
+        {"concurrency": -2},
+        {"retries": -1},
+        {"timeout": float("nan")},
+        {"timeout": 0},
+        {"timeout": -5.0},
+        {"timeout": float("inf")},
+        {"backoff": float("nan")},
+        {"backoff": -0.1},
+    ],
 )
 def test_settings_reject_values_that_hang_or_misbehave(tmp_path: Path, bad: dict) -> None:
     # Settings built directly (the library path) must fail at once, not when Semaphore(0) waits forever.
@@ -253,7 +260,10 @@ def test_nan_in_the_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatc
 def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "geoaudit", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -274,7 +284,12 @@ def test_cli_errors_are_one_line_without_traceback(fake_server: FakeOpenAIServer
     assert "litellm model string" in bad.stderr
     fake_server.responder = lambda req: Reply(status=500)
     down = _cli(
-        "ask-llm", "hi", "--model", "openai/x", "--api-base", fake_server.url,
+        "ask-llm",
+        "hi",
+        "--model",
+        "openai/x",
+        "--api-base",
+        fake_server.url,
         env={"GEOAUDIT_RETRIES": "1", "GEOAUDIT_BACKOFF": "0.01"},
     )
     assert down.returncode == 1 and "Traceback" not in down.stderr

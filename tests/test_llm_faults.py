@@ -85,7 +85,9 @@ def test_an_empty_reply_cached_by_an_older_version_is_asked_again(
     assert LLMCache(fake_llm_settings.cache_path).get(gw.key(request)) is not None  # now replaced
 
 
-def test_a_reply_with_logprobs_but_no_text_is_usable(fake_server: FakeOpenAIServer, fake_llm_settings: Settings) -> None:
+def test_a_reply_with_logprobs_but_no_text_is_usable(
+    fake_server: FakeOpenAIServer, fake_llm_settings: Settings
+) -> None:
     # The judge reads a score from the first token's alternatives even when the text is blank.
     fake_server.responder = lambda req: Reply(text=" ", logprobs=[{"4": -0.1, "5": -2.0}])
     resp = Gateway(fake_llm_settings).complete(LLMRequest.chat("score?", top_logprobs=2))

@@ -28,8 +28,11 @@ def sample_of(*sentences: tuple[str, list[int]], hallucinated: int = 0) -> Answe
     for _, cs in sentences:
         order.extend(c for c in cs if c not in order)
     return AnswerSample(
-        raw=" ".join(t for t, _ in sentences), sentences=sents, hallucinated_citations=hallucinated,
-        valid_citation_count=sum(len(c) for _, c in sentences), citation_order=order,
+        raw=" ".join(t for t, _ in sentences),
+        sentences=sents,
+        hallucinated_citations=hallucinated,
+        valid_citation_count=sum(len(c) for _, c in sentences),
+        citation_order=order,
     )
 
 
@@ -139,8 +142,12 @@ def test_impressions_ignore_out_of_range_indices() -> None:
 
 def _answer(samples: list[AnswerSample], n: int = 3, variant: str = "paper") -> Answer:
     return Answer(
-        query="q", sources=[f"d{i}" for i in range(n)], samples=samples, attribution="citations",
-        prompt_version="answer-v1", config=EngineConfig(pawc_variant=variant),
+        query="q",
+        sources=[f"d{i}" for i in range(n)],
+        samples=samples,
+        attribution="citations",
+        prompt_version="answer-v1",
+        config=EngineConfig(pawc_variant=variant),
     )
 
 
@@ -200,8 +207,19 @@ def test_relative_improvement_and_rescale() -> None:
 
 
 def test_registry_documents_every_metric() -> None:
-    for name in ("word", "position", "pawc", "cited", "citation_count", "first_citation_rank", "share_of_voice",
-                 "delta_rank", "no_citation_rate", "target_rank", "delta_rank_adv"):
+    for name in (
+        "word",
+        "position",
+        "pawc",
+        "cited",
+        "citation_count",
+        "first_citation_rank",
+        "share_of_voice",
+        "delta_rank",
+        "no_citation_rate",
+        "target_rank",
+        "delta_rank_adv",
+    ):
         info = METRICS[name]
         assert info.formula and info.source and info.description
         assert isinstance(info.higher_is_better, bool)
@@ -224,8 +242,11 @@ def test_one_direction_table_for_every_stage() -> None:
     assert set(ROW_METRICS) <= set(directions())
     # first_citation_rank is produced by every simulation: stats must know that lower is better.
     rows = pd.DataFrame(
-        [{"item": f"q{i}", "strategy": "s", "rate": 0.0, "condition": c, "first_citation_rank": v}
-         for i in range(8) for c, v in (("rivals", 3.0), ("treated", 2.0 if i % 4 else 3.0))]
+        [
+            {"item": f"q{i}", "strategy": "s", "rate": 0.0, "condition": c, "first_citation_rank": v}
+            for i in range(8)
+            for c, v in (("rivals", 3.0), ("treated", 2.0 if i % 4 else 3.0))
+        ]
     )
     out = stats.summarize(rows, ["first_citation_rank"], comparisons=["advantage"])
     assert bool(out["higher_is_better"].iloc[0]) is False

@@ -47,9 +47,11 @@ REPEATS = (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT)
 SINGLE = (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN)
 # Characters on which set relations are decided: all of the first planes' start, then a few of
 # every 128-character block (a set of only exotic characters would be missed; none is used).
-PROBE = [chr(c) for c in range(0x600)] + [chr(c) for c in range(0x2000, 0x2070)] + [
-    chr(b + i) for b in range(0x600, 0x110000, 0x80) for i in (0, 0x41) if not 0xD800 <= b < 0xE000
-]
+PROBE = (
+    [chr(c) for c in range(0x600)]
+    + [chr(c) for c in range(0x2000, 0x2070)]
+    + [chr(b + i) for b in range(0x600, 0x110000, 0x80) for i in (0, 0x41) if not 0xD800 <= b < 0xE000]
+)
 
 Item = tuple[Any, Any]
 Pred = frozenset[str]  # the PROBE characters a one-character element matches
@@ -242,13 +244,23 @@ def problems(pattern: str, flags: int = 0, *, anchored: bool = False) -> list[st
     for alt in alternatives:
         alt = _flatten(alt)
         is_anchored = anchored or (
-            bool(alt) and alt[0][0] == C.AT
+            bool(alt)
+            and alt[0][0] == C.AT
             and (alt[0][1] == C.AT_BEGINNING_STRING or (alt[0][1] == C.AT_BEGINNING and not flags & re.MULTILINE))
         )
         guard = _guard(alt, flags)
         for k, item in enumerate(alt):
-            _walk(item, alt[k + 1:], [], flags, found, start_ok=lambda k=k, alt=alt, guard=guard: _start_ok(alt, k, guard, flags),
-                  anchored=is_anchored, in_look=False, atomic=False)
+            _walk(
+                item,
+                alt[k + 1 :],
+                [],
+                flags,
+                found,
+                start_ok=lambda k=k, alt=alt, guard=guard: _start_ok(alt, k, guard, flags),
+                anchored=is_anchored,
+                in_look=False,
+                atomic=False,
+            )
     return found
 
 
@@ -264,7 +276,7 @@ def _start_ok(alt: list[Item], k: int, guard: tuple[str, Pred, Pred] | None, fla
         return False
     kind, guard_set, starts = guard
     run_ok = True  # every element so far keeps the guard failing for the next position
-    for item in alt[1:k + 1]:
+    for item in alt[1 : k + 1]:
         chars = frozenset().union(*_consumed([item], flags))
         if kind == "not-after":
             run_ok = run_ok and chars <= guard_set
@@ -275,8 +287,18 @@ def _start_ok(alt: list[Item], k: int, guard: tuple[str, Pred, Pred] | None, fla
     return True
 
 
-def _walk(item: Item, rest: list[Item], outer_rest: list[list[Item]], flags: int, found: list[str], *,
-          start_ok: Callable[[], bool], anchored: bool, in_look: bool, atomic: bool) -> None:
+def _walk(
+    item: Item,
+    rest: list[Item],
+    outer_rest: list[list[Item]],
+    flags: int,
+    found: list[str],
+    *,
+    start_ok: Callable[[], bool],
+    anchored: bool,
+    in_look: bool,
+    atomic: bool,
+) -> None:
     op, av = item
     if op in (C.GROUPREF, C.GROUPREF_EXISTS):
         found.append("back-reference")
@@ -300,14 +322,32 @@ def _walk(item: Item, rest: list[Item], outer_rest: list[list[Item]], flags: int
         # Inside a repeat, what follows the body includes the iterations still to come.
         again: list[Item] = [] if hi <= 1 else [(C.MAX_REPEAT, (max(lo - 1, 0), hi if hi == INF else hi - 1, body))]
         for i, sub in enumerate(body):
-            _walk(sub, body[i + 1:], [again, rest, *outer_rest], flags, found, start_ok=start_ok,
-                  anchored=anchored, in_look=in_look, atomic=atomic or op == C.POSSESSIVE_REPEAT)
+            _walk(
+                sub,
+                body[i + 1 :],
+                [again, rest, *outer_rest],
+                flags,
+                found,
+                start_ok=start_ok,
+                anchored=anchored,
+                in_look=in_look,
+                atomic=atomic or op == C.POSSESSIVE_REPEAT,
+            )
         return
     if op in (C.ASSERT, C.ASSERT_NOT):
         sub_items = list(av[1])
         for i, sub in enumerate(sub_items):
-            _walk(sub, sub_items[i + 1:], [], flags, found, start_ok=start_ok, anchored=anchored,
-                  in_look=True, atomic=atomic)
+            _walk(
+                sub,
+                sub_items[i + 1 :],
+                [],
+                flags,
+                found,
+                start_ok=start_ok,
+                anchored=anchored,
+                in_look=True,
+                atomic=atomic,
+            )
         return
     if op == C.SUBPATTERN:
         sub_flags = (flags | av[1]) & ~av[2]
@@ -320,8 +360,17 @@ def _walk(item: Item, rest: list[Item], outer_rest: list[list[Item]], flags: int
         return
     for seq in seqs:
         for i, sub in enumerate(seq):
-            _walk(sub, seq[i + 1:], [rest, *outer_rest], sub_flags, found, start_ok=start_ok,
-                  anchored=anchored, in_look=in_look, atomic=atomic)
+            _walk(
+                sub,
+                seq[i + 1 :],
+                [rest, *outer_rest],
+                sub_flags,
+                found,
+                start_ok=start_ok,
+                anchored=anchored,
+                in_look=in_look,
+                atomic=atomic,
+            )
 
 
 def _fails_early(body: list[Item]) -> bool:
@@ -331,10 +380,10 @@ def _fails_early(body: list[Item]) -> bool:
     as safe as a bounded one (``[^\\W_]+(?:'[^\\W_]+)*``).
     """
     for i, (op, av) in enumerate(body):
-        if op in REPEATS and av[1] == INF and not _cannot_fail(body[i + 1:]):
+        if op in REPEATS and av[1] == INF and not _cannot_fail(body[i + 1 :]):
             return False
         for sub in _children(op, av):
-            if width(list(sub))[1] == INF and not (_fails_early(list(sub)) and _cannot_fail(body[i + 1:])):
+            if width(list(sub))[1] == INF and not (_fails_early(list(sub)) and _cannot_fail(body[i + 1 :])):
                 return False
     return True
 
@@ -520,6 +569,12 @@ def test_checker_accepts_linear_shapes(pattern: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover - a quick listing while editing patterns
     for where, pattern, flags, anchored in PATTERNS:
-        issues = ["f-string"] if flags == -1 else [] if pattern in PROVEN_LINEAR else problems(pattern, flags, anchored=anchored)
+        issues = (
+            ["f-string"]
+            if flags == -1
+            else []
+            if pattern in PROVEN_LINEAR
+            else problems(pattern, flags, anchored=anchored)
+        )
         if issues:
             print(where, repr(pattern), issues, file=sys.stderr)

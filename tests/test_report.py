@@ -39,22 +39,33 @@ def write_hostile_bench(path: Path, n_items: int = 16, k: int = 5) -> Path:
         topic = TOPICS[i % 6]
         docs = []
         for j in range(k):
-            text = (f"Source {j} explains {topic} for item {i} in some detail. It describes how {topic} works, "
-                    f"why people care about {topic}, and what to look for when choosing {topic}.\n\n"
-                    f"A second paragraph compares the common kinds of {topic}, the care they need over the years, "
-                    f"and the mistakes that beginners tend to make with {topic}. It closes with advice on where "
-                    f"to learn more about {topic} and how to judge what shops and neighbours recommend. ")
+            text = (
+                f"Source {j} explains {topic} for item {i} in some detail. It describes how {topic} works, "
+                f"why people care about {topic}, and what to look for when choosing {topic}.\n\n"
+                f"A second paragraph compares the common kinds of {topic}, the care they need over the years, "
+                f"and the mistakes that beginners tend to make with {topic}. It closes with advice on where "
+                f"to learn more about {topic} and how to judge what shops and neighbours recommend. "
+            )
             title = f"Page {j} about {topic}"
             if i == 0 and j == 0:  # the target of item 0 is the hostile page
                 text += HOSTILE + " onmouseover=alert(4) javascript:alert(5)"
                 title = HOSTILE_TITLE
-            docs.append({"url": f"https://site{j}.example/{topic}?q=\"><script>x</script>", "title": title, "text": text})
-        rows.append({
-            "id": f"q{i}", "query": f"what about {topic} {i}? <script>alert('q')</script>" if i == 0 else f"what about {topic} {i}?",
-            # Item 0's target is the hostile page (shown first); the others sit lower, where moving up helps.
-            "documents": docs, "target": 0 if i == 0 else 1 + i % (k - 1), "domain": "home" if i % 2 else "food",
-            "tags": ["t"],
-        })
+            docs.append(
+                {"url": f'https://site{j}.example/{topic}?q="><script>x</script>', "title": title, "text": text}
+            )
+        rows.append(
+            {
+                "id": f"q{i}",
+                "query": f"what about {topic} {i}? <script>alert('q')</script>"
+                if i == 0
+                else f"what about {topic} {i}?",
+                # Item 0's target is the hostile page (shown first); the others sit lower, where moving up helps.
+                "documents": docs,
+                "target": 0 if i == 0 else 1 + i % (k - 1),
+                "domain": "home" if i % 2 else "food",
+                "tags": ["t"],
+            }
+        )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -72,8 +83,9 @@ def noisy_responder(req: dict) -> str:
     rng = random.Random(f"{req.get('seed')}|{prompt}")
     blocks = re.split(r"^Source \[(\d+)\]:", prompt, flags=re.M)[1:]
     texts = {int(n): body for n, body in zip(blocks[::2], blocks[1::2])}
-    score = {n: rng.random() + (0.5 if "REWRITTEN" in body else 0.0) + (1.0 if n == 1 else 0.0)
-             for n, body in texts.items()}
+    score = {
+        n: rng.random() + (0.5 if "REWRITTEN" in body else 0.0) + (1.0 if n == 1 else 0.0) for n, body in texts.items()
+    }
     order = sorted(texts, key=lambda n: -score[n])[: rng.randint(1, 3)]
     sentences = [f"Fact {j} is stated here [{n}]." for j, n in enumerate(order)]
     sentences.append(f'Some say <img src=x onerror=alert(6)> is "fine" [{order[0]}].')
@@ -83,8 +95,13 @@ def noisy_responder(req: dict) -> str:
 def build_run(home: Path, bench: Path, strategies: tuple[str, ...], rates: tuple[float, ...], samples: int = 2) -> Run:
     with FakeOpenAIServer(noisy_responder) as server:
         settings = fake_settings(server, home)
-        cfg = SimulationConfig(bench=str(bench), strategies=strategies, rates=rates, seeds=(0,),
-                               engine=EngineConfig(samples=samples, attribution="citations"))
+        cfg = SimulationConfig(
+            bench=str(bench),
+            strategies=strategies,
+            rates=rates,
+            seeds=(0,),
+            engine=EngineConfig(samples=samples, attribution="citations"),
+        )
         sim = Simulation(settings, cfg, command=COMMAND)
         return sim.run_sync().run
 
@@ -118,14 +135,18 @@ def test_report_is_one_file_with_the_engine_calibration_then_the_verdict_first(r
     assert sections[:2] == ["engine", "verdict"] and "methodology" in sections and "charts" in sections
     engine = soup.find(id="engine").get_text(" ", strip=True)
     assert "positive" in engine and "negative" in engine and "congestion" in engine
-    assert {"strategy-identity", "strategy-rank", "strategy-statistics", "strategy-statistics-grounded"} <= set(sections)
+    assert {"strategy-identity", "strategy-rank", "strategy-statistics", "strategy-statistics-grounded"} <= set(
+        sections
+    )
     verdict = soup.find(id="verdict").get_text(" ", strip=True)
     # Every strategy but the A/A control gets a plain-words sentence with a CI.
     for name in ("rank", "statistics", "statistics-grounded"):
         assert re.search(rf"\b{re.escape(name)}\b", verdict)
     assert "95% CI" in verdict
     # The rank strategy puts the target first: with this engine that is a real, significant gain.
-    rank_item = next(li for li in soup.find(id="verdict").find_all("li") if li.strong and li.strong.get_text() == "rank")
+    rank_item = next(
+        li for li in soup.find(id="verdict").find_all("li") if li.strong and li.strong.get_text() == "rank"
+    )
     assert "significantly raises" in rank_item.get_text() and "v-better" in rank_item.strong["class"]
     # Charts: an inline SVG per metric x comparison, with a line per strategy and the zero line.
     charts = soup.find(id="charts").find_all("svg")
@@ -160,10 +181,24 @@ def test_methodology_states_how_it_was_obtained(report_path: Path) -> None:
 
     meth = BeautifulSoup(report_path.read_text(encoding="utf-8"), "html.parser").find(id="methodology")
     text = meth.get_text(" ")
-    for needle in ("openai/fake-model", "citations", "answer-v1", "paired t-test (df = non-zero pairs - 1)", "Wilcoxon",
-                   "Holm", "family 'run'", "t interval, df = non-zero pairs - 1", "95% (1 − alpha)",
-                   "geoaudit 0.1.0", "bench.jsonl", "seeds 0", "2 sample(s)",
-                   "A/A control (identity", "model calls", COMMAND):
+    for needle in (
+        "openai/fake-model",
+        "citations",
+        "answer-v1",
+        "paired t-test (df = non-zero pairs - 1)",
+        "Wilcoxon",
+        "Holm",
+        "family 'run'",
+        "t interval, df = non-zero pairs - 1",
+        "95% (1 − alpha)",
+        "geoaudit 0.1.0",
+        "bench.jsonl",
+        "seeds 0",
+        "2 sample(s)",
+        "A/A control (identity",
+        "model calls",
+        COMMAND,
+    ):
         assert needle in text, needle
     assert METRICS["pawc"].formula in text and METRICS["delta_rank"].source in text
 
@@ -186,7 +221,7 @@ def test_hostile_text_is_inert(report_path: Path) -> None:
     assert all(svg.get("class") == ["chart"] for svg in soup.find_all("svg"))
     # The hostile strings are visible as text (escaped), not dropped.
     page_text = soup.get_text(" ")
-    assert '<img src=x onerror=alert(1)>' in page_text and "</script>" in page_text
+    assert "<img src=x onerror=alert(1)>" in page_text and "</script>" in page_text
     assert "<svg onload=alert(2)>" in page_text
     csp = soup.find("meta", attrs={"http-equiv": "Content-Security-Policy"})
     assert csp["content"] == "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -200,15 +235,34 @@ def test_report_cli_writes_the_file_and_rejects_a_bad_run(hostile_run: Run, tmp_
     env = {**os.environ, "GEOAUDIT_HOME": str(hostile_run.dir.parent.parent)}
     out = tmp_path / "reports" / "cli"
     done = subprocess.run(
-        [sys.executable, "-m", "geoaudit", "report", hostile_run.id[:8], "-o", str(out), "--n-boot", "200",
-         "--metrics", "pawc,cited"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "geoaudit",
+            "report",
+            hostile_run.id[:8],
+            "-o",
+            str(out),
+            "--n-boot",
+            "200",
+            "--metrics",
+            "pawc,cited",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (out / "index.html").is_file() and str(out / "index.html") in done.stdout
     assert "<svg" in (out / "index.html").read_text()
-    bad = subprocess.run([sys.executable, "-m", "geoaudit", "report", "run-nope", "-o", str(tmp_path / "x")],
-                         capture_output=True, text=True, env=env, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "geoaudit", "report", "run-nope", "-o", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "no run 'run-nope'" in bad.stderr
     assert not (tmp_path / "x").exists()
@@ -223,8 +277,8 @@ def decode_png(path: Path, max_rows: int | None = None) -> tuple[int, int, list[
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat = 8, []
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             width, height, depth, colour = struct.unpack(">IIBB", body[:10])
@@ -238,7 +292,7 @@ def decode_png(path: Path, max_rows: int | None = None) -> tuple[int, int, list[
     prev = bytearray(stride)
     for y in range(min(height, max_rows or height)):
         f = raw[y * (stride + 1)]
-        line = raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)]
+        line = raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]
         cur = bytearray(stride)
         for i in range(stride):
             a = cur[i - bpp] if i >= bpp else 0
@@ -270,9 +324,18 @@ def _chromium() -> str:
 
 def _chromium_args(tmp: Path) -> list[str]:
     return [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0",
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
     ]
 
 
@@ -282,7 +345,9 @@ def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) 
     shot = tmp_path / "report.png"
     done = subprocess.run(
         _chromium_args(tmp_path) + [f"--screenshot={shot}", "--window-size=1200,2000", url],
-        capture_output=True, text=True, timeout=90,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert shot.is_file(), done.stderr[-2000:]
     for bad in ("Uncaught", "Refused to", "ERR_BLOCKED", "Failed to load"):
@@ -290,7 +355,7 @@ def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) 
     width, height, rows = decode_png(shot, max_rows=500)
     assert (width, height) == (1200, 2000)
     bpp = len(rows[0]) // width
-    colours = {row[i:i + 3] for row in rows[::2] for i in range(0, len(row), bpp * 2)}
+    colours = {row[i : i + 3] for row in rows[::2] for i in range(0, len(row), bpp * 2)}
     assert len(colours) > 50, f"screenshot looks blank ({len(colours)} colours)"
 
     dom = subprocess.run(_chromium_args(tmp_path) + ["--dump-dom", url], capture_output=True, text=True, timeout=90)
@@ -317,8 +382,10 @@ def _summary(deltas_by_strategy: dict[str, list[float]], **kw: object) -> Any:
         for i, d in enumerate(deltas):
             recs.append({"item": f"q{i}", "strategy": s, "rate": 0.5, "condition": "rivals", "pawc": 3.0})
             recs.append({"item": f"q{i}", "strategy": s, "rate": 0.5, "condition": "treated", "pawc": 3.0 + d})
-    recs += [{"item": f"q{i}", "strategy": "", "rate": math.nan, "condition": "base", "pawc": 3.0}
-             for i in range(len(next(iter(deltas_by_strategy.values()))))]
+    recs += [
+        {"item": f"q{i}", "strategy": "", "rate": math.nan, "condition": "base", "pawc": 3.0}
+        for i in range(len(next(iter(deltas_by_strategy.values()))))
+    ]
     return summarize(pd.DataFrame(recs), ["pawc"], comparisons=["advantage"], **kw)
 
 

@@ -56,7 +56,11 @@ def body_of(request: dict[str, Any]) -> str:
 
 
 def chatty_fluency(request: dict[str, Any]) -> str:
-    return "Sure! Here is the rewritten text:\n\n" + body_of(request).replace("convert", "turn") + "\n\nLet me know if you need anything else."
+    return (
+        "Sure! Here is the rewritten text:\n\n"
+        + body_of(request).replace("convert", "turn")
+        + "\n\nLet me know if you need anything else."
+    )
 
 
 @pytest.fixture
@@ -145,9 +149,13 @@ def test_chatty_reply_is_cleaned_structure_kept_and_stored(
     assert r.original_hash == doc.content_hash and r.rewritten_hash != doc.content_hash
     assert r.guards["fabrications"]["numbers"] == [] and r.guards["sentence_survival"] >= 0.9
     # The provenance row is real SQLite, next to the documents table.
-    row = sqlite3.connect(fake_llm_settings.store_path).execute(
-        "SELECT doc_id, strategy, strategy_version, model, seed, prompt_hash, original_hash, status FROM rewrites"
-    ).fetchone()
+    row = (
+        sqlite3.connect(fake_llm_settings.store_path)
+        .execute(
+            "SELECT doc_id, strategy, strategy_version, model, seed, prompt_hash, original_hash, status FROM rewrites"
+        )
+        .fetchone()
+    )
     assert row == (doc.id, "fluency", "1", "openai/fake-model", 3, r.prompt_hash, doc.content_hash, "ok")
     assert (r.implementation, r.transform, r.producer) == ("llm", "", "openai/fake-model")
 
@@ -190,7 +198,9 @@ def test_refusal_is_failed_and_original_kept(
 def test_invented_number_fails_grounded_but_only_flags_ungrounded(
     gateway: Gateway, fake_server: FakeOpenAIServer, doc: Document
 ) -> None:
-    fake_server.responder = lambda req: body_of(req).replace("about 20% efficiency", "about 20% efficiency, up 35% since 2015")
+    fake_server.responder = lambda req: body_of(req).replace(
+        "about 20% efficiency", "about 20% efficiency, up 35% since 2015"
+    )
     loose = rewrite(gateway, REG.get("statistics"), doc)
     assert loose.status == "ok" and loose.guards["fabrications"]["numbers"] == ["35", "2015"]
     strict = rewrite(gateway, REG.get("statistics-grounded"), doc)
@@ -205,7 +215,9 @@ def test_too_short_output_fails_length_constraint(
     assert r.status == "failed" and r.reason.startswith("length ratio")
 
 
-def test_unchanged_and_backend_error(gateway: Gateway, fake_server: FakeOpenAIServer, fake_llm_settings: Settings, doc: Document) -> None:
+def test_unchanged_and_backend_error(
+    gateway: Gateway, fake_server: FakeOpenAIServer, fake_llm_settings: Settings, doc: Document
+) -> None:
     fake_server.responder = lambda req: body_of(req)
     assert rewrite(gateway, REG.get("unique-words"), doc).status == "unchanged"
     fake_server.responder = lambda req: Reply(status=500)
@@ -217,7 +229,10 @@ def test_unchanged_and_backend_error(gateway: Gateway, fake_server: FakeOpenAISe
 
 def test_rewrite_many_is_concurrent_and_ordered(fake_server: FakeOpenAIServer, fake_llm_settings: Settings) -> None:
     fake_server.responder = lambda req: Reply(text=body_of(req) + " Indeed.", delay=0.2)
-    docs = [Document.create(f"https://example.com/{i}", f"Paragraph {i} says a thing.\n\nAnother line {i}.") for i in range(4)]
+    docs = [
+        Document.create(f"https://example.com/{i}", f"Paragraph {i} says a thing.\n\nAnother line {i}.")
+        for i in range(4)
+    ]
     gw = Gateway(fake_llm_settings)
     seen: list[str] = []
     results = rewrite_many(gw, REG.resolve(["identity", "fluency"]), docs, progress=lambda r: seen.append(r.strategy))
@@ -232,13 +247,27 @@ def test_render_formats_escape_and_diff(doc: Document) -> None:
     from geoaudit.rewrite import RewriteResult
 
     res = RewriteResult(
-        doc_id=doc.id, strategy="fluency", strategy_version="1", status="ok", reason="", text="<b>bold</b> & new",
-        original_hash=doc.content_hash, rewritten_hash="x", model="m", seed=0, prompt_hash="p", created_at="t",
+        doc_id=doc.id,
+        strategy="fluency",
+        strategy_version="1",
+        status="ok",
+        reason="",
+        text="<b>bold</b> & new",
+        original_hash=doc.content_hash,
+        rewritten_hash="x",
+        model="m",
+        seed=0,
+        prompt_hash="p",
+        created_at="t",
     )
     html = render_results([(doc, res)], "html")
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt; &amp; new" in html
     rec = json.loads(render_results([(doc, res)], "jsonl"))
-    assert rec["id"] == doc.id and rec["text"] == "<b>bold</b> & new" and rec["metadata"]["rewrite"]["strategy"] == "fluency"
+    assert (
+        rec["id"] == doc.id
+        and rec["text"] == "<b>bold</b> & new"
+        and rec["metadata"]["rewrite"]["strategy"] == "fluency"
+    )
     assert "## Solar power at home — fluency (ok)" in render_results([(doc, res)], "md")
     ops = word_diff("the cat sat", "the dog sat")
     assert ops == [("equal", "the "), ("delete", "cat "), ("insert", "dog "), ("equal", "sat")]
@@ -282,11 +311,18 @@ def test_rule_strategy_needs_no_model_and_records_its_transform(tmp_path: Path, 
     assert r.status == "ok", r.reason
     assert r.text.startswith("# Solar power at home\n\n> Installation costs fell sharply.\n\n---\n\n")
     assert r.text.endswith(doc.text.split("\n", 1)[1].strip("\n"))  # the page follows, unchanged
-    assert (r.implementation, r.transform, r.model, r.producer) == ("transform", "answer-first@2", "", "transform answer-first@2")
+    assert (r.implementation, r.transform, r.model, r.producer) == (
+        "transform",
+        "answer-first@2",
+        "",
+        "transform answer-first@2",
+    )
     assert r.guards["failure"] is None and r.guards["flag_count"] == 0 and r.guards["length_ratio"] > 1.0
-    row = sqlite3.connect(tmp_path / "store.db").execute(
-        "SELECT implementation, transform, model, status FROM rewrites WHERE key=?", (r.key,)
-    ).fetchone()
+    row = (
+        sqlite3.connect(tmp_path / "store.db")
+        .execute("SELECT implementation, transform, model, status FROM rewrites WHERE key=?", (r.key,))
+        .fetchone()
+    )
     assert row == ("transform", "answer-first@2", "", "ok")
     again = rewrite(None, strategy, doc, query="How much do installation costs fall?", store=store)
     assert again.cached and again.text == r.text and again.implementation == "transform"
@@ -307,7 +343,12 @@ def test_rule_strategy_goes_through_the_same_guards(tmp_path: Path, doc: Documen
 
 def test_identity_and_rank_run_without_a_gateway(doc: Document) -> None:
     ident = rewrite(None, REG.get("identity"), doc)
-    assert (ident.status, ident.text, ident.implementation, ident.transform) == ("ok", doc.text, "transform", "identity@1")
+    assert (ident.status, ident.text, ident.implementation, ident.transform) == (
+        "ok",
+        doc.text,
+        "transform",
+        "identity@1",
+    )
     rank = rewrite(None, REG.get("rank"), doc)
     assert (rank.status, rank.text, rank.implementation) == ("ok", doc.text, "none")
     with pytest.raises(InputError, match="model"):
@@ -322,7 +363,21 @@ def test_old_rewrite_store_is_migrated_with_what_produced_each_row(tmp_path: Pat
     old = connect(path, REWRITE_MIGRATIONS[:1])  # the schema as geoaudit wrote it before
     cols = "key, doc_id, strategy, strategy_version, prompt_hash, model, seed, original_hash, rewritten_hash, status, text, guards, created_at"
     rows = [
-        ("k-llm", "d", "fluency", "1", "p", "local/smollm2", 0, "h", "h2", "ok", "t", '{"chunks": 1, "length_ratio": 1.1}', "t"),
+        (
+            "k-llm",
+            "d",
+            "fluency",
+            "1",
+            "p",
+            "local/smollm2",
+            0,
+            "h",
+            "h2",
+            "ok",
+            "t",
+            '{"chunks": 1, "length_ratio": 1.1}',
+            "t",
+        ),
         ("k-id", "d", "identity", "1", "p", "local/smollm2", 0, "h", "h", "ok", "t", '{"length_ratio": 1.0}', "t"),
         ("k-bad", "d", "fluency", "1", "p", "local/smollm2", 0, "h", "h", "failed", "t", "{}", "t"),
     ]
@@ -361,7 +416,11 @@ def test_cli_shows_deterministic_strategies() -> None:
         assert name in r.output
     listed = {d["name"]: d for d in json.loads(run_cli(["strategies", "list", "--json"]).output)}
     assert {n for n, d in listed.items() if d["transform"] not in (None, "identity@1")} == {
-        "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule"}
+        "answer-first",
+        "key-facts",
+        "llms-txt-structure",
+        "keyword-stuffing-rule",
+    }
     r = run_cli(["strategies", "show", "answer-first"])
     assert r.exit_code == 0, r.output
     assert "answer-first@2" in r.output and "sentences = 2" in r.output and "BLUF" in r.output
@@ -375,9 +434,25 @@ def test_cli_rewrite_deterministic_with_no_model_reachable(tmp_path: Path) -> No
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "GEOAUDIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     # The model string points at a closed port: any attempt to reach a model would fail the command.
-    cmd = [sys.executable, "-m", "geoaudit", "rewrite", str(page), "--strategy", "answer-first",
-           "-s", "llms-txt-structure", "--query", "How much do installation costs fall?", "-o", str(out),
-           "--model", "openai/nothing-here", "--api-base", "http://127.0.0.1:9"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "geoaudit",
+        "rewrite",
+        str(page),
+        "--strategy",
+        "answer-first",
+        "-s",
+        "llms-txt-structure",
+        "--query",
+        "How much do installation costs fall?",
+        "-o",
+        str(out),
+        "--model",
+        "openai/nothing-here",
+        "--api-base",
+        "http://127.0.0.1:9",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "transform answer-first@2" in proc.stdout and "no model" in proc.stdout
@@ -409,14 +484,18 @@ def test_cli_bad_strategy_is_one_line_exit_2(tmp_path: Path) -> None:
     page.write_text(PAGE)
     proc = subprocess.run(
         [sys.executable, "-m", "geoaudit", "rewrite", str(page), "--strategy", "fluncy"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "fluncy" in lines[0] and "fluency" in lines[0]
 
 
-def test_cli_rewrite_files_and_store_docs(fake_server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_rewrite_files_and_store_docs(
+    fake_server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_server.responder = chatty_fluency
     home = tmp_path / "geoaudit-home"
     monkeypatch.setenv("GEOAUDIT_API_KEY", "test")
@@ -436,7 +515,9 @@ def test_cli_rewrite_files_and_store_docs(fake_server: FakeOpenAIServer, tmp_pat
     assert r.exit_code == 0 and len(fake_server.requests) == n  # stored: no new call
     assert "<h3>Solar power at home</h3>" in (tmp_path / "o.html").read_text()
 
-    DocumentStore(home / "geoaudit.db").put(Document.create("https://shop.example/item", "Stored page text. It is fine."))
+    DocumentStore(home / "geoaudit.db").put(
+        Document.create("https://shop.example/item", "Stored page text. It is fine.")
+    )
     r = run_cli([*base, "--doc", "shop.example", "-s", "identity"])
     assert r.exit_code == 0 and re.search(r"identity\s*│\s*1", r.output)
     r = run_cli([*base, "--doc", "nothing-matches", "-s", "identity"])
@@ -501,11 +582,15 @@ def test_same_model_name_on_another_endpoint_is_not_a_store_hit(tmp_path) -> Non
     from geoaudit.strategies import load_strategies
     from geoaudit.testing import FakeOpenAIServer, fake_settings
 
-    doc = Document.create("https://a.example/x", "Tea is best steeped for three minutes. It should not boil.", title="Tea")
+    doc = Document.create(
+        "https://a.example/x", "Tea is best steeped for three minutes. It should not boil.", title="Tea"
+    )
     strategy = load_strategies().get("fluency")
     store = RewriteStore(tmp_path / "store.db")
-    with FakeOpenAIServer(lambda req: "Tea tastes best after three minutes of steeping. Do not boil it.") as one, \
-            FakeOpenAIServer(lambda req: "Steep tea for three minutes. Never let it boil.") as two:
+    with (
+        FakeOpenAIServer(lambda req: "Tea tastes best after three minutes of steeping. Do not boil it.") as one,
+        FakeOpenAIServer(lambda req: "Steep tea for three minutes. Never let it boil.") as two,
+    ):
         first = rewrite(Gateway(fake_settings(one, tmp_path / "h1")), strategy, doc, store=store)
         second = rewrite(Gateway(fake_settings(two, tmp_path / "h2")), strategy, doc, store=store)
         assert len(two.requests) == 1 and first.text != second.text
@@ -520,15 +605,18 @@ def test_rewrite_documents_is_the_notebook_path_behind_the_command(tmp_path: Pat
     from geoaudit.rewrite import output_format, rewrite_documents
 
     page = tmp_path / "page.md"
-    page.write_text("# Solar panels\n\nA typical home system costs 12,000 dollars. Panels last 25 years.\n"
-                    "Installers recommend a south-facing roof.\n", encoding="utf-8")
+    page.write_text(
+        "# Solar panels\n\nA typical home system costs 12,000 dollars. Panels last 25 years.\n"
+        "Installers recommend a south-facing roof.\n",
+        encoding="utf-8",
+    )
     settings = Settings(data_dir=tmp_path / "home", model="nope/unreachable")  # never contacted
     batch = rewrite_documents(settings, ["answer-first", "identity"], inputs=[page], query="solar panel cost")
     assert batch.model is None and batch.usage is None
     assert {r.strategy for r in batch.results} == {"answer-first", "identity"}
     assert all(r.status in ("ok", "unchanged") and r.implementation == "transform" for r in batch.results)
     assert "deterministic transforms" in batch.provenance() and "solar panel cost" in batch.provenance()
-    (doc, res), = [p for p in batch.pairs() if p[1].strategy == "answer-first"]
+    ((doc, res),) = [p for p in batch.pairs() if p[1].strategy == "answer-first"]
     assert doc.text != res.text and "12,000" in res.text
     with pytest.raises(InputError, match="needs the target query"):
         rewrite_documents(settings, ["answer-first"], inputs=[page])

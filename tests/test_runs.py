@@ -21,9 +21,12 @@ from geoaudit.testing import FakeOpenAIServer
 
 def small_config(bench: Path, **kw: object) -> SimulationConfig:
     return SimulationConfig(
-        bench=str(bench), strategies=kw.pop("strategies", ("identity", "rank")),  # type: ignore[arg-type]
-        rates=kw.pop("rates", (0.0, 1.0)), seeds=(0,),  # type: ignore[arg-type]
-        engine=EngineConfig(samples=1, attribution="citations"), **kw,  # type: ignore[arg-type]
+        bench=str(bench),
+        strategies=kw.pop("strategies", ("identity", "rank")),  # type: ignore[arg-type]
+        rates=kw.pop("rates", (0.0, 1.0)),
+        seeds=(0,),  # type: ignore[arg-type]
+        engine=EngineConfig(samples=1, attribution="citations"),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -34,8 +37,9 @@ def small_bench(tmp_path: Path) -> Path:
 
 def _cli(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GEOAUDIT_HOME": str(home), "GEOAUDIT_RETRIES": "1", "GEOAUDIT_BACKOFF": "0.01"}
-    return subprocess.run([sys.executable, "-m", "geoaudit", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "geoaudit", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_export_to_a_directory_is_a_clean_error_and_leaves_nothing_behind(
@@ -103,18 +107,30 @@ def test_a_v1_run_with_duplicated_base_rows_is_repaired_and_stays_unique(tmp_pat
     conn = connect(run_dir / "run.db", RUN_MIGRATIONS[:1])  # a run written by the previous version
     base = ("q0", "", None, 0, "base", 0)
     for cited in (0.0, 1.0):  # two writers: SQLite took the NULL-rate rows as distinct
-        conn.execute("INSERT INTO results (item, strategy, rate, seed, condition, sample, cited) VALUES (?,?,?,?,?,?,?)",
-                     (*base, cited))
-    conn.execute("INSERT INTO meta VALUES ('usage', ?)", (json.dumps({"calls": 8, "cached": 2, "invocations": 3,
-                                                                      "prompt_tokens": 100, "cost": 0.5}),))
+        conn.execute(
+            "INSERT INTO results (item, strategy, rate, seed, condition, sample, cited) VALUES (?,?,?,?,?,?,?)",
+            (*base, cited),
+        )
+    conn.execute(
+        "INSERT INTO meta VALUES ('usage', ?)",
+        (json.dumps({"calls": 8, "cached": 2, "invocations": 3, "prompt_tokens": 100, "cost": 0.5}),),
+    )
     conn.close()
     with Run(run_dir) as run:
         rows = run.rows()
         assert len(rows) == 1 and rows.cited.iloc[0] == 1.0  # the last written is kept
         usage = run.usage()
         assert (usage["invocations"], usage["calls"], usage["cached"], usage["cost"]) == (3, 8, 2, 0.5)
-        answer = Answer(query="q", sources=[], samples=[], attribution="citations", prompt_version="v",
-                        config=EngineConfig(), model="m", seed=0)
+        answer = Answer(
+            query="q",
+            sources=[],
+            samples=[],
+            attribution="citations",
+            prompt_version="v",
+            config=EngineConfig(),
+            model="m",
+            seed=0,
+        )
         key = {"item": "q0", "strategy": "", "rate": None, "seed": 0, "condition": "base"}
         run.save_cell("q0||0|base", key, answer, [{**key, "sample": 0, "cited": 0.5}])
         run.save_cell("q0||0|base", key, answer, [{**key, "sample": 0, "cited": 0.5}])
@@ -140,7 +156,11 @@ def test_failed_cells_are_recorded_not_scored_counted_and_retried_alone(
     with Simulation(fake_llm_settings, small_config(small_bench)) as sim:
         result = sim.run_sync()
         per_item = 1 + 2 * 2 * 2
-        assert (result.planned_cells, result.failed_cells, result.computed_cells) == (3 * per_item, per_item, 2 * per_item)
+        assert (result.planned_cells, result.failed_cells, result.computed_cells) == (
+            3 * per_item,
+            per_item,
+            2 * per_item,
+        )
         rows = result.run.rows()
         assert "q1" not in set(rows["item"]) and len(rows) == 2 * per_item  # never scored as "not cited"
         meta = result.run.meta
@@ -228,9 +248,27 @@ def test_two_identical_simulate_commands_at_once_do_not_double_the_work(small_be
 
     home = tmp_path / "home"
     with FakeOpenAIServer(held) as server:
-        cmd = [sys.executable, "-m", "geoaudit", "simulate", "--bench", str(small_bench), "--strategies", "identity,rank",
-               "--adopters", "0,1", "--model", "openai/fake", "--api-base", server.url, "--attribution", "citations",
-               "--concurrency", "2", "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "geoaudit",
+            "simulate",
+            "--bench",
+            str(small_bench),
+            "--strategies",
+            "identity,rank",
+            "--adopters",
+            "0,1",
+            "--model",
+            "openai/fake",
+            "--api-base",
+            server.url,
+            "--attribution",
+            "citations",
+            "--concurrency",
+            "2",
+            "--json",
+        ]
         env = {**os.environ, "GEOAUDIT_HOME": str(home), "GEOAUDIT_TIMEOUT": "120"}
         first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
@@ -256,7 +294,7 @@ def test_two_identical_simulate_commands_at_once_do_not_double_the_work(small_be
         gate.set()
         third = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
         assert third.returncode == 0, third.stderr
-    summary = json.loads(third.stdout[third.stdout.index("{"):])
+    summary = json.loads(third.stdout[third.stdout.index("{") :])
     per_item = 1 + 2 * 2 * 2
     assert summary["status"] == "complete" and summary["rows"] == 3 * per_item and summary["failed_cells"] == 0
     with open_run(Settings(data_dir=home), listed["id"]) as run:
@@ -265,16 +303,33 @@ def test_two_identical_simulate_commands_at_once_do_not_double_the_work(small_be
         assert run.meta["usage"]["invocations"] == 2  # the refused process never started one
 
 
-def test_cli_simulate_exits_1_and_counts_failed_cells(fake_server: FakeOpenAIServer, small_bench: Path, tmp_path: Path) -> None:
+def test_cli_simulate_exits_1_and_counts_failed_cells(
+    fake_server: FakeOpenAIServer, small_bench: Path, tmp_path: Path
+) -> None:
     fake_server.responder = _bikes_fail
     home = tmp_path / "home"
-    out = _cli("simulate", "--bench", str(small_bench), "--strategies", "identity,rank", "--adopters", "0,1",
-               "--model", "openai/fake", "--api-base", fake_server.url, "--attribution", "citations", "--json", home=home)
+    out = _cli(
+        "simulate",
+        "--bench",
+        str(small_bench),
+        "--strategies",
+        "identity,rank",
+        "--adopters",
+        "0,1",
+        "--model",
+        "openai/fake",
+        "--api-base",
+        fake_server.url,
+        "--attribution",
+        "citations",
+        "--json",
+        home=home,
+    )
     per_item = 1 + 2 * 2 * 2
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"{per_item} of {3 * per_item} cells failed" in out.stderr and "retry only those" in out.stderr
     assert "27 cells = 3 items x 1 seeds" in out.stderr  # the plan is announced before any work
-    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    summary = json.loads(out.stdout[out.stdout.index("{") :])
     assert (summary["failed_cells"], summary["status"], summary["computed_cells"]) == (per_item, "failed", 2 * per_item)
     listed = _cli("runs", "list", "--json", home=home)
     (run,) = json.loads(listed.stdout)

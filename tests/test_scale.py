@@ -30,9 +30,12 @@ from geoaudit.testing import FakeOpenAIServer, Reply, fake_settings, last_user_m
 
 def _config(bench: Path, **kw: object) -> SimulationConfig:
     return SimulationConfig(
-        bench=str(bench), strategies=kw.pop("strategies", ("identity", "fluency")),  # type: ignore[arg-type]
-        rates=kw.pop("rates", (0.0, 1.0)), seeds=(0,),  # type: ignore[arg-type]
-        engine=EngineConfig(samples=1, attribution="citations"), **kw,  # type: ignore[arg-type]
+        bench=str(bench),
+        strategies=kw.pop("strategies", ("identity", "fluency")),  # type: ignore[arg-type]
+        rates=kw.pop("rates", (0.0, 1.0)),
+        seeds=(0,),  # type: ignore[arg-type]
+        engine=EngineConfig(samples=1, attribution="citations"),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -49,8 +52,10 @@ def test_slots_go_to_waiters_by_priority_then_arrival() -> None:
             async with slots.hold(priority):
                 order.append(name)
 
-        tasks = [asyncio.ensure_future(waiter(n, p)) for n, p in
-                 (("answer-1", 1), ("answer-2", 1), ("rewrite-1", 0), ("answer-3", 1), ("rewrite-2", 0))]
+        tasks = [
+            asyncio.ensure_future(waiter(n, p))
+            for n, p in (("answer-1", 1), ("answer-2", 1), ("rewrite-1", 0), ("answer-3", 1), ("rewrite-2", 0))
+        ]
         while len(slots._waiters) < 5:
             await asyncio.sleep(0)
         slots.release()
@@ -79,7 +84,9 @@ def test_a_cancelled_waiter_loses_no_slot() -> None:
     assert asyncio.run(main()) == 2
 
 
-def test_queued_rewrites_reach_the_endpoint_before_queued_answers(fake_server: FakeOpenAIServer, tmp_path: Path) -> None:
+def test_queued_rewrites_reach_the_endpoint_before_queued_answers(
+    fake_server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     gate = threading.Event()
     seen: list[str] = []
 
@@ -116,8 +123,11 @@ def test_queued_rewrites_reach_the_endpoint_before_queued_answers(fake_server: F
 
 
 def test_replicas_share_the_calls_and_the_first_endpoint_is_the_identity(tmp_path: Path) -> None:
-    with FakeOpenAIServer(lambda r: "a", latency=0.02) as a, FakeOpenAIServer(lambda r: "b", latency=0.02) as b, \
-            FakeOpenAIServer(lambda r: "c", latency=0.02) as c:
+    with (
+        FakeOpenAIServer(lambda r: "a", latency=0.02) as a,
+        FakeOpenAIServer(lambda r: "b", latency=0.02) as b,
+        FakeOpenAIServer(lambda r: "c", latency=0.02) as c,
+    ):
         settings = fake_settings(a, tmp_path, replicas=(b.url, c.url), concurrency=3)
         reqs = [LLMRequest.chat(f"q{i}") for i in range(60)]
         with Gateway(settings) as gw:
@@ -174,19 +184,23 @@ def test_the_run_id_names_the_model_not_its_replicas(fake_server: FakeOpenAIServ
 
 def test_router_files_yaml_and_toml(tmp_path: Path) -> None:
     yaml_file = tmp_path / "router.yaml"
-    yaml_file.write_text(textwrap.dedent("""\
+    yaml_file.write_text(
+        textwrap.dedent("""\
         model_list:
           - model_name: hosted_vllm/qwen
             litellm_params: {model: hosted_vllm/qwen, api_base: "http://127.0.0.1:9001/v1", max_parallel_requests: 32, rpm: 600}
           - model_name: hosted_vllm/qwen
             litellm_params: {model: hosted_vllm/qwen, api_base: "http://127.0.0.1:9002/v1", max_parallel_requests: 16}
         router_settings: {cooldown_time: 5}
-        """))
+        """)
+    )
     ep = resolve_endpoints(Settings(data_dir=tmp_path, router_file=yaml_file), "hosted_vllm/qwen")
     assert ep.slots == 48 and ep.identity == "http://127.0.0.1:9001/v1" and ep.routed
     kwargs = ep.router_kwargs()
     # Unequal replicas are drawn in proportion to their slots; the gateway alone retries.
-    assert kwargs["routing_strategy"] == "simple-shuffle" and kwargs["num_retries"] == 0 and kwargs["cooldown_time"] == 5
+    assert (
+        kwargs["routing_strategy"] == "simple-shuffle" and kwargs["num_retries"] == 0 and kwargs["cooldown_time"] == 5
+    )
     model_list = ep.model_list(None)
     assert [m["litellm_params"].get("weight") for m in model_list] == [None, 16]  # the first has its rpm
     # Slots are the gateway's; litellm's own limit would answer 429 instead of waiting.
@@ -196,14 +210,16 @@ def test_router_files_yaml_and_toml(tmp_path: Path) -> None:
     assert not resolve_endpoints(Settings(data_dir=tmp_path, router_file=yaml_file), "openai/gpt-4o-mini").routed
 
     toml_file = tmp_path / "router.toml"
-    toml_file.write_text(textwrap.dedent("""\
+    toml_file.write_text(
+        textwrap.dedent("""\
         [[model_list]]
         model_name = "openai/m"
         litellm_params = { model = "openai/m", api_base = "http://127.0.0.1:9001/v1" }
         [[model_list]]
         model_name = "openai/m"
         litellm_params = { model = "openai/m", api_base = "http://127.0.0.1:9002/v1" }
-        """))
+        """)
+    )
     ep = resolve_endpoints(Settings(data_dir=tmp_path, router_file=toml_file, concurrency=5), "openai/m")
     assert ep.slots == 10 and ep.router_kwargs()["routing_strategy"] == "least-busy"
 
@@ -346,8 +362,13 @@ def test_a_finished_run_reruns_without_importing_litellm_or_pandas(
                               sorted(m for m in ("litellm", "pandas", "llama_cpp") if m in sys.modules)]))
     """)
     before = len(fake_server.requests)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     assert out.returncode == 0, out.stderr
     run_id, computed, resumed, loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert (run_id, computed, resumed, loaded) == (first.run.id, 0, first.planned_cells, [])
@@ -376,9 +397,12 @@ def test_extracted_bench_pages_are_cached_and_never_stale(tmp_path: Path) -> Non
         (root / "pages" / f"p{j}.html").write_text(
             f"<html><head><title>Page {j}</title></head><body><article><h1>Page {j}</h1>"
             f"<p>Paragraph about topic {j} with enough words to be the main content of the page.</p>"
-            f"</article></body></html>")
-    (root / "queries.jsonl").write_text(json.dumps(
-        {"id": "q0", "query": "topic?", "candidates": [f"pages/p{j}.html" for j in range(5)], "target": 0}) + "\n")
+            f"</article></body></html>"
+        )
+    (root / "queries.jsonl").write_text(
+        json.dumps({"id": "q0", "query": "topic?", "candidates": [f"pages/p{j}.html" for j in range(5)], "target": 0})
+        + "\n"
+    )
     settings = Settings(data_dir=tmp_path / "home")
     plain = load_bench(root)
     first = load_bench(root, settings=settings)
@@ -397,15 +421,43 @@ def test_cli_takes_repeated_api_base_as_replicas(tmp_path: Path) -> None:
     with FakeOpenAIServer(citing_responder) as a, FakeOpenAIServer(citing_responder) as b:
         env = {**os.environ, "GEOAUDIT_HOME": str(tmp_path / "home"), "GEOAUDIT_API_KEY": "x"}
         out = subprocess.run(
-            [sys.executable, "-m", "geoaudit", "simulate", "--bench", str(bench), "--strategies", "identity",
-             "--adopters", "0,1", "--model", "openai/fake", "--api-base", a.url, "--api-base", b.url,
-             "--concurrency", "2", "--json"],
-            capture_output=True, text=True, env=env, timeout=180,
+            [
+                sys.executable,
+                "-m",
+                "geoaudit",
+                "simulate",
+                "--bench",
+                str(bench),
+                "--strategies",
+                "identity",
+                "--adopters",
+                "0,1",
+                "--model",
+                "openai/fake",
+                "--api-base",
+                a.url,
+                "--api-base",
+                b.url,
+                "--concurrency",
+                "2",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
         )
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout)
-        meta = json.loads((Path(summary["path"]) / "run.db").exists() and subprocess.run(
-            [sys.executable, "-m", "geoaudit", "runs", "show", summary["run"]],
-            capture_output=True, text=True, env=env, timeout=120).stdout)
+        meta = json.loads(
+            (Path(summary["path"]) / "run.db").exists()
+            and subprocess.run(
+                [sys.executable, "-m", "geoaudit", "runs", "show", summary["run"]],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            ).stdout
+        )
         assert [d["api_base"] for d in meta["endpoints"]["engine"]["deployments"]] == [a.url, b.url]
         assert meta["config"]["api_base"] == a.url and summary["status"] == "complete"

@@ -35,13 +35,23 @@ def write_bench(path: Path, n_items: int = 6, k: int = 5) -> Path:
     rows = []
     for i in range(n_items):
         docs = [
-            {"url": f"https://site{j}.example/{TOPICS[i % 6]}",
-             "title": f"Page {j}",
-             "text": f"Source {j} explains {TOPICS[i % 6]} item {i}. It has detail number {j} about {TOPICS[i % 6]}."}
+            {
+                "url": f"https://site{j}.example/{TOPICS[i % 6]}",
+                "title": f"Page {j}",
+                "text": f"Source {j} explains {TOPICS[i % 6]} item {i}. It has detail number {j} about {TOPICS[i % 6]}.",
+            }
             for j in range(k)
         ]
-        rows.append({"id": f"q{i}", "query": f"what about {TOPICS[i % 6]} {i}?", "documents": docs,
-                     "target": (i * 2) % k, "domain": "home" if i % 2 else "food", "tags": ["t"]})
+        rows.append(
+            {
+                "id": f"q{i}",
+                "query": f"what about {TOPICS[i % 6]} {i}?",
+                "documents": docs,
+                "target": (i * 2) % k,
+                "domain": "home" if i % 2 else "food",
+                "tags": ["t"],
+            }
+        )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -64,9 +74,12 @@ def bench_file(tmp_path: Path) -> Path:
 
 def make_sim(settings: Settings, bench: Path, **kw) -> Simulation:
     cfg = SimulationConfig(
-        bench=str(bench), strategies=kw.pop("strategies", ("identity", "rank", "fluency")),
-        rates=kw.pop("rates", (0.0, 0.5, 1.0)), seeds=kw.pop("seeds", (0,)),
-        engine=EngineConfig(samples=kw.pop("samples", 2), attribution="citations", k=kw.pop("k", 5)), **kw,
+        bench=str(bench),
+        strategies=kw.pop("strategies", ("identity", "rank", "fluency")),
+        rates=kw.pop("rates", (0.0, 0.5, 1.0)),
+        seeds=kw.pop("seeds", (0,)),
+        engine=EngineConfig(samples=kw.pop("samples", 2), attribution="citations", k=kw.pop("k", 5)),
+        **kw,
     )
     return Simulation(settings, cfg)
 
@@ -192,8 +205,9 @@ def test_resume_after_kill_9_gives_exactly_the_uninterrupted_rows(tmp_path: Path
     delay = {"s": 0.02}
     with FakeOpenAIServer(lambda req: Reply(text=citing_responder(req), delay=delay["s"])) as server:
         home = tmp_path / "killed"
-        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(home), str(bench_file), server.url],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RUNNER, str(home), str(bench_file), server.url], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         run_id = proc.stdout.readline().strip()
         deadline = time.time() + 60
@@ -217,14 +231,28 @@ def test_resume_after_kill_9_gives_exactly_the_uninterrupted_rows(tmp_path: Path
         killed.close()
         # Resume with the same command; then run the same thing uninterrupted elsewhere.
         delay["s"] = 0.0
-        subprocess.run([sys.executable, "-c", _RUNNER, str(home), str(bench_file), server.url],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-c", _RUNNER, str(home), str(bench_file), server.url],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         fresh = tmp_path / "fresh"
-        subprocess.run([sys.executable, "-c", _RUNNER, str(fresh), str(bench_file), server.url],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-c", _RUNNER, str(fresh), str(bench_file), server.url],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     keys = ["item", "strategy", "rate", "seed", "condition", "sample"]
     resumed = open_run(settings, run_id).rows().drop(columns=["answer_id"]).sort_values(keys).reset_index(drop=True)
-    clean = open_run(Settings(data_dir=fresh), run_id).rows().drop(columns=["answer_id"]).sort_values(keys).reset_index(drop=True)
+    clean = (
+        open_run(Settings(data_dir=fresh), run_id)
+        .rows()
+        .drop(columns=["answer_id"])
+        .sort_values(keys)
+        .reset_index(drop=True)
+    )
     assert len(resumed) == len(clean) == planned * 2
     assert resumed.equals(clean)
     usage = open_run(settings, run_id).meta["usage"]
@@ -236,25 +264,45 @@ def test_cli_simulate_and_runs(fake_server: FakeOpenAIServer, bench_file: Path, 
     env = {**os.environ, "GEOAUDIT_HOME": str(tmp_path / "cli-home")}
     base = [sys.executable, "-m", "geoaudit"]
     out = subprocess.run(
-        base + ["simulate", "--bench", str(bench_file), "--strategies", "identity,rank", "--adopters", "0,1",
-                "--model", "openai/fake", "--api-base", fake_server.url, "--attribution", "citations", "--json"],
-        capture_output=True, text=True, env=env, timeout=120,
+        base
+        + [
+            "simulate",
+            "--bench",
+            str(bench_file),
+            "--strategies",
+            "identity,rank",
+            "--adopters",
+            "0,1",
+            "--model",
+            "openai/fake",
+            "--api-base",
+            fake_server.url,
+            "--attribution",
+            "citations",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    summary = json.loads(out.stdout[out.stdout.index("{") :])
     assert summary["rows"] == 6 * (1 + 2 * 2 * 2)
     listed = subprocess.run(base + ["runs", "list", "--json"], capture_output=True, text=True, env=env)
     assert summary["run"] in listed.stdout
-    bad = subprocess.run(base + ["simulate", "--bench", str(bench_file), "--adopters", "0,2"],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        base + ["simulate", "--bench", str(bench_file), "--adopters", "0,2"], capture_output=True, text=True, env=env
+    )
     assert bad.returncode == 2 and "outside [0, 1]" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.embedded
 def test_tiny_run_with_the_embedded_model(embedded_settings: Settings, tmp_path: Path) -> None:
     bench = write_bench(tmp_path / "tiny.jsonl", n_items=2)
-    cfg = SimulationConfig(bench=str(bench), strategies=("identity", "rank"), rates=(0.0,),
-                           engine=EngineConfig(samples=1, max_tokens=40))
+    cfg = SimulationConfig(
+        bench=str(bench), strategies=("identity", "rank"), rates=(0.0,), engine=EngineConfig(samples=1, max_tokens=40)
+    )
     result = Simulation(embedded_settings, cfg).run_sync()
     df = result.run.rows()
     assert len(df) == 2 * (1 + 2 * 2)  # base + (rivals, treated) x 2 strategies, per item

@@ -114,9 +114,7 @@ def test_bootstrap_ci_agrees_with_scipy_bootstrap_and_is_seeded():
     # Paired ratio statistic: both arrays resampled with the same indices.
     b = rng.uniform(1, 2, size=40)
     t = b * 1.2
-    lo, hi = stats.bootstrap_ci(
-        [b, t], lambda bb, tt: tt.mean(axis=-1) / bb.mean(axis=-1) - 1, n_boot=500
-    )
+    lo, hi = stats.bootstrap_ci([b, t], lambda bb, tt: tt.mean(axis=-1) / bb.mean(axis=-1) - 1, n_boot=500)
     assert lo == pytest.approx(0.2) and hi == pytest.approx(0.2)
     assert all(math.isnan(v) for v in stats.bootstrap_ci([1.0]))
 

@@ -23,8 +23,9 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 def _stats(run: Run, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GEOAUDIT_HOME": str(run.dir.parent.parent), "COLUMNS": str(columns)}
-    return subprocess.run([sys.executable, "-m", "geoaudit", "stats", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "geoaudit", "stats", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_table_says_what_is_signal_and_what_is_noise(small_run: Run) -> None:
@@ -40,9 +41,16 @@ def test_table_says_what_is_signal_and_what_is_noise(small_run: Run) -> None:
     assert all("better" not in ln and "worse" not in ln for ln in lines if ln.strip().startswith("identity"))
     assert "rank raises pawc" in out
     # How it was obtained, the A/A calibration and the MDE are printed under the table.
-    for needle in ("16 queries", "openai/fake-model", "attribution citations", "95% CI: t interval, df = non-zero pairs - 1",
-                   "mean: paired t-test", "Holm-adjusted p within the whole run", "A/A control (identity",
-                   "smallest change this run detects with 80% power"):
+    for needle in (
+        "16 queries",
+        "openai/fake-model",
+        "attribution citations",
+        "95% CI: t interval, df = non-zero pairs - 1",
+        "mean: paired t-test",
+        "Holm-adjusted p within the whole run",
+        "A/A control (identity",
+        "smallest change this run detects with 80% power",
+    ):
         assert needle in out, needle
     # A narrow terminal stacks cells instead of cutting numbers off.
     narrow = _stats(small_run, small_run.id, "--n-boot", "300", "--metrics", "pawc", columns=80)
@@ -56,7 +64,9 @@ def test_json_csv_parquet_exports_agree_with_independent_numbers(small_run: Run,
     from scipy import stats as sps
 
     csv, parquet = tmp_path / "s.csv", tmp_path / "s.parquet"
-    done = _stats(small_run, str(small_run.dir), "--json", "--n-boot", "300", "--csv", str(csv), "--parquet", str(parquet))
+    done = _stats(
+        small_run, str(small_run.dir), "--json", "--n-boot", "300", "--csv", str(csv), "--parquet", str(parquet)
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["run"] == small_run.id and data["options"]["family"] == "run"
@@ -75,8 +85,12 @@ def test_json_csv_parquet_exports_agree_with_independent_numbers(small_run: Run,
     for rate in (0.0, 1.0):
         t = rows[(rows.strategy == "rank") & (rows.rate == rate) & (rows.condition == "treated")]
         per_item = t.groupby("item")["delta_rank_adv"].mean()
-        got = summary[(summary.strategy == "rank") & (summary.rate == rate) & (summary.metric == "delta_rank")
-                      & (summary.comparison == "advantage")].iloc[0]
+        got = summary[
+            (summary.strategy == "rank")
+            & (summary.rate == rate)
+            & (summary.metric == "delta_rank")
+            & (summary.comparison == "advantage")
+        ].iloc[0]
         assert got["n"] == len(per_item) == 16
         assert got["treated_mean"] == pytest.approx(per_item.mean()) and got["baseline_mean"] == 0
         nonzero = int((per_item != 0).sum())
@@ -86,13 +100,28 @@ def test_json_csv_parquet_exports_agree_with_independent_numbers(small_run: Run,
             assert got["status"] == "ok"
             assert got["wilcoxon_p"] == pytest.approx(sps.wilcoxon(per_item.to_numpy(), zero_method="pratt").pvalue)
     # At 0 % adopters rank moves the target up in most queries: that row is tested.
-    assert summary[(summary.strategy == "rank") & (summary.rate == 0.0) & (summary.metric == "delta_rank")
-                   & (summary.comparison == "advantage")].iloc[0]["status"] == "ok"
+    assert (
+        summary[
+            (summary.strategy == "rank")
+            & (summary.rate == 0.0)
+            & (summary.metric == "delta_rank")
+            & (summary.comparison == "advantage")
+        ].iloc[0]["status"]
+        == "ok"
+    )
     # pawc net: treated minus base per query.
     base = rows[rows.condition == "base"].groupby("item")["pawc"].mean()
-    treated = rows[(rows.strategy == "rank") & (rows.rate == 0.0) & (rows.condition == "treated")].groupby("item")["pawc"].mean()
-    got = summary[(summary.strategy == "rank") & (summary.rate == 0.0) & (summary.metric == "pawc")
-                  & (summary.comparison == "net")].iloc[0]
+    treated = (
+        rows[(rows.strategy == "rank") & (rows.rate == 0.0) & (rows.condition == "treated")]
+        .groupby("item")["pawc"]
+        .mean()
+    )
+    got = summary[
+        (summary.strategy == "rank")
+        & (summary.rate == 0.0)
+        & (summary.metric == "pawc")
+        & (summary.comparison == "net")
+    ].iloc[0]
     assert got["mean_delta"] == pytest.approx((treated - base).mean())
     assert got["delta_ci_low"] < got["mean_delta"] < got["delta_ci_high"]
 
@@ -103,15 +132,29 @@ def test_cseo_mode_and_breakdown(small_run: Run) -> None:
     data = json.loads(done.stdout)
     summary = data["summary"]
     # C-SEO Bench's families: one per domain x metric x comparison x adopter rate, across strategies.
-    assert {r["family"] for r in summary} == {f"domain={d}/delta_rank/{c}/rate={r}" for d in ("food", "home")
-                                              for c in ("advantage", "net") for r in ("0", "1")}
+    assert {r["family"] for r in summary} == {
+        f"domain={d}/delta_rank/{c}/rate={r}"
+        for d in ("food", "home")
+        for c in ("advantage", "net")
+        for r in ("0", "1")
+    }
     assert all(r["family_size"] <= 2 for r in summary)  # identity and rank
     assert {r["alternative"] for r in summary} == {"greater"} and {r["zero_method"] for r in summary} == {"wilcox"}
     assert {r["estimand"] for r in summary} == {"pseudomedian"} and {r["sd_ddof"] for r in summary} == {0}
     assert {r["ci_level"] for r in summary} == {0.9}  # each bound: the one-sided 95 % bound of its test
     assert any("C-SEO Bench mode" in line for line in data["method"])
-    by = _stats(small_run, small_run.id, "--by", "orig_rank", "--metrics", "pawc", "--comparison", "advantage",
-                "--n-boot", "200")
+    by = _stats(
+        small_run,
+        small_run.id,
+        "--by",
+        "orig_rank",
+        "--metrics",
+        "pawc",
+        "--comparison",
+        "advantage",
+        "--n-boot",
+        "200",
+    )
     assert by.returncode == 0, by.stderr
     assert "orig_rank" in by.stdout and "insufficient data" in by.stdout  # 4 queries per rank: too few
 

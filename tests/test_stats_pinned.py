@@ -41,21 +41,57 @@ CONFIGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "default": (RUNS, {}),
     "cseo": (RUNS, {"mode": "cseo"}),
     "bca_domain": (("a",), {"ci": "bca", "n_boot": 400, "by": "domain"}),
-    "studentized": (("a",), {"ci": "studentized", "n_boot": 300, "comparisons": "advantage",
-                             "metrics": "pawc,cited,share_of_voice,first_citation_rank"}),
+    "studentized": (
+        ("a",),
+        {
+            "ci": "studentized",
+            "n_boot": 300,
+            "comparisons": "advantage",
+            "metrics": "pawc,cited,share_of_voice,first_citation_rank",
+        },
+    ),
     "percentile_tag": (("a",), {"ci": "percentile", "n_boot": 300, "by": "tag"}),
     "orig_rank": (RUNS, {"by": "orig_rank", "family": "group", "metrics": ["pawc"], "comparisons": ["advantage"]}),
     "domain_group": (RUNS, {"by": "domain", "family": "group", "metrics": ["pawc"], "comparisons": ["advantage"]}),
     "pseudomedian": (RUNS, {"estimand": "pseudomedian", "metrics": "pawc,cited,delta_rank"}),
-    "bh_metric": (("a",), {"correction": "bh", "family": "metric", "alpha": 0.1,
-                           "metrics": "pawc,cited,delta_rank,citation_count"}),
+    "bh_metric": (
+        ("a",),
+        {"correction": "bh", "family": "metric", "alpha": 0.1, "metrics": "pawc,cited,delta_rank,citation_count"},
+    ),
 }
 # Empty cells of these columns are "" (base rows' strategy); of every other column NULL.
 TEXT_COLUMNS = ("item", "domain", "tags", "strategy", "condition", "target_rewrite", "answer_id")
-DISCRETE = ["strategy", "metric", "comparison", "by", "group", "status", "verdict", "reason", "note", "n",
-            "n_dropped", "estimand", "ci_method", "ci_verified", "higher_is_better", "test", "alternative",
-            "zero_method", "n_nonzero", "companion_test", "wins", "ties", "losses", "family", "family_size",
-            "correction", "significant", "mode", "sd_ddof"]
+DISCRETE = [
+    "strategy",
+    "metric",
+    "comparison",
+    "by",
+    "group",
+    "status",
+    "verdict",
+    "reason",
+    "note",
+    "n",
+    "n_dropped",
+    "estimand",
+    "ci_method",
+    "ci_verified",
+    "higher_is_better",
+    "test",
+    "alternative",
+    "zero_method",
+    "n_nonzero",
+    "companion_test",
+    "wins",
+    "ties",
+    "losses",
+    "family",
+    "family_size",
+    "correction",
+    "significant",
+    "mode",
+    "sd_ddof",
+]
 
 
 # ----------------------------------------------------------------------------- the input runs
@@ -66,29 +102,48 @@ def restore(name: str, root: Path) -> Run:
     src = FIXTURES / name
     run = Run(root / f"run-pinned-{name}")
     header = pd.read_csv(src / "results.csv", nrows=0).columns
-    rows = pd.read_csv(src / "results.csv", keep_default_na=False,
-                       na_values={c: [""] for c in header if c not in TEXT_COLUMNS})
+    rows = pd.read_csv(
+        src / "results.csv", keep_default_na=False, na_values={c: [""] for c in header if c not in TEXT_COLUMNS}
+    )
     meta = json.loads((src / "meta.json").read_text(encoding="utf-8"))
     rewrites = pd.read_csv(src / "rewrites.csv", keep_default_na=False)
     answers = [json.loads(line) for line in (src / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
     cols = list(rows.columns)
     c = run.conn
     with c:
+
         def value(v: Any) -> Any:
             if isinstance(v, float) and np.isnan(v):
                 return None
             return v.item() if isinstance(v, np.generic) else v
 
-        c.executemany(f"INSERT INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                      [tuple(value(v) for v in r) for r in rows.itertuples(index=False, name=None)])
+        c.executemany(
+            f"INSERT INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [tuple(value(v) for v in r) for r in rows.itertuples(index=False, name=None)],
+        )
         cells = rows.drop_duplicates(["item", "strategy", "rate", "seed", "condition"])
-        c.executemany("INSERT INTO cells VALUES (?,?,?,?,?,?,?,?)", [
-            (f"{r.item}|{r.strategy}|{r.rate}|{r.seed}|{r.condition}", r.item, r.strategy, value(r.rate), int(r.seed),
-             r.condition, r.answer_id, "pinned") for r in cells.itertuples(index=False)])
+        c.executemany(
+            "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (
+                    f"{r.item}|{r.strategy}|{r.rate}|{r.seed}|{r.condition}",
+                    r.item,
+                    r.strategy,
+                    value(r.rate),
+                    int(r.seed),
+                    r.condition,
+                    r.answer_id,
+                    "pinned",
+                )
+                for r in cells.itertuples(index=False)
+            ],
+        )
         c.executemany("INSERT INTO answers VALUES (?, ?)", [(a["answer_id"], json.dumps(a["answer"])) for a in answers])
         rw_cols = list(rewrites.columns)
-        c.executemany(f"INSERT INTO rewrites ({', '.join(rw_cols)}) VALUES ({', '.join('?' * len(rw_cols))})",
-                      [tuple(value(v) for v in r) for r in rewrites.itertuples(index=False, name=None)])
+        c.executemany(
+            f"INSERT INTO rewrites ({', '.join(rw_cols)}) VALUES ({', '.join('?' * len(rw_cols))})",
+            [tuple(value(v) for v in r) for r in rewrites.itertuples(index=False, name=None)],
+        )
         for k, v in meta.items():
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
     return run
@@ -115,8 +170,11 @@ def outputs(run: Run, name: str) -> dict[str, Any]:
         out[key] = {
             "summary": st.summary,
             "calibration": st.calibration,
-            "lines": {"method": st.method_lines(), "notes": st.notes,
-                      "engine": st.engine.lines() if st.engine is not None else []},
+            "lines": {
+                "method": st.method_lines(),
+                "notes": st.notes,
+                "engine": st.engine.lines() if st.engine is not None else [],
+            },
         }
     return out
 
@@ -127,8 +185,9 @@ def summarize_rows(run: Run) -> pd.DataFrame:
     from geoaudit.stats import summarize
 
     rows = run.rows()
-    return summarize(rows, ["pawc", "cited", "first_citation_rank"], higher_is_better=directions(), n_boot=300,
-                     ci="bca", seed=3)
+    return summarize(
+        rows, ["pawc", "cited", "first_citation_rank"], higher_is_better=directions(), n_boot=300, ci="bca", seed=3
+    )
 
 
 def report_html(run: Run) -> str:
@@ -155,7 +214,9 @@ def _assert_frames(got: pd.DataFrame, expected: pd.DataFrame, *, exact: bool, wh
         else:
             ge, ee = g.to_numpy(float), e.to_numpy(float)
             same = (np.isnan(ge) & np.isnan(ee)) | (ge == ee) | np.isclose(ge, ee, rtol=1e-12, atol=1e-15)
-            assert same.all(), f"{what}: {col} differs at rows {np.flatnonzero(~same)[:5]}: {ge[~same][:5]} vs {ee[~same][:5]}"
+            assert same.all(), (
+                f"{what}: {col} differs at rows {np.flatnonzero(~same)[:5]}: {ge[~same][:5]} vs {ee[~same][:5]}"
+            )
 
 
 @pytest.mark.parametrize("name", RUNS)
@@ -165,10 +226,18 @@ def test_run_stats_reproduces_the_pinned_outputs(pinned_runs: dict[str, Run], na
     lines = json.loads((exp_dir / "lines.json").read_text(encoding="utf-8"))
     assert sorted(got) == sorted(lines)
     for key, res in got.items():
-        _assert_frames(res["summary"], pd.read_parquet(exp_dir / f"{key}.summary.parquet"), exact=False,
-                       what=f"run {name} {key} summary")
-        _assert_frames(res["calibration"], pd.read_parquet(exp_dir / f"{key}.calibration.parquet"), exact=False,
-                       what=f"run {name} {key} calibration")
+        _assert_frames(
+            res["summary"],
+            pd.read_parquet(exp_dir / f"{key}.summary.parquet"),
+            exact=False,
+            what=f"run {name} {key} summary",
+        )
+        _assert_frames(
+            res["calibration"],
+            pd.read_parquet(exp_dir / f"{key}.calibration.parquet"),
+            exact=False,
+            what=f"run {name} {key} calibration",
+        )
         assert res["lines"] == lines[key], f"run {name} {key} lines"
 
 
@@ -182,9 +251,14 @@ def test_report_is_the_pinned_html(pinned_runs: dict[str, Run]) -> None:
     expected = (_expected_dir("a") / "report.html").read_text(encoding="utf-8")
     got = report_html(pinned_runs["a"])
     if got != expected:  # show where, not 200 kB of HTML
-        at = next(i for i, (x, y) in enumerate(zip(got, expected)) if x != y) if len(got) == len(expected) or any(
-            x != y for x, y in zip(got, expected)) else min(len(got), len(expected))
-        pytest.fail(f"report differs at character {at}: got {got[at - 200:at + 200]!r}\nexpected {expected[at - 200:at + 200]!r}")
+        at = (
+            next(i for i, (x, y) in enumerate(zip(got, expected)) if x != y)
+            if len(got) == len(expected) or any(x != y for x, y in zip(got, expected))
+            else min(len(got), len(expected))
+        )
+        pytest.fail(
+            f"report differs at character {at}: got {got[at - 200 : at + 200]!r}\nexpected {expected[at - 200 : at + 200]!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- regenerating
@@ -198,7 +272,13 @@ def _simulate(name: str, work: Path) -> Run:
     from geoaudit.testing import FakeOpenAIServer, fake_settings
 
     if name == "a":
-        n_items, strategies, rates, seeds, order = 20, ("identity", "rank", "statistics", "answer-first"), (0.0, 0.5, 1.0), (0,), "given"
+        n_items, strategies, rates, seeds, order = (
+            20,
+            ("identity", "rank", "statistics", "answer-first"),
+            (0.0, 0.5, 1.0),
+            (0,),
+            "given",
+        )
     else:
         n_items, strategies, rates, seeds, order = 12, ("identity", "rank", "key-facts"), (0.0, 1.0), (0, 1), "shuffled"
     bench = write_hostile_bench(work / f"bench-{name}.jsonl", n_items=n_items)
@@ -207,8 +287,13 @@ def _simulate(name: str, work: Path) -> Run:
         it["tags"] = ["t", "even" if i % 2 == 0 else "odd"] + (["third"] if i % 3 == 0 else [])
     bench.write_text("\n".join(json.dumps(it) for it in items) + "\n", encoding="utf-8")
     with FakeOpenAIServer(noisy_responder) as server:
-        cfg = SimulationConfig(bench=f"bench-{name}.jsonl", strategies=strategies, rates=rates, seeds=seeds,
-                               engine=EngineConfig(samples=2, attribution="citations", order=order))
+        cfg = SimulationConfig(
+            bench=f"bench-{name}.jsonl",
+            strategies=strategies,
+            rates=rates,
+            seeds=seeds,
+            engine=EngineConfig(samples=2, attribution="citations", order=order),
+        )
         import os
 
         cwd = os.getcwd()
@@ -225,8 +310,11 @@ def _export(run: Run, dest: Path) -> None:
     rows.to_csv(dest / "results.csv", index=False)
     meta = {k: v for k, v in run.meta.items() if k not in ("usage", "failed_cells")}
     (dest / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    rw = pd.read_sql_query("SELECT doc_id, strategy, item, is_target, status, reason, flags, guards, model, key "
-                           "FROM rewrites ORDER BY strategy, item, doc_id", run.conn)
+    rw = pd.read_sql_query(
+        "SELECT doc_id, strategy, item, is_target, status, reason, flags, guards, model, key "
+        "FROM rewrites ORDER BY strategy, item, doc_id",
+        run.conn,
+    )
     rw.to_csv(dest / "rewrites.csv", index=False)
     base_ids = rows.loc[rows["condition"] == "base", "answer_id"].drop_duplicates()
     with (dest / "answers.jsonl").open("w", encoding="utf-8") as fh:

@@ -69,7 +69,11 @@ def test_signed_rank_test_is_scipys_wilcoxon_to_the_bit(zero_method: str) -> Non
         got = stats._rank_test(x, zero_method, "two-sided")
         assert (got["stat"], got["p"]) == (float(two.statistic), float(two.pvalue))
         got = stats._rank_test(x, zero_method, "greater")
-        assert (got["stat"], got["p"], got["p_less"]) == (float(greater.statistic), float(greater.pvalue), float(less.pvalue))
+        assert (got["stat"], got["p"], got["p_less"]) == (
+            float(greater.statistic),
+            float(greater.pvalue),
+            float(less.pvalue),
+        )
         d = x[x != 0] if zero_method == "wilcox" else x
         r = sps.rankdata(np.abs(d))
         assert stats.rank_biserial(x, zero_method=zero_method) == (r[d > 0].sum() - r[d < 0].sum()) / r.sum()
@@ -185,8 +189,14 @@ def test_exact_signed_rank_null_continued_from_smaller_n_equals_a_fresh_recursio
 
 def test_group_positions_are_the_groupby_groups_in_order() -> None:
     rng = np.random.default_rng(3)
-    df = pd.DataFrame({"strategy": rng.choice(["a", "b", "c"], 300), "rate": rng.choice([0.0, 0.5, np.nan], 300),
-                       "group": rng.choice(["x", "y"], 300), "v": rng.normal(size=300)})
+    df = pd.DataFrame(
+        {
+            "strategy": rng.choice(["a", "b", "c"], 300),
+            "rate": rng.choice([0.0, 0.5, np.nan], 300),
+            "group": rng.choice(["x", "y"], 300),
+            "v": rng.normal(size=300),
+        }
+    )
     expected = [(k, g.index.to_numpy()) for k, g in df.groupby(["strategy", "rate", "group"], dropna=False, sort=True)]
     got = stats._group_positions(df, ["strategy", "rate", "group"])
     assert len(got) == len(expected)
@@ -201,7 +211,19 @@ def test_sql_unit_means_match_pandas_means_of_the_rows(tmp_path) -> None:
 
     rng = np.random.default_rng(4)
     run = Run(tmp_path / "run-sql")
-    cols = ["item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample", "target_orig_rank", "pawc", "cited"]
+    cols = [
+        "item",
+        "domain",
+        "tags",
+        "strategy",
+        "rate",
+        "seed",
+        "condition",
+        "sample",
+        "target_orig_rank",
+        "pawc",
+        "cited",
+    ]
     rows = []
     for i in range(12):
         for seed in range(3):
@@ -211,8 +233,21 @@ def test_sql_unit_means_match_pandas_means_of_the_rows(tmp_path) -> None:
             ]:
                 for sample in range(3):
                     pawc = None if rng.random() < 0.05 else float(rng.random() / 3)
-                    rows.append((f"q{i}", "home" if i % 2 else "food", "t", strategy, rate, seed, condition, sample,
-                                 rank, pawc, float(rng.integers(0, 2))))
+                    rows.append(
+                        (
+                            f"q{i}",
+                            "home" if i % 2 else "food",
+                            "t",
+                            strategy,
+                            rate,
+                            seed,
+                            condition,
+                            sample,
+                            rank,
+                            pawc,
+                            float(rng.integers(0, 2)),
+                        )
+                    )
     with run.conn:
         run.conn.executemany(f"INSERT INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
     loaded, from_rows = RunData.load(run, ["pawc", "cited"]), RunData.from_rows(run, run.rows(), ["pawc", "cited"])

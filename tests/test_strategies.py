@@ -11,14 +11,30 @@ from geoaudit.resources import data_dir
 from geoaudit.strategies import KINDS, load_strategies, load_strategy_file
 
 EXPECTED = {
-    "identity", "rank", "fluency", "unique-words", "authoritative", "quotation", "quotation-grounded",
-    "cite-sources", "cite-sources-grounded", "easy-to-understand", "technical-terms", "statistics",
-    "statistics-grounded", "keyword-stuffing", "content-improvement", "llm-guidance",
-    "answer-first", "key-facts", "llms-txt-structure", "keyword-stuffing-rule",
+    "identity",
+    "rank",
+    "fluency",
+    "unique-words",
+    "authoritative",
+    "quotation",
+    "quotation-grounded",
+    "cite-sources",
+    "cite-sources-grounded",
+    "easy-to-understand",
+    "technical-terms",
+    "statistics",
+    "statistics-grounded",
+    "keyword-stuffing",
+    "content-improvement",
+    "llm-guidance",
+    "answer-first",
+    "key-facts",
+    "llms-txt-structure",
+    "keyword-stuffing-rule",
 }
 QUERY_AWARE = {"keyword-stuffing", "answer-first", "keyword-stuffing-rule"}
 
-VALID = '''
+VALID = """
 name = "my-style"
 title = "My style"
 description = "Test strategy."
@@ -30,7 +46,7 @@ paper = "mine"
 method = "mine"
 [prompt]
 user = "Rewrite: {text}"
-'''
+"""
 
 
 def write(tmp_path: Path, body: str, name: str = "s.toml") -> Path:
@@ -108,10 +124,13 @@ def test_settings_strategies_dir_is_used(tmp_path: Path) -> None:
         (lambda t: t.replace('user = "Rewrite: {text}"', 'user = "Rewrite it"'), "prompt.user"),
         (lambda t: t.replace('user = "Rewrite: {text}"', 'user = "Rewrite {txt}: {text}"'), "prompt.user"),
         (lambda t: t.replace('user = "Rewrite: {text}"', 'user = "For {query}: {text}"'), "query_aware"),
-        (lambda t: t.replace('postprocess = ["fenced-block", "strip-chatter"]', 'postprocess = ["magic"]'), "postprocess"),
+        (
+            lambda t: t.replace('postprocess = ["fenced-block", "strip-chatter"]', 'postprocess = ["magic"]'),
+            "postprocess",
+        ),
         (lambda t: t.replace('paper = "mine"\n', ""), "origin.paper"),
-        (lambda t: t + "\n[constraints]\nmin_length_ratio = \"low\"\n", "constraints.min_length_ratio"),
-        (lambda t: t + "\n[constraints]\nforbid_new = [\"lies\"]\n", "constraints.forbid_new"),
+        (lambda t: t + '\n[constraints]\nmin_length_ratio = "low"\n', "constraints.min_length_ratio"),
+        (lambda t: t + '\n[constraints]\nforbid_new = ["lies"]\n', "constraints.forbid_new"),
         # TOML has nan and inf: a NaN ratio made every length check pass silently.
         (lambda t: t + "\n[constraints]\nmin_length_ratio = nan\n", "constraints.min_length_ratio"),
         (lambda t: t + "\n[constraints]\nmax_length_ratio = nan\n", "constraints.min_length_ratio"),
@@ -167,7 +186,7 @@ def test_prompt_hash_tracks_prompt(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- rule strategies (deterministic transforms)
 
-RULE = '''
+RULE = """
 name = "my-lead"
 title = "My lead"
 description = "Answer first."
@@ -180,7 +199,7 @@ paper = "mine"
 method = "mine"
 [params]
 sentences = 3
-'''
+"""
 
 
 def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> None:
@@ -190,7 +209,9 @@ def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> 
     # Parameters a file leaves out take the transform's default, so the hash covers the effective values.
     d = tmp_path / "stuff"
     d.mkdir()
-    (d / "s.toml").write_text(RULE.replace('"answer-first"', '"keyword-stuffing"').replace("sentences = 3", "sentences = 1"))
+    (d / "s.toml").write_text(
+        RULE.replace('"answer-first"', '"keyword-stuffing"').replace("sentences = 3", "sentences = 1")
+    )
     stuffing = load_strategies([d]).get("my-lead")
     assert stuffing.parameters == {"sentences": 1, "max_insertions": 10, "max_added_share": 0.2}
     # identity is the trivial transform of the same mechanism.
@@ -207,8 +228,11 @@ def test_rule_strategy_names_a_transform_with_checked_params(tmp_path: Path) -> 
         (lambda t: t.replace("sentences = 3", "sentences = true"), "params.sentences", "int"),
         (lambda t: t.replace("sentences = 3", "sentense = 3"), "params.sentense", "not a parameter"),
         (lambda t: t.replace("query_aware = true\n", ""), "query_aware", "uses the query"),
-        (lambda t: t.replace('transform = "answer-first"', 'transform = "key-facts"').replace("sentences = 3", ""),
-         "query_aware", "does not use the query"),
+        (
+            lambda t: t.replace('transform = "answer-first"', 'transform = "key-facts"').replace("sentences = 3", ""),
+            "query_aware",
+            "does not use the query",
+        ),
         (lambda t: t.replace('kind = "rule"', 'kind = "rank"'), "transform", "only allowed for kind rule"),
     ],
 )

@@ -162,7 +162,13 @@ def test_keyword_stuffing_inserts_only_query_keywords_bounded() -> None:
     assert set(added) <= set(query_keywords(QUERY)) and len(added) <= 10
     assert _INSERT_RE.sub("", out) == PAGE  # nothing else changed
     assert query_keywords("How much do 4K solar panels cost in 2024 for Japan's Roth IRA?") == [
-        "solar", "panels", "cost", "Japan", "Roth", "IRA"]
+        "solar",
+        "panels",
+        "cost",
+        "Japan",
+        "Roth",
+        "IRA",
+    ]
     # Short page: at most one inserted keyword per five words.
     short = "Panels are great value for most homes today."
     assert len(G.words(apply("keyword-stuffing-rule", short))) - len(G.words(short)) == 1
@@ -193,8 +199,14 @@ def test_same_output_every_time_and_in_every_process() -> None:
     digests = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        proc = subprocess.run([sys.executable, "-c", _DEMO_DIGEST, *CONTENT], capture_output=True, text=True, check=False,
-                              env=env, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", _DEMO_DIGEST, *CONTENT],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         digests.add(proc.stdout.strip())
     assert len(digests) == 1
@@ -228,8 +240,10 @@ def test_odd_pages_do_not_break_a_transform(name: str, kind: str) -> None:
 
 
 def test_huge_page() -> None:
-    para = ("Solar panels cost about 5000 dollars to install. Ann Lee says prices fell 40% since 2015. "
-            "Maintenance is cheap and panels last for decades.")
+    para = (
+        "Solar panels cost about 5000 dollars to install. Ann Lee says prices fell 40% since 2015. "
+        "Maintenance is cheap and panels last for decades."
+    )
     text = "# Big Page\n\n" + "\n\n".join(f"## Part {i}\n\n{para}" for i in range(600))  # ~18k words
     for name in CONTENT:
         out = apply(name, text)
@@ -238,9 +252,20 @@ def test_huge_page() -> None:
 
 _LINE = st.one_of(
     st.text(alphabet=st.sampled_from(list("abcXYZ 19.,!?\"“”'()-#>*|`:/")), max_size=60),
-    st.sampled_from(["# Title Case Heading", "## Costs And Prices", "- List Item Here", "```", "| a | b |", "",
-                     "Dr. Ann Lee said \"costs fell. Prices too.\"", "See www.example.com today.",
-                     "Sales rose 12.5% in 2020, says the World Bank.", "The End"]),
+    st.sampled_from(
+        [
+            "# Title Case Heading",
+            "## Costs And Prices",
+            "- List Item Here",
+            "```",
+            "| a | b |",
+            "",
+            'Dr. Ann Lee said "costs fell. Prices too."',
+            "See www.example.com today.",
+            "Sales rose 12.5% in 2020, says the World Bank.",
+            "The End",
+        ]
+    ),
 )
 
 
@@ -283,7 +308,7 @@ def test_parse_page_units_are_page_spans() -> None:
     quote = next(u for u in page.units if "Most roofs" in u.text)
     assert quote.balanced and quote.text.endswith('longer."')  # a two-sentence quotation stays whole
     for u in page.units:
-        assert collapse(PAGE[u.start:u.end]) == u.text
+        assert collapse(PAGE[u.start : u.end]) == u.text
     assert json.dumps([u.text for u in page.units])  # plain strings
     assert hashlib.sha256(PAGE.encode()).hexdigest()  # the page itself is untouched
 
@@ -291,22 +316,34 @@ def test_parse_page_units_are_page_spans() -> None:
 # --------------------------------------------------------------------------- in a simulation
 
 
-def test_simulation_uses_deterministic_strategies_without_rewrite_calls(tmp_path, fake_llm_settings, fake_server) -> None:  # type: ignore[no-untyped-def]
+def test_simulation_uses_deterministic_strategies_without_rewrite_calls(
+    tmp_path, fake_llm_settings, fake_server
+) -> None:  # type: ignore[no-untyped-def]
     from geoaudit.engine import EngineConfig
     from geoaudit.simulate import Simulation, SimulationConfig
     from geoaudit.testing import last_user_message
 
     rows = []
     for i, topic in enumerate(("tea", "bikes")):
-        docs = [{"url": f"https://site{j}.example/{topic}", "title": f"Page {j}",
-                 "text": f"# Page {j}\n\nSource {j} explains {topic}. It has detail number {j} about {topic}."}
-                for j in range(5)]
+        docs = [
+            {
+                "url": f"https://site{j}.example/{topic}",
+                "title": f"Page {j}",
+                "text": f"# Page {j}\n\nSource {j} explains {topic}. It has detail number {j} about {topic}.",
+            }
+            for j in range(5)
+        ]
         rows.append({"id": f"q{i}", "query": f"what about {topic}?", "documents": docs, "target": i})
     bench = tmp_path / "bench.jsonl"
     bench.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     fake_server.responder = lambda req: "Fact one is stated here [1]."
-    cfg = SimulationConfig(bench=str(bench), strategies=("answer-first", "key-facts"), rates=(0.0, 1.0), seeds=(0,),
-                           engine=EngineConfig(samples=1, attribution="citations"))
+    cfg = SimulationConfig(
+        bench=str(bench),
+        strategies=("answer-first", "key-facts"),
+        rates=(0.0, 1.0),
+        seeds=(0,),
+        engine=EngineConfig(samples=1, attribution="citations"),
+    )
     result = Simulation(fake_llm_settings, cfg).run_sync()
     # The model only answered; no request was a rewrite.
     assert fake_server.requests and all("Source [1]:" in last_user_message(q) for q in fake_server.requests)

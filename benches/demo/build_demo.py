@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source = json.loads((HERE / "demo_source.json").read_text(encoding="utf-8"))
     files = build(source)
-    stale = [rel for rel, text in files.items() if not (HERE / rel).is_file() or (HERE / rel).read_text(encoding="utf-8") != text]
+    stale = [
+        rel
+        for rel, text in files.items()
+        if not (HERE / rel).is_file() or (HERE / rel).read_text(encoding="utf-8") != text
+    ]
     if args.check:
         for rel in stale:
             print(f"stale: {rel}", file=sys.stderr)

@@ -25,7 +25,9 @@ from geoaudit.llm import Gateway, LLMRequest
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", type=int, default=3)
-    ap.add_argument("--slots", type=int, default=16, help="requests each server serves at once (= gateway slots per endpoint)")
+    ap.add_argument(
+        "--slots", type=int, default=16, help="requests each server serves at once (= gateway slots per endpoint)"
+    )
     ap.add_argument("--latency", type=float, default=0.5)
     ap.add_argument("--calls", type=int, default=1500)
     ap.add_argument("--workers", type=int, default=1)
@@ -40,8 +42,17 @@ def main() -> None:
     try:
         urls = [p.stdout.readline().strip() for p in procs]  # type: ignore[union-attr]
         with tempfile.TemporaryDirectory() as home:
-            settings = Settings(model="openai/bench", api_base=urls[0], replicas=tuple(urls[1:]), api_key="x",
-                                data_dir=home, concurrency=args.slots, retries=4, backoff=0.05, workers=args.workers)
+            settings = Settings(
+                model="openai/bench",
+                api_base=urls[0],
+                replicas=tuple(urls[1:]),
+                api_key="x",
+                data_dir=home,
+                concurrency=args.slots,
+                retries=4,
+                backoff=0.05,
+                workers=args.workers,
+            )
             gw = Gateway(settings)
             gw.complete_many([LLMRequest.chat(f"warm-up {i}") for i in range(2 * gw.slots)])
             before = gw.usage.calls
@@ -57,16 +68,27 @@ def main() -> None:
             p.wait()
     ideal = args.servers * args.slots / args.latency
     achieved = args.calls / wall
-    print(f"{args.servers} replicas x {args.slots} slots, latency {args.latency * 1000:.0f} ms, {args.calls} calls, "
-          f"workers {args.workers}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"wall {wall:6.2f} s  {achieved:7.1f} calls/s  ideal (sum of capacities) {ideal:.1f} calls/s -> "
-          f"{achieved / ideal:5.1%} (target >= 90%)")
-    print(f"calls answered: {len(out)}, failed: {usage.failed}, retries: {usage.retries}, "
-          f"model calls {usage.calls - before} (+ warm-up)")
+    print(
+        f"{args.servers} replicas x {args.slots} slots, latency {args.latency * 1000:.0f} ms, {args.calls} calls, "
+        f"workers {args.workers}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"wall {wall:6.2f} s  {achieved:7.1f} calls/s  ideal (sum of capacities) {ideal:.1f} calls/s -> "
+        f"{achieved / ideal:5.1%} (target >= 90%)"
+    )
+    print(
+        f"calls answered: {len(out)}, failed: {usage.failed}, retries: {usage.retries}, "
+        f"model calls {usage.calls - before} (+ warm-up)"
+    )
     if args.fail_after is not None:
-        print(f"the last replica answered HTTP 500 from its request {args.fail_after + 1} on; "
-              + ("every call was still answered (retried on the other replicas)" if not usage.failed
-                 else f"{usage.failed} calls failed"))
+        print(
+            f"the last replica answered HTTP 500 from its request {args.fail_after + 1} on; "
+            + (
+                "every call was still answered (retried on the other replicas)"
+                if not usage.failed
+                else f"{usage.failed} calls failed"
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -40,19 +40,33 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=32)
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--client-slots", type=int, default=None,
-                    help="the gateway's --concurrency (default: --slots); more keep a short queue at the server")
+    ap.add_argument(
+        "--client-slots",
+        type=int,
+        default=None,
+        help="the gateway's --concurrency (default: --slots); more keep a short queue at the server",
+    )
     args = ap.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-m", "geoaudit.testing", "--latency", str(args.latency), "--capacity", str(args.slots)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         with tempfile.TemporaryDirectory() as home:
-            gw = Gateway(Settings(model="openai/bench", api_base=url, api_key="x", data_dir=home,
-                                  concurrency=args.client_slots or args.slots, retries=0, workers=args.workers))
+            gw = Gateway(
+                Settings(
+                    model="openai/bench",
+                    api_base=url,
+                    api_key="x",
+                    data_dir=home,
+                    concurrency=args.client_slots or args.slots,
+                    retries=0,
+                    workers=args.workers,
+                )
+            )
             # Warm-up outside the timing: litellm's import, worker start-up, the HTTP connection pool.
             gw.complete_many([LLMRequest.chat(f"warm-up {i}") for i in range(2 * args.slots)])
             pids = list((getattr(gw.backend, "pool", None) and gw.backend.pool.pids) or [])  # type: ignore[attr-defined]
@@ -75,14 +89,22 @@ def main() -> None:
     ideal = args.slots / args.latency
     achieved = args.calls / cold
     load = os.getloadavg()[0]
-    print(f"calls={args.calls} slots={args.slots} gateway slots={args.client_slots or args.slots} "
-          f"latency={args.latency * 1000:.0f} ms workers={args.workers} "
-          f"(server in its own process, {args.slots} requests at once); load average {load:.1f} on {os.cpu_count()} cores")
-    print(f"cold:   {cold:6.2f} s  {achieved:7.1f} calls/s  ideal {ideal:.1f} calls/s  -> {achieved / ideal:5.1%} of ideal "
-          f"(target >= 90%)")
-    print(f"client CPU {cpu / args.calls * 1000:.2f} ms per call (this process {parent / args.calls * 1000:.2f} + "
-          f"{len(pids)} workers {in_workers / args.calls * 1000:.2f}); server CPU {srv / args.calls * 1000:.2f} ms per call")
-    print(f"cached: {warm:6.3f} s  {args.calls / warm:7.1f} calls/s  -> {cold / warm:5.0f}x faster than cold (target >= 100x)")
+    print(
+        f"calls={args.calls} slots={args.slots} gateway slots={args.client_slots or args.slots} "
+        f"latency={args.latency * 1000:.0f} ms workers={args.workers} "
+        f"(server in its own process, {args.slots} requests at once); load average {load:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"cold:   {cold:6.2f} s  {achieved:7.1f} calls/s  ideal {ideal:.1f} calls/s  -> {achieved / ideal:5.1%} of ideal "
+        f"(target >= 90%)"
+    )
+    print(
+        f"client CPU {cpu / args.calls * 1000:.2f} ms per call (this process {parent / args.calls * 1000:.2f} + "
+        f"{len(pids)} workers {in_workers / args.calls * 1000:.2f}); server CPU {srv / args.calls * 1000:.2f} ms per call"
+    )
+    print(
+        f"cached: {warm:6.3f} s  {args.calls / warm:7.1f} calls/s  -> {cold / warm:5.0f}x faster than cold (target >= 100x)"
+    )
 
 
 if __name__ == "__main__":

@@ -54,18 +54,28 @@ def main() -> None:
     wall = time.perf_counter() - t0
     marks = [(n, stages[n]) for n in current] + [("end", t0 + wall)]
     print(f"demo: {args.limit or DEMO.items} queries, strategies {', '.join(DEMO.strategies)}, rates {DEMO.rates}")
-    print(f"wall {wall:.0f} s (" + ", ".join(f"{a} {b_t - a_t:.0f} s" for (a, a_t), (_, b_t) in itertools.pairwise(marks)) + ")")
+    print(
+        f"wall {wall:.0f} s ("
+        + ", ".join(f"{a} {b_t - a_t:.0f} s" for (a, a_t), (_, b_t) in itertools.pairwise(marks))
+        + ")"
+    )
 
     conn = sqlite3.connect(settings.cache_path)
     rows = conn.execute(
         "SELECT purpose, COUNT(*), SUM(json_extract(response, '$.prompt_tokens')), "
         "SUM(json_extract(response, '$.completion_tokens')) FROM responses GROUP BY purpose"
     ).fetchall()
-    sim_seconds = marks[[n for n, _ in marks].index("simulate") + 1][1] - stages.get("simulate", t0) if "simulate" in stages else wall
+    sim_seconds = (
+        marks[[n for n, _ in marks].index("simulate") + 1][1] - stages.get("simulate", t0)
+        if "simulate" in stages
+        else wall
+    )
     for purpose, n, pt, ct in rows:
         print(f"  {purpose:<10} {n:>5} calls  {int(pt or 0):>8,} prompt tokens  {int(ct or 0):>6,} generated")
     total = sum(n for _, n, _, _ in rows)
-    print(f"  {total} model calls in the simulation's {sim_seconds:.0f} s: {60 * total / max(sim_seconds, 1e-9):.0f} per minute")
+    print(
+        f"  {total} model calls in the simulation's {sim_seconds:.0f} s: {60 * total / max(sim_seconds, 1e-9):.0f} per minute"
+    )
 
     cal = result.stats.engine
     if cal is not None:
@@ -77,8 +87,10 @@ def main() -> None:
     sub = df[(df["metric"] == primary)].sort_values(["comparison", "strategy", "rate"])
     print(f"effects on {primary}:")
     for r in sub.itertuples():
-        print(f"  {r.comparison:<9} {r.strategy:<20} rate {r.rate:>4.0%}: {r.estimand} {r.estimate:+.3f} "
-              f"[{r.estimate_ci_low:+.3f}, {r.estimate_ci_high:+.3f}] n={r.n} p_adj={r.p_holm:.3g} -> {r.verdict}")
+        print(
+            f"  {r.comparison:<9} {r.strategy:<20} rate {r.rate:>4.0%}: {r.estimand} {r.estimate:+.3f} "
+            f"[{r.estimate_ci_low:+.3f}, {r.estimate_ci_high:+.3f}] n={r.n} p_adj={r.p_holm:.3g} -> {r.verdict}"
+        )
     print(json.dumps({"wall_s": round(wall, 1), "report": str(result.report)}))
     if args.keep is None:
         shutil.rmtree(home, ignore_errors=True)

@@ -39,8 +39,9 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
-    server = subprocess.Popen([sys.executable, "-m", "geoaudit.testing", "--latency", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "geoaudit.testing", "--latency", "0"], stdout=subprocess.PIPE, text=True
+    )
     assert server.stdout is not None
     return server, server.stdout.readline().strip()
 
@@ -90,8 +91,9 @@ def main() -> None:
         litellm = import_litellm()
         if args.only == "httpx":
             litellm.disable_aiohttp_transport = True
-        kw = dict(model="openai/bench", api_base=url, api_key="x", temperature=0.0, max_tokens=50, timeout=10,
-                  num_retries=0)
+        kw = dict(
+            model="openai/bench", api_base=url, api_key="x", temperature=0.0, max_tokens=50, timeout=10, num_retries=0
+        )
         extra: dict[str, Any] = {}
 
         def t_msglog(on: bool) -> None:
@@ -99,8 +101,16 @@ def main() -> None:
 
         def t_price(on: bool) -> None:
             if on:
-                litellm.register_model({"openai/bench": {"input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7,
-                                                         "litellm_provider": "openai", "mode": "chat"}})
+                litellm.register_model(
+                    {
+                        "openai/bench": {
+                            "input_cost_per_token": 1e-7,
+                            "output_cost_per_token": 2e-7,
+                            "litellm_provider": "openai",
+                            "mode": "chat",
+                        }
+                    }
+                )
             else:
                 litellm.model_cost.pop("openai/bench", None)
                 litellm.model_cost.pop("bench", None)
@@ -177,15 +187,19 @@ def main() -> None:
                 print(f"  {statistics.median(values):5.2f} ms  (range {min(values):.2f}-{max(values):.2f})  {name}")
 
         if not args.only:
-            print(f"CPU per call, median of {args.rounds} rounds of {args.calls} sequential calls; "
-                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            print(
+                f"CPU per call, median of {args.rounds} rounds of {args.calls} sequential calls; "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
         asyncio.run(run())
     finally:
         server.terminate()
         server.wait()
     if not args.only:
-        subprocess.run([sys.executable, __file__, "--only", "httpx", "--calls", str(args.calls),
-                        "--rounds", str(args.rounds)], check=False)
+        subprocess.run(
+            [sys.executable, __file__, "--only", "httpx", "--calls", str(args.calls), "--rounds", str(args.rounds)],
+            check=False,
+        )
 
 
 if __name__ == "__main__":

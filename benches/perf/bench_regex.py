@@ -26,13 +26,22 @@ def cases() -> dict[str, tuple[Callable[[str], object], Callable[[int], str]]]:
         "guards: hyphenated capitals": (guards.named_sources, lambda n: "A-" * (n // 2)),
         "guards: dotted labels (urls)": (guards.urls, lambda n: "a." * (n // 2)),
         "guards: hyphenated labels (urls)": (guards.urls, lambda n: "a-" * (n // 2)),
-        "guards: check() on a capitalised token": (lambda t: guards.check("Plain original text.", t), lambda n: "A" * n),
+        "guards: check() on a capitalised token": (
+            lambda t: guards.check("Plain original text.", t),
+            lambda n: "A" * n,
+        ),
         "guards: sentences after a long space run": (guards.sentences, lambda n: "End." + " " * n + "x"),
         "engine: unclosed citation list": (lambda t: citations.find_citations(t, 5), lambda n: "[" + "1," * (n // 2)),
-        "engine: citation prefix then spaces": (lambda t: citations.find_citations(t, 5), lambda n: "[source" + " " * n),
+        "engine: citation prefix then spaces": (
+            lambda t: citations.find_citations(t, 5),
+            lambda n: "[source" + " " * n,
+        ),
         "engine: run of full stops": (citations.split_sentences, lambda n: "." * n),
         "engine: spaces before no punctuation": (citations.strip_citations, lambda n: " " * n + "x"),
-        "engine: spaces inside a citation group": (lambda t: citations.parse_citation_group(t, 5), lambda n: "1" + " " * n + "x"),
+        "engine: spaces inside a citation group": (
+            lambda t: citations.parse_citation_group(t, 5),
+            lambda n: "1" + " " * n + "x",
+        ),
         "documents: markdown heading with a long tail": (_markdown_title_and_headings, lambda n: "# a" + " " * n + "x"),
     }
 

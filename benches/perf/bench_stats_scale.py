@@ -78,10 +78,24 @@ def write_bench(path: Path) -> Path:
     rows = []
     for i in range(SEED_QUERIES):
         topic = TOPICS[i % len(TOPICS)]
-        docs = [{"url": f"https://site{j}.example/{topic}/{i}", "title": f"Page {j} about {topic}",
-                 "text": _page(rng, topic, i, j)} for j in range(5)]
-        rows.append({"id": f"q{i}", "query": f"what should I know about {topic} ({i})?", "documents": docs,
-                     "target": i % 5, "domain": ("home", "food", "outdoor")[i % 3], "tags": ["shopping"]})
+        docs = [
+            {
+                "url": f"https://site{j}.example/{topic}/{i}",
+                "title": f"Page {j} about {topic}",
+                "text": _page(rng, topic, i, j),
+            }
+            for j in range(5)
+        ]
+        rows.append(
+            {
+                "id": f"q{i}",
+                "query": f"what should I know about {topic} ({i})?",
+                "documents": docs,
+                "target": i % 5,
+                "domain": ("home", "food", "outdoor")[i % 3],
+                "tags": ["shopping"],
+            }
+        )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -96,8 +110,9 @@ def responder(req: dict) -> str:
     rng = random.Random(f"{req.get('seed')}|{prompt}")
     blocks = re.split(r"^Source \[(\d+)\]:", prompt, flags=re.MULTILINE)[1:]
     texts = {int(n): body for n, body in zip(blocks[::2], blocks[1::2])}
-    score = {n: rng.random() + (0.4 if "clearly" in body else 0.0) + (0.8 if n == 1 else 0.0)
-             for n, body in texts.items()}
+    score = {
+        n: rng.random() + (0.4 if "clearly" in body else 0.0) + (0.8 if n == 1 else 0.0) for n, body in texts.items()
+    }
     order = sorted(texts, key=lambda n: -score[n])[: rng.randint(1, 3)]
     return " ".join(f"Point {j} about the question is stated here [{n}]." for j, n in enumerate(order))
 
@@ -114,8 +129,13 @@ def make_seed_run(home: Path) -> Path:
     bench = write_bench(home / "bench.jsonl")
     t0 = time.perf_counter()
     with FakeOpenAIServer(responder) as server:
-        cfg = SimulationConfig(bench=str(bench), strategies=STRATEGIES, rates=RATES, seeds=tuple(range(SEED_SEEDS)),
-                               engine=EngineConfig(samples=SEED_SAMPLES, attribution="citations"))
+        cfg = SimulationConfig(
+            bench=str(bench),
+            strategies=STRATEGIES,
+            rates=RATES,
+            seeds=tuple(range(SEED_SEEDS)),
+            engine=EngineConfig(samples=SEED_SAMPLES, attribution="citations"),
+        )
         sim = Simulation(fake_settings(server, home, concurrency=16), cfg, command="bench_stats_scale seed run")
         run = sim.run_sync().run
     print(f"seed run {run.id}: {run.counts()['rows']:,} rows in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -165,12 +185,18 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int, str
         parts.append(pd.DataFrame({"row": row, "item": new, "seed": seed, "sample": sample}))
     plan = pd.concat(parts, ignore_index=True)
     out = src.iloc[plan["row"].to_numpy()].reset_index(drop=True)
-    out["item"], out["seed"], out["sample"] = plan["item"].to_numpy(), plan["seed"].to_numpy(), plan["sample"].to_numpy()
+    out["item"], out["seed"], out["sample"] = (
+        plan["item"].to_numpy(),
+        plan["seed"].to_numpy(),
+        plan["sample"].to_numpy(),
+    )
     # A cell is one answer: its samples (contiguous, ``samples`` rows) share the first drawn row's answer.
     out["answer_id"] = np.repeat(out["answer_id"].to_numpy()[::samples], samples)
     # One answer per base cell (the engine calibration reads every base answer), copied from the seed run's.
     base = out["condition"] == "base"
-    out.loc[base, "answer_id"] = out.loc[base, "answer_id"] + "-" + out.loc[base, "item"] + "-" + out.loc[base, "seed"].astype(str)
+    out.loc[base, "answer_id"] = (
+        out.loc[base, "answer_id"] + "-" + out.loc[base, "item"] + "-" + out.loc[base, "seed"].astype(str)
+    )
     answers = dict(con.execute("SELECT answer_id, answer FROM answers").fetchall())
     base_answers = out.loc[base, "answer_id"].drop_duplicates()
     rewrites = pd.read_sql_query("SELECT * FROM rewrites", con)
@@ -187,18 +213,33 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int, str
         con.execute("DELETE FROM cells")
         con.execute("DELETE FROM rewrites")
         out_rows = out[cols].astype(object).where(out[cols].notna(), None)
-        con.executemany(f"INSERT INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                        out_rows.itertuples(index=False, name=None))
-        con.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?)",
-                        ((a, answers[a.split("-", 1)[0]]) for a in base_answers))
+        con.executemany(
+            f"INSERT INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            out_rows.itertuples(index=False, name=None),
+        )
+        con.executemany(
+            "INSERT OR IGNORE INTO answers VALUES (?, ?)", ((a, answers[a.split("-", 1)[0]]) for a in base_answers)
+        )
         rw_cols = list(rewrites.columns)
-        con.executemany(f"INSERT INTO rewrites ({', '.join(rw_cols)}) VALUES ({', '.join('?' * len(rw_cols))})",
-                        new_rewrites.astype(object).where(new_rewrites.notna(), None).itertuples(index=False, name=None))
+        con.executemany(
+            f"INSERT INTO rewrites ({', '.join(rw_cols)}) VALUES ({', '.join('?' * len(rw_cols))})",
+            new_rewrites.astype(object).where(new_rewrites.notna(), None).itertuples(index=False, name=None),
+        )
         con.executemany(
             "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?)",
-            ((f"{c.item}|{c.strategy}|{c.rate}|{c.seed}|{c.condition}", c.item, c.strategy,
-              None if pd.isna(c.rate) else float(c.rate), int(c.seed), c.condition, c.answer_id, "grown")
-             for c in cells.itertuples(index=False)),
+            (
+                (
+                    f"{c.item}|{c.strategy}|{c.rate}|{c.seed}|{c.condition}",
+                    c.item,
+                    c.strategy,
+                    None if pd.isna(c.rate) else float(c.rate),
+                    int(c.seed),
+                    c.condition,
+                    c.answer_id,
+                    "grown",
+                )
+                for c in cells.itertuples(index=False)
+            ),
         )
         meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
         meta["config"]["seeds"] = list(range(seeds))
@@ -207,15 +248,20 @@ def grow(seed_dir: Path, dest: Path, queries: int, seeds: int, samples: int, str
         meta["engine"]["samples"] = samples
         meta["bench"]["items"] = queries
         meta["planned_cells"] = len(cells)
-        meta["command"] = (f"grown by bench_stats_scale from {seed_dir.name}: {queries} queries x {len(kept)} strategies "
-                           f"x {seeds} seeds x {samples} samples")
+        meta["command"] = (
+            f"grown by bench_stats_scale from {seed_dir.name}: {queries} queries x {len(kept)} strategies "
+            f"x {seeds} seeds x {samples} samples"
+        )
         for key in ("config", "engine", "bench", "planned_cells", "command"):
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(meta[key])))
     con.execute("VACUUM")
     con.close()
     tmp.rename(dest)
-    print(f"grew {dest.name}: {len(out):,} rows, {len(cells):,} cells, {len(base_answers):,} base answers, "
-          f"{len(new_rewrites):,} rewrites in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"grew {dest.name}: {len(out):,} rows, {len(cells):,} cells, {len(base_answers):,} base answers, "
+        f"{len(new_rewrites):,} rewrites in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return dest
 
 
@@ -226,8 +272,14 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float,
     """(wall seconds, peak RSS in MB, stderr tail) of one command, by /usr/bin/time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         # cwd matters: `python -m` puts it first on sys.path, ahead of PYTHONPATH.
-        done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd], env=env, cwd=cwd, check=False,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, *cmd],
+            env=env,
+            cwd=cwd,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         wall, rss_kb = tf.read().split()[-2:]
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -251,11 +303,12 @@ def main() -> None:
     seed_home, home = work / "seed", work / "home"
     seed_home.mkdir(parents=True, exist_ok=True)
     seed_dir = make_seed_run(seed_home)
-    env = {**os.environ, "GEOAUDIT_HOME": str(home), "PYTHONPATH": str(args.code.resolve()),
-           "COLUMNS": "160"}
+    env = {**os.environ, "GEOAUDIT_HOME": str(home), "PYTHONPATH": str(args.code.resolve()), "COLUMNS": "160"}
     print(f"code: {args.code.resolve()} (git {_git_head(args.code)}); load average {os.getloadavg()[0]:.2f}")
-    print(f"shape: {args.strategies} strategies x {len(RATES)} rates x {args.seeds} seeds x {args.samples} samples; "
-          f"extra options: {args.args or 'none'}")
+    print(
+        f"shape: {args.strategies} strategies x {len(RATES)} rates x {args.seeds} seeds x {args.samples} samples; "
+        f"extra options: {args.args or 'none'}"
+    )
     print("| rows | queries | command | wall s (min-max of runs) | peak RSS MB (max) |")
     print("|---|---|---|---|---|")
     for q in (int(x) for x in args.queries.split(",")):
@@ -264,8 +317,16 @@ def main() -> None:
         n_rows = sqlite3.connect(run_dir / "run.db").execute("SELECT COUNT(*) FROM results").fetchone()[0]
         commands = {
             "stats": [sys.executable, "-m", "geoaudit", "stats", run_dir.name, *args.args.split()],
-            "report": [sys.executable, "-m", "geoaudit", "report", run_dir.name, "-o", str(work / "reports" / run_dir.name),
-                       *args.args.split()],
+            "report": [
+                sys.executable,
+                "-m",
+                "geoaudit",
+                "report",
+                run_dir.name,
+                "-o",
+                str(work / "reports" / run_dir.name),
+                *args.args.split(),
+            ],
         }
         for name, cmd in commands.items():
             if args.only and name != args.only:
@@ -275,16 +336,20 @@ def main() -> None:
                 w, m, _err = timed(cmd, env, args.code.resolve())
                 walls.append(w)
                 rss.append(m)
-            print(f"| {n_rows:,} | {q:,} | {name} | {min(walls):.1f}-{max(walls):.1f} ({', '.join(f'{w:.1f}' for w in walls)}) "
-                  f"| {max(rss):.0f} |", flush=True)
+            print(
+                f"| {n_rows:,} | {q:,} | {name} | {min(walls):.1f}-{max(walls):.1f} ({', '.join(f'{w:.1f}' for w in walls)}) "
+                f"| {max(rss):.0f} |",
+                flush=True,
+            )
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _git_head(path: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (subprocess.CalledProcessError, OSError):
         return "?"
 

@@ -32,7 +32,9 @@ def main() -> None:
     registry = load_strategies()
     items = load_bench("demo").items
     print(f"demo bench: {len(items)} targets; rewrite(None, strategy, target, query) = transform + guards, no model\n")
-    print("| strategy | transform | pass (guards) | changed | mean length ratio (min-max) | fabrication flags | ms per rewrite |")
+    print(
+        "| strategy | transform | pass (guards) | changed | mean length ratio (min-max) | fabrication flags | ms per rewrite |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in (n.strip() for n in args.strategies.split(",") if n.strip()):
         strategy = registry.get(name)
@@ -50,9 +52,11 @@ def main() -> None:
                 rewrite(None, strategy, it.target_document, query=it.query)
             times.append((time.perf_counter() - t0) / len(items))
         n = len(results)
-        ratio_txt = (f"{statistics.mean(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-")
-        print(f"| {name} | {strategy.rule_transform.label} | {len(passed)}/{n} ({len(passed) / n:.0%}) "
-              f"| {sum(r.rewritten_hash != r.original_hash for r in passed)}/{n} | {ratio_txt} | {flags} | {statistics.median(times) * 1000:.1f} |")
+        ratio_txt = f"{statistics.mean(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
+        print(
+            f"| {name} | {strategy.rule_transform.label} | {len(passed)}/{n} ({len(passed) / n:.0%}) "
+            f"| {sum(r.rewritten_hash != r.original_hash for r in passed)}/{n} | {ratio_txt} | {flags} | {statistics.median(times) * 1000:.1f} |"
+        )
         for r in results:
             if r.status == "failed":
                 print(f"    failed {r.doc_id}: {r.reason}")

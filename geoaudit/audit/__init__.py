@@ -54,7 +54,18 @@ from geoaudit.audit.runner import audit
 from geoaudit.options import AuditOptions
 
 __all__ = [
-    "AuditInput", "AuditOptions", "AuditPlan", "AuditResult", "QueryCompetition", "QueryEffect", "Recommendation",
-    "RewriteText", "SourceShare", "audit", "plan_audit", "read_competitors_file", "render_audit_html",
+    "AuditInput",
+    "AuditOptions",
+    "AuditPlan",
+    "AuditResult",
+    "QueryCompetition",
+    "QueryEffect",
+    "Recommendation",
+    "RewriteText",
+    "SourceShare",
+    "audit",
+    "plan_audit",
+    "read_competitors_file",
+    "render_audit_html",
     "write_audit_report",
 ]

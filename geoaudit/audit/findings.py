@@ -68,13 +68,22 @@ def query_effects(rows: pd.DataFrame, strategy: str, primary: str, queries: Mapp
         t0 = sub[(sub["item"] == item) & (sub["condition"] == "treated")].sort_values(["rate", "seed", "sample"])
         before = _num(b["target_rank"].iloc[0]) if len(b) else None
         after = _num(t0["target_rank"].iloc[0]) if len(t0) else None
-        out.append(QueryEffect(item, queries[item], dict(sorted(deltas.items())), direction,
-                               int(before) if before else None, int(after) if after else None))
+        out.append(
+            QueryEffect(
+                item,
+                queries[item],
+                dict(sorted(deltas.items())),
+                direction,
+                int(before) if before else None,
+                int(after) if after else None,
+            )
+        )
     return out
 
 
-def page_rewrites(run_rewrites: Sequence[Mapping[str, Any]], strategy: str, queries: Mapping[str, str],
-                  query_aware: bool) -> list[RewriteText]:
+def page_rewrites(
+    run_rewrites: Sequence[Mapping[str, Any]], strategy: str, queries: Mapping[str, str], query_aware: bool
+) -> list[RewriteText]:
     """The stored rewrites of your page with ``strategy``: one text when the strategy ignores the query,
     one per query otherwise (identical texts merged)."""
     by_text: dict[str, RewriteText] = {}
@@ -89,17 +98,27 @@ def page_rewrites(run_rewrites: Sequence[Mapping[str, Any]], strategy: str, quer
                 by_text[text] = RewriteText(**{**prev.__dict__, "items": (*prev.items, item)})
             continue
         by_text[text] = RewriteText(
-            strategy=strategy, query=queries.get(item, "") if query_aware else "", items=(item,), text=text,
-            original=str(rec["original"] or ""), status=str(rec["status"]), reason=str(rec["reason"] or ""),
-            producer=str(rec["model"] or ""), fabrications=fabrications(rec), guards=dict(rec.get("guards") or {}),
+            strategy=strategy,
+            query=queries.get(item, "") if query_aware else "",
+            items=(item,),
+            text=text,
+            original=str(rec["original"] or ""),
+            status=str(rec["status"]),
+            reason=str(rec["reason"] or ""),
+            producer=str(rec["model"] or ""),
+            fabrications=fabrications(rec),
+            guards=dict(rec.get("guards") or {}),
         )
     order = {item: i for i, item in enumerate(queries)}
     return sorted(by_text.values(), key=lambda r: min(order.get(i, 10**6) for i in r.items))
 
 
 def recommend(
-    stats: StatsResult | None, effects: Mapping[str, Sequence[QueryEffect]], rewrites: Mapping[str, Sequence[RewriteText]],
-    strategies: Sequence[Strategy], primary: str,
+    stats: StatsResult | None,
+    effects: Mapping[str, Sequence[QueryEffect]],
+    rewrites: Mapping[str, Sequence[RewriteText]],
+    strategies: Sequence[Strategy],
+    primary: str,
 ) -> tuple[Recommendation | None, str]:
     """The content strategy to recommend, or None, with a sentence saying what it rests on.
 
@@ -148,20 +167,29 @@ def recommend(
     scored.sort(key=lambda x: (not x[0], -x[1]))
     if not scored:
         top = max(rejected, key=lambda x: x[0]) if rejected else None
-        best = f" (largest estimate: {top[1].name}, {top[0]:+.3g}, helping on no more queries than it hurt)" if top else ""
+        best = (
+            f" (largest estimate: {top[1].name}, {top[0]:+.3g}, helping on no more queries than it hurt)" if top else ""
+        )
         hurt = f" {', '.join(harmful)} significantly lowered it." if harmful else ""
-        return None, (f"No rewrite is recommended: no content strategy raised your page's {label} in this audit{best}."
-                      f"{hurt} Keep the page as it is, or add queries and competitors for a more sensitive audit.")
+        return None, (
+            f"No rewrite is recommended: no content strategy raised your page's {label} in this audit{best}."
+            f"{hurt} Keep the page as it is, or add queries and competitors for a more sensitive audit."
+        )
     established, est, s = scored[0]
     if established:
-        why = (f"{s.name} significantly raised your page's {label} against the competitors (adjusted for every test "
-               "of the audit) and lowered it significantly at no adopter rate.")
+        why = (
+            f"{s.name} significantly raised your page's {label} against the competitors (adjusted for every test "
+            "of the audit) and lowered it significantly at no adopter rate."
+        )
     else:
-        why = (f"{s.name} has the largest estimated gain in your page's {label} ({est:+.3g} on average over the adopter "
-               "rates) and helped on more queries than it hurt, but the statistics do not establish it: treat it as the "
-               "best candidate, not a proven improvement.")
-    rec = Recommendation(s.name, s.title, established, why, est, tuple(rewrites.get(s.name, [])),
-                         tuple(effects.get(s.name, [])))
+        why = (
+            f"{s.name} has the largest estimated gain in your page's {label} ({est:+.3g} on average over the adopter "
+            "rates) and helped on more queries than it hurt, but the statistics do not establish it: treat it as the "
+            "best candidate, not a proven improvement."
+        )
+    rec = Recommendation(
+        s.name, s.title, established, why, est, tuple(rewrites.get(s.name, [])), tuple(effects.get(s.name, []))
+    )
     return rec, why
 
 
@@ -198,7 +226,11 @@ def _answer_of(run: Run, rows: pd.DataFrame) -> Answer | None:
 
 
 def competition(
-    run: Run, rows: pd.DataFrame, items: Sequence[BenchItem], primary: str, recommended: str | None,
+    run: Run,
+    rows: pd.DataFrame,
+    items: Sequence[BenchItem],
+    primary: str,
+    recommended: str | None,
 ) -> list[QueryCompetition]:
     """Per query, every candidate page with its retrieval rank and the engine's readings in the base
     condition (first seed), best first, and the competitors ahead of your page.
@@ -224,12 +256,22 @@ def competition(
         sources = []
         for pos, doc in enumerate(item.documents):
             m, a = now.get(doc.id, {}), then.get(doc.id, {})
-            sources.append(SourceShare(
-                doc_id=doc.id, url=doc.url, title=doc.title, is_page=pos == item.target,
-                retrieval_rank=rank_of.get(doc.id, len(item.documents)), shown=doc.id in now,
-                selection=m.get("selection"), relevance=m.get("relevance"), pawc=m.get("pawc"), cited=m.get("cited"),
-                selection_after=a.get("selection"), pawc_after=a.get("pawc"),
-            ))
+            sources.append(
+                SourceShare(
+                    doc_id=doc.id,
+                    url=doc.url,
+                    title=doc.title,
+                    is_page=pos == item.target,
+                    retrieval_rank=rank_of.get(doc.id, len(item.documents)),
+                    shown=doc.id in now,
+                    selection=m.get("selection"),
+                    relevance=m.get("relevance"),
+                    pawc=m.get("pawc"),
+                    cited=m.get("cited"),
+                    selection_after=a.get("selection"),
+                    pawc_after=a.get("pawc"),
+                )
+            )
 
         value = _by_selection if metric == "selection" else _by_pawc
         sources.sort(key=lambda s: (-value(s), s.retrieval_rank))

@@ -99,8 +99,10 @@ def gather_inputs(
     elif Path(page).expanduser().exists():
         entries.append((page, "page", "file", str(Path(page).expanduser().resolve())))
     else:
-        raise InputError(f"your page {page!r} is neither an http(s) URL nor an existing file",
-                         hint="e.g. https://example.com/pricing or drafts/pricing.html")
+        raise InputError(
+            f"your page {page!r} is neither an http(s) URL nor an existing file",
+            hint="e.g. https://example.com/pricing or drafts/pricing.html",
+        )
     seen = {entries[0][3]}
     for raw in competitors:
         spec = raw.strip()
@@ -132,9 +134,17 @@ def gather_inputs(
         if progress:
             progress("crawl", {"done": 0, "total": len(urls)})
         result = crawl(
-            urls, settings=settings,
-            options=CrawlOptions(delay=options.delay, per_host=1, concurrency=8, allow_private=options.allow_private,
-                                 respect_robots=options.respect_robots, timeout=options.timeout, retries=2),
+            urls,
+            settings=settings,
+            options=CrawlOptions(
+                delay=options.delay,
+                per_host=1,
+                concurrency=8,
+                allow_private=options.allow_private,
+                respect_robots=options.respect_robots,
+                timeout=options.timeout,
+                retries=2,
+            ),
             progress=(lambda p: progress("crawl", {"done": p.done, "total": len(urls)})) if progress else None,
         )
         warnings += result.warnings
@@ -165,7 +175,9 @@ def gather_inputs(
             except InputError as exc:
                 loaded = [(None, exc.message)]
             if role == "page" and len(loaded) > 1:
-                raise InputError(f"your page {spec!r} holds {len(loaded)} documents", hint="give one file for your page")
+                raise InputError(
+                    f"your page {spec!r} holds {len(loaded)} documents", hint="give one file for your page"
+                )
         for n, (doc, why) in enumerate(loaded):
             label = spec if len(loaded) == 1 else f"{spec} [{n + 1}]"
             if doc is not None and not doc.text.strip():
@@ -173,8 +185,15 @@ def gather_inputs(
             if doc is None:
                 item = AuditInput(label, role, kind, False, why, url=target if kind == "url" else "")  # type: ignore[arg-type]
             else:
-                item = AuditInput(label, role, kind, True, url=target if kind == "url" else doc.url,  # type: ignore[arg-type]
-                                  title=doc.title, words=_word_count(doc))
+                item = AuditInput(
+                    label,
+                    role,
+                    kind,
+                    True,
+                    url=target if kind == "url" else doc.url,  # type: ignore[arg-type]
+                    title=doc.title,
+                    words=_word_count(doc),
+                )
             if role == "page":
                 page_input, page_doc = item, doc
             else:

@@ -116,7 +116,10 @@ class AuditPlan:
 
     def lines(self) -> list[str]:
         """The plan in plain lines (what ``--dry-run`` prints)."""
-        out = [f"your page: {self.page.spec}" + (f" ({self.page.words:,} words)" if self.page.used else f" — NOT USABLE: {self.page.reason}")]
+        out = [
+            f"your page: {self.page.spec}"
+            + (f" ({self.page.words:,} words)" if self.page.used else f" — NOT USABLE: {self.page.reason}")
+        ]
         used = self.used_competitors
         out.append(f"competitors: {len(used)} usable of {len(self.competitors)} given")
         for c in self.competitors:
@@ -135,10 +138,13 @@ class AuditPlan:
             f"sources shown: up to {self.k}, picked and ordered by BM25 retrieval; {self.source_budget} characters each",
             f"cells: {self.cells:,}",
             "model calls, at most (identical requests are made once): "
-            + (", ".join(f"{k} {v:,}" for k, v in self.calls.items() if v) or "none") + f"; total {self.total_calls:,}",
+            + (", ".join(f"{k} {v:,}" for k, v in self.calls.items() if v) or "none")
+            + f"; total {self.total_calls:,}",
             f"tokens, estimated at {CHARS_PER_TOKEN} characters per token: {self.prompt_tokens:,} prompt + "
             f"{self.completion_tokens:,} completion",
-            "cost: " + (f"at most ${self.cost:.4f}" if self.cost is not None else "unknown") + (f" ({self.cost_note})" if self.cost_note else ""),
+            "cost: "
+            + (f"at most ${self.cost:.4f}" if self.cost is not None else "unknown")
+            + (f" ({self.cost_note})" if self.cost_note else ""),
         ]
         out += [f"note: {w}" for w in self.warnings]
         return out

@@ -46,14 +46,22 @@ def clean_queries(queries: Sequence[str]) -> tuple[str, ...]:
     """
     out = tuple(dict.fromkeys(" ".join(q.split()) for q in queries if q and q.strip()))
     if not out:
-        raise InputError("no query given", hint='give the questions your page should answer: --query "..." (repeatable)')
+        raise InputError(
+            "no query given", hint='give the questions your page should answer: --query "..." (repeatable)'
+        )
     return out
 
 
 def audit_key(page: str, competitors: Sequence[str], queries: Sequence[str]) -> str:
     """A short id of the audit's inputs: the same page, competitors and queries give the same key."""
-    blob = json.dumps({"page": page.strip(), "competitors": [c.strip() for c in competitors],
-                       "queries": list(clean_queries(queries))}, ensure_ascii=False)
+    blob = json.dumps(
+        {
+            "page": page.strip(),
+            "competitors": [c.strip() for c in competitors],
+            "queries": list(clean_queries(queries)),
+        },
+        ensure_ascii=False,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:10]
 
 
@@ -97,16 +105,23 @@ def check_models(settings: Settings, models: Sequence[str]) -> None:
             gw.check_model()
 
 
-def bench_rows(queries: Sequence[str], page: Document, competitors: Sequence[Document], page_url: str,
-               competitor_urls: Sequence[str]) -> list[dict[str, Any]]:
+def bench_rows(
+    queries: Sequence[str],
+    page: Document,
+    competitors: Sequence[Document],
+    page_url: str,
+    competitor_urls: Sequence[str],
+) -> list[dict[str, Any]]:
     """One geoaudit-JSONL bench row per query: your page first (the target), then the competitors.
 
     The order only matters to the record: the engine retrieves and orders the sources itself.
     """
     docs = [{"url": page_url, "title": page.title, "text": page.text}]
     docs += [{"url": u, "title": d.title, "text": d.text} for d, u in zip(competitors, competitor_urls, strict=True)]
-    return [{"id": f"q{i + 1}", "query": q, "domain": "", "tags": [], "target": 0, "documents": docs}
-            for i, q in enumerate(queries)]
+    return [
+        {"id": f"q{i + 1}", "query": q, "domain": "", "tags": [], "target": 0, "documents": docs}
+        for i, q in enumerate(queries)
+    ]
 
 
 def _budget_rung(budget: str, estimate: Any) -> tuple[int, int]:
@@ -140,8 +155,16 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | Non
 
 
 def estimate_calls(
-    docs: Sequence[Document], queries: Sequence[str], strategies: Sequence[Strategy], rates: Sequence[float],
-    seeds: int, samples: int, *, engine: EngineConfig, model: str, answers: str,
+    docs: Sequence[Document],
+    queries: Sequence[str],
+    strategies: Sequence[Strategy],
+    rates: Sequence[float],
+    seeds: int,
+    samples: int,
+    *,
+    engine: EngineConfig,
+    model: str,
+    answers: str,
 ) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
     """Upper bounds of the model calls by purpose, and (prompt, completion) tokens per purpose.
 
@@ -172,15 +195,20 @@ def estimate_calls(
     for s in strategies:
         if not s.needs_model:
             continue
-        per_doc = [plan_chunks(d.text, max_chars=DEFAULT_CHUNK_CHARS, keep_structure=s.constraints.keep_structure) for d in docs]
+        per_doc = [
+            plan_chunks(d.text, max_chars=DEFAULT_CHUNK_CHARS, keep_structure=s.constraints.keep_structure)
+            for d in docs
+        ]
         times = n_items if s.query_aware else 1
         n = sum(1 for chunks in per_doc for c in chunks if c.rewritable) * times
         chars = sum(len(c.text) for chunks in per_doc for c in chunks if c.rewritable) * times
         calls["rewrite"] += n
         p, c = tokens.get("rewrite", (0, 0))
         growth = min(max(s.constraints.max_length_ratio, 1.0), 2.5)
-        tokens["rewrite"] = (p + int((chars + n * (len(s.system) + len(s.user))) / CHARS_PER_TOKEN),
-                             c + int(chars * growth / CHARS_PER_TOKEN))
+        tokens["rewrite"] = (
+            p + int((chars + n * (len(s.system) + len(s.user))) / CHARS_PER_TOKEN),
+            c + int(chars * growth / CHARS_PER_TOKEN),
+        )
     if "relevance" in stages:
         calls["relevance"] = n_items * n_docs * (1 + len(text_strategies))
         tokens["relevance"] = (int(calls["relevance"] * (avg_shown + avg_query + 40) / CHARS_PER_TOKEN), 0)
@@ -196,8 +224,13 @@ def estimate_calls(
 
 def engine_config(plan: AuditPlan) -> EngineConfig:
     """The engine every condition of the audit is answered with."""
-    return EngineConfig(k=plan.k, order="retrieved", samples=plan.samples, max_tokens=plan.max_tokens,
-                        source_budget_chars=plan.source_budget)
+    return EngineConfig(
+        k=plan.k,
+        order="retrieved",
+        samples=plan.samples,
+        max_tokens=plan.max_tokens,
+        source_budget_chars=plan.source_budget,
+    )
 
 
 def bench_path(settings: Settings, key: str) -> Path:
@@ -240,8 +273,10 @@ def plan_audit(
     check_models(settings, [model] + ([rewrite_model] if any(s.needs_model for s in strategies) else []))
     answers = o.answers if o.answers != "auto" else ("base" if embedded else "all")
     if answers == "base" and not embedded:
-        raise ConfigError("answers=base needs the embedded model, whose readings carry the verdict",
-                          hint="use answers=all (the default) on other models")
+        raise ConfigError(
+            "answers=base needs the embedded model, whose readings carry the verdict",
+            hint="use answers=all (the default) on other models",
+        )
     rates = tuple(sorted({float(r) for r in o.rates}))
     source_budget = o.source_budget or (EMBEDDED_SOURCE_BUDGET if embedded else REMOTE_SOURCE_BUDGET)
     max_tokens = o.max_tokens or (EMBEDDED_MAX_TOKENS if embedded else REMOTE_MAX_TOKENS)
@@ -251,10 +286,25 @@ def plan_audit(
 
     got: Gathered = gather_inputs(page, competitors, settings=settings, options=o, progress=progress)
     base: dict[str, Any] = dict(
-        key=key, page=got.page, competitors=tuple(got.competitors), queries=qs, model=model,
-        rewrite_model=rewrite_model, embedded=embedded, strategies=tuple(s.name for s in strategies), rates=rates,
-        seeds=0, samples=0, budget=o.budget, k=0, source_budget=source_budget, max_tokens=max_tokens,
-        answers=answers, stages=tuple(stages), primary=primary, warnings=tuple(got.warnings),
+        key=key,
+        page=got.page,
+        competitors=tuple(got.competitors),
+        queries=qs,
+        model=model,
+        rewrite_model=rewrite_model,
+        embedded=embedded,
+        strategies=tuple(s.name for s in strategies),
+        rates=rates,
+        seeds=0,
+        samples=0,
+        budget=o.budget,
+        k=0,
+        source_budget=source_budget,
+        max_tokens=max_tokens,
+        answers=answers,
+        stages=tuple(stages),
+        primary=primary,
+        warnings=tuple(got.warnings),
     )
     if got.page_doc is None:
         return AuditPlan(**base, problem=f"your page could not be used: {got.page.reason}")
@@ -298,8 +348,13 @@ def plan_audit(
     comps = [_with_id(c, ids[1 + used.index(c)]) if c.used else c for c in got.competitors]
     return AuditPlan(
         **{**base, "page": page_in, "competitors": tuple(comps), "seeds": seeds, "samples": samples, "k": k},
-        cells=planned_cell_count(len(qs), seeds, len(strategies), len(rates)), calls=calls,
-        prompt_tokens=ep + rp, completion_tokens=ec + rc, cost=cost, cost_note=note, bench=path,
+        cells=planned_cell_count(len(qs), seeds, len(strategies), len(rates)),
+        calls=calls,
+        prompt_tokens=ep + rp,
+        completion_tokens=ec + rc,
+        cost=cost,
+        cost_note=note,
+        bench=path,
         documents=tuple(docs),
     )
 

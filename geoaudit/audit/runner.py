@@ -32,8 +32,10 @@ def check_cost(plan: AuditPlan, max_cost: float | None) -> None:
     if max_cost is None or not plan.runnable:
         return
     if plan.cost is None:
-        raise ConfigError(f"--max-cost ${max_cost:g} is set but this audit's cost cannot be estimated ({plan.cost_note})",
-                          hint="drop --max-cost to run anyway, or use a model litellm has a price for")
+        raise ConfigError(
+            f"--max-cost ${max_cost:g} is set but this audit's cost cannot be estimated ({plan.cost_note})",
+            hint="drop --max-cost to run anyway, or use a model litellm has a price for",
+        )
     if plan.cost > max_cost:
         raise ConfigError(
             f"this audit may cost up to ${plan.cost:.4f} ({plan.total_calls:,} model calls at most), above --max-cost ${max_cost:g}",
@@ -45,10 +47,17 @@ def _check_page(plan: AuditPlan, settings: Settings, o: AuditOptions, progress: 
     target = plan.page.url if plan.page.kind == "url" and plan.page.url else plan.page.spec
     if progress:
         progress("check", {"done": 0, "total": 1})
-    report = check([target], settings=settings, options=CheckOptions(
-        allow_private=o.allow_private, respect_robots=o.respect_robots, delay=o.delay, timeout=o.timeout,
-        fetch_as_agents=o.fetch_as_agents,
-    ))
+    report = check(
+        [target],
+        settings=settings,
+        options=CheckOptions(
+            allow_private=o.allow_private,
+            respect_robots=o.respect_robots,
+            delay=o.delay,
+            timeout=o.timeout,
+            fetch_as_agents=o.fetch_as_agents,
+        ),
+    )
     if progress:
         progress("check", {"done": 1, "total": 1})
     return report
@@ -108,19 +117,38 @@ def audit(
     return result
 
 
-def _simulate(result: AuditResult, settings: Settings, o: AuditOptions, progress: Stage | None, command: str | None) -> None:
+def _simulate(
+    result: AuditResult, settings: Settings, o: AuditOptions, progress: Stage | None, command: str | None
+) -> None:
     plan = result.plan
     assert plan.bench is not None
     config = SimulationConfig(
-        bench=str(plan.bench), strategies=plan.strategies, rates=plan.rates, seeds=tuple(range(plan.seeds)),
-        engine=engine_config(plan), model=plan.model, rewrite_model=settings.rewrite_model or "", answers=plan.answers,
+        bench=str(plan.bench),
+        strategies=plan.strategies,
+        rates=plan.rates,
+        seeds=tuple(range(plan.seeds)),
+        engine=engine_config(plan),
+        model=plan.model,
+        rewrite_model=settings.rewrite_model or "",
+        answers=plan.answers,
     )
-    sim = Simulation(settings, config, command=command or f"geoaudit audit {plan.page.spec} ({len(plan.queries)} queries)")
+    sim = Simulation(
+        settings, config, command=command or f"geoaudit audit {plan.page.spec} ({len(plan.queries)} queries)"
+    )
     try:
         sim.run.acquire()  # RunBusyError now, before the run's meta says this is an audit
-        sim.run.set_meta(audit={"key": plan.key, "page": plan.page.to_dict(), "queries": list(plan.queries),
-                                "competitors": [c.to_dict() for c in plan.competitors], "budget": plan.budget})
-        res = sim.run_sync((lambda st: progress("simulate", {"done": st.done, "total": st.planned})) if progress else None)
+        sim.run.set_meta(
+            audit={
+                "key": plan.key,
+                "page": plan.page.to_dict(),
+                "queries": list(plan.queries),
+                "competitors": [c.to_dict() for c in plan.competitors],
+                "budget": plan.budget,
+            }
+        )
+        res = sim.run_sync(
+            (lambda st: progress("simulate", {"done": st.done, "total": st.planned})) if progress else None
+        )
         run = res.run
         result.run_id, result.run_dir = run.id, run.dir
         result.planned_cells, result.resumed_cells = res.planned_cells, res.resumed_cells
@@ -148,7 +176,8 @@ def _simulate(result: AuditResult, settings: Settings, o: AuditOptions, progress
             if s.changes_text and s.name != "identity":
                 result.rewrites[s.name] = page_rewrites(stored, s.name, queries, s.query_aware)
         result.recommendation, result.recommendation_note = recommend(
-            result.stats, result.effects, result.rewrites, sim.strategies, primary)
+            result.stats, result.effects, result.rewrites, sim.strategies, primary
+        )
         rec = result.recommendation.strategy if result.recommendation else None
         result.competition = competition(run, rows, sim.bench.items, primary, rec) if not rows.empty else []
         result.notes += list(sim.bench.notes)

@@ -30,8 +30,14 @@ HEADERS = {"Accept-Language": "en"}
 def fetch_options(settings: Settings, o: CheckOptions) -> FetchOptions:
     """The fetcher options a check runs with (``settings.user_agent`` is geoaudit's own identity)."""
     return FetchOptions(
-        user_agent=settings.user_agent, delay=o.delay, respect_robots=o.respect_robots, allow_private=o.allow_private,
-        timeout=o.timeout, max_bytes=o.max_bytes, max_redirects=o.max_redirects, retries=0,
+        user_agent=settings.user_agent,
+        delay=o.delay,
+        respect_robots=o.respect_robots,
+        allow_private=o.allow_private,
+        timeout=o.timeout,
+        max_bytes=o.max_bytes,
+        max_redirects=o.max_redirects,
+        retries=0,
     )
 
 

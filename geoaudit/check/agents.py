@@ -52,7 +52,9 @@ class AgentList:
                 hint=f"known: {', '.join(a.token for a in self.agents)}",
             )
         wanted = {t.lower() for t in tokens}
-        return AgentList(tuple(a for a in self.agents if a.token.lower() in wanted), self.path, self.source, self.updated)
+        return AgentList(
+            tuple(a for a in self.agents if a.token.lower() in wanted), self.path, self.source, self.updated
+        )
 
 
 def shipped_agents_path() -> Path:
@@ -87,7 +89,9 @@ def load_agents(path: Path | str | None = None) -> AgentList:
     meta = doc.get("meta")
     if not isinstance(meta, dict):
         meta = {}
-    return AgentList(tuple(agents), path, str(meta.get("source") or "no source given"), str(meta.get("updated") or "unknown"))
+    return AgentList(
+        tuple(agents), path, str(meta.get("source") or "no source given"), str(meta.get("updated") or "unknown")
+    )
 
 
 def _agent(raw: Any, where: str) -> Agent:
@@ -103,4 +107,11 @@ def _agent(raw: Any, where: str) -> Agent:
     for key, value in fields.items():
         if not isinstance(value, str):
             raise ConfigError(f"{where} ({token}): {key!r} must be a string")
-    return Agent(token.strip(), fields["operator"] or "unknown", role, fields["user_agent"].strip(), fields["docs"], fields["note"])
+    return Agent(
+        token.strip(),
+        fields["operator"] or "unknown",
+        role,
+        fields["user_agent"].strip(),
+        fields["docs"],
+        fields["note"],
+    )

@@ -17,7 +17,9 @@ from geoaudit.documents import markdown_heading
 
 # Possessive repeats: each is followed by a character it cannot match, so giving back never helps
 # (and untrusted files cannot make the match backtrack; issue 11).
-_LINK_ITEM = re.compile(r"^[-*]\s++\[(?P<name>[^\]]++)\]\((?P<url>[^)\s]++)(?:\s++\"[^\"]*+\")?\)\s*+(?::\s*+(?P<notes>.*+))?$")
+_LINK_ITEM = re.compile(
+    r"^[-*]\s++\[(?P<name>[^\]]++)\]\((?P<url>[^)\s]++)(?:\s++\"[^\"]*+\")?\)\s*+(?::\s*+(?P<notes>.*+))?$"
+)
 
 
 @dataclass
@@ -77,7 +79,9 @@ def parse_llms_txt(text: str, base_url: str = "") -> LlmsTxt:
             continue  # free-form notes between the summary and the first section
         item = _LINK_ITEM.match(stripped)
         if item is None:
-            out.problems.append((n, f"in section {section[0]!r}, not a link item '- [name](url): notes': {stripped[:80]!r}"))
+            out.problems.append(
+                (n, f"in section {section[0]!r}, not a link item '- [name](url): notes': {stripped[:80]!r}")
+            )
             continue
         url = urljoin(base_url, item.group("url")) if base_url else item.group("url")
         if urlsplit(url).scheme not in ("http", "https"):

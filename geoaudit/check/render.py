@@ -60,7 +60,12 @@ def render_json(report: CheckReport) -> str:
 # ------------------------------------------------------------------------------------------------
 
 # SARIF: a result that is not a failure has level "none" (3.27.9/3.27.10).
-_SARIF_KIND = {"error": ("fail", "error"), "warning": ("fail", "warning"), "info": ("informational", "none"), "pass": ("pass", "none")}
+_SARIF_KIND = {
+    "error": ("fail", "error"),
+    "warning": ("fail", "warning"),
+    "info": ("informational", "none"),
+    "pass": ("pass", "none"),
+}
 
 
 def to_sarif(report: CheckReport) -> dict[str, Any]:
@@ -82,14 +87,21 @@ def to_sarif(report: CheckReport) -> dict[str, Any]:
         kind, level = _SARIF_KIND[f.severity]
         text = f.message + (f" Evidence: {f.evidence}" if f.evidence else "")
         result: dict[str, Any] = {
-            "ruleId": f.id, "ruleIndex": index[f.id], "kind": kind, "level": level,
-            "message": {"text": text}, "properties": {"severity": f.severity, "title": f.title},
+            "ruleId": f.id,
+            "ruleIndex": index[f.id],
+            "kind": kind,
+            "level": level,
+            "message": {"text": text},
+            "properties": {"severity": f.severity, "title": f.title},
         }
         if f.url:
             result["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": f.url}}}]
         results.append(result)
-    notifications = [{"level": "note", "message": {"text": f"{p.target}: {s.check} skipped: {s.reason}"}}
-                     for p in report.pages for s in p.skipped]
+    notifications = [
+        {"level": "note", "message": {"text": f"{p.target}: {s.check} skipped: {s.reason}"}}
+        for p in report.pages
+        for s in p.skipped
+    ]
     notifications += [{"level": "warning", "message": {"text": w}} for w in report.warnings]
     invocation: dict[str, Any] = {"executionSuccessful": True}
     if notifications:
@@ -97,14 +109,25 @@ def to_sarif(report: CheckReport) -> dict[str, Any]:
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "geoaudit check", "version": report.geoaudit_version,
-                                "informationUri": INFORMATION_URI, "rules": rules}},
-            "invocations": [invocation],
-            "results": results,
-            "properties": {"agentsSource": report.agents_source, "schemaSource": report.schema_source,
-                           "generatedAt": report.generated_at},
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "geoaudit check",
+                        "version": report.geoaudit_version,
+                        "informationUri": INFORMATION_URI,
+                        "rules": rules,
+                    }
+                },
+                "invocations": [invocation],
+                "results": results,
+                "properties": {
+                    "agentsSource": report.agents_source,
+                    "schemaSource": report.schema_source,
+                    "generatedAt": report.generated_at,
+                },
+            }
+        ],
     }
 
 
@@ -135,7 +158,12 @@ def render_junit(report: CheckReport, *, fail_on: str = "warning") -> str:
         failures = 0
         for f in findings:
             case = ET.SubElement(el, "testcase", classname=f"geoaudit.check.{f.check}", name=_x(f"{f.id}: {f.title}"))
-            body = f.message + (f"\nEvidence: {f.evidence}" if f.evidence else "") + (f"\nURL: {f.url}" if f.url else "") + (f"\nHelp: {f.help}" if f.help else "")
+            body = (
+                f.message
+                + (f"\nEvidence: {f.evidence}" if f.evidence else "")
+                + (f"\nURL: {f.url}" if f.url else "")
+                + (f"\nHelp: {f.help}" if f.help else "")
+            )
             if severity_at_least(f.severity, fail_on):
                 failures += 1
                 fail = ET.SubElement(case, "failure", type=f.severity, message=_x(f.message))
@@ -177,7 +205,9 @@ SEVERITY_CSS = """
 .sev-info { background: #e8f0fb; color: #1d4f91; } .sev-pass { background: #e3f5e3; color: #08660f; }
 """
 
-_CSS = SEVERITY_CSS + """
+_CSS = (
+    SEVERITY_CSS
+    + """
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1b1b1b; background: #fff;
@@ -194,6 +224,7 @@ td:first-child { width: 1%; white-space: nowrap; }
 details { margin: 0.4em 0 1em; } summary { cursor: pointer; color: #333; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 """
+)
 
 
 def _e(value: object) -> str:
@@ -215,11 +246,17 @@ def _findings_table(findings: tuple[Finding, ...]) -> str:
     for f in sorted(findings, key=lambda f: order[f.severity]):
         evidence = f'<div class="ev">Evidence: {_e(f.evidence)}</div>' if f.evidence else ""
         helptext = f'<div class="ev">{_e(f.help)}</div>' if f.help and f.severity != "pass" else ""
-        rows.append(f"<tr><td>{_badge(f.severity)}</td><td><code>{_e(f.id)}</code><br>{_e(f.title)}</td>"
-                    f"<td>{_e(f.message)}{evidence}{helptext}</td></tr>")
+        rows.append(
+            f"<tr><td>{_badge(f.severity)}</td><td><code>{_e(f.id)}</code><br>{_e(f.title)}</td>"
+            f"<td>{_e(f.message)}{evidence}{helptext}</td></tr>"
+        )
     if not rows:
         return '<p class="note">No findings.</p>'
-    return "<table><thead><tr><th>severity</th><th>check</th><th>finding</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    return (
+        "<table><thead><tr><th>severity</th><th>check</th><th>finding</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 def _agents_table(page: PageCheck) -> str:
@@ -228,16 +265,24 @@ def _agents_table(page: PageCheck) -> str:
     rows = []
     for role in ("search", "user", "training"):
         for a in (r for r in page.agents if r.role == role):
-            robots_sev = "pass" if a.robots == "allowed" else ("info" if a.robots == "unknown" else ("info" if role == "training" else "error"))
-            fetch_sev = {"same": "pass", "blocked": "error", "differs": "warning", "rate-limited": "warning"}.get(a.fetch, "info")
+            robots_sev = (
+                "pass"
+                if a.robots == "allowed"
+                else ("info" if a.robots == "unknown" else ("info" if role == "training" else "error"))
+            )
+            fetch_sev = {"same": "pass", "blocked": "error", "differs": "warning", "rate-limited": "warning"}.get(
+                a.fetch, "info"
+            )
             rows.append(
                 f"<tr><td>{_e(a.token)}</td><td>{_e(a.operator)}</td><td>{_e(ROLE_LABELS[a.role])}</td>"
                 f'<td><span class="sev sev-{robots_sev}">{_e(a.robots)}</span><div class="ev">{_e(a.robots_rule)}</div></td>'
                 f'<td><span class="sev sev-{fetch_sev}">{_e(a.fetch)}</span></td><td class="num">{_e(a.status if a.status is not None else "")}</td>'
                 f'<td class="ev">{_e(a.note)}</td></tr>'
             )
-    return ("<h3>AI agents</h3><table><thead><tr><th>agent</th><th>operator</th><th>role</th><th>robots.txt</th>"
-            "<th>fetched as it</th><th>status</th><th>note</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    return (
+        "<h3>AI agents</h3><table><thead><tr><th>agent</th><th>operator</th><th>role</th><th>robots.txt</th>"
+        "<th>fetched as it</th><th>status</th><th>note</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def _facts(page: PageCheck) -> str:
@@ -245,40 +290,72 @@ def _facts(page: PageCheck) -> str:
     parts = []
     if f is not None:
         items = [
-            ("final URL", f.final_url), ("status", f.status), ("title", f.title), ("description", f.description),
-            ("canonical", f.canonical), ("language", f.lang),
+            ("final URL", f.final_url),
+            ("status", f.status),
+            ("title", f.title),
+            ("description", f.description),
+            ("canonical", f.canonical),
+            ("language", f.lang),
             ("last modified", f"{f.last_modified} ({f.last_modified_source})" if f.last_modified else ""),
-            ("main text", f"{f.words:,} words, {f.text_chars:,} characters, {f.text_share:.1%} of {f.html_chars:,} characters of HTML ({f.extractor})"),
+            (
+                "main text",
+                f"{f.words:,} words, {f.text_chars:,} characters, {f.text_share:.1%} of {f.html_chars:,} characters of HTML ({f.extractor})",
+            ),
         ]
-        parts.append("<h3>What an extractor sees</h3><table><tbody>" + "".join(
-            f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items) + "</tbody></table>")
+        parts.append(
+            "<h3>What an extractor sees</h3><table><tbody>"
+            + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
+            + "</tbody></table>"
+        )
         if f.headings:
-            outline = "".join(f'<li style="margin-left:{(level - 1) * 1.2:.1f}em">H{level} {_e(text)}</li>' for level, text in f.headings[:80])
-            parts.append(f"<details><summary>Headings outline ({len(f.headings)})</summary><ul>{outline}</ul></details>")
+            outline = "".join(
+                f'<li style="margin-left:{(level - 1) * 1.2:.1f}em">H{level} {_e(text)}</li>'
+                for level, text in f.headings[:80]
+            )
+            parts.append(
+                f"<details><summary>Headings outline ({len(f.headings)})</summary><ul>{outline}</ul></details>"
+            )
     s = page.structured
     if s is not None:
         per = ", ".join(f"{k}: {v}" for k, v in s.items.items())
         og = ", ".join(f"{k}={v}" for k, v in s.opengraph.items())
-        parts.append(f'<p class="note">Structured data — {_e(per)}; types: {_e(", ".join(s.types) or "none")}'
-                     + (f"; OpenGraph: {_e(og)}" if og else "") + "</p>")
+        parts.append(
+            f'<p class="note">Structured data — {_e(per)}; types: {_e(", ".join(s.types) or "none")}'
+            + (f"; OpenGraph: {_e(og)}" if og else "")
+            + "</p>"
+        )
     if page.skipped:
-        parts.append("<h3>Skipped checks</h3><ul>" + "".join(f"<li><code>{_e(k.check)}</code>: {_e(k.reason)}</li>" for k in page.skipped) + "</ul>")
+        parts.append(
+            "<h3>Skipped checks</h3><ul>"
+            + "".join(f"<li><code>{_e(k.check)}</code>: {_e(k.reason)}</li>" for k in page.skipped)
+            + "</ul>"
+        )
     return "".join(parts)
 
 
 def _site_section(site: SiteCheck) -> str:
     skipped = "".join(f"<li><code>{_e(k.check)}</code>: {_e(k.reason)}</li>" for k in site.skipped)
-    return (f"<section><h2>Site {_e(site.origin)}</h2>"
-            f'<p class="note">robots.txt: {_e(site.robots_state)} (HTTP {_e(site.robots_status)}) · llms.txt: HTTP {_e(site.llms_status)}</p>'
-            + _counts(site.findings) + _findings_table(site.findings)
-            + (f"<h3>Skipped checks</h3><ul>{skipped}</ul>" if skipped else "") + "</section>")
+    return (
+        f"<section><h2>Site {_e(site.origin)}</h2>"
+        f'<p class="note">robots.txt: {_e(site.robots_state)} (HTTP {_e(site.robots_status)}) · llms.txt: HTTP {_e(site.llms_status)}</p>'
+        + _counts(site.findings)
+        + _findings_table(site.findings)
+        + (f"<h3>Skipped checks</h3><ul>{skipped}</ul>" if skipped else "")
+        + "</section>"
+    )
 
 
 def _page_section(page: PageCheck) -> str:
     state = "" if page.checked else ' <span class="sev sev-error">not checked</span>'
     kind = "local file" if page.kind == "file" else "URL"
-    return (f"<section><h2>{_e(page.target)}{state}</h2><p class=\"sub\">{_e(kind)} · {_e(page.url)}</p>"
-            + _counts(page.findings) + _findings_table(page.findings) + _agents_table(page) + _facts(page) + "</section>")
+    return (
+        f'<section><h2>{_e(page.target)}{state}</h2><p class="sub">{_e(kind)} · {_e(page.url)}</p>'
+        + _counts(page.findings)
+        + _findings_table(page.findings)
+        + _agents_table(page)
+        + _facts(page)
+        + "</section>"
+    )
 
 
 def html_sections(report: CheckReport) -> str:
@@ -302,7 +379,9 @@ def render_html(report: CheckReport) -> str:
     body = (
         "<header><h1>AI-readiness check</h1>"
         f'<p class="sub">geoaudit {_e(report.geoaudit_version)} · {_e(report.generated_at)}</p>'
-        + _counts(findings) + warnings + "</header>"
+        + _counts(findings)
+        + warnings
+        + "</header>"
         + html_sections(report)
         + f'<footer><h2>How this was checked</h2><p class="note">{method}</p>'
         '<p class="note">Page text above is quoted as data; nothing in it was executed.</p></footer>'

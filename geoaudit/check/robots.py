@@ -68,7 +68,9 @@ class RobotsTxt:
         try:
             parser = Protego.parse(text)
         except Exception as exc:
-            return cls(url, "missing", resp.status, text=text, error=f"robots.txt could not be parsed ({type(exc).__name__})")
+            return cls(
+                url, "missing", resp.status, text=text, error=f"robots.txt could not be parsed ({type(exc).__name__})"
+            )
         return cls(url, "found", resp.status, text=text, parser=parser)
 
     @property
@@ -95,7 +97,9 @@ class RobotsTxt:
     def group_for(self, token: str) -> str:
         """Which ``User-agent`` group decides for ``token`` (for evidence; protego makes the decision)."""
         if self.state != "found":
-            return {"missing": "no robots.txt: no rules", "unreachable": "robots.txt unreachable: disallow all"}.get(self.state, "")
+            return {"missing": "no robots.txt: no rules", "unreachable": "robots.txt unreachable: disallow all"}.get(
+                self.state, ""
+            )
         # protego picks the longest group name found in the agent name at a word start.
         name = token.lower()
         best = ""
@@ -121,24 +125,50 @@ def site_robots_findings(robots: RobotsTxt) -> list[Finding]:
         why = f"HTTP {robots.status}" if robots.status else robots.error
         return [finding("robots.missing", "info", f"{url} answers {why}: every crawler may fetch every page.", url=url)]
     if robots.state == "unreachable":
-        return [finding("robots.unreachable", "error",
-                        f"{url} could not be read ({robots.error}); crawlers then treat the whole site as disallowed.",
-                        evidence=robots.error, url=url)]
+        return [
+            finding(
+                "robots.unreachable",
+                "error",
+                f"{url} could not be read ({robots.error}); crawlers then treat the whole site as disallowed.",
+                evidence=robots.error,
+                url=url,
+            )
+        ]
     if robots.state != "found":
         return []
     out: list[Finding] = []
     if robots.looks_like_html:
-        out.append(finding("robots.not-text", "warning", f"{url} answers 200 with an HTML page, not robots.txt rules; crawlers find no rules in it.",
-                           evidence=robots.text.lstrip()[:120], url=url))
+        out.append(
+            finding(
+                "robots.not-text",
+                "warning",
+                f"{url} answers 200 with an HTML page, not robots.txt rules; crawlers find no rules in it.",
+                evidence=robots.text.lstrip()[:120],
+                url=url,
+            )
+        )
     llms = [(robots.text.count("\n", 0, m.start()) + 1, m.group(0).strip()) for m in _LLMS_LINE.finditer(robots.text)]
     if llms:
-        out.append(finding("robots.llms-line", "warning",
-                           f"{len(llms)} line(s) in robots.txt point to llms.txt; robots.txt has no such directive.",
-                           evidence="; ".join(f"line {n}: {line[:80]}" for n, line in llms[:5]), url=url))
+        out.append(
+            finding(
+                "robots.llms-line",
+                "warning",
+                f"{len(llms)} line(s) in robots.txt point to llms.txt; robots.txt has no such directive.",
+                evidence="; ".join(f"line {n}: {line[:80]}" for n, line in llms[:5]),
+                url=url,
+            )
+        )
     if not robots.looks_like_html:
         groups = len(_UA_LINE.findall(robots.text))
         rules = len(_RULE_LINE.findall(robots.text))
-        out.append(finding("robots.found", "pass", f"robots.txt found: {groups} user-agent line(s), {rules} allow/disallow rule(s).", url=url))
+        out.append(
+            finding(
+                "robots.found",
+                "pass",
+                f"robots.txt found: {groups} user-agent line(s), {rules} allow/disallow rule(s).",
+                url=url,
+            )
+        )
     return out
 
 
@@ -166,14 +196,27 @@ def access_findings(results: list[AgentResult], robots: RobotsTxt, page_url: str
         blocked = [r for r in group if r.robots == "disallowed"]
         rule_id = f"access.{role}"
         if not blocked:
-            out.append(finding(rule_id, "pass", f"robots.txt allows all {len(group)} {label} to fetch this page.",
-                               evidence=", ".join(r.token for r in group), url=page_url))
+            out.append(
+                finding(
+                    rule_id,
+                    "pass",
+                    f"robots.txt allows all {len(group)} {label} to fetch this page.",
+                    evidence=", ".join(r.token for r in group),
+                    url=page_url,
+                )
+            )
             continue
         why = " (robots.txt unreachable: disallow all)" if robots.state == "unreachable" else ""
         names = ", ".join(r.token for r in blocked)
-        out.append(finding(rule_id, _ROLE_SEVERITY[role],  # type: ignore[arg-type]
-                           f"robots.txt disallows {len(blocked)} of {len(group)} {label} for this page{why}: {names}.",
-                           evidence=_by_rule(blocked), url=page_url))
+        out.append(
+            finding(
+                rule_id,
+                _ROLE_SEVERITY[role],  # type: ignore[arg-type]
+                f"robots.txt disallows {len(blocked)} of {len(group)} {label} for this page{why}: {names}.",
+                evidence=_by_rule(blocked),
+                url=page_url,
+            )
+        )
     return out
 
 
@@ -233,7 +276,9 @@ def robots_directives(html: str | None, headers: list[str], agent_tokens: set[st
                 continue
             content = str(tag.get("content") or "")
             for d in sorted(_directives(content)):
-                out.append((d, "all" if name == "robots" else name, f'<meta name="{name}" content="{content.strip()[:120]}">'))
+                out.append(
+                    (d, "all" if name == "robots" else name, f'<meta name="{name}" content="{content.strip()[:120]}">')
+                )
     return out
 
 
@@ -250,17 +295,46 @@ def directive_findings(found: list[tuple[str, str, str]], page_url: str) -> list
 
     out: list[Finding] = []
     if noindex := pick("noindex"):
-        out.append(finding("directives.noindex", "error", f"noindex for {scopes(noindex)}: the page is kept out of search indexes.",
-                           evidence=evidence(noindex), url=page_url))
+        out.append(
+            finding(
+                "directives.noindex",
+                "error",
+                f"noindex for {scopes(noindex)}: the page is kept out of search indexes.",
+                evidence=evidence(noindex),
+                url=page_url,
+            )
+        )
     if nosnippet := pick("nosnippet"):
-        out.append(finding("directives.nosnippet", "warning", f"nosnippet for {scopes(nosnippet)}: engines may not quote the page.",
-                           evidence=evidence(nosnippet), url=page_url))
+        out.append(
+            finding(
+                "directives.nosnippet",
+                "warning",
+                f"nosnippet for {scopes(nosnippet)}: engines may not quote the page.",
+                evidence=evidence(nosnippet),
+                url=page_url,
+            )
+        )
     if noai := pick("noai", "noimageai"):
         severity = "warning" if pick("noai") else "info"
         which = ", ".join(sorted({d for d, _, _ in noai}))
-        out.append(finding("directives.noai", severity, f"{which} for {scopes(noai)}: the page asks AI systems not to use it.",  # type: ignore[arg-type]
-                           evidence=evidence(noai), url=page_url))
+        out.append(
+            finding(
+                "directives.noai",
+                severity,
+                f"{which} for {scopes(noai)}: the page asks AI systems not to use it.",  # type: ignore[arg-type]
+                evidence=evidence(noai),
+                url=page_url,
+            )
+        )
     if not out:
         seen = evidence(found) if found else "no robots meta tag or X-Robots-Tag"
-        out.append(finding("directives.ok", "pass", "No noindex, nosnippet, noai or noimageai directive.", evidence=seen, url=page_url))
+        out.append(
+            finding(
+                "directives.ok",
+                "pass",
+                "No noindex, nosnippet, noai or noimageai directive.",
+                evidence=seen,
+                url=page_url,
+            )
+        )
     return out

@@ -86,7 +86,9 @@ def _origin(url: str) -> str:
 
 
 class _Runner:
-    def __init__(self, settings: Settings, options: CheckOptions, agents: AgentList, table: PropertyTable, fetcher: Fetcher) -> None:
+    def __init__(
+        self, settings: Settings, options: CheckOptions, agents: AgentList, table: PropertyTable, fetcher: Fetcher
+    ) -> None:
         self.s = settings
         self.o = options
         self.agents = agents
@@ -113,13 +115,23 @@ class _Runner:
         delay = robots.crawl_delay(self.ua) if self.o.respect_robots else None
         cap = self.fetcher.options.max_retry_after
         if delay and delay > cap:
-            self.warnings.append(f"{origin}: robots.txt Crawl-delay {delay:g}s exceeds the {cap:g}s cap: its pages are not fetched")
+            self.warnings.append(
+                f"{origin}: robots.txt Crawl-delay {delay:g}s exceeds the {cap:g}s cap: its pages are not fetched"
+            )
         elif delay and delay > self.o.delay:  # the fetcher spaces the host's requests by it
-            self.warnings.append(f"{origin}: robots.txt Crawl-delay {delay:g}s honoured (requests to this host are {delay:g}s apart)")
+            self.warnings.append(
+                f"{origin}: robots.txt Crawl-delay {delay:g}s honoured (requests to this host are {delay:g}s apart)"
+            )
         return robots
 
     async def get(
-        self, url: str, *, user_agent: str | None = None, agent: str | None = None, max_bytes: int | None = None, text_only: bool = False
+        self,
+        url: str,
+        *,
+        user_agent: str | None = None,
+        agent: str | None = None,
+        max_bytes: int | None = None,
+        text_only: bool = False,
     ) -> FetchedResponse:
         """One request through the shared fetcher: sent as ``user_agent`` (default geoaudit's), allowed
         only where robots.txt allows geoaudit and, when given, the AI ``agent`` it poses as.
@@ -127,8 +139,14 @@ class _Runner:
         The fetcher spaces a host's request starts ``delay`` apart; check also keeps its promise of
         one request in flight per host (the fetch as every agent would otherwise overlap on a slow site)."""
         async with self._in_flight.setdefault(host_key(url), asyncio.Lock()):
-            return await self.fetcher.fetch(url, user_agent=user_agent, headers=HEADERS, max_bytes=max_bytes, text_only=text_only,
-                                            robots_as=(self.ua,) if agent is None else (self.ua, agent))
+            return await self.fetcher.fetch(
+                url,
+                user_agent=user_agent,
+                headers=HEADERS,
+                max_bytes=max_bytes,
+                text_only=text_only,
+                robots_as=(self.ua,) if agent is None else (self.ua, agent),
+            )
 
     def may_fetch(self, robots: RobotsTxt, url: str, token: str | None = None) -> bool:
         """geoaudit's own rule: a request is sent only when robots.txt allows geoaudit (and the agent it poses as)."""
@@ -150,51 +168,115 @@ class _Runner:
             return SiteCheck(origin, robots.url, None, robots.state, llms_url, None, (), skipped)
         findings = site_robots_findings(robots)
         if robots.state == "unreachable" and robots.status is None:
-            return SiteCheck(origin, robots.url, None, robots.state, llms_url, None, tuple(findings),
-                             (Skipped("llms", "the host does not answer"),))
+            return SiteCheck(
+                origin,
+                robots.url,
+                None,
+                robots.state,
+                llms_url,
+                None,
+                tuple(findings),
+                (Skipped("llms", "the host does not answer"),),
+            )
         if not self.may_fetch(robots, llms_url):
-            return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, None, tuple(findings),
-                             (Skipped("llms", f"robots.txt disallows {self.ua} from /llms.txt"),))
+            return SiteCheck(
+                origin,
+                robots.url,
+                robots.status,
+                robots.state,
+                llms_url,
+                None,
+                tuple(findings),
+                (Skipped("llms", f"robots.txt disallows {self.ua} from /llms.txt"),),
+            )
         resp = await self.get(llms_url, max_bytes=1_000_000)
         if resp.skipped:
-            return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, None, tuple(findings),
-                             (Skipped("llms", f"not fetched: {resp.skipped}"),))
+            return SiteCheck(
+                origin,
+                robots.url,
+                robots.status,
+                robots.state,
+                llms_url,
+                None,
+                tuple(findings),
+                (Skipped("llms", f"not fetched: {resp.skipped}"),),
+            )
         findings += await self._llms_findings(llms_url, resp)
         return SiteCheck(origin, robots.url, robots.status, robots.state, llms_url, resp.status, tuple(findings))
 
     async def _llms_findings(self, url: str, resp: FetchedResponse) -> list[Finding]:
         failed = no_answer(resp)
         if failed or (resp.status or 0) >= 500:
-            return [finding("llms.unreachable", "warning", f"{url} could not be read: {failed or f'HTTP {resp.status}'}.", url=url)]
+            return [
+                finding(
+                    "llms.unreachable",
+                    "warning",
+                    f"{url} could not be read: {failed or f'HTTP {resp.status}'}.",
+                    url=url,
+                )
+            ]
         if resp.status != 200:
             return [finding("llms.missing", "info", f"{url} answers HTTP {resp.status}: no llms.txt.", url=url)]
         text, _ = decode_html(resp.body, resp.headers.get("content-type"))
         head = text.lstrip()[:300].lower()
         if resp.media_type in HTML_TYPES or head.startswith(("<!doctype", "<html")):
-            return [finding("llms.not-markdown", "warning", f"{url} answers 200 with HTML ({resp.media_type or 'no content type'}), not markdown.",
-                            evidence=text.lstrip()[:120], url=url)]
+            return [
+                finding(
+                    "llms.not-markdown",
+                    "warning",
+                    f"{url} answers 200 with HTML ({resp.media_type or 'no content type'}), not markdown.",
+                    evidence=text.lstrip()[:120],
+                    url=url,
+                )
+            ]
         parsed = parse_llms_txt(text, url)
         out: list[Finding] = []
         if not parsed.has_title:
-            out.append(finding("llms.no-title", "error", "llms.txt must start with an H1 title ('# Name').",
-                               evidence=next((ln.strip() for ln in text.splitlines() if ln.strip()), "(empty file)")[:120], url=url))
+            out.append(
+                finding(
+                    "llms.no-title",
+                    "error",
+                    "llms.txt must start with an H1 title ('# Name').",
+                    evidence=next((ln.strip() for ln in text.splitlines() if ln.strip()), "(empty file)")[:120],
+                    url=url,
+                )
+            )
         format_problems = [(n, msg) for n, msg in parsed.problems if not msg.startswith("the first line")]
         if format_problems:
-            out.append(finding("llms.format", "warning", f"{len(format_problems)} line(s) do not follow the llms.txt format.",
-                               evidence="; ".join((f"line {n}: " if n else "") + msg for n, msg in format_problems[:5]), url=url))
+            out.append(
+                finding(
+                    "llms.format",
+                    "warning",
+                    f"{len(format_problems)} line(s) do not follow the llms.txt format.",
+                    evidence="; ".join((f"line {n}: " if n else "") + msg for n, msg in format_problems[:5]),
+                    url=url,
+                )
+            )
         if parsed.has_title and not parsed.summary:
             out.append(finding("llms.no-summary", "info", "No '> summary' blockquote after the title.", url=url))
         links = list(dict.fromkeys(parsed.links))
         checked, broken, unchecked = await self._check_links(links[: self.o.llms_links])
         if broken:
-            out.append(finding("llms.broken-links", "warning",
-                               f"{len(broken)} of {checked} checked llms.txt links do not resolve (of {len(links)} links; at most {self.o.llms_links} checked).",
-                               evidence="; ".join(broken[:8]), url=url))
+            out.append(
+                finding(
+                    "llms.broken-links",
+                    "warning",
+                    f"{len(broken)} of {checked} checked llms.txt links do not resolve (of {len(links)} links; at most {self.o.llms_links} checked).",
+                    evidence="; ".join(broken[:8]),
+                    url=url,
+                )
+            )
         if not any(f.severity in ("error", "warning") for f in out):
             note = f"; {len(unchecked)} not checked ({'; '.join(unchecked[:3])})" if unchecked else ""
-            out.append(finding("llms.valid", "pass",
-                               f"llms.txt '{parsed.title}': {len(parsed.sections)} section(s), {len(links)} link(s); "
-                               f"{checked} checked, all resolve{note}.", url=url))
+            out.append(
+                finding(
+                    "llms.valid",
+                    "pass",
+                    f"llms.txt '{parsed.title}': {len(parsed.sections)} section(s), {len(links)} link(s); "
+                    f"{checked} checked, all resolve{note}.",
+                    url=url,
+                )
+            )
         return out
 
     async def _check_links(self, links: list[str]) -> tuple[int, list[str], list[str]]:
@@ -230,9 +312,13 @@ class _Runner:
         if not any(_is_user_agent_line(line) for line in text.splitlines()):
             return None
         root = _origin(robots_url) + "/robots.txt"
-        return finding("robots.below-root", "warning",
-                       f"{robots_url} holds robots.txt rules, but {root} does not exist: crawlers read only the root file, so these rules count for nothing.",
-                       evidence=next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:120], url=robots_url)
+        return finding(
+            "robots.below-root",
+            "warning",
+            f"{robots_url} holds robots.txt rules, but {root} does not exist: crawlers read only the root file, so these rules count for nothing.",
+            evidence=next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:120],
+            url=robots_url,
+        )
 
     # -- page level ---------------------------------------------------------------------------
 
@@ -263,19 +349,35 @@ class _Runner:
             findings += await self._below_root_findings(url)
         if not self.may_fetch(robots, url):
             why = f"robots.txt disallows {self.ua} from this page: it was not fetched"
-            findings.append(finding("target.robots-geoaudit", "warning", why, evidence=robots.group_for(self.ua), url=url))
-            return replace(base, findings=tuple(findings), agents=tuple(agents),
-                           skipped=(Skipped("page", why), Skipped("fetch", why)))
+            findings.append(
+                finding("target.robots-geoaudit", "warning", why, evidence=robots.group_for(self.ua), url=url)
+            )
+            return replace(
+                base,
+                findings=tuple(findings),
+                agents=tuple(agents),
+                skipped=(Skipped("page", why), Skipped("fetch", why)),
+            )
         resp = await self.get(url, user_agent=self.o.browser_user_agent, text_only=True)
         failed = self._page_failure(resp, url)
         if failed is not None:
-            return replace(base, findings=tuple(findings + [failed]), agents=tuple(agents),
-                           skipped=(Skipped("page", failed.message), Skipped("fetch", "the page did not load for a browser")))
+            return replace(
+                base,
+                findings=tuple(findings + [failed]),
+                agents=tuple(agents),
+                skipped=(Skipped("page", failed.message), Skipped("fetch", "the page did not load for a browser")),
+            )
         html, _ = decode_html(resp.body, resp.headers.get("content-type"))
         content, facts, structured = content_checks(
-            html, url, final_url=resp.final_url, status=resp.status, content_type=resp.media_type,
-            x_robots=resp.headers.get_list("x-robots-tag"), last_modified=resp.headers.get("last-modified") or "",
-            agent_tokens={a.token for a in self.agents.agents}, table=self.table,
+            html,
+            url,
+            final_url=resp.final_url,
+            status=resp.status,
+            content_type=resp.media_type,
+            x_robots=resp.headers.get_list("x-robots-tag"),
+            last_modified=resp.headers.get("last-modified") or "",
+            agent_tokens={a.token for a in self.agents.agents},
+            table=self.table,
         )
         if resp.truncated:
             self.warnings.append(f"{url}: body cut at {self.o.max_bytes} bytes; checks read the first part only")
@@ -285,8 +387,15 @@ class _Runner:
             content += _fetch_findings(agents, resp, url)
         else:
             skipped = (Skipped("fetch", "turned off (--no-agent-fetch)"),)
-        return replace(base, checked=True, findings=tuple(findings + content), agents=tuple(agents),
-                       facts=facts, structured=structured, skipped=skipped)
+        return replace(
+            base,
+            checked=True,
+            findings=tuple(findings + content),
+            agents=tuple(agents),
+            facts=facts,
+            structured=structured,
+            skipped=skipped,
+        )
 
     async def _below_root_findings(self, url: str) -> list[Finding]:
         # Only the page's own directories (at most two levels): bounded, and where site owners put them.
@@ -305,16 +414,25 @@ class _Runner:
         if failed:
             return finding("target.unreachable", "error", f"{url}: {failed}", url=url)
         if (resp.status or 0) >= 300:
-            return finding("target.http-error", "error", f"{url} answers HTTP {resp.status} to a browser.",
-                           evidence=f"User-Agent: {self.o.browser_user_agent}", url=url)
+            return finding(
+                "target.http-error",
+                "error",
+                f"{url} answers HTTP {resp.status} to a browser.",
+                evidence=f"User-Agent: {self.o.browser_user_agent}",
+                url=url,
+            )
         if (resp.media_type and resp.media_type not in HTML_TYPES) or looks_binary(resp.body):
-            return finding("target.not-html", "error", f"{url} is {resp.media_type or 'binary data'}, not an HTML page.", url=url)
+            return finding(
+                "target.not-html", "error", f"{url} is {resp.media_type or 'binary data'}, not an HTML page.", url=url
+            )
         return None
 
     async def _fetch_as_agents(
         self, url: str, baseline: FetchedResponse, facts: PageFacts, agents: list[AgentResult], robots: RobotsTxt
     ) -> list[AgentResult]:
-        base_words = _words(extract_html(baseline.body, baseline.final_url, content_type=baseline.headers.get("content-type")).text)
+        base_words = _words(
+            extract_html(baseline.body, baseline.final_url, content_type=baseline.headers.get("content-type")).text
+        )
         by_token = {a.token: a for a in self.agents.agents}
 
         async def one(result: AgentResult) -> AgentResult:
@@ -359,7 +477,10 @@ def _compare(baseline: FetchedResponse, base_words: set[str], resp: FetchedRespo
     share = len(base_words & words) / len(union) if union else 1.0
     if share >= SAME_CONTENT:
         return "same", f"{share:.0%} of main-text words shared"
-    return "differs", f"{share:.0%} of main-text words shared with the browser's page ({len(words)} vs {len(base_words)} distinct words)"
+    return (
+        "differs",
+        f"{share:.0%} of main-text words shared with the browser's page ({len(words)} vs {len(base_words)} distinct words)",
+    )
 
 
 _ROLE_SEVERITY = {"search": "error", "user": "error", "training": "warning"}
@@ -376,19 +497,47 @@ def _fetch_findings(agents: list[AgentResult], baseline: FetchedResponse, url: s
     out: list[Finding] = []
     if blocked:
         severity = "error" if any(_ROLE_SEVERITY[r.role] == "error" for r in blocked) else "warning"
-        out.append(finding("fetch.blocked", severity,  # type: ignore[arg-type]
-                           f"{len(blocked)} AI agent(s) allowed by robots.txt are refused where a browser gets HTTP {baseline.status}: "
-                           f"{', '.join(r.token for r in blocked)}.", evidence=describe(blocked), url=url))
+        out.append(
+            finding(
+                "fetch.blocked",
+                severity,  # type: ignore[arg-type]
+                f"{len(blocked)} AI agent(s) allowed by robots.txt are refused where a browser gets HTTP {baseline.status}: "
+                f"{', '.join(r.token for r in blocked)}.",
+                evidence=describe(blocked),
+                url=url,
+            )
+        )
     if limited:
-        out.append(finding("fetch.rate-limited", "warning", f"{len(limited)} AI agent(s) got HTTP 429: {', '.join(r.token for r in limited)}.",
-                           evidence=describe(limited), url=url))
+        out.append(
+            finding(
+                "fetch.rate-limited",
+                "warning",
+                f"{len(limited)} AI agent(s) got HTTP 429: {', '.join(r.token for r in limited)}.",
+                evidence=describe(limited),
+                url=url,
+            )
+        )
     if differs:
-        out.append(finding("fetch.differs", "warning", f"{len(differs)} AI agent(s) got a different page: {', '.join(r.token for r in differs)}.",
-                           evidence=describe(differs), url=url))
+        out.append(
+            finding(
+                "fetch.differs",
+                "warning",
+                f"{len(differs)} AI agent(s) got a different page: {', '.join(r.token for r in differs)}.",
+                evidence=describe(differs),
+                url=url,
+            )
+        )
     same = [r for r in fetched if r.fetch == "same"]
     if same and not out:
-        out.append(finding("fetch.same", "pass", f"All {len(same)} AI agents fetched got the same page as a browser (HTTP {baseline.status}).",
-                           evidence=", ".join(r.token for r in same), url=url))
+        out.append(
+            finding(
+                "fetch.same",
+                "pass",
+                f"All {len(same)} AI agents fetched got the same page as a browser (HTTP {baseline.status}).",
+                evidence=", ".join(r.token for r in same),
+                url=url,
+            )
+        )
     return out
 
 
@@ -408,8 +557,15 @@ def content_checks(
     """The checks that need only the page's HTML (and headers): directives, structured data, extractability."""
     findings = directive_findings(robots_directives(html, x_robots, agent_tokens), url)
     structured, sd = check_structured(html, final_url or url, table)
-    facts, ex = check_extractability(html, url, status=status, final_url=final_url, content_type=content_type,
-                                     last_modified_header=last_modified, local=local)
+    facts, ex = check_extractability(
+        html,
+        url,
+        status=status,
+        final_url=final_url,
+        content_type=content_type,
+        last_modified_header=last_modified,
+        local=local,
+    )
     return findings + sd + ex, facts, structured
 
 
@@ -426,10 +582,20 @@ def check_html(
     agents = agents or load_agents()
     table = table or load_property_table()
     findings, facts, structured = content_checks(
-        html, url, final_url=url, status=None, content_type="text/html", x_robots=[], last_modified="",
-        agent_tokens={a.token for a in agents.agents}, table=table, local=True,
+        html,
+        url,
+        final_url=url,
+        status=None,
+        content_type="text/html",
+        x_robots=[],
+        last_modified="",
+        agent_tokens={a.token for a in agents.agents},
+        table=table,
+        local=True,
     )
-    return PageCheck(target or url, url, "file", True, tuple(findings), facts=facts, structured=structured, skipped=_OFFLINE_SKIPS)
+    return PageCheck(
+        target or url, url, "file", True, tuple(findings), facts=facts, structured=structured, skipped=_OFFLINE_SKIPS
+    )
 
 
 def check_file(path: str | Path, *, agents: AgentList | None = None, table: PropertyTable | None = None) -> PageCheck:
@@ -445,7 +611,10 @@ def check_file(path: str | Path, *, agents: AgentList | None = None, table: Prop
     if not p.is_file():
         return fail("target.missing-file", f"no such file: {target}")
     if p.suffix.lower() not in HTML_SUFFIXES:
-        return fail("target.invalid", f"{target}: unsupported file type {p.suffix or '(none)'}; check reads .html and .htm files")
+        return fail(
+            "target.invalid",
+            f"{target}: unsupported file type {p.suffix or '(none)'}; check reads .html and .htm files",
+        )
     try:
         raw = p.read_bytes()
     except OSError as exc:
@@ -500,7 +669,9 @@ async def acheck(
         nonlocal requests
         requests += 1
 
-    fetcher = Fetcher(fetch_options(settings, o), client=client, resolver=resolver, address_allowed=address_allowed, on_request=count)
+    fetcher = Fetcher(
+        fetch_options(settings, o), client=client, resolver=resolver, address_allowed=address_allowed, on_request=count
+    )
     runner = _Runner(settings, o, agents, table, fetcher)
     sem = asyncio.Semaphore(o.concurrency)
     done = 0
@@ -514,8 +685,13 @@ async def acheck(
                 if settings.debug:
                     raise
                 why = f"{type(exc).__name__}: {exc}"
-                page = PageCheck(str(target), str(target), "url" if _is_url(str(target)) else "file", False,
-                                 (finding("target.check-failed", "error", why, url=str(target)),))
+                page = PageCheck(
+                    str(target),
+                    str(target),
+                    "url" if _is_url(str(target)) else "file",
+                    False,
+                    (finding("target.check-failed", "error", why, url=str(target)),),
+                )
         done += 1
         if progress is not None:
             progress(done, len(targets), str(target))
@@ -530,14 +706,21 @@ async def acheck(
     if o.allow_private:
         warnings.append("private and loopback addresses are allowed (--allow-private)")
     if not o.respect_robots:
-        warnings.append("robots.txt is IGNORED for geoaudit's own requests (--ignore-robots): only do this on sites you own")
+        warnings.append(
+            "robots.txt is IGNORED for geoaudit's own requests (--ignore-robots): only do this on sites you own"
+        )
     from geoaudit import __version__
 
     recorded = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
     recorded.update(user_agent=settings.user_agent, requests=requests, agents_checked=[a.token for a in agents.agents])
     return CheckReport(
-        sites=tuple(sites), pages=tuple(pages), generated_at=now_iso(), geoaudit_version=__version__,
-        agents_source=agents.description, schema_source=table.description, options=recorded,
+        sites=tuple(sites),
+        pages=tuple(pages),
+        generated_at=now_iso(),
+        geoaudit_version=__version__,
+        agents_source=agents.description,
+        schema_source=table.description,
+        options=recorded,
         warnings=tuple(warnings + runner.warnings),
     )
 
@@ -553,6 +736,15 @@ def check(
     address_allowed: Callable[[IPAddress], bool] = is_public_address,
 ) -> CheckReport:
     """Synchronous :func:`acheck` (works inside a running event loop too, e.g. Jupyter)."""
-    result: CheckReport = run_sync(acheck(targets, settings=settings, options=options, client=client, progress=progress,
-                                          resolver=resolver, address_allowed=address_allowed))
+    result: CheckReport = run_sync(
+        acheck(
+            targets,
+            settings=settings,
+            options=options,
+            client=client,
+            progress=progress,
+            resolver=resolver,
+            address_allowed=address_allowed,
+        )
+    )
     return result

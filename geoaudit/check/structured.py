@@ -63,21 +63,32 @@ def load_property_table(path: Path | None = None) -> PropertyTable:
 
     types = tuple(
         TypeRule(
-            str(t["name"]), strs(t.get("applies_to") or [t["name"]]), strs(t.get("required")),
-            tuple(strs(g) for g in t.get("required_any", [])), strs(t.get("recommended")), str(t.get("source", "")),
+            str(t["name"]),
+            strs(t.get("applies_to") or [t["name"]]),
+            strs(t.get("required")),
+            tuple(strs(g) for g in t.get("required_any", [])),
+            strs(t.get("recommended")),
+            str(t.get("source", "")),
         )
         for t in doc.get("type", [])
     )
     og = doc.get("opengraph", {})
     meta = doc.get("meta", {})
-    return PropertyTable(types, strs(og.get("required")), strs(og.get("recommended")), str(og.get("source", "")),
-                         str(meta.get("source", "")), str(meta.get("updated", "")), path)
+    return PropertyTable(
+        types,
+        strs(og.get("required")),
+        strs(og.get("recommended")),
+        str(og.get("source", "")),
+        str(meta.get("source", "")),
+        str(meta.get("updated", "")),
+        path,
+    )
 
 
 def _short_type(value: str) -> str:
     for prefix in _SCHEMA_PREFIXES:
         if value.startswith(prefix):
-            return value[len(prefix):]
+            return value[len(prefix) :]
     return value
 
 
@@ -139,7 +150,9 @@ def check_structured(html: str, url: str, table: PropertyTable) -> tuple[Structu
         scripts = tree.xpath('//script[@type="application/ld+json"]')
     except Exception as exc:  # lxml gave up on the markup: say so, keep going
         scripts = []
-        findings.append(finding("schema.extract-error", "warning", f"the HTML could not be parsed for JSON-LD: {exc}", url=url))
+        findings.append(
+            finding("schema.extract-error", "warning", f"the HTML could not be parsed for JSON-LD: {exc}", url=url)
+        )
     count = 0
     for i, script in enumerate(scripts, 1):
         raw = script.xpath("string()")
@@ -148,24 +161,47 @@ def check_structured(html: str, url: str, table: PropertyTable) -> tuple[Structu
             data = JsonLdExtractor().extract_items(script)
         except Exception as exc:
             errors += 1
-            findings.append(finding("schema.parse-error", "error", f"{where} does not parse: {exc}.",
-                                    evidence=" ".join(raw.split())[:160], url=url))
+            findings.append(
+                finding(
+                    "schema.parse-error",
+                    "error",
+                    f"{where} does not parse: {exc}.",
+                    evidence=" ".join(raw.split())[:160],
+                    url=url,
+                )
+            )
             continue
         try:
             json.loads(raw, strict=False)
         except ValueError as exc:
-            findings.append(finding("schema.lenient-json", "warning", f"{where} parses only leniently ({exc}).",
-                                    evidence=" ".join(raw.split())[:160], url=url))
+            findings.append(
+                finding(
+                    "schema.lenient-json",
+                    "warning",
+                    f"{where} parses only leniently ({exc}).",
+                    evidence=" ".join(raw.split())[:160],
+                    url=url,
+                )
+            )
         count += len(data)
         nodes += [("json-ld", n) for n in _typed_nodes(data)]
     items["json-ld"] = count
 
     for syntax in ("microdata", "rdfa"):
         try:
-            out = extruct.extract(html, base_url=url or None, syntaxes=[syntax], uniform=(syntax == "microdata"), errors="strict")
+            out = extruct.extract(
+                html, base_url=url or None, syntaxes=[syntax], uniform=(syntax == "microdata"), errors="strict"
+            )
         except Exception as exc:
             errors += 1
-            findings.append(finding("schema.extract-error", "warning", f"{syntax} could not be extracted: {type(exc).__name__}: {exc}", url=url))
+            findings.append(
+                finding(
+                    "schema.extract-error",
+                    "warning",
+                    f"{syntax} could not be extracted: {type(exc).__name__}: {exc}",
+                    url=url,
+                )
+            )
             items[syntax] = 0
             continue
         got = out.get(syntax, [])
@@ -187,10 +223,19 @@ def check_structured(html: str, url: str, table: PropertyTable) -> tuple[Structu
     findings += _property_findings(nodes, table, url)
     schema_items = sum(v for k, v in items.items() if k != "opengraph")
     if schema_items == 0 and not errors:
-        findings.append(finding("schema.none", "warning", "No schema.org structured data (JSON-LD, microdata or RDFa) on the page.", url=url))
+        findings.append(
+            finding(
+                "schema.none",
+                "warning",
+                "No schema.org structured data (JSON-LD, microdata or RDFa) on the page.",
+                url=url,
+            )
+        )
     elif types:
         per_syntax = ", ".join(f"{k} {v}" for k, v in items.items() if v and k != "opengraph")
-        findings.append(finding("schema.found", "pass", f"schema.org types: {', '.join(types)} ({per_syntax}).", url=url))
+        findings.append(
+            finding("schema.found", "pass", f"schema.org types: {', '.join(types)} ({per_syntax}).", url=url)
+        )
     findings += _opengraph_findings(og, table, url)
     return StructuredFacts(items, tuple(types), og, errors), findings
 
@@ -220,19 +265,56 @@ def _property_findings(nodes: list[tuple[str, dict[str, Any]]], table: PropertyT
                 sources_rec.add(rule.source)
     out = []
     if missing_req:
-        out.append(finding("schema.required", "error", "Required properties missing — " + "; ".join(missing_req) + ".",
-                           evidence="per " + ", ".join(sorted(sources_req)), url=url))
+        out.append(
+            finding(
+                "schema.required",
+                "error",
+                "Required properties missing — " + "; ".join(missing_req) + ".",
+                evidence="per " + ", ".join(sorted(sources_req)),
+                url=url,
+            )
+        )
     if missing_rec:
-        out.append(finding("schema.recommended", "warning", "Recommended properties missing — " + "; ".join(missing_rec) + ".",
-                           evidence="per " + ", ".join(sorted(sources_rec)), url=url))
+        out.append(
+            finding(
+                "schema.recommended",
+                "warning",
+                "Recommended properties missing — " + "; ".join(missing_rec) + ".",
+                evidence="per " + ", ".join(sorted(sources_rec)),
+                url=url,
+            )
+        )
     return out
 
 
 def _opengraph_findings(og: dict[str, str], table: PropertyTable, url: str) -> list[Finding]:
     if not og:
-        return [finding("schema.opengraph", "info", "No OpenGraph tags (og:title, og:description, ...); link previews and some engines read them.", url=url)]
+        return [
+            finding(
+                "schema.opengraph",
+                "info",
+                "No OpenGraph tags (og:title, og:description, ...); link previews and some engines read them.",
+                url=url,
+            )
+        ]
     missing = [p for p in table.og_required if p not in og]
     present = ", ".join(sorted(og))
     if missing:
-        return [finding("schema.opengraph", "warning", f"OpenGraph is missing {', '.join(missing)}.", evidence=f"present: {present}", url=url)]
-    return [finding("schema.opengraph", "pass", "OpenGraph has og:title, og:type, og:image and og:url.", evidence=f"present: {present}", url=url)]
+        return [
+            finding(
+                "schema.opengraph",
+                "warning",
+                f"OpenGraph is missing {', '.join(missing)}.",
+                evidence=f"present: {present}",
+                url=url,
+            )
+        ]
+    return [
+        finding(
+            "schema.opengraph",
+            "pass",
+            "OpenGraph has og:title, og:type, og:image and og:url.",
+            evidence=f"present: {present}",
+            url=url,
+        )
+    ]

@@ -43,9 +43,7 @@ class GeoauditGroup(typer.core.TyperGroup):
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise
-            err_console.print(
-                "[yellow]interrupted[/]: finished work is saved; run the same command again to resume."
-            )
+            err_console.print("[yellow]interrupted[/]: finished work is saved; run the same command again to resume.")
             sys.exit(130)
         except _click.exceptions.NoArgsIsHelpError:
             raise  # `geoaudit runs` alone: click prints the group's help
@@ -53,8 +51,14 @@ class GeoauditGroup(typer.core.TyperGroup):
             if _state["debug"]:
                 raise
             _fail(_usage_message(exc), exc.exit_code)
-        except (typer.Exit, typer.Abort, _click.exceptions.ClickException,
-                click.exceptions.Exit, click.Abort, click.ClickException):
+        except (
+            typer.Exit,
+            typer.Abort,
+            _click.exceptions.ClickException,
+            click.exceptions.Exit,
+            click.Abort,
+            click.ClickException,
+        ):
             raise  # typer/click's own control flow (--help, --version, confirm aborts)
         except OSError as exc:
             if _state["debug"] or exc.errno == errno.EPIPE:  # `geoaudit ... | head`: typer exits quietly
@@ -64,7 +68,9 @@ class GeoauditGroup(typer.core.TyperGroup):
         except Exception as exc:  # a bug: still one line, the traceback is one flag away
             if _state["debug"]:
                 raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with `geoaudit --debug ...` for the traceback)", 1)
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (re-run with `geoaudit --debug ...` for the traceback)", 1
+            )
 
 
 def _fail(message: str, code: int) -> None:
@@ -112,7 +118,9 @@ def check_output_dir(path: Path | None, option: str) -> None:
     from geoaudit.errors import InputError
 
     if path.exists() and not path.is_dir():
-        raise InputError(f"{option} {path} exists and is not a directory", hint="give a directory, e.g. reports/my-run/")
+        raise InputError(
+            f"{option} {path} exists and is not a directory", hint="give a directory, e.g. reports/my-run/"
+        )
     target = _existing_ancestor(path)
     if not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {option} {path}: {target} is not a writable directory")
@@ -185,15 +193,20 @@ ModelOpt = typer.Option(None, "--model", "-m", help="litellm model string (defau
 ApiBaseOpt = typer.Option(None, "--api-base", help="Endpoint for the model, e.g. http://localhost:11434.")
 ConcurrencyOpt = typer.Option(None, "--concurrency", "-j", help="LLM calls in flight at once (per endpoint).")
 ApiBasesOpt = typer.Option(
-    None, "--api-base",
+    None,
+    "--api-base",
     help="Endpoint for the model, e.g. http://localhost:8000/v1. Repeat it for replicas of the same model "
-         "(calls are spread by litellm's Router; the first endpoint identifies the model in run ids).",
+    "(calls are spread by litellm's Router; the first endpoint identifies the model in run ids).",
 )
 RouterOpt = typer.Option(
-    None, "--router", help="litellm Router file (YAML or TOML model_list): the model's endpoints and their slots.",
+    None,
+    "--router",
+    help="litellm Router file (YAML or TOML model_list): the model's endpoints and their slots.",
 )
 WorkersOpt = typer.Option(
-    None, "--workers", help="Processes making the remote LLM calls (litellm costs ~5 ms of CPU a call; "
-                            "raise it when many slots answer fast).",
+    None,
+    "--workers",
+    help="Processes making the remote LLM calls (litellm costs ~5 ms of CPU a call; "
+    "raise it when many slots answer fast).",
 )
 NoCacheOpt = typer.Option(False, "--no-cache", help="Do not read or write the LLM response cache.")

@@ -91,9 +91,15 @@ def _table(result: Any) -> Any:
         label = f"[{_colour(i)}]{title}[/]" + (f"\n[dim]{escape(view.url)}[/]" if view.url else "")
         shown = f"{view.shown_chars:,}" + ("[yellow] cut[/]" if view.truncated else "")
         row = [
-            f"[{_colour(i)}]{i + 1}[/]", label, f"{round(m['cited'] * n)}/{n}", _fmt(m["citation_count"], 1),
-            _fmt(m["first_citation_rank"], 1), _pct(m["share_of_voice"]), _pct(m["word"]),
-            _pct(m["position"]), _pct(m["pawc"]),
+            f"[{_colour(i)}]{i + 1}[/]",
+            label,
+            f"{round(m['cited'] * n)}/{n}",
+            _fmt(m["citation_count"], 1),
+            _fmt(m["first_citation_rank"], 1),
+            _pct(m["share_of_voice"]),
+            _pct(m["word"]),
+            _pct(m["position"]),
+            _pct(m["pawc"]),
         ]
         if judged:
             row.append(_fmt(m.get("subjective_impression"), 2))
@@ -114,14 +120,20 @@ def ask_cmd(
     k: int = typer.Option(ENGINE_K, "--k", "-k", help="Sources shown to the engine (GEO uses 5)."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled; metrics are averaged over them."),
     seed: int = typer.Option(0, "--seed", help="Seed of the call (each sample derives its own)."),
-    temperature: float = typer.Option(ENGINE_TEMPERATURE, "--temperature", "-t", help="Sampling temperature (GEO paper: 0.7)."),
+    temperature: float = typer.Option(
+        ENGINE_TEMPERATURE, "--temperature", "-t", help="Sampling temperature (GEO paper: 0.7)."
+    ),
     max_tokens: int = typer.Option(ENGINE_MAX_TOKENS, "--max-tokens", help="Longest answer, in tokens."),
-    budget: int = typer.Option(ENGINE_SOURCE_BUDGET, "--source-chars", help="Characters of each source shown to the model."),
+    budget: int = typer.Option(
+        ENGINE_SOURCE_BUDGET, "--source-chars", help="Characters of each source shown to the model."
+    ),
     attribution: str = typer.Option(
         "auto", "--attribution", help="citations | overlap | hybrid | auto (hybrid for local/ models, else citations)."
     ),
     pawc: str = typer.Option("paper", "--pawc", help="PAWC formula: paper (GEO eq. 3) | code (GEO src/utils.py)."),
-    judge: bool = typer.Option(False, "--judge", help="Also rate the 7 subjective-impression facets (many more LLM calls)."),
+    judge: bool = typer.Option(
+        False, "--judge", help="Also rate the 7 subjective-impression facets (many more LLM calls)."
+    ),
     no_cache: bool = NoCacheOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the answer, metrics and provenance as JSON."),
 ) -> None:
@@ -143,13 +155,20 @@ def ask_cmd(
     from geoaudit.llm import make_gateway
 
     config = EngineConfig(
-        k=k, order=order, attribution=attribution, samples=samples, temperature=temperature,
-        max_tokens=max_tokens, source_budget_chars=budget, pawc_variant=pawc,
+        k=k,
+        order=order,
+        attribution=attribution,
+        samples=samples,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        source_budget_chars=budget,
+        pawc_variant=pawc,
     )
     documents = load_docs(docs)
     s = settings(model=model, api_base=api_base, cache=False if no_cache else None)
-    with make_gateway(s) as gateway, err_console.status(
-        f"answering with {gateway.model} ({samples} sample{'s' if samples != 1 else ''})"
+    with (
+        make_gateway(s) as gateway,
+        err_console.status(f"answering with {gateway.model} ({samples} sample{'s' if samples != 1 else ''})"),
     ):
         result = ask(gateway, query, documents, config, seed=seed, judge=judge)
     ans = result.answer

@@ -101,7 +101,9 @@ def show_cmd(
                         "domain": it.domain,
                         "tags": list(it.tags),
                         "target": it.target,
-                        "documents": [{"id": d.id, "url": d.url, "title": d.title, "words": d.word_count} for d in it.documents],
+                        "documents": [
+                            {"id": d.id, "url": d.url, "title": d.title, "words": d.word_count} for d in it.documents
+                        ],
                     }
                     for it in shown
                 ]

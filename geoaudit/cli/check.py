@@ -27,28 +27,50 @@ _ROLE = {"search": "search/answer", "user": "user-triggered", "training": "train
 )
 def check_command(
     targets: list[str] | None = typer.Argument(
-        None, metavar="URL_OR_FILE...", help="http(s) URLs and local .html files; each is checked, even when another fails."
+        None,
+        metavar="URL_OR_FILE...",
+        help="http(s) URLs and local .html files; each is checked, even when another fails.",
     ),
     file: Path | None = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
     fmt: str | None = typer.Option(
-        None, "--format", help="table (default), json, sarif, junit or html. Without it, -o picks by suffix (.json .sarif .xml .html)."
+        None,
+        "--format",
+        help="table (default), json, sarif, junit or html. Without it, -o picks by suffix (.json .sarif .xml .html).",
     ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the --format output here (the table still prints)."),
-    fail_on: str | None = typer.Option(None, "--fail-on", help="error or warning: exit 1 when a finding is this severe or worse."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the --format output here (the table still prints)."
+    ),
+    fail_on: str | None = typer.Option(
+        None, "--fail-on", help="error or warning: exit 1 when a finding is this severe or worse."
+    ),
     show_pass: bool = typer.Option(False, "--show-pass", help="List passed checks in the table too."),
-    allow_private: bool = typer.Option(False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."),
-    ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not honour robots.txt for geoaudit's own requests (only for sites you own)."),
-    delay: float = typer.Option(0.5, "--delay", help="Seconds between requests to one host (a larger robots.txt Crawl-delay wins)."),
+    allow_private: bool = typer.Option(
+        False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."
+    ),
+    ignore_robots: bool = typer.Option(
+        False, "--ignore-robots", help="Do not honour robots.txt for geoaudit's own requests (only for sites you own)."
+    ),
+    delay: float = typer.Option(
+        0.5, "--delay", help="Seconds between requests to one host (a larger robots.txt Crawl-delay wins)."
+    ),
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds per request, body included."),
-    no_agent_fetch: bool = typer.Option(False, "--no-agent-fetch", help="Do not fetch pages as each AI agent (robots.txt is still evaluated)."),
+    no_agent_fetch: bool = typer.Option(
+        False, "--no-agent-fetch", help="Do not fetch pages as each AI agent (robots.txt is still evaluated)."
+    ),
     agent: list[str] | None = typer.Option(None, "--agent", help="Only this AI agent token (e.g. GPTBot); repeatable."),
     agents_file: Path | None = typer.Option(
         None, "--agents-file", help="Your own AI agent list (TOML, the shipped file's format; setting ai_agents_file)."
     ),
-    list_agents: bool = typer.Option(False, "--list-agents", help="Print the AI agent list in use, with its source and date, and exit."),
+    list_agents: bool = typer.Option(
+        False, "--list-agents", help="Print the AI agent list in use, with its source and date, and exit."
+    ),
     llms_links: int = typer.Option(10, "--llms-links", help="Most llms.txt links checked per site."),
-    concurrency: int = typer.Option(4, "--concurrency", "-j", help="Targets checked at once (one request at a time per host)."),
-    user_agent: str | None = typer.Option(None, "--user-agent", help="geoaudit's own user agent (robots.txt is honoured for it)."),
+    concurrency: int = typer.Option(
+        4, "--concurrency", "-j", help="Targets checked at once (one request at a time per host)."
+    ),
+    user_agent: str | None = typer.Option(
+        None, "--user-agent", help="geoaudit's own user agent (robots.txt is honoured for it)."
+    ),
 ) -> None:
     """Check pages for AI readiness: crawler access, llms.txt, structured data, extractability. No LLM.
 
@@ -88,7 +110,9 @@ def check_command(
     if fmt is None and output is not None:
         fmt = _SUFFIX_FORMAT.get(output.suffix.lower())
         if fmt is None:
-            raise InputError(f"cannot tell the format of -o {output} from its suffix", hint="add --format json|sarif|junit|html")
+            raise InputError(
+                f"cannot tell the format of -o {output} from its suffix", hint="add --format json|sarif|junit|html"
+            )
     fmt = fmt or "table"
     if fmt == "table" and output is not None:
         raise InputError("-o writes json, sarif, junit or html", hint="add --format json|sarif|junit|html")
@@ -99,11 +123,19 @@ def check_command(
     if not items:
         raise InputError("nothing to check", hint="give URLs or .html files, or --file urls.txt")
     options = CheckOptions(
-        allow_private=allow_private, respect_robots=not ignore_robots, delay=delay, timeout=timeout,
-        fetch_as_agents=not no_agent_fetch, agents=tuple(agent or ()), llms_links=llms_links, concurrency=concurrency,
+        allow_private=allow_private,
+        respect_robots=not ignore_robots,
+        delay=delay,
+        timeout=timeout,
+        fetch_as_agents=not no_agent_fetch,
+        agents=tuple(agent or ()),
+        llms_links=llms_links,
+        concurrency=concurrency,
     )
     if ignore_robots:
-        err_console.print("[bold yellow]WARNING: robots.txt is IGNORED for geoaudit's requests (--ignore-robots).[/] Only do this for sites you own.")
+        err_console.print(
+            "[bold yellow]WARNING: robots.txt is IGNORED for geoaudit's requests (--ignore-robots).[/] Only do this for sites you own."
+        )
 
     report = _run(check, items, cfg, options)
     text = _render(report, fmt, fail_on)
@@ -121,7 +153,9 @@ def check_command(
         err_console.print("[bold red]error:[/] no target could be checked (reasons above)", highlight=False)
         raise typer.Exit(1)
     if fail_on is not None and report.fails(fail_on):
-        n = sum(1 for f in report.findings if f.severity in (("error",) if fail_on == "error" else ("error", "warning")))
+        n = sum(
+            1 for f in report.findings if f.severity in (("error",) if fail_on == "error" else ("error", "warning"))
+        )
         err_console.print(f"[bold red]check failed:[/] {n} finding(s) at or above --fail-on {fail_on}", highlight=False)
         raise typer.Exit(1)
 
@@ -129,8 +163,15 @@ def check_command(
 def _run(check: Any, items: list[str], cfg: Any, options: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]check[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("[dim]{task.fields[last]}[/]"), console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]check[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[last]}[/]"),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("check", total=len(items), last="")
 
         def on_progress(done: int, total: int, target: str) -> None:
@@ -161,7 +202,9 @@ def _print_table(report: Any, show_pass: bool) -> None:
     def findings_table(title: str, findings: Any, skipped: Any) -> None:
         order = {"error": 0, "warning": 1, "info": 2, "pass": 3}
         shown = [f for f in sorted(findings, key=lambda f: order[f.severity]) if show_pass or f.severity != "pass"]
-        table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
+        table = Table(
+            title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False
+        )
         table.add_column("severity", no_wrap=True)
         table.add_column("check", no_wrap=True)
         table.add_column("finding", overflow="fold")
@@ -209,15 +252,25 @@ def _print_agents_of(page: Any, show_pass: bool) -> None:
             table.add_column(col, overflow="fold")
         for role in ("search", "user", "training"):
             for a in (r for r in shown if r.role == role):
-                robots = "[green]allowed[/]" if a.robots == "allowed" else (f"[red]{a.robots}[/]" if a.robots == "disallowed" else a.robots)
-                fetch = {"same": "[green]same[/]", "blocked": "[red]blocked[/]", "differs": "[yellow]differs[/]",
-                         "rate-limited": "[yellow]rate-limited[/]"}.get(a.fetch, "[dim]not fetched[/]")
+                robots = (
+                    "[green]allowed[/]"
+                    if a.robots == "allowed"
+                    else (f"[red]{a.robots}[/]" if a.robots == "disallowed" else a.robots)
+                )
+                fetch = {
+                    "same": "[green]same[/]",
+                    "blocked": "[red]blocked[/]",
+                    "differs": "[yellow]differs[/]",
+                    "rate-limited": "[yellow]rate-limited[/]",
+                }.get(a.fetch, "[dim]not fetched[/]")
                 status = f" {a.status}" if a.status is not None else ""
                 table.add_row(escape(a.token), _ROLE[a.role], robots, fetch + status, f"[dim]{escape(a.note)}[/]")
         console.print(table)
     if rest:
-        console.print(f"[dim]{rest} {'other ' if shown else ''}AI agent(s): allowed by robots.txt and, where fetched, "
-                      "served the same page as a browser (--show-pass lists them)[/]")
+        console.print(
+            f"[dim]{rest} {'other ' if shown else ''}AI agent(s): allowed by robots.txt and, where fetched, "
+            "served the same page as a browser (--show-pass lists them)[/]"
+        )
 
 
 def _print_agents(agents: Any) -> None:
@@ -230,6 +283,8 @@ def _print_agents(agents: Any) -> None:
         table.add_column(col, no_wrap=True)
     for role in ("search", "user", "training"):
         for a in (x for x in agents.agents if x.role == role):
-            table.add_row(escape(a.token), escape(a.operator), _ROLE[role], "yes" if a.user_agent else "[dim]no (token only)[/]")
+            table.add_row(
+                escape(a.token), escape(a.operator), _ROLE[role], "yes" if a.user_agent else "[dim]no (token only)[/]"
+            )
     console.print(table)
     console.print(f"[dim]{escape(agents.description)}; each agent's documentation is linked in that file[/]")

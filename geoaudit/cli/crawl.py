@@ -18,21 +18,35 @@ def crawl_command(
         None, metavar="URL_OR_PATH...", help="http(s) URLs, or local .html/.md/.txt/.jsonl files, directories, globs."
     ),
     file: Path | None = typer.Option(None, "--file", "-f", help="Text file of URLs, one per line (# comments)."),
-    sitemap: list[str] | None = typer.Option(None, "--sitemap", help="Sitemap URL (index and .gz allowed); repeatable."),
-    max_pages: int | None = typer.Option(None, "--max-pages", help="Follow links breadth-first, visiting at most N URLs."),
-    same_domain: bool = typer.Option(False, "--same-domain", help="Only follow links to the seeds' hosts (and subdomains)."),
+    sitemap: list[str] | None = typer.Option(
+        None, "--sitemap", help="Sitemap URL (index and .gz allowed); repeatable."
+    ),
+    max_pages: int | None = typer.Option(
+        None, "--max-pages", help="Follow links breadth-first, visiting at most N URLs."
+    ),
+    same_domain: bool = typer.Option(
+        False, "--same-domain", help="Only follow links to the seeds' hosts (and subdomains)."
+    ),
     include: list[str] | None = typer.Option(None, "--include", help="Regex a discovered URL must match; repeatable."),
     exclude: list[str] | None = typer.Option(None, "--exclude", help="Regex that drops a discovered URL; repeatable."),
     delay: float = typer.Option(1.0, "--delay", help="Seconds between requests to the same host."),
     per_host: int = typer.Option(1, "--per-host", help="Requests in flight per host."),
     concurrency: int = typer.Option(16, "--concurrency", "-j", help="Requests in flight overall."),
-    ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not honour robots.txt (only for sites you own)."),
-    allow_private: bool = typer.Option(False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."),
+    ignore_robots: bool = typer.Option(
+        False, "--ignore-robots", help="Do not honour robots.txt (only for sites you own)."
+    ),
+    allow_private: bool = typer.Option(
+        False, "--allow-private", help="Allow private/loopback addresses (e.g. a local dev server)."
+    ),
     user_agent: str | None = typer.Option(None, "--user-agent", help="User agent for requests and robots.txt rules."),
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds per request, body included."),
     max_bytes: int = typer.Option(5_000_000, "--max-bytes", help="Cut bodies longer than this (recorded)."),
-    restart: bool = typer.Option(False, "--restart", help="Start over instead of resuming an unfinished identical crawl."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the documents to this JSONL file (atomically)."),
+    restart: bool = typer.Option(
+        False, "--restart", help="Start over instead of resuming an unfinished identical crawl."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Also write the documents to this JSONL file (atomically)."
+    ),
 ) -> None:
     """Crawl pages politely (or load local drafts) into documents for the audit.
 
@@ -74,7 +88,9 @@ def crawl_command(
         resume=not restart,
     )
     if ignore_robots:
-        err_console.print("[bold yellow]WARNING: robots.txt is IGNORED (--ignore-robots).[/] Only do this for sites you own or may crawl.")
+        err_console.print(
+            "[bold yellow]WARNING: robots.txt is IGNORED (--ignore-robots).[/] Only do this for sites you own or may crawl."
+        )
 
     result = _ingest_with_progress(ingest, list(inputs or []), settings(), options, file)
     _summary(result.crawled, len(result.local))
@@ -104,8 +120,14 @@ def _ingest_with_progress(ingest: Any, inputs: list[str], cfg: Any, options: Any
         def on_progress(p: Any) -> None:
             last = p.last.url if p.last else ""
             # The URL goes into a markup template: a page can link to "http://x/[/oops]".
-            bar.update(task, completed=p.done, total=p.done + p.queued, queued=p.queued, errors=p.errors,
-                       last=escape(last[-60:]))
+            bar.update(
+                task,
+                completed=p.done,
+                total=p.done + p.queued,
+                queued=p.queued,
+                errors=p.errors,
+                last=escape(last[-60:]),
+            )
 
         result = ingest(inputs, settings=cfg, options=options, url_file=url_file, progress=on_progress)
     crawled = result.crawled

@@ -15,9 +15,12 @@ from geoaudit.options import DEMO
 def demo_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Report directory (default: <data dir>/reports/demo)."),
     limit: int = typer.Option(DEMO.items, "--limit", help="Demo queries to use (of 30)."),
-    strategies: str = typer.Option(",".join(DEMO.strategies), "--strategies", "-s",
-                                   help="Comma-separated strategies to compare."),
-    adopters: str = typer.Option(",".join(f"{r:g}" for r in DEMO.rates), "--adopters", "-a", help="Adopter rates in [0, 1]."),
+    strategies: str = typer.Option(
+        ",".join(DEMO.strategies), "--strategies", "-s", help="Comma-separated strategies to compare."
+    ),
+    adopters: str = typer.Option(
+        ",".join(f"{r:g}" for r in DEMO.rates), "--adopters", "-a", help="Adopter rates in [0, 1]."
+    ),
     seeds: str = typer.Option("1", "--seeds", help="Seed count or list."),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers per condition."),
     model: str | None = typer.Option(None, "--model", "-m", help="Engine and rewrite model (default: local/smollm2)."),
@@ -43,11 +46,18 @@ def demo_cmd(
     names = tuple(x.strip() for x in strategies.split(",") if x.strip())
     err_console.print(
         f"geoaudit demo: {limit} queries, strategies {', '.join(names)}, adopter rates {adopters}, "
-        f"engine {s.model} (data in {s.data_dir})", highlight=False,
+        f"engine {s.model} (data in {s.data_dir})",
+        highlight=False,
     )
     tasks: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description:<9}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console) as bar:
+    with Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err_console,
+    ) as bar:
 
         def stage(name: str, info: dict[str, Any]) -> None:
             if name not in tasks:
@@ -59,22 +69,34 @@ def demo_cmd(
             note = f"last: {info['status']}" if "status" in info else ""
             bar.update(tasks[name], total=info.get("total"), completed=info.get("done", 0), note=note)
 
-        result = run_demo(s, out_dir=out, limit=limit, strategies=names, rates=parse_rates(adopters),
-                          seeds=parse_seeds(seeds), samples=samples, stage=stage)
+        result = run_demo(
+            s,
+            out_dir=out,
+            limit=limit,
+            strategies=names,
+            rates=parse_rates(adopters),
+            seeds=parse_seeds(seeds),
+            samples=samples,
+            stage=stage,
+        )
         for t in tasks.values():
             bar.update(t, completed=bar.tasks[t].total or 1, total=bar.tasks[t].total or 1)
     crawl = ", ".join(f"{k} {v}" for k, v in result.crawled.items() if v)
     rw = ", ".join(f"{k} {v}" for k, v in result.rewrites.items() if v)
-    console.print(f"crawl: {crawl}; target rewrites: {rw or 'none'}; run {result.run_id}; {result.seconds:.0f} s",
-                  highlight=False)
+    console.print(
+        f"crawl: {crawl}; target rewrites: {rw or 'none'}; run {result.run_id}; {result.seconds:.0f} s", highlight=False
+    )
     if result.stats.engine is not None:
         console.print("engine calibration:", highlight=False)
         for line in result.stats.engine.lines():
             console.print(f"  {line}", highlight=False, markup=False)
     primary = result.stats.options["metrics"][0]
-    console.print(f"visibility of your page, should you adopt ({primary}, treated − rivals: mean Δ with its t "
-                  "interval, t-test + Holm; * = fewer queries than the size where the interval's coverage was "
-                  "verified):", highlight=False)
+    console.print(
+        f"visibility of your page, should you adopt ({primary}, treated − rivals: mean Δ with its t "
+        "interval, t-test + Holm; * = fewer queries than the size where the interval's coverage was "
+        "verified):",
+        highlight=False,
+    )
     for line in headline(result.stats):
         console.print(line, highlight=False, markup=False)
     for line in result.usage:

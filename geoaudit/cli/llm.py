@@ -56,7 +56,7 @@ def models_cmd(
         "  openai/gpt-4o-mini                                       (needs OPENAI_API_KEY)\n"
         "  openai/<name> --api-base http://host:port/v1            (any OpenAI-compatible server)\n"
         "  local/<path/to/model.gguf>                               (your own GGUF, in-process)\n"
-        "Set a default with GEOAUDIT_MODEL or `model = \"...\"` in the config file.",
+        'Set a default with GEOAUDIT_MODEL or `model = "..."` in the config file.',
         highlight=False,
     )
 
@@ -94,11 +94,20 @@ def ask_llm_cmd(
     with make_gateway(s) as gateway:
         resp = gateway.complete(req)
     if json_out:
-        console.print_json(json.dumps({
-            "model": resp.model, "text": resp.text, "cached": resp.cached,
-            "prompt_tokens": resp.prompt_tokens, "completion_tokens": resp.completion_tokens,
-            "cost": resp.cost, "seed": seed, "temperature": temperature,
-        }))
+        console.print_json(
+            json.dumps(
+                {
+                    "model": resp.model,
+                    "text": resp.text,
+                    "cached": resp.cached,
+                    "prompt_tokens": resp.prompt_tokens,
+                    "completion_tokens": resp.completion_tokens,
+                    "cost": resp.cost,
+                    "seed": seed,
+                    "temperature": temperature,
+                }
+            )
+        )
     else:
         console.print(resp.text, highlight=False, markup=False)
         print_usage(gateway)

@@ -57,8 +57,20 @@ def report_cmd(
     try:
         err_console.print(f"report: computing statistics for {r.id} …", highlight=False)
         path = write_report(
-            r, target, title=title, examples=examples, metrics=metrics, comparisons=comparison, family=family,
-            correction=correction, mode=mode, estimand=estimand, alpha=alpha, power=power, n_boot=n_boot, ci=ci,
+            r,
+            target,
+            title=title,
+            examples=examples,
+            metrics=metrics,
+            comparisons=comparison,
+            family=family,
+            correction=correction,
+            mode=mode,
+            estimand=estimand,
+            alpha=alpha,
+            power=power,
+            n_boot=n_boot,
+            ci=ci,
         )
     finally:
         r.close()

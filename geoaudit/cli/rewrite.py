@@ -76,12 +76,22 @@ def rewrite_cmd(
     fmt = output_format(out, fmt)
     check_output_file(out, "--output")
     s = settings(
-        model=model, api_base=api_base, concurrency=concurrency, strategies_dir=strategies_dir,
-        cache=False if no_cache else None, router_file=router, workers=workers,
+        model=model,
+        api_base=api_base,
+        concurrency=concurrency,
+        strategies_dir=strategies_dir,
+        cache=False if no_cache else None,
+        router_file=router,
+        workers=workers,
     )
     with Progress(
-        TextColumn("[bold]rewrite[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=err_console, transient=True,
+        TextColumn("[bold]rewrite[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+        transient=True,
     ) as bar:
         task = bar.add_task("", total=None)
 
@@ -89,8 +99,15 @@ def rewrite_cmd(
             bar.update(task, advance=1, description=f"{r.strategy} {r.status}")
 
         batch = rewrite_documents(
-            s, strategy or [], inputs=[str(p) for p in inputs or []], doc_patterns=doc or [], query=query,
-            seed=seed, model=model, read_store=not no_cache, progress=on_done,
+            s,
+            strategy or [],
+            inputs=[str(p) for p in inputs or []],
+            doc_patterns=doc or [],
+            query=query,
+            seed=seed,
+            model=model,
+            read_store=not no_cache,
+            progress=on_done,
         )
     pairs = batch.pairs()
     if diff:
@@ -148,7 +165,7 @@ def _mark(chunk: str, left: str, right: str) -> str:
     if not core:
         return chunk
     start = chunk.index(core[0])
-    return f"{chunk[:start]}{left}{core}{right}{chunk[start + len(core):]}"
+    return f"{chunk[:start]}{left}{core}{right}{chunk[start + len(core) :]}"
 
 
 def _print_summary(results: list[Any], names: list[str]) -> None:

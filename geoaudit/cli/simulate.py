@@ -39,30 +39,48 @@ app.add_typer(runs_app, name="runs")
 @app.command("simulate")
 def simulate_cmd(
     bench: str = typer.Option("demo", "--bench", "-b", help="Bench: 'demo', a name from `bench list`, or a path."),
-    strategies: str = typer.Option(",".join(SIMULATE_STRATEGIES), "--strategies", "-s",
-                                   help="Comma-separated strategy names, or 'all'."),
-    adopters: str = typer.Option(",".join(f"{r:g}" for r in SIMULATE_RATES), "--adopters", "-a",
-                                 help="Adopter rates in [0, 1]: share of competitors that also adopt."),
+    strategies: str = typer.Option(
+        ",".join(SIMULATE_STRATEGIES), "--strategies", "-s", help="Comma-separated strategy names, or 'all'."
+    ),
+    adopters: str = typer.Option(
+        ",".join(f"{r:g}" for r in SIMULATE_RATES),
+        "--adopters",
+        "-a",
+        help="Adopter rates in [0, 1]: share of competitors that also adopt.",
+    ),
     samples: int = typer.Option(1, "--samples", "-n", help="Answers sampled per condition."),
     seeds: str = typer.Option("1", "--seeds", help="Seed count (3 = seeds 0,1,2) or a list (0,7,9)."),
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N bench items."),
     domain: str | None = typer.Option(None, "--domain", help="Only items of this domain."),
     k: int = typer.Option(ENGINE_K, "--k", help="Sources the engine shows per query."),
     order: str = typer.Option("given", "--order", help="Source order: given, retrieved or shuffled."),
-    attribution: str = typer.Option("auto", "--attribution",
-                                    help="citations, overlap, hybrid, or auto (hybrid for local models)."),
-    temperature: float = typer.Option(ENGINE_TEMPERATURE, "--temperature", help="Answer sampling temperature (GEO: 0.7)."),
+    attribution: str = typer.Option(
+        "auto", "--attribution", help="citations, overlap, hybrid, or auto (hybrid for local models)."
+    ),
+    temperature: float = typer.Option(
+        ENGINE_TEMPERATURE, "--temperature", help="Answer sampling temperature (GEO: 0.7)."
+    ),
     max_tokens: int = typer.Option(ENGINE_MAX_TOKENS, "--max-tokens", help="Longest answer, in tokens."),
-    stages: str = typer.Option("auto", "--stages",
-                               help="What the engine measures: some of relevance,selection,answer, or auto "
-                                    "(all three on the embedded model, answer elsewhere)."),
-    answers: str = typer.Option("all", "--answers",
-                                help="Sample answers in every condition (all) or only the base one (base: "
-                                     "engine calibration at a fraction of the cost)."),
-    primary: str = typer.Option("auto", "--primary",
-                                help="The metric the verdict is about, declared before the run "
-                                     "(auto: selection when measured, else pawc)."),
-    source_budget: int = typer.Option(ENGINE_SOURCE_BUDGET, "--source-budget", help="Characters of each source shown to the engine."),
+    stages: str = typer.Option(
+        "auto",
+        "--stages",
+        help="What the engine measures: some of relevance,selection,answer, or auto "
+        "(all three on the embedded model, answer elsewhere).",
+    ),
+    answers: str = typer.Option(
+        "all",
+        "--answers",
+        help="Sample answers in every condition (all) or only the base one (base: "
+        "engine calibration at a fraction of the cost).",
+    ),
+    primary: str = typer.Option(
+        "auto",
+        "--primary",
+        help="The metric the verdict is about, declared before the run (auto: selection when measured, else pawc).",
+    ),
+    source_budget: int = typer.Option(
+        ENGINE_SOURCE_BUDGET, "--source-budget", help="Characters of each source shown to the engine."
+    ),
     model: str | None = typer.Option(None, "--model", "-m", help="Engine model (default: local/smollm2)."),
     rewrite_model: str | None = typer.Option(None, "--rewrite-model", help="Model that rewrites documents."),
     api_base: list[str] | None = ApiBasesOpt,
@@ -73,7 +91,8 @@ def simulate_cmd(
     strategies_dir: Path | None = typer.Option(None, "--strategies-dir", help="Extra directory of strategy files."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     max_cells: int | None = typer.Option(
-        None, "--max-cells", help="Refuse plans with more cells than this (default 500,000: simulate.MAX_CELLS)."),
+        None, "--max-cells", help="Refuse plans with more cells than this (default 500,000: simulate.MAX_CELLS)."
+    ),
 ) -> None:
     """Run competitive simulations: does a strategy help when competitors adopt it too?
 
@@ -98,16 +117,38 @@ def simulate_cmd(
     if max_cells is not None and max_cells < 1:
         raise ConfigError(f"--max-cells must be at least 1, got {max_cells}")
 
-    s = settings(model=model, rewrite_model=rewrite_model, api_base=api_base, concurrency=concurrency,
-                 cache=False if no_cache else None, strategies_dir=strategies_dir, router_file=router,
-                 workers=workers)
-    engine = EngineConfig(k=k, order=order, attribution=attribution, samples=samples,
-                          temperature=temperature, max_tokens=max_tokens, stages=stages,
-                          source_budget_chars=source_budget)
+    s = settings(
+        model=model,
+        rewrite_model=rewrite_model,
+        api_base=api_base,
+        concurrency=concurrency,
+        cache=False if no_cache else None,
+        strategies_dir=strategies_dir,
+        router_file=router,
+        workers=workers,
+    )
+    engine = EngineConfig(
+        k=k,
+        order=order,
+        attribution=attribution,
+        samples=samples,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stages=stages,
+        source_budget_chars=source_budget,
+    )
     config = SimulationConfig(
-        bench=bench, strategies=tuple(x.strip() for x in strategies.split(",") if x.strip()),
-        rates=parse_rates(adopters), seeds=parse_seeds(seeds), limit=limit, engine=engine,
-        model=s.model, rewrite_model=s.rewrite_model or "", domain=domain, answers=answers, primary=primary,
+        bench=bench,
+        strategies=tuple(x.strip() for x in strategies.split(",") if x.strip()),
+        rates=parse_rates(adopters),
+        seeds=parse_seeds(seeds),
+        limit=limit,
+        engine=engine,
+        model=s.model,
+        rewrite_model=s.rewrite_model or "",
+        domain=domain,
+        answers=answers,
+        primary=primary,
     )
     with Simulation(s, config, command="geoaudit " + " ".join(sys.argv[1:]), max_cells=max_cells or MAX_CELLS) as sim:
         _simulate(sim, config, engine, samples, json_out)
@@ -129,15 +170,25 @@ def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) 
         f"run [bold]{sim.run_id}[/]: {sim.planned_cells:,} cells = {len(sim.bench.items)} items x {len(config.seeds)} "
         f"seeds x (1 base + {len(sim.strategies)} strategies x {len(config.rates)} rates x 2 conditions), "
         f"{samples} sample(s) each; engine {sim.gateway.model}, attribution {engine.resolve_attribution(sim.gateway.model)}"
-        + (f"; {len(sim.gateway.endpoints.deployments)} endpoints (litellm Router), {sim.gateway.slots} slots"
-           if sim.gateway.endpoints.routed else "")
+        + (
+            f"; {len(sim.gateway.endpoints.deployments)} endpoints (litellm Router), {sim.gateway.slots} slots"
+            if sim.gateway.endpoints.routed
+            else ""
+        )
         + (f"; {sim.settings.workers} worker processes" if sim.settings.workers > 1 else ""),
         highlight=False,
     )
     with Progress(
-        TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[calls]}"),
-        console=err_console, transient=False,
+        TextColumn("[bold]simulate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cells"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[calls]}"),
+        console=err_console,
+        transient=False,
     ) as bar:
         task = bar.add_task("cells", total=None, calls="")
 
@@ -145,13 +196,21 @@ def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) 
             u = sim.gateway.usage
             cost = "" if u.local_calls == u.calls else f", ${u.cost:.4f} so far"
             failed = f", [red]{state.failed} failed[/]" if state.failed else ""
-            bar.update(task, total=state.planned, completed=state.done,
-                       calls=f"{u.calls} calls, {u.cached} cached{cost}{failed}")
+            bar.update(
+                task,
+                total=state.planned,
+                completed=state.done,
+                calls=f"{u.calls} calls, {u.cached} cached{cost}{failed}",
+            )
 
         result = sim.run_sync(on_progress)
     summary = {
-        "run": result.run.id, "path": str(result.run.dir), "planned_cells": result.planned_cells,
-        "computed_cells": result.computed_cells, "resumed_cells": result.resumed_cells, **result.run.counts(),
+        "run": result.run.id,
+        "path": str(result.run.dir),
+        "planned_cells": result.planned_cells,
+        "computed_cells": result.computed_cells,
+        "resumed_cells": result.resumed_cells,
+        **result.run.counts(),
         "status": result.run.meta["status"],
     }
     if json_out:
@@ -159,7 +218,8 @@ def _simulate(sim: Any, config: Any, engine: Any, samples: int, json_out: bool) 
     else:
         console.print(
             f"run {result.run.id}: {summary['rows']} result rows ({result.computed_cells} cells computed, "
-            f"{result.resumed_cells} already done, {result.failed_cells} failed) in {result.run.dir}", highlight=False,
+            f"{result.resumed_cells} already done, {result.failed_cells} failed) in {result.run.dir}",
+            highlight=False,
         )
         console.print(f"next: geoaudit stats {result.run.id}   |   geoaudit report {result.run.id}", highlight=False)
     print_usage(sim.gateway)
@@ -190,13 +250,23 @@ def runs_list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSO
     if not runs:
         console.print("no runs yet; start one with `geoaudit simulate` (or `geoaudit demo`)", highlight=False)
         return
-    table = Table(title="runs", caption="cells: done/planned; failed: cells whose LLM calls failed (a re-run retries them)")
+    table = Table(
+        title="runs", caption="cells: done/planned; failed: cells whose LLM calls failed (a re-run retries them)"
+    )
     for col in ("id", "status", "bench", "strategies", "model", "cells", "failed", "rows", "created"):
         table.add_column(col, no_wrap=col in {"id", "cells"}, overflow="fold")
     for r in runs:
-        table.add_row(r["id"], str(r["status"]), str(r["bench"]), ",".join(r["strategies"] or []), str(r["model"]),
-                      f"{r['cells']}/{r['planned_cells']}", str(r["failed_cells"] or ""), str(r["rows"]),
-                      str(r["created_at"] or "")[:16])
+        table.add_row(
+            r["id"],
+            str(r["status"]),
+            str(r["bench"]),
+            ",".join(r["strategies"] or []),
+            str(r["model"]),
+            f"{r['cells']}/{r['planned_cells']}",
+            str(r["failed_cells"] or ""),
+            str(r["rows"]),
+            str(r["created_at"] or "")[:16],
+        )
     console.print(table)
 
 
@@ -212,8 +282,11 @@ def runs_show_cmd(run: str = typer.Argument(..., help="Run id (or unique prefix)
     with open_run(settings(), run) as r:
         meta = r.meta
         failures = r.failed_cells()[:20]
-        console.print_json(json.dumps({"id": r.id, "path": str(r.dir), **r.counts(), **meta,
-                                       "failed_cell_errors": failures}, default=str))
+        console.print_json(
+            json.dumps(
+                {"id": r.id, "path": str(r.dir), **r.counts(), **meta, "failed_cell_errors": failures}, default=str
+            )
+        )
 
 
 @runs_app.command("export")

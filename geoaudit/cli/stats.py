@@ -46,9 +46,13 @@ def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
     for (metric, comparison), g in df.groupby(["metric", "comparison"], sort=False):
         what = "treated − rivals" if comparison == "advantage" else "treated − base"
         table = Table(
-            title=f"{metric} · {comparison} ({what})", title_justify="left", title_style="bold",
-            box=None if narrow else box.SIMPLE_HEAD, header_style="bold underline" if narrow else "bold",
-            pad_edge=False, padding=(0, 1),
+            title=f"{metric} · {comparison} ({what})",
+            title_justify="left",
+            title_style="bold",
+            box=None if narrow else box.SIMPLE_HEAD,
+            header_style="bold underline" if narrow else "bold",
+            pad_edge=False,
+            padding=(0, 1),
         )
         table.add_column("strategy", overflow="fold")
         table.add_column("rate", justify="right", overflow="fold")
@@ -61,8 +65,9 @@ def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
         table.add_column(f"{est} [{fmt_level(g['ci_level'].iloc[0])} CI]", justify="right", overflow="fold")
         table.add_column("rel.", justify="right", overflow="fold")
         table.add_column("p gain / loss" if one_sided else "p", justify="right", overflow="fold")
-        table.add_column(("p Holm" if holm else "p BH") + (" gain / loss" if one_sided else ""), justify="right",
-                         overflow="fold")
+        table.add_column(
+            ("p Holm" if holm else "p BH") + (" gain / loss" if one_sided else ""), justify="right", overflow="fold"
+        )
         if not narrow:
             table.add_column("r", justify="right", overflow="fold")
         table.add_column("verdict", overflow="fold", min_width=12)
@@ -75,8 +80,10 @@ def render_stats_tables(result: Any, width: int = 120) -> list[Any]:
             cells += [
                 Text(str(int(r["n"]))),
                 Text(f"{fmt_num(r['baseline_mean'])}{sep}→ {fmt_num(r['treated_mean'])}"),
-                Text(f"{fmt_num(r['estimate'], signed=True)}{sep}{fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
-                     + ("" if r["ci_verified"] else "*")),
+                Text(
+                    f"{fmt_num(r['estimate'], signed=True)}{sep}{fmt_ci(r['estimate_ci_low'], r['estimate_ci_high'])}"
+                    + ("" if r["ci_verified"] else "*")
+                ),
                 Text(fmt_pct(r["rel_improvement"]) if r["estimand"] == "mean" else "–"),  # a ratio of means
                 *(Text(x) for x in fmt_p_cells(r, "holm" if holm else "bh")),
             ]
@@ -101,17 +108,23 @@ def stats_cmd(
         None, "--family", help="Correction family: run (default), metric, domain (C-SEO) or group."
     ),
     correction: str = typer.Option("holm", "--correction", help="holm or bh (Benjamini-Hochberg)."),
-    mode: str = typer.Option("default", "--mode", help="default (two-sided) or cseo (C-SEO Bench's one-sided protocol)."),
+    mode: str = typer.Option(
+        "default", "--mode", help="default (two-sided) or cseo (C-SEO Bench's one-sided protocol)."
+    ),
     estimand: str | None = typer.Option(
-        None, "--estimand", help="What each test is about: mean (default) or pseudomedian (Hodges-Lehmann, "
-        "Wilcoxon; the default in cseo mode)."
+        None,
+        "--estimand",
+        help="What each test is about: mean (default) or pseudomedian (Hodges-Lehmann, "
+        "Wilcoxon; the default in cseo mode).",
     ),
     by: str | None = typer.Option(None, "--by", help="Break down by domain, tag or orig_rank."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples of queries."),
     ci: str = typer.Option(
-        "t", "--ci", help="Interval for a mean: t (default; holds its level on zero-heavy deltas), studentized, "
-        "percentile or bca bootstrap. The test of the mean is the one the interval inverts."
+        "t",
+        "--ci",
+        help="Interval for a mean: t (default; holds its level on zero-heavy deltas), studentized, "
+        "percentile or bca bootstrap. The test of the mean is the one the interval inverts.",
     ),
     power: float = typer.Option(0.8, "--power", help="Power for the minimum detectable effect (MDE)."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
@@ -144,9 +157,19 @@ def stats_cmd(
     r = open_run(settings(), run)
     try:
         result = run_stats(
-            r, metrics=metrics, comparisons=comparison, family=family, correction=correction, mode=mode, by=by,
+            r,
+            metrics=metrics,
+            comparisons=comparison,
+            family=family,
+            correction=correction,
+            mode=mode,
+            by=by,
             estimand=estimand,
-            alpha=alpha, power=power, n_boot=n_boot, ci=ci, seed=seed,
+            alpha=alpha,
+            power=power,
+            n_boot=n_boot,
+            ci=ci,
+            seed=seed,
         )
     finally:
         r.close()
