@@ -24,7 +24,8 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from geoaudit.citations import AnswerSample, make_sample
 from geoaudit.documents import Document
@@ -218,6 +219,30 @@ class AnswerPrompt:
         return tuple(turns)
 
 
+_P = TypeVar("_P")
+
+
+def _load_prompt_file(version: str, family: str, cls: type[_P]) -> tuple[Path, _P]:
+    """Read ``prompts/<version>.toml`` into ``cls``; ``family`` ("answer", "readings") names the
+    versions listed when the file does not exist.
+
+    Raises:
+        ConfigError: no such file, a version field that does not match the name, or a missing field.
+    """
+    path = prompts_dir() / f"{version}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in prompts_dir().glob(f"{family}-*.toml"))
+        raise ConfigError(f"no {family} prompt {version!r}", hint=f"known versions: {', '.join(known) or 'none'}")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if data.get("version") != version:
+        raise ConfigError(f"{path}: its version field {data.get('version')!r} does not match the file name")
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    try:
+        return path, cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 @lru_cache(maxsize=16)
 def load_answer_prompt(version: str = PROMPT_FOR_REMOTE) -> AnswerPrompt:
     """Load the answer prompt ``version`` (``auto`` means the remote-model default).
@@ -225,19 +250,7 @@ def load_answer_prompt(version: str = PROMPT_FOR_REMOTE) -> AnswerPrompt:
     Raises:
         ConfigError: no such prompt file, or it lacks a field or placeholder.
     """
-    if version == "auto":
-        version = PROMPT_FOR_REMOTE
-    path = prompts_dir() / f"{version}.toml"
-    if not path.is_file():
-        known = sorted(p.stem for p in prompts_dir().glob("answer-*.toml"))
-        raise ConfigError(f"no answer prompt {version!r}", hint=f"known versions: {', '.join(known) or 'none'}")
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    if data.get("version") != version:
-        raise ConfigError(f"{path}: its version field {data.get('version')!r} does not match the file name")
-    try:
-        prompt = AnswerPrompt(**{k: v for k, v in data.items() if k in {f.name for f in fields(AnswerPrompt)}})
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    path, prompt = _load_prompt_file(PROMPT_FOR_REMOTE if version == "auto" else version, "answer", AnswerPrompt)
     for placeholder in ("{query}", "{sources}"):
         if placeholder not in prompt.template:
             raise ConfigError(f"{path}: template lacks {placeholder}")
@@ -484,17 +497,7 @@ def load_readings_prompt(version: str = DEFAULT_READINGS_VERSION) -> ReadingsPro
     Raises:
         ConfigError: no such file, or a field or placeholder is missing.
     """
-    path = prompts_dir() / f"{version}.toml"
-    if not path.is_file():
-        known = sorted(p.stem for p in prompts_dir().glob("readings-*.toml"))
-        raise ConfigError(f"no readings prompt {version!r}", hint=f"known versions: {', '.join(known) or 'none'}")
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    if data.get("version") != version:
-        raise ConfigError(f"{path}: its version field {data.get('version')!r} does not match the file name")
-    try:
-        prompt = ReadingsPrompt(**{k: v for k, v in data.items() if k in {f.name for f in fields(ReadingsPrompt)}})
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    path, prompt = _load_prompt_file(version, "readings", ReadingsPrompt)
     if "{text}" not in prompt.relevance_context or "{query}" not in prompt.relevance_continuation:
         raise ConfigError(f"{path}: relevance_context needs {{text}} and relevance_continuation {{query}}")
     return prompt
