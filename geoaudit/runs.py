@@ -35,7 +35,7 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from geoaudit.citations import AnswerSample
 from geoaudit.config import Settings
@@ -181,6 +181,26 @@ def usage_summary(usage: dict[str, Any]) -> str:
         f"{usage['completion_tokens']:,} completion tokens; cost ${usage['cost']:.4f} (litellm price map; "
         "local models cost $0); saved as cells finish, so a killed invocation's cells in flight are not counted"
     )
+
+
+class Cell(NamedTuple):
+    """One unit of work of a run: one answer (its samples) for an item, seed and condition.
+
+    ``strategy`` is "" and ``rate`` None for the base condition (nobody adopts). A tuple, not a
+    dict: a run plans up to hundreds of thousands of them.
+    """
+
+    item: str
+    strategy: str
+    rate: float | None
+    seed: int
+    condition: str
+
+    @property
+    def id(self) -> str:
+        """The cell's key in the run store: ``item|strategy|rate|seed|condition``."""
+        rate = "" if self.rate is None else f"{self.rate:.6g}"
+        return f"{self.item}|{self.strategy}|{rate}|{self.seed}|{self.condition}"
 
 
 class _FileLock:
@@ -353,8 +373,7 @@ class Run:
 
     def save_cell(
         self,
-        cell: str,
-        key: dict[str, Any],
+        cell: Cell,
         answer: Answer,
         rows: list[dict[str, Any]],
         usage: dict[str, Any] | None = None,
@@ -388,15 +407,14 @@ class Run:
             )
             c.execute(
                 "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?)",
-                (cell, key["item"], key["strategy"], key["rate"], key["seed"], key["condition"], answer_id, now_iso()),
+                (cell.id, *cell, answer_id, now_iso()),
             )
-            c.execute("DELETE FROM failed_cells WHERE cell=?", (cell,))
+            c.execute("DELETE FROM failed_cells WHERE cell=?", (cell.id,))
             self._save_usage(c, usage)
 
     def save_failed_cell(
         self,
-        cell: str,
-        key: dict[str, Any],
+        cell: Cell,
         error: str,
         attempts: int = 1,
         usage: dict[str, Any] | None = None,
@@ -405,17 +423,7 @@ class Run:
         with Transaction(self.conn) as c:
             c.execute(
                 "INSERT OR REPLACE INTO failed_cells VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    cell,
-                    key["item"],
-                    key["strategy"],
-                    key["rate"],
-                    key["seed"],
-                    key["condition"],
-                    error,
-                    attempts,
-                    now_iso(),
-                ),
+                (cell.id, *cell, error, attempts, now_iso()),
             )
             self._save_usage(c, usage)
 

@@ -64,7 +64,7 @@ from geoaudit.llm import Gateway
 from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
 from geoaudit.options import SIMULATE_RATES, SIMULATE_STRATEGIES
 from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite
-from geoaudit.runs import Run
+from geoaudit.runs import Cell, Run
 from geoaudit.strategies import Strategy, load_strategies
 
 #: sim2: the engine measures stages (relevance and selection readings beside sampled answers) and
@@ -375,27 +375,18 @@ class Simulation:
             self._model_checked = True
 
     # -- planning
-    def cells(self) -> list[dict[str, Any]]:
-        """Every (item, strategy, rate, seed, condition) cell this run computes."""
+    def cells(self) -> list[Cell]:
+        """Every (item, strategy, rate, seed, condition) cell this run computes, in plan order."""
         out = []
         for item in self.bench.items:
             for seed in self.config.seeds:
-                out.append({"item": item.id, "strategy": "", "rate": None, "seed": seed, "condition": "base"})
+                out.append(Cell(item.id, "", None, seed, "base"))
                 for s in self.strategies:
                     for rate in self.config.rates:
                         # At rate 0 the rivals condition is the base condition; its rows reuse the base answer.
-                        out.append(
-                            {"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "rivals"}
-                        )
-                        out.append(
-                            {"item": item.id, "strategy": s.name, "rate": rate, "seed": seed, "condition": "treated"}
-                        )
+                        out.append(Cell(item.id, s.name, rate, seed, "rivals"))
+                        out.append(Cell(item.id, s.name, rate, seed, "treated"))
         return out
-
-    @staticmethod
-    def cell_id(c: dict[str, Any]) -> str:
-        rate = "" if c["rate"] is None else f"{c['rate']:.6g}"
-        return f"{c['item']}|{c['strategy']}|{rate}|{c['seed']}|{c['condition']}"
 
     # -- work units
     async def _rewrite(self, item: BenchItem, strategy: Strategy, idx: int) -> RewriteResult:
@@ -500,12 +491,12 @@ class Simulation:
         )
         return answer, shown, results, adopting
 
-    async def _run_cell(self, c: dict[str, Any], on_done: Callable[[bool], None]) -> None:
+    async def _run_cell(self, c: Cell, on_done: Callable[[bool], None]) -> None:
         """Compute and store one cell; a BackendError is recorded as the cell's failure, not raised."""
         try:
             await self._compute_cell(c)
         except BackendError as exc:
-            self.run.save_failed_cell(self.cell_id(c), c, str(exc), exc.attempts, usage=self._usage())
+            self.run.save_failed_cell(c, str(exc), exc.attempts, usage=self._usage())
             on_done(True)
             return
         on_done(False)
@@ -518,9 +509,9 @@ class Simulation:
                 total[k] = total.get(k, 0) + v
         return total
 
-    async def _compute_cell(self, c: dict[str, Any]) -> None:
-        item = self.bench.item(c["item"])
-        seed, cond, rate = c["seed"], c["condition"], c["rate"]
+    async def _compute_cell(self, c: Cell) -> None:
+        item = self.bench.item(c.item)
+        seed, cond, rate = c.seed, c.condition, c.rate
         strategy: Strategy | None = None
         rivals_task: asyncio.Future[tuple[Answer, list[int], dict[int, RewriteResult], list[int]]] | None = None
         if cond == "base":
@@ -528,7 +519,8 @@ class Simulation:
             results: dict[int, RewriteResult] = {}
             adopting: list[int] = []
         else:
-            strategy = next(s for s in self.strategies if s.name == c["strategy"])
+            assert rate is not None  # only the base cell has no rate
+            strategy = next(s for s in self.strategies if s.name == c.strategy)
             if cond == "treated" and rate and rate > 0:  # its Δrank needs the rivals answer: ask for both now
                 rivals_task = asyncio.ensure_future(self._condition_answer(item, strategy, "rivals", rate, seed))
                 # If this cell fails first, the rivals cell still owns that work (and its error).
@@ -571,12 +563,12 @@ class Simulation:
         elif cond == "treated":
             for r in rows:
                 r["delta_rank_adv"] = r.get("delta_rank")
-        self.run.save_cell(self.cell_id(c), c, answer, rows, usage=self._usage())
+        self.run.save_cell(c, answer, rows, usage=self._usage())
 
     def _rows(
         self,
         item: BenchItem,
-        c: dict[str, Any],
+        c: Cell,
         answer: Answer,
         shown: list[int],
         orig_rank: int | None,
@@ -614,22 +606,22 @@ class Simulation:
                 "item": item.id,
                 "domain": item.domain,
                 "tags": ",".join(item.tags),
-                "strategy": c["strategy"],
-                "rate": c["rate"],
-                "seed": c["seed"],
-                "condition": c["condition"],
+                "strategy": c.strategy,
+                "rate": c.rate,
+                "seed": c.seed,
+                "condition": c.condition,
                 "sample": i,
                 "target_orig_rank": orig_rank,
                 "target_rank": target_pos + 1 if target_pos is not None else None,
                 "adopters": n_adopting,
                 "target_rewrite": target_rw.status
                 if target_rw
-                else ("moved" if c["strategy"] == "rank" and c["condition"] == "treated" else None),
+                else ("moved" if c.strategy == "rank" and c.condition == "treated" else None),
             }
             for name in ROW_METRICS:
                 v = m.get(name)
                 row[name] = None if v is None else float(v)
-            if c["condition"] == "treated" and sample is not None and base_answer.samples:
+            if c.condition == "treated" and sample is not None and base_answer.samples:
                 base_sample = base_answer.samples[min(i, len(base_answer.samples) - 1)]
                 row["delta_rank"] = float(
                     delta_rank(
@@ -658,7 +650,7 @@ class Simulation:
     async def _arun(self, progress: Callable[[Progress], None] | None) -> SimulationResult:
         planned = self.cells()
         done = self.run.done_cells()
-        todo = [c for c in planned if self.cell_id(c) not in done]
+        todo = [c for c in planned if c.id not in done]
         if todo:
             self._check_models()
         meta = self.run.meta
@@ -715,7 +707,7 @@ class Simulation:
 
         # By item, its base cell first, so llama.cpp's prompt-prefix cache sees runs of similar
         # prompts and an item's shared work (base answer, rewrites) can be dropped when it is done.
-        todo.sort(key=lambda c: (c["item"], c["seed"], c["condition"] != "base", c["strategy"], c["rate"] or 0))
+        todo.sort(key=lambda c: (c.item, c.seed, c.condition != "base", c.strategy, c.rate or 0))
         tasks: set[asyncio.Future[None]] = set()
         try:
             await self._run_window(todo, tick, tasks)
@@ -751,7 +743,7 @@ class Simulation:
 
     async def _run_window(
         self,
-        todo: list[dict[str, Any]],
+        todo: list[Cell],
         tick: Callable[[bool], None],
         tasks: set[asyncio.Future[None]],
     ) -> None:
@@ -764,7 +756,7 @@ class Simulation:
         window = self.window or max(2_000, 64 * self.gateway.slots)
         left: dict[tuple[str, int], int] = {}
         for c in todo:
-            left[(c["item"], c["seed"])] = left.get((c["item"], c["seed"]), 0) + 1
+            left[(c.item, c.seed)] = left.get((c.item, c.seed), 0) + 1
         items_left: dict[str, int] = {}
         for item_id, _ in left:
             items_left[item_id] = items_left.get(item_id, 0) + 1
@@ -777,7 +769,7 @@ class Simulation:
                 if c is None:
                     break
                 t = asyncio.ensure_future(self._run_cell(c, tick))
-                t.add_done_callback(functools.partial(settle, (c["item"], c["seed"])))
+                t.add_done_callback(functools.partial(settle, (c.item, c.seed)))
                 tasks.add(t)
             if not tasks and not finished.done():
                 finished.set_result(None)

@@ -761,3 +761,24 @@ def test_recommend_prefers_an_established_gain_and_never_a_significant_loss() ->
     rewrites["llms-txt-structure"] = [_rewrite("llms-txt-structure", "failed")]
     rec, why = recommend(stats, {}, rewrites, strategies, "selection")  # type: ignore[arg-type]
     assert rec is None and "No rewrite is recommended" in why and "answer-first significantly lowered it" in why
+
+
+def test_an_unpriced_model_stays_unpriced_after_a_router_registered_it() -> None:
+    # litellm's Router adds an empty price-map entry for each unpriced deployment; cost_per_token
+    # then answers 0. An audit planned in the same process must still say "unknown", not "$0".
+    from geoaudit.audit.plan import price
+    from geoaudit.llm import import_litellm
+
+    litellm = import_litellm()
+    model = "openai/geoaudit-unpriced-probe"
+    assert price(model, 1000, 100) is None
+    litellm.Router(
+        model_list=[
+            {
+                "model_name": model,
+                "litellm_params": {"model": model, "api_base": "http://127.0.0.1:9/v1", "api_key": "x"},
+            }
+        ]
+    )
+    assert price(model, 1000, 100) is None
+    assert price("openai/gpt-4o-mini", 1000, 100) > 0  # a priced model keeps its price

@@ -14,7 +14,7 @@ from test_simulate import citing_responder, write_bench
 from geoaudit.config import Settings
 from geoaudit.engine import EngineConfig
 from geoaudit.errors import InputError
-from geoaudit.runs import export_rows, open_run
+from geoaudit.runs import Cell, export_rows, open_run
 from geoaudit.simulate import Simulation, SimulationConfig
 from geoaudit.testing import FakeOpenAIServer
 
@@ -131,9 +131,10 @@ def test_a_v1_run_with_duplicated_base_rows_is_repaired_and_stays_unique(tmp_pat
             model="m",
             seed=0,
         )
-        key = {"item": "q0", "strategy": "", "rate": None, "seed": 0, "condition": "base"}
-        run.save_cell("q0||0|base", key, answer, [{**key, "sample": 0, "cited": 0.5}])
-        run.save_cell("q0||0|base", key, answer, [{**key, "sample": 0, "cited": 0.5}])
+        cell = Cell("q0", "", None, 0, "base")
+        assert cell.id == "q0|||0|base"  # item|strategy|rate|seed|condition
+        run.save_cell(cell, answer, [{**cell._asdict(), "sample": 0, "cited": 0.5}])
+        run.save_cell(cell, answer, [{**cell._asdict(), "sample": 0, "cited": 0.5}])
         assert len(run.rows()) == 1
     with sqlite3.connect(run_dir / "run.db") as raw:
         names = [r[0] for r in raw.execute("SELECT name FROM _geoaudit_migrations ORDER BY name")]

@@ -147,6 +147,11 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float | Non
     if is_embedded(model):
         return 0.0
     litellm = import_litellm()
+    entry = litellm.model_cost.get(model)
+    if entry is not None and "input_cost_per_token" not in entry and "output_cost_per_token" not in entry:
+        # litellm's Router registers every unpriced deployment with an empty entry, which
+        # cost_per_token then prices at 0: that is "unknown", not "free".
+        return None
     try:
         p, c = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     except Exception:  # litellm raises its own "not mapped" errors for unpriced models and endpoints
