@@ -377,7 +377,7 @@ class Simulation:
     # -- planning
     def cells(self) -> list[dict[str, Any]]:
         """Every (item, strategy, rate, seed, condition) cell this run computes."""
-        out = []
+        out: list[dict[str, Any]] = []
         for item in self.bench.items:
             for seed in self.config.seeds:
                 out.append({"item": item.id, "strategy": "", "rate": None, "seed": seed, "condition": "base"})
