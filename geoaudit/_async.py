@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
-def run_sync(coro: Awaitable[Any]) -> Any:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code, also when a loop is already running (Jupyter).
 
     Inside a running loop the coroutine runs on a fresh loop in a helper thread; its exception, if
@@ -17,18 +19,19 @@ def run_sync(coro: Awaitable[Any]) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    result: dict[str, Any] = {}
+        return asyncio.run(coro)
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            result["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+            values.append(asyncio.run(coro))
         except BaseException as exc:  # re-raised in the caller's thread
-            result["error"] = exc
+            errors.append(exc)
 
     t = threading.Thread(target=target, name="geoaudit-run-sync")
     t.start()
     t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    if errors:
+        raise errors[0]
+    return values[0]

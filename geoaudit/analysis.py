@@ -628,7 +628,8 @@ class StatsResult:
 def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
     if df is None or df.empty:
         return []
-    return json.loads(df.to_json(orient="records", double_precision=10))
+    records: list[dict[str, Any]] = json.loads(df.to_json(orient="records", double_precision=10))
+    return records
 
 
 def _provenance(run: Run, data: RunData) -> dict[str, Any]:

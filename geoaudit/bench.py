@@ -233,7 +233,10 @@ def _reject_duplicate_ids(name: str, items: list[BenchItem]) -> None:
 
 def same_domain(a: str, b: str) -> bool:
     """Domains match ignoring case, spacing and "&" vs "and" ("Food & Drink" = "food-and-drink")."""
-    norm = lambda s: re.sub(r"[^a-z0-9]+", "-", s.lower().replace("&", " and ")).strip("-")  # noqa: E731
+
+    def norm(s: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", s.lower().replace("&", " and ")).strip("-")
+
     return norm(a) == norm(b)
 
 
@@ -433,7 +436,7 @@ def _load_cseo(path: Path, *, seed: int, domain: str | None) -> _Loaded:
             item_id = f"{split}/{qid}"
             context = all_docs[:CSEO_CONTEXT_DOCS]
             docs = [_bench_doc(item_id, pos, text) for pos, text in enumerate(context)]
-            tags = ("cseo-bench", split)
+            tags: tuple[str, ...] = ("cseo-bench", split)
             if selected is not None:
                 if q_index not in selected:
                     skipped.append((item_id, "no target in selected_docs.json"))
@@ -558,11 +561,11 @@ def _load_own_dir(queries: Path, *, seed: int, domain: str | None, cache: Path |
     for where, row, (item_id, query, dom, tags), cands in parsed:
         docs = []
         for c in cands:
-            doc = by_key.get(c) or by_key.get(_file_url(root, c))
-            if doc is None:
+            found = by_key.get(c) or by_key.get(_file_url(root, c))
+            if found is None:
                 hint = f"crawl it into {docs_file}" if not _is_local(c) else "the file is missing"
                 raise InputError(f"{where}: candidate {c!r} not found ({hint})")
-            docs.append(doc)
+            docs.append(found)
         target = _target_index(where, row, docs, list(cands))
         items.append(BenchItem(item_id, query, _unique_ids(item_id, docs), target, dom, tags))
     return items, [], []

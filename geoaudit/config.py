@@ -137,17 +137,17 @@ def _coerce(name: str, raw: Any, typ: Any, source: str) -> Any:
             items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
             return tuple(str(x).strip() for x in items if str(x).strip())
         if typ is int or text == "int":
-            value = int(raw)
-            if value < 0:
+            number = int(raw)
+            if number < 0:
                 raise ValueError("must not be negative")
-            return value
+            return number
         if typ is float or text == "float":
-            value = float(raw)
-            if not math.isfinite(value):  # "nan"/"inf" parse as floats but break timeouts and backoff
+            real = float(raw)
+            if not math.isfinite(real):  # "nan"/"inf" parse as floats but break timeouts and backoff
                 raise ValueError(f"must be a finite number, got {raw!r}")
-            if value < 0:
+            if real < 0:
                 raise ValueError("must not be negative")
-            return value
+            return real
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"{source}: invalid value for {name!r}: {exc}") from None

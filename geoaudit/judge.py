@@ -248,7 +248,7 @@ async def ajudge(
         per_sample.append(list(scores))
     facets: dict[str, float | None] = {}
     for fi, facet in enumerate(cfg.facets):
-        facets[facet] = _mean([row[fi].score for row in per_sample if row[fi].score is not None])
+        facets[facet] = _mean([score for row in per_sample if (score := row[fi].score) is not None])
     si_value = _mean([v for v in facets.values() if v is not None])
     return SourceJudgement(source_index, facets, si_value, per_sample, cfg.describe())
 

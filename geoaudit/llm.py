@@ -894,12 +894,12 @@ class LiteLLMBackend:
     @staticmethod
     def _convert(litellm: Any, resp: Any, model: str) -> LLMResponse:
         choices = getattr(resp, "choices", None)
-        message = getattr(choices[0], "message", None) if choices else None
+        choice = choices[0] if choices else None
+        message = getattr(choice, "message", None)
         if message is None:
             raise BackendCallError(
                 "the endpoint replied HTTP 200 without a completion (no choices)", retryable=True, unusable=True
             )
-        choice = choices[0]
         text = message.content or ""
         if not isinstance(text, str):
             raise BackendCallError(
@@ -917,8 +917,8 @@ class LiteLLMBackend:
                 alts = tok.get("top_logprobs") if isinstance(tok, dict) else getattr(tok, "top_logprobs", None)
                 top.append(
                     {
-                        (a.get("token") if isinstance(a, dict) else a.token): float(
-                            a.get("logprob") if isinstance(a, dict) else a.logprob
+                        (a["token"] if isinstance(a, dict) else a.token): float(
+                            a["logprob"] if isinstance(a, dict) else a.logprob
                         )
                         for a in (alts or [])
                     }

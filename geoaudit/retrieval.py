@@ -62,7 +62,7 @@ class BM25Retriever:
             return []
         import bm25s  # heavy-ish import (numpy, scipy); only when retrieving
 
-        sw = self.stopwords or []
+        sw: str | list[str] = self.stopwords or []
         corpus = bm25s.tokenize([_title_and_text(d) for d in docs], stopwords=sw, show_progress=False)
         index = bm25s.BM25(k1=self.k1, b=self.b)
         index.index(corpus, show_progress=False)

@@ -377,7 +377,7 @@ class Simulation:
     # -- planning
     def cells(self) -> list[Cell]:
         """Every (item, strategy, rate, seed, condition) cell this run computes, in plan order."""
-        out = []
+        out: list[Cell] = []
         for item in self.bench.items:
             for seed in self.config.seeds:
                 out.append(Cell(item.id, "", None, seed, "base"))

@@ -162,7 +162,7 @@ def _binom_p_greater(k: int, n: int, p: float) -> float:
     has it under that name; scipy.stats otherwise.
     """
     try:
-        from scipy.special._ufuncs import _binom_sf  # type: ignore[import-untyped]
+        from scipy.special._ufuncs import _binom_sf
     except ImportError:  # pragma: no cover - another scipy
         return float(_scipy_stats().binomtest(k, n, p, alternative="greater").pvalue)
     return 1.0 if k <= 0 else float(_binom_sf(k - 1, n, p))
@@ -489,7 +489,8 @@ def _interval(
 
 
 def _mean_last(*arrays: np.ndarray) -> np.ndarray:
-    return arrays[0].mean(axis=-1)
+    means: np.ndarray = arrays[0].mean(axis=-1)  # numpy's stubs type mean() as Any
+    return means
 
 
 def bootstrap_ci(

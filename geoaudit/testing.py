@@ -88,6 +88,7 @@ class FakeOpenAIServer:
     def url(self) -> str:
         assert self._server is not None, "server not started"
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # typeshed allows bytes; getsockname() after bind gives a str
         return f"http://{host}:{port}/v1"
 
     def start(self) -> FakeOpenAIServer:
@@ -278,6 +279,7 @@ def serve_main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fail-after", type=int, default=None)
     ap.add_argument("--text", default="Answer sentence one [1]. Answer sentence two [2].")
     args = ap.parse_args(argv)
+    text: str = args.text
     seen = [0]
     lock = threading.Lock()
 
@@ -287,7 +289,7 @@ def serve_main(argv: list[str] | None = None) -> None:
             n = seen[0]
         if args.fail_after is not None and n > args.fail_after:
             return Reply(status=500, delay=0.001)
-        return args.text
+        return text
 
     server = FakeOpenAIServer(respond, latency=args.latency, capacity=args.capacity).start()
     print(server.url, flush=True)

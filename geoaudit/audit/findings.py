@@ -170,10 +170,10 @@ def recommend(
         best = (
             f" (largest estimate: {top[1].name}, {top[0]:+.3g}, helping on no more queries than it hurt)" if top else ""
         )
-        hurt = f" {', '.join(harmful)} significantly lowered it." if harmful else ""
+        lowered = f" {', '.join(harmful)} significantly lowered it." if harmful else ""
         return None, (
             f"No rewrite is recommended: no content strategy raised your page's {label} in this audit{best}."
-            f"{hurt} Keep the page as it is, or add queries and competitors for a more sensitive audit."
+            f"{lowered} Keep the page as it is, or add queries and competitors for a more sensitive audit."
         )
     established, est, s = scored[0]
     if established:

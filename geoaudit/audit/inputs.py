@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geoaudit.audit.model import AuditInput, Stage
+from geoaudit.audit.model import AuditInput, InputKind, InputRole, Stage
 from geoaudit.config import Settings
 from geoaudit.crawl import CrawlOptions, crawl, validate_url
 from geoaudit.documents import Document, load_inputs
@@ -89,7 +89,7 @@ def gather_inputs(
     if not page:
         raise InputError("no page to audit", hint="give your page's URL or a local .html/.md file")
     # spec -> (role, kind, normalised URL or None); competitors that cannot even be classified are skipped now.
-    entries: list[tuple[str, str, str, str]] = []  # (spec, role, kind, url-or-path)
+    entries: list[tuple[str, InputRole, InputKind, str]] = []  # (spec, role, kind, url-or-path)
     skipped: list[AuditInput] = []
     if is_url(page):
         try:
@@ -108,6 +108,7 @@ def gather_inputs(
         spec = raw.strip()
         if not spec:
             continue
+        kind: InputKind
         if is_url(spec):
             try:
                 target = validate_url(spec)
@@ -122,7 +123,7 @@ def gather_inputs(
             continue
         if target in seen:
             why = "the same as your page" if target == entries[0][3] else "listed twice"
-            skipped.append(AuditInput(spec, "competitor", kind, False, why))  # type: ignore[arg-type]
+            skipped.append(AuditInput(spec, "competitor", kind, False, why))
             continue
         seen.add(target)
         entries.append((spec, "competitor", kind, target))
@@ -183,14 +184,14 @@ def gather_inputs(
             if doc is not None and not doc.text.strip():
                 doc, why = None, "extracts to no main text (rendered by JavaScript? an empty page?)"
             if doc is None:
-                item = AuditInput(label, role, kind, False, why, url=target if kind == "url" else "")  # type: ignore[arg-type]
+                item = AuditInput(label, role, kind, False, why, url=target if kind == "url" else "")
             else:
                 item = AuditInput(
                     label,
                     role,
                     kind,
                     True,
-                    url=target if kind == "url" else doc.url,  # type: ignore[arg-type]
+                    url=target if kind == "url" else doc.url,
                     title=doc.title,
                     words=_word_count(doc),
                 )

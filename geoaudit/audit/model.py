@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 #: ``progress(stage, info)``: stage is ``crawl``, ``check``, ``simulate``, ``stats`` or ``report``;
 #: info may hold ``done`` and ``total``.
 Stage = Callable[[str, Mapping[str, Any]], None]
+#: Whose page an input is: ``page`` (yours) or ``competitor``.
+InputRole = Literal["page", "competitor"]
+#: How an input was given: ``url`` or ``file``.
+InputKind = Literal["url", "file"]
 #: Characters per token assumed by the plan's token estimate (English text, GPT-style tokenizers).
 CHARS_PER_TOKEN = 4
 
@@ -40,8 +44,8 @@ class AuditInput:
     """
 
     spec: str
-    role: Literal["page", "competitor"]
-    kind: Literal["url", "file"]
+    role: InputRole
+    kind: InputKind
     used: bool
     reason: str = ""
     url: str = ""

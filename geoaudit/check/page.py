@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from geoaudit.check.model import Finding, PageFacts
 from geoaudit.check.rules import finding
-from geoaudit.crawl import normalize_url
 from geoaudit.documents import extract_html
+from geoaudit.fetch import normalize_url
 
 #: Below this many words of main text a page is reported as thin (a judgement call, said as such).
 THIN_WORDS = 150

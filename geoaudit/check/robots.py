@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from protego import Protego
 
 from geoaudit.check.agents import Agent
-from geoaudit.check.model import ROLE_LABELS, AgentResult, Finding
+from geoaudit.check.model import ROLE_LABELS, AgentResult, Finding, Severity
 from geoaudit.check.rules import finding
 from geoaudit.documents import decode_html
 
@@ -315,13 +315,13 @@ def directive_findings(found: list[tuple[str, str, str]], page_url: str) -> list
             )
         )
     if noai := pick("noai", "noimageai"):
-        severity = "warning" if pick("noai") else "info"
+        severity: Severity = "warning" if pick("noai") else "info"
         which = ", ".join(sorted({d for d, _, _ in noai}))
         out.append(
             finding(
                 "directives.noai",
                 severity,
-                f"{which} for {scopes(noai)}: the page asks AI systems not to use it.",  # type: ignore[arg-type]
+                f"{which} for {scopes(noai)}: the page asks AI systems not to use it.",
                 evidence=evidence(noai),
                 url=page_url,
             )

@@ -134,9 +134,9 @@ def _present(node: dict[str, Any], prop: str) -> bool:
 
 def check_structured(html: str, url: str, table: PropertyTable) -> tuple[StructuredFacts, list[Finding]]:
     """Extract structured data from ``html`` and report types, parse errors and missing properties."""
-    import extruct  # type: ignore[import-untyped]
-    from extruct.jsonld import JsonLdExtractor  # type: ignore[import-untyped]
-    from extruct.utils import parse_html  # type: ignore[import-untyped]
+    import extruct
+    from extruct.jsonld import JsonLdExtractor
+    from extruct.utils import parse_html
 
     logging.getLogger("extruct").setLevel(logging.CRITICAL)  # we report failures as findings
     findings: list[Finding] = []

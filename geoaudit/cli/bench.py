@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -156,7 +157,7 @@ def fetch_cmd(
       geoaudit bench fetch geo-bench
       geoaudit bench fetch cseo-bench retail videogames
     """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     from geoaudit.bench import fetch_bench
 
@@ -164,9 +165,9 @@ def fetch_cmd(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         console=err_console, transient=True,
     ) as progress:  # fmt: skip
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
-        def on_bytes(path, done, total):  # type: ignore[no-untyped-def]
+        def on_bytes(path: Path, done: int, total: int) -> None:
             key = str(path)
             if key not in tasks:
                 tasks[key] = progress.add_task(path.name, total=total or None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -33,7 +34,7 @@ def models_cmd(
     from geoaudit.embedded import EMBEDDED_MODELS, model_path
     from geoaudit.errors import GeoauditError
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, info in EMBEDDED_MODELS.items():
         try:
             where = str(model_path(name))
