@@ -331,7 +331,6 @@ class Simulation:
         self._own_gateways = [
             gw for gw, given in ((self.gateway, gateway), (self.rewrite_gateway, rewrite_gateway)) if given is None
         ]
-        self.rewrite_store = RewriteStore(settings.ensure_data_dir() / settings.store_path.name)
         fingerprint = hashlib.sha256(
             json.dumps(
                 [(it.id, it.query, it.target, [d.content_hash for d in it.documents]) for it in self.bench.items]
@@ -359,7 +358,7 @@ class Simulation:
         self._model_checked = False
         if not (run_dir / "run.db").is_file():
             self._check_models()
-        self.run = Run(run_dir)
+        self.run_dir = run_dir
         self.command = command or " ".join(sys.argv)
         self._rewrites: dict[tuple[str, str, str], asyncio.Task[RewriteResult]] = {}
         self._base: dict[tuple[str, int], asyncio.Task[tuple[Answer, list[int]]]] = {}
@@ -805,11 +804,22 @@ class Simulation:
 
         return run_sync(self.arun(progress))
 
+    # Opened on first use: planning a simulation (its id, cells and configuration) writes nothing.
+    @functools.cached_property
+    def run(self) -> Run:
+        """The run in the run store (created on first use)."""
+        return Run(self.run_dir)
+
+    @functools.cached_property
+    def rewrite_store(self) -> RewriteStore:
+        return RewriteStore(self.settings.ensure_data_dir() / self.settings.store_path.name)
+
     def close(self, *, keep_run: bool = False) -> None:
         """Close the run (unless ``keep_run``), the rewrite store and the gateways this simulation made."""
-        if not keep_run:
+        if not keep_run and "run" in self.__dict__:
             self.run.close()
-        self.rewrite_store.close()
+        if "rewrite_store" in self.__dict__:
+            self.rewrite_store.close()
         for gw in self._own_gateways:
             gw.close()
 

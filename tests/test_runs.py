@@ -221,6 +221,7 @@ def test_a_huge_plan_is_refused_before_anything_is_allocated(
     assert not fake_llm_settings.runs_dir.exists() and fake_server.requests == []
     with Simulation(fake_llm_settings, cfg, max_cells=54) as sim:
         assert sim.planned_cells == len(sim.cells()) == 54
+        assert not sim.run_dir.exists()  # planning writes nothing; the run opens when it runs
 
 
 # ----------------------------------------------------------------------------- one writer per run
