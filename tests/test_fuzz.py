@@ -480,21 +480,6 @@ toml_value = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(hostile_text, inner, max_size=4)),
     max_leaves=15,
 )
-_STRATEGY_KEYS = [
-    "name",
-    "title",
-    "description",
-    "kind",
-    "version",
-    "query_aware",
-    "grounded",
-    "position",
-    "temperature",
-    "postprocess",
-    "origin",
-    "prompt",
-    "constraints",
-]
 strategy_doc = st.fixed_dictionaries(
     {
         "name": st.one_of(st.sampled_from(["fz", "fluency", "all", "Bad Name"]), toml_value),
