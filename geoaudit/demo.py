@@ -209,7 +209,6 @@ def run_demo(
         engine=engine,
         model=gateway.model,
         rewrite_model=rewrite_gateway.model,
-        answers="base" if gateway.model.startswith("local/") else "all",
     )
     sim = Simulation(settings, config, gateway=gateway, rewrite_gateway=rewrite_gateway, command=command)
     sim.run_sync((lambda st: stage("simulate", {"done": st.done, "total": st.planned})) if stage else None)

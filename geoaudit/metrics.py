@@ -256,6 +256,10 @@ METRICS: dict[str, MetricInfo] = {
     ]
 }
 
+#: Metrics read from the model's distributions (relevance and selection stages), not from sampled
+#: answers: a run whose verdict is about one of them needs answers only to calibrate the engine.
+READING_METRICS: frozenset[str] = frozenset({"selection", "relevance", "query_loglik", "selection_mass"})
+
 #: Per-sample metrics of the target stored as columns of every simulation result row.
 ROW_METRICS: tuple[str, ...] = tuple(m.name for m in METRICS.values() if m.stored and m.level in ("source", "answer"))
 #: Differences against a baseline answer, stored on treated rows only.

@@ -61,7 +61,7 @@ from geoaudit.documents import Document, now_iso
 from geoaudit.engine import Answer, EngineConfig, agenerate
 from geoaudit.errors import BackendError, ConfigError
 from geoaudit.llm import Gateway
-from geoaudit.metrics import PAIRED_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
+from geoaudit.metrics import PAIRED_METRICS, READING_METRICS, ROW_METRICS, answer_metrics, delta_rank, directions
 from geoaudit.options import SIMULATE_RATES, SIMULATE_STRATEGIES
 from geoaudit.rewrite import RewriteResult, RewriteStore, arewrite
 from geoaudit.runs import Cell, Run
@@ -99,8 +99,10 @@ class SimulationConfig:
     #: reading when the engine has that stage, PAWC otherwise (:meth:`primary_metric`).
     primary: str = "auto"
     #: Sampled answers in every condition (``all``) or only in the base condition (``base``), where
-    #: they calibrate the engine (attributable and unsupported shares) at a fraction of the cost.
-    answers: str = "all"
+    #: they calibrate the engine (attributable and unsupported shares) at a fraction of the cost;
+    #: ``auto``: base when the primary metric is a reading, all when it is read from answers
+    #: (:meth:`answers_mode`).
+    answers: str = "auto"
     #: Endpoints of the engine and rewrite models (None: litellm's default, or in-process). Part of
     #: the run id: the same model name on another server is another model. With replicas, the first
     #: endpoint (replicas of one model are the same model; the list is in the run's meta).
@@ -118,8 +120,8 @@ class SimulationConfig:
             raise ConfigError("at least one seed is needed")
         if not self.strategies:
             raise ConfigError("at least one strategy is needed")
-        if self.answers not in ("all", "base"):
-            raise ConfigError(f"answers must be 'all' or 'base', got {self.answers!r}")
+        if self.answers not in ("auto", "all", "base"):
+            raise ConfigError(f"answers must be 'auto', 'all' or 'base', got {self.answers!r}")
         if self.primary != "auto":
             from geoaudit.metrics import METRICS
 
@@ -136,6 +138,14 @@ class SimulationConfig:
         if self.primary != "auto":
             return self.primary
         return "selection" if "selection" in self.engine.resolve_stages(model) else "pawc"
+
+    def answers_mode(self, model: str) -> str:
+        """Where ``model``'s engine samples answers (resolves ``auto``): only in the base condition
+        when the verdict is about a reading (answers then only calibrate the engine, at a fraction
+        of the cost: on the embedded model they are most of it), in every condition otherwise."""
+        if self.answers != "auto":
+            return self.answers
+        return "base" if self.primary_metric(model) in READING_METRICS else "all"
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
@@ -347,6 +357,7 @@ class Simulation:
                 # Declared before anything runs, and part of the run id.
                 "engine": replace(config.engine, stages=config.engine.resolve_stages(model)),
                 "primary": config.primary_metric(model),
+                "answers": config.answers_mode(model),
             }
         )
         self.stages: tuple[str, ...] = tuple(resolved.engine.stages)

@@ -86,7 +86,7 @@ def test_run_ids_are_stable() -> None:
     # Pinned (sim2): the same command must keep resuming the same run across releases; an endpoint
     # enters the id only when one is set. A change here needs a RUN_VERSION bump and a changelog entry.
     # Strategies and rates are explicit: the library's defaults moved to the CLI's (CHANGELOG).
-    fixed = {"strategies": ("identity",), "rates": (0.0, 1.0)}
+    fixed = {"strategies": ("identity",), "rates": (0.0, 1.0), "answers": "all"}
     cfg = SimulationConfig(bench="demo", model="local/smollm2", rewrite_model="local/smollm2", **fixed)
     assert cfg.run_id("fp") == "run-38a6c81127"
     other = SimulationConfig(bench="demo", model="openai/x", rewrite_model="openai/x", **fixed)

@@ -68,10 +68,10 @@ def simulate_cmd(
         "(all three on the embedded model, answer elsewhere).",
     ),
     answers: str = typer.Option(
-        "all",
+        "auto",
         "--answers",
-        help="Sample answers in every condition (all) or only the base one (base: "
-        "engine calibration at a fraction of the cost).",
+        help="Sample answers in every condition (all) or only the base one (base: engine calibration at a "
+        "fraction of the cost); auto: base when the primary metric is a reading (selection), else all.",
     ),
     primary: str = typer.Option(
         "auto",
