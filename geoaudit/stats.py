@@ -1471,6 +1471,147 @@ def _ci_name(estimand: str, ci: str, n_boot: int, seed: int) -> str:
     return f"{name} bootstrap, {n_boot} resamples of queries, seed {seed}"
 
 
+@dataclass(frozen=True)
+class _Options:
+    """:func:`summarize`'s test options once ``mode`` has filled in what the caller left open."""
+
+    alternative: str
+    zero_method: str
+    family: str
+    by: str | None
+    cseo: bool
+
+
+def _resolve_options(
+    mode: str,
+    alternative: str | None,
+    zero_method: str | None,
+    family: str | None,
+    by: str | None,
+    correction: str,
+    ci: str,
+    alpha: float,
+    power: float,
+    n_boot: int,
+    comparisons: Sequence[str],
+) -> _Options:
+    """Check :func:`summarize`'s options and resolve the mode's defaults (InputError on a bad one)."""
+    if mode not in ("default", "cseo"):
+        raise InputError(f"unknown stats mode {mode!r}; use 'default' or 'cseo'")
+    cseo = mode == "cseo"
+    alternative = alternative or ("greater" if cseo else "two-sided")
+    zero_method = zero_method or ("wilcox" if cseo else "pratt")
+    family = family or ("cseo" if cseo else "run")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise InputError(f"unknown alternative {alternative!r}; use two-sided, greater or less")
+    if zero_method not in ("wilcox", "pratt", "zsplit"):
+        raise InputError(f"unknown zero_method {zero_method!r}; use wilcox, pratt or zsplit")
+    if correction not in ("holm", "bh"):
+        raise InputError(f"unknown correction {correction!r}; use holm or bh")
+    if ci not in MEAN_CI_METHODS:
+        raise InputError(f"unknown CI method {ci!r}; use {', '.join(MEAN_CI_METHODS)}")
+    if family not in ("run", "metric", "domain", "group", "cseo"):
+        raise InputError(f"unknown family {family!r}; use run, metric, domain, group or cseo")
+    if family in ("domain", "cseo"):
+        if by not in (None, "domain"):
+            raise InputError(f"family={family!r} needs by='domain', not by={by!r}")
+        by = "domain"
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise InputError("alpha and power must lie strictly between 0 and 1")
+    if alternative != "two-sided" and alpha >= 0.5:
+        raise InputError("a one-sided test pairs with a 1 - 2 alpha interval: alpha must be < 0.5")
+    if n_boot < 100:
+        raise InputError(f"n_boot={n_boot} is too few resamples for an interval; use >= 100")
+    for c in comparisons:
+        if c not in COMPARISONS:
+            raise InputError(f"unknown comparison {c!r}; use one of {', '.join(COMPARISONS)}")
+    return _Options(alternative, zero_method, family, by, cseo)
+
+
+def _test_records(
+    units: UnitMeans,
+    metrics: list[str],
+    comparisons: list[str],
+    opts: _Options,
+    *,
+    higher_is_better: Mapping[str, bool] | None,
+    paired_set: set[str],
+    estimands: Mapping[str, str],
+    n_boot: int,
+    ci: str,
+    seed: int,
+    alpha: float,
+) -> tuple[list[dict[str, Any]], list[np.ndarray | None]]:
+    """One record per strategy x rate x metric x comparison x group (tests, estimate, interval), and
+    per record the favourable non-zero deltas the simulated signed-rank MDE needs (None if untested)."""
+    alternative, zero_method, by, cseo = opts.alternative, opts.zero_method, opts.by, opts.cseo
+    directions = {m: _direction(m, higher_is_better) for m in metrics}
+    ddof = 0 if cseo else 1
+    mode_note = (
+        "C-SEO Bench mode: one-sided Wilcoxon (greater) on favourable deltas, losses by the reverse "
+        "test; zero differences kept in the mean, dropped by the test (scipy zero_method='wilcox'); "
+        "Holm within each domain x metric x comparison x adopter rate, across strategies; population SD"
+        if cseo
+        else ""
+    )
+    records: list[dict[str, Any]] = []
+    test_deltas: list[np.ndarray | None] = []  # per record, for the simulated signed-rank MDE
+    for metric in metrics:
+        hib = directions[metric]
+        sign = 1.0 if hib else -1.0
+        est_kind = estimands[metric]
+        for comparison in comparisons:
+            pv = _paired(units, metric, comparison, higher_is_better=hib, paired_metric=metric in paired_set)
+            pv = _explode_groups(pv, by)
+            cols = {c: pv[c].to_numpy(float) for c in ("baseline", "treated", "delta")}
+            for (strategy, rate, group), idx in _group_positions(pv, ["strategy", "rate", "group"]):
+                d_all = cols["delta"][idx]
+                valid = ~np.isnan(d_all)
+                delta = d_all[valid]
+                res = _group_stats(
+                    cols["baseline"][idx][valid],
+                    cols["treated"][idx][valid],
+                    delta,
+                    sign,
+                    estimand=est_kind,
+                    alternative=alternative,
+                    zero_method=zero_method,
+                    n_boot=n_boot,
+                    ci=ci,
+                    seed=seed,
+                    alpha=alpha,
+                    ddof=ddof,
+                    n_dropped=int((~valid).sum()),
+                )
+                if metric in paired_set and comparison == "advantage" and res["n"] == 0:
+                    res["note"] = (res["note"] + "; " if res["note"] else "") + (
+                        f"{metric} is a paired metric not defined on rivals rows"
+                    )
+                if mode_note:
+                    res["note"] = mode_note + ("; " + res["note"] if res["note"] else "")
+                fav = sign * delta
+                keep = est_kind == "pseudomedian" and res["status"] == "ok"
+                test_deltas.append((fav[fav != 0] if zero_method == "wilcox" else fav) if keep else None)
+                records.append(
+                    {
+                        "strategy": strategy,
+                        "rate": rate,
+                        "metric": metric,
+                        "comparison": comparison,
+                        "by": by or "all",
+                        "group": group,
+                        "higher_is_better": hib,
+                        "test": _test_name(est_kind, ci, zero_method),
+                        "ci_method": _ci_name(est_kind, ci, n_boot, seed),
+                        "companion_test": _test_name(
+                            "mean" if est_kind == "pseudomedian" else "pseudomedian", ci, zero_method
+                        ),
+                        **res,
+                    }
+                )
+    return records, test_deltas
+
+
 def summarize(
     rows: pd.DataFrame | UnitMeans,
     metrics: Sequence[str],
@@ -1567,105 +1708,25 @@ def summarize(
     :func:`breakdown`); ``by``/``group`` say which (``"all"`` when pooled). Deterministic for a
     seed; row order does not matter.
     """
-    if mode not in ("default", "cseo"):
-        raise InputError(f"unknown stats mode {mode!r}; use 'default' or 'cseo'")
-    cseo = mode == "cseo"
-    alternative = alternative or ("greater" if cseo else "two-sided")
-    zero_method = zero_method or ("wilcox" if cseo else "pratt")
-    family = family or ("cseo" if cseo else "run")
-    if alternative not in ("two-sided", "greater", "less"):
-        raise InputError(f"unknown alternative {alternative!r}; use two-sided, greater or less")
-    if zero_method not in ("wilcox", "pratt", "zsplit"):
-        raise InputError(f"unknown zero_method {zero_method!r}; use wilcox, pratt or zsplit")
-    if correction not in ("holm", "bh"):
-        raise InputError(f"unknown correction {correction!r}; use holm or bh")
-    if ci not in MEAN_CI_METHODS:
-        raise InputError(f"unknown CI method {ci!r}; use {', '.join(MEAN_CI_METHODS)}")
-    if family not in ("run", "metric", "domain", "group", "cseo"):
-        raise InputError(f"unknown family {family!r}; use run, metric, domain, group or cseo")
-    if family in ("domain", "cseo"):
-        if by not in (None, "domain"):
-            raise InputError(f"family={family!r} needs by='domain', not by={by!r}")
-        by = "domain"
-    if not 0 < alpha < 1 or not 0 < power < 1:
-        raise InputError("alpha and power must lie strictly between 0 and 1")
-    if alternative != "two-sided" and alpha >= 0.5:
-        raise InputError("a one-sided test pairs with a 1 - 2 alpha interval: alpha must be < 0.5")
-    if n_boot < 100:
-        raise InputError(f"n_boot={n_boot} is too few resamples for an interval; use >= 100")
-    metrics = list(metrics)
-    comparisons = list(comparisons)
-    for c in comparisons:
-        if c not in COMPARISONS:
-            raise InputError(f"unknown comparison {c!r}; use one of {', '.join(COMPARISONS)}")
-    units = _units(rows, metrics, by_rank=by == "orig_rank")
-    paired_set = set(paired_metrics)
-    directions = {m: _direction(m, higher_is_better) for m in metrics}
-    estimands = _estimands(metrics, estimand, "pseudomedian" if cseo else "mean")
-    ddof = 0 if cseo else 1
-
-    mode_note = (
-        "C-SEO Bench mode: one-sided Wilcoxon (greater) on favourable deltas, losses by the reverse "
-        "test; zero differences kept in the mean, dropped by the test (scipy zero_method='wilcox'); "
-        "Holm within each domain x metric x comparison x adopter rate, across strategies; population SD"
-        if cseo
-        else ""
+    opts = _resolve_options(
+        mode, alternative, zero_method, family, by, correction, ci, alpha, power, n_boot, comparisons
     )
-    records: list[dict[str, Any]] = []
-    test_deltas: list[np.ndarray | None] = []  # per record, for the simulated signed-rank MDE
-    for metric in metrics:
-        hib = directions[metric]
-        sign = 1.0 if hib else -1.0
-        est_kind = estimands[metric]
-        for comparison in comparisons:
-            pv = _paired(units, metric, comparison, higher_is_better=hib, paired_metric=metric in paired_set)
-            pv = _explode_groups(pv, by)
-            cols = {c: pv[c].to_numpy(float) for c in ("baseline", "treated", "delta")}
-            for (strategy, rate, group), idx in _group_positions(pv, ["strategy", "rate", "group"]):
-                d_all = cols["delta"][idx]
-                valid = ~np.isnan(d_all)
-                delta = d_all[valid]
-                res = _group_stats(
-                    cols["baseline"][idx][valid],
-                    cols["treated"][idx][valid],
-                    delta,
-                    sign,
-                    estimand=est_kind,
-                    alternative=alternative,
-                    zero_method=zero_method,
-                    n_boot=n_boot,
-                    ci=ci,
-                    seed=seed,
-                    alpha=alpha,
-                    ddof=ddof,
-                    n_dropped=int((~valid).sum()),
-                )
-                if metric in paired_set and comparison == "advantage" and res["n"] == 0:
-                    res["note"] = (res["note"] + "; " if res["note"] else "") + (
-                        f"{metric} is a paired metric not defined on rivals rows"
-                    )
-                if mode_note:
-                    res["note"] = mode_note + ("; " + res["note"] if res["note"] else "")
-                fav = sign * delta
-                keep = est_kind == "pseudomedian" and res["status"] == "ok"
-                test_deltas.append((fav[fav != 0] if zero_method == "wilcox" else fav) if keep else None)
-                records.append(
-                    {
-                        "strategy": strategy,
-                        "rate": rate,
-                        "metric": metric,
-                        "comparison": comparison,
-                        "by": by or "all",
-                        "group": group,
-                        "higher_is_better": hib,
-                        "test": _test_name(est_kind, ci, zero_method),
-                        "ci_method": _ci_name(est_kind, ci, n_boot, seed),
-                        "companion_test": _test_name(
-                            "mean" if est_kind == "pseudomedian" else "pseudomedian", ci, zero_method
-                        ),
-                        **res,
-                    }
-                )
+    alternative, zero_method, family, by = opts.alternative, opts.zero_method, opts.family, opts.by
+    metrics = list(metrics)
+    units = _units(rows, metrics, by_rank=by == "orig_rank")
+    records, test_deltas = _test_records(
+        units,
+        metrics,
+        list(comparisons),
+        opts,
+        higher_is_better=higher_is_better,
+        paired_set=set(paired_metrics),
+        estimands=_estimands(metrics, estimand, "pseudomedian" if opts.cseo else "mean"),
+        n_boot=n_boot,
+        ci=ci,
+        seed=seed,
+        alpha=alpha,
+    )
     if not records:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SUMMARY_COLUMNS})
     out = pd.DataFrame.from_records(records)
