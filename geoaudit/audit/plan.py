@@ -28,7 +28,7 @@ from geoaudit.errors import ConfigError, InputError
 from geoaudit.llm import Gateway, import_litellm
 from geoaudit.options import AUDIT_BUDGETS, AUDIT_LLM_STRATEGIES, AUDIT_RUNGS, AuditOptions
 from geoaudit.rewrite import DEFAULT_CHUNK_CHARS, plan_chunks
-from geoaudit.simulate import planned_cell_count
+from geoaudit.simulate import SimulationConfig, planned_cell_count
 from geoaudit.strategies import Strategy, StrategyRegistry, load_strategies
 
 #: Embedded-model defaults: its speed is set by the prompt length (k sources x this budget).
@@ -276,7 +276,9 @@ def plan_audit(
     embedded = is_embedded(model)
     strategies = choose_strategies(settings, model, o.strategies)
     check_models(settings, [model] + ([rewrite_model] if any(s.needs_model for s in strategies) else []))
-    answers = o.answers if o.answers != "auto" else ("base" if embedded else "all")
+    # The same rules a simulation resolves its primary metric and answers by.
+    rules = SimulationConfig(bench="audit", answers=o.answers)
+    answers = rules.answers_mode(model)
     if answers == "base" and not embedded:
         raise ConfigError(
             "answers=base needs the embedded model, whose readings carry the verdict",
@@ -285,8 +287,7 @@ def plan_audit(
     rates = tuple(sorted({float(r) for r in o.rates}))
     source_budget = o.source_budget or (EMBEDDED_SOURCE_BUDGET if embedded else REMOTE_SOURCE_BUDGET)
     max_tokens = o.max_tokens or (EMBEDDED_MAX_TOKENS if embedded else REMOTE_MAX_TOKENS)
-    stages = EngineConfig().resolve_stages(model)
-    primary = "selection" if "selection" in stages else "pawc"
+    primary = rules.primary_metric(model)
     key = audit_key(page, competitors, qs)
 
     got: Gathered = gather_inputs(page, competitors, settings=settings, options=o, progress=progress)
@@ -307,7 +308,7 @@ def plan_audit(
         source_budget=source_budget,
         max_tokens=max_tokens,
         answers=answers,
-        stages=tuple(stages),
+        stages=tuple(rules.engine.resolve_stages(model)),
         primary=primary,
         warnings=tuple(got.warnings),
     )
