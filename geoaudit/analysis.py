@@ -24,7 +24,7 @@ import pandas as pd
 from geoaudit.documents import atomic_path
 from geoaudit.errors import InputError
 from geoaudit.metrics import ROW_METRICS, directions
-from geoaudit.runs import Run
+from geoaudit.runs import ROW_KEYS, Run
 from geoaudit.stats import COMPARISONS, UnitMeans, calibration, mode_rank, normalise_rate, summarize, unit_means
 
 __all__ = [
@@ -340,20 +340,7 @@ class RunData:
         try:
             data.units(False)
         except _NeedRows:
-            rows = run.rows(
-                [
-                    "item",
-                    "domain",
-                    "tags",
-                    "strategy",
-                    "rate",
-                    "seed",
-                    "condition",
-                    "sample",
-                    "target_orig_rank",
-                    *metrics,
-                ]
-            )
+            rows = run.rows([*ROW_KEYS, *metrics])
             data._rows, data._fine = rows, None
         return data
 
@@ -796,14 +783,11 @@ def run_stats(
     meta = run.meta
     hib = {**directions(), **(meta.get("higher_is_better") or {})}
     prov = _provenance(run, data)
-    summary = _summarize_run(
-        data,
-        names,
-        comparisons=comparisons,
+    # The run's own tests and the controls' tests on the primary metric share every option.
+    shared: dict[str, Any] = dict(
         hib=hib,
         strategy_order=prov["strategies"],
         family=family,
-        by=by,
         correction=correction,
         alpha=alpha,
         power=power,
@@ -813,6 +797,7 @@ def run_stats(
         mode=mode,
         estimand=estimand,
     )
+    summary = _summarize_run(data, names, comparisons=comparisons, by=by, **shared)
     if summary.empty:
         raise InputError(
             f"run {run.id} has no treated rows to compare yet ({prov['cells']} of {prov['planned_cells']} cells done)",
@@ -875,23 +860,7 @@ def run_stats(
             if rows is None
             else (RunData.from_rows(run, rows, _underlying([primary], list(COMPARISONS))))
         )
-        controls = _summarize_run(
-            primary_data,
-            [primary],
-            comparisons=list(COMPARISONS),
-            hib=hib,
-            strategy_order=prov["strategies"],
-            family=family,
-            by=None,
-            correction=correction,
-            alpha=alpha,
-            power=power,
-            n_boot=n_boot,
-            ci=ci,
-            seed=seed,
-            mode=mode,
-            estimand=estimand,
-        )
+        controls = _summarize_run(primary_data, [primary], comparisons=list(COMPARISONS), by=None, **shared)
     result.engine = engine_calibration(run, result, data.base_rows, controls=controls, primary=primary)
     result.data = data
     return result

@@ -67,6 +67,18 @@ USAGE_COUNTERS = (
 
 #: The order of :meth:`Run.rows` (the results table's key).
 ROW_ORDER = "item, strategy, rate, seed, condition, sample"
+#: The columns that say which query, condition and sample a result row is (statistics read these
+#: beside the metrics they test).
+ROW_KEYS: tuple[str, ...] = (
+    "item", "domain", "tags", "strategy", "rate", "seed", "condition", "sample", "target_orig_rank",
+)  # fmt: skip
+#: Every column a finished cell writes, and the statement that writes them (built once, not per cell).
+_RESULT_COLUMNS: tuple[str, ...] = (
+    *ROW_KEYS, "target_rank", "adopters", "target_rewrite", "answer_id", *ROW_METRICS, *PAIRED_METRICS,
+)  # fmt: skip
+_INSERT_RESULT = (
+    f"INSERT OR REPLACE INTO results ({', '.join(_RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(_RESULT_COLUMNS))})"
+)
 
 
 def _quoted(name: str) -> str:
@@ -382,28 +394,11 @@ class Run:
         :meth:`begin_invocation`) is written in the same transaction."""
         record = answer.to_dict()  # once: it is most of a cell's CPU in the writing process
         answer_id = "a" + hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
-        cols = [
-            "item",
-            "domain",
-            "tags",
-            "strategy",
-            "rate",
-            "seed",
-            "condition",
-            "sample",
-            "target_orig_rank",
-            "target_rank",
-            "adopters",
-            "target_rewrite",
-            "answer_id",
-            *ROW_METRICS,
-            *PAIRED_METRICS,
-        ]
         with Transaction(self.conn) as c:
             c.execute("INSERT OR IGNORE INTO answers VALUES (?, ?)", (answer_id, json.dumps(record)))
             c.executemany(
-                f"INSERT OR REPLACE INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [tuple({**r, "answer_id": answer_id}.get(col) for col in cols) for r in rows],
+                _INSERT_RESULT,
+                [tuple({**r, "answer_id": answer_id}.get(col) for col in _RESULT_COLUMNS) for r in rows],
             )
             c.execute(
                 "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?)",

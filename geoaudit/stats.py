@@ -329,6 +329,15 @@ def mde_signed_rank(
         hit = np.abs(z) > z_crit if alternative == "two-sided" else z > z_crit
         return np.asarray(hit.mean(axis=1), dtype=float)
 
+    return _smallest_powered_shift(powers, x, alpha, power, alternative)
+
+
+def _smallest_powered_shift(
+    powers: Callable[[np.ndarray], np.ndarray], x: np.ndarray, alpha: float, power: float, alternative: str
+) -> float:
+    """The smallest shift whose simulated power (``powers``: shifts -> power per shift) reaches ``power``;
+    NaN when none within 4^8 times the starting guess does."""
+    n = x.size
     # Start from the t-test's MDE (the signed-rank test's efficiency is near 1 for such data) and
     # search a geometric grid around it, then a linear grid inside the bracket.
     guess = mde_paired(float(np.std(x, ddof=1)), n, alpha, power, alternative)

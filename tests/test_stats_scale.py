@@ -110,23 +110,8 @@ def _mde_by_sorting(x: np.ndarray, alpha: float, power: float, alternative: str,
         hit = np.abs(z) > z_crit if alternative == "two-sided" else z > z_crit
         return np.asarray(hit.mean(axis=1), dtype=float)
 
-    guess = stats.mde_paired(float(np.std(x, ddof=1)), n, alpha, power, alternative)
-    lo, hi = 0.0, guess if np.isfinite(guess) and guess > 0 else float(np.ptp(x)) / math.sqrt(n)
-    for _ in range(8):
-        grid = hi * np.geomspace(1 / 4, 4, 6)
-        pw = powers(grid)
-        if pw[-1] >= power:
-            k = int(np.argmax(pw >= power))
-            lo, hi = (grid[k - 1] if k else 0.0), grid[k]
-            break
-        lo, hi = grid[-1], grid[-1] * 4
-    else:
-        return math.nan
-    for _ in range(2):
-        grid = np.linspace(lo, hi, 7)[1:]
-        k = int(np.argmax(powers(grid) >= power))
-        lo, hi = (grid[k - 1] if k else lo), grid[k]
-    return float(hi)
+    # The search over shifts is shared; what differs (and is checked) is how the power is computed.
+    return stats._smallest_powered_shift(powers, x, alpha, power, alternative)
 
 
 def test_count_based_signed_rank_mde_equals_sorting_every_resample() -> None:

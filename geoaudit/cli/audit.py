@@ -124,7 +124,6 @@ def audit_command(
       geoaudit audit http://127.0.0.1:8000/page -q "..." -c http://127.0.0.1:8000/other --allow-private --budget quick
     """
     from geoaudit.audit import plan_audit, read_competitors_file
-    from geoaudit.errors import InputError
     from geoaudit.simulate import parse_rates
 
     check_output_dir(out, "--out")
@@ -148,12 +147,6 @@ def audit_command(
     rivals = list(competitor or [])
     if competitors is not None:
         rivals += read_competitors_file(competitors)
-    if not query:
-        raise InputError(
-            "no query given", hint='give the questions your page should answer: --query "..." (repeatable)'
-        )
-    if not rivals:
-        raise InputError("no competitor given", hint="add --competitor URL (repeatable) or --competitors FILE")
     s = settings(
         model=model,
         rewrite_model=rewrite_model,
@@ -168,7 +161,7 @@ def audit_command(
         )
 
     if dry_run:
-        plan = plan_audit(page, query, rivals, settings=s, options=options)
+        plan = plan_audit(page, query or [], rivals, settings=s, options=options)
         if json_out:
             console.print_json(json.dumps(plan.to_dict(), default=str))
         else:
@@ -181,7 +174,7 @@ def audit_command(
         if not plan.runnable:
             raise typer.Exit(1)
         return
-    result = _run(page, query, rivals, s, options, out)
+    result = _run(page, query or [], rivals, s, options, out)
     _print_result(result, json_out)
     if not result.simulated:
         err_console.print(
